@@ -1,0 +1,50 @@
+# mcp-warden developer entry points. `make help` lists the targets.
+# CARGO_TARGET_DIR is honoured when set in the environment (cargo reads it itself).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+export PEERS_DIR ?= $(CURDIR)/.peers
+PEERS_ENV := $(PEERS_DIR)/env.sh
+CARGO ?= cargo
+# cargo-nextest when installed, plain cargo test otherwise.
+TEST_CMD := $(if $(shell command -v cargo-nextest 2>/dev/null),$(CARGO) nextest run --workspace,$(CARGO) test --workspace)
+
+.PHONY: help peers build gen lint test e2e demo bench clean clean-peers
+
+help: ## list the targets
+	@awk -F':.*## ' '/^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+peers: ## install the third-party test peers into $PEERS_DIR (default .peers/; idempotent)
+	@scripts/peers.sh all
+
+build: ## build every crate in the workspace
+	$(CARGO) build --workspace
+
+gen: ## regenerate the CRD YAML from the Rust types
+	$(CARGO) run -q -p mcp-warden-crds --bin crdgen
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: peers ## lint, then run the workspace tests with the peers on PATH
+	@SECONDS=0; $(MAKE) lint; echo "== lint: $${SECONDS}s"
+	@. "$(PEERS_ENV)"; SECONDS=0; echo "+ $(TEST_CMD)"; $(TEST_CMD); echo "== tests: $${SECONDS}s"
+
+e2e: peers ## run the ignored end-to-end tests (they skip when there is no kube context)
+	. "$(PEERS_ENV)"; $(CARGO) test -p mcp-warden-e2e -- --ignored
+
+demo: ## run the demo
+	@if [[ -f scripts/demo.sh ]]; then bash scripts/demo.sh; else echo "the demo comes with the sidecar (issue 3)"; fi
+
+bench: ## run the benchmarks
+	@if [[ -f bench/run.sh ]]; then bash bench/run.sh; else echo "the benchmarks come with the benchmark issue"; fi
+
+clean: ## remove cargo build output
+	$(CARGO) clean
+
+clean-peers: ## remove the installed test peers ($PEERS_DIR)
+	rm -rf "$(PEERS_DIR)"

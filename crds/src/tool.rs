@@ -1,0 +1,275 @@
+//! `McpTool`: a team's MCP server, how its callers authenticate, and what each of its tools needs.
+
+use crate::common::*;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// An MCP server governed by mcp-warden, declared by the team that runs it.
+///
+/// The sidecar next to each pod matched by `server.selector` becomes this server's OAuth
+/// resource server: it validates callers' tokens against `authentication`, and lets a call reach
+/// a tool only when an `McpPolicy` grants it and the token carries the tool's `scopes`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "mcpwarden.io",
+    version = "v1alpha1",
+    kind = "McpTool",
+    doc = "An MCP server governed by mcp-warden: where it runs, who may authenticate to it, and what each of its tools requires.",
+    plural = "mcptools",
+    shortname = "mcpt",
+    namespaced,
+    cel,
+    derive = "Default",
+    derive = "PartialEq",
+    status = "McpToolStatus",
+    printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner"}"#,
+    printcolumn = r#"{"name":"Resource","type":"string","jsonPath":".spec.server.resource"}"#,
+    printcolumn = r#"{"name":"Pods","type":"integer","jsonPath":".status.governedPods"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpToolSpec {
+    /// The team or person accountable for this server (e.g. `team-payments`).
+    #[x_kube(validation = kube::core::Rule::new("self.trim() != ''").message("owner must not be empty"))]
+    #[schemars(length(max = 253))]
+    pub owner: String,
+    /// What the server is for, shown in access reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Where the server runs and the URI its callers know it by.
+    pub server: ServerSpec,
+    /// How callers prove who they are.
+    pub authentication: AuthenticationSpec,
+    /// What each tool requires. A tool the server exposes that no entry matches is governed by
+    /// `defaultAction`. Each name appears once.
+    #[serde(default)]
+    #[schemars(length(max = 512), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub tools: Vec<ToolSpec>,
+    /// What happens to tools that match no entry in `tools`: `Deny` (default) hides them from
+    /// every caller; `Allow` lets policies grant them with no tool-level scopes.
+    #[serde(default)]
+    pub default_action: DefaultAction,
+    /// A cap on calls to each tool of this server by all callers together, applied in addition
+    /// to per-client limits. A tool entry's own `rateLimit` takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Deny clients whose access review is overdue (see `McpClient.spec.review`), even when the
+    /// client itself does not ask for enforcement.
+    #[serde(default)]
+    pub enforce_reviews: bool,
+}
+
+/// Where the MCP server runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerSpec {
+    /// The pods that run this server; each gets the sidecar and this configuration. In
+    /// standalone mode (no cluster) the selector is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// The canonical URI clients use for this server (RFC 9728 `resource`). Access tokens must
+    /// name it in `aud`.
+    #[x_kube(validation = kube::core::Rule::new(RESOURCE_RULE).message(RESOURCE_MESSAGE))]
+    #[schemars(length(max = 2048))]
+    pub resource: String,
+    /// The MCP endpoint of the server inside the pod, which the sidecar forwards to.
+    #[serde(default = "default_upstream")]
+    #[x_kube(validation = kube::core::Rule::new(URL_RULE).message(URL_MESSAGE))]
+    #[schemars(length(max = 2048))]
+    pub upstream: String,
+}
+
+fn default_upstream() -> String {
+    "http://127.0.0.1:8080/mcp".to_owned()
+}
+
+/// How callers authenticate: bearer access tokens from one of the trusted issuers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthenticationSpec {
+    /// Trusted token issuers (OAuth 2.1 authorization servers, or the cluster's ServiceAccount
+    /// issuer). At least one.
+    #[x_kube(validation = kube::core::Rule::new("size(self) >= 1").message("at least one issuer is required"))]
+    #[schemars(length(max = 16))]
+    pub issuers: Vec<IssuerSpec>,
+    /// The longest lifetime (`exp - iat`) a token may have; longer-lived tokens are refused.
+    #[serde(default = "default_max_token_lifetime")]
+    #[x_kube(validation = kube::core::Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub max_token_lifetime: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway")]
+    #[x_kube(validation = kube::core::Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub clock_skew: String,
+}
+
+fn default_max_token_lifetime() -> String {
+    "1h".to_owned()
+}
+
+fn default_leeway() -> String {
+    "30s".to_owned()
+}
+
+/// A trusted token issuer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuerSpec {
+    /// The issuer identifier, compared exactly with the token's `iss`.
+    #[x_kube(validation = kube::core::Rule::new(URL_RULE).message(URL_MESSAGE))]
+    #[schemars(length(max = 2048))]
+    pub issuer: String,
+    /// Where the signing keys are. When unset, they are found through OIDC / RFC 8414
+    /// discovery from `issuer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new(URL_RULE).message(URL_MESSAGE))]
+    #[schemars(length(max = 2048))]
+    pub jwks_uri: Option<String>,
+    /// Audiences accepted besides `server.resource` (e.g. the ServiceAccount token audience).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub audiences: Vec<String>,
+    /// Signature algorithms accepted from this issuer. `none` and HMAC algorithms are never
+    /// accepted.
+    #[serde(default = "default_algorithms")]
+    #[x_kube(validation = kube::core::Rule::new("size(self) >= 1").message("at least one algorithm is required"))]
+    #[schemars(length(max = 8))]
+    pub algorithms: Vec<SigningAlgorithm>,
+    /// `Kubernetes` marks the cluster's ServiceAccount token issuer: its tokens identify clients
+    /// by ServiceAccount (`McpClient.spec.identity.serviceAccount`).
+    #[serde(default)]
+    pub kind: IssuerKind,
+}
+
+fn default_algorithms() -> Vec<SigningAlgorithm> {
+    vec![SigningAlgorithm::RS256, SigningAlgorithm::ES256]
+}
+
+/// What kind of tokens an issuer mints.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum IssuerKind {
+    /// OAuth 2.1 access tokens (RFC 9068 JWTs); clients are matched by `client_id` / `azp`.
+    #[default]
+    OAuth,
+    /// Kubernetes ServiceAccount tokens; clients are matched by ServiceAccount.
+    Kubernetes,
+}
+
+/// JWS algorithms accepted for access tokens (asymmetric only).
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum SigningAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// Ed25519.
+    EdDSA,
+}
+
+/// What one tool (or a family of tools, by glob) requires.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolSpec {
+    /// The tool name as the server lists it, or a glob (`*` matches any run of characters,
+    /// e.g. `refund_*`). When several entries match, the most specific (longest literal) wins.
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[A-Za-z0-9_.*/-]+$')").message("name must be a tool name or glob of letters, digits, '_', '-', '.', '/' and '*'"))]
+    #[schemars(length(max = 128))]
+    pub name: String,
+    /// OAuth scopes the caller's token must carry to call the tool (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new(SCOPES_RULE).message(SCOPES_MESSAGE))]
+    #[schemars(length(max = 32))]
+    pub scopes: Vec<String>,
+    /// How much damage a wrong call can do; reported in audit records and access reviews.
+    #[serde(default)]
+    pub risk: Risk,
+    /// A cap on calls to this tool by all callers together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// What audit records keep of this tool's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<ToolAuditSpec>,
+}
+
+/// How much damage a wrong call to a tool can do.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum Risk {
+    /// Reads public or low-value data.
+    #[default]
+    Low,
+    /// Reads sensitive data.
+    Medium,
+    /// Changes state (writes, payments, messages sent).
+    High,
+    /// Irreversible or high-value changes.
+    Critical,
+}
+
+/// What audit records keep of a tool's calls.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolAuditSpec {
+    /// Argument fields replaced by a keyed hash in audit records: JSON pointers into the
+    /// arguments (`/card/number`) or bare key names matched at any depth (`password`). Equal
+    /// values hash equally, so they still correlate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new("self.all(p, p.startsWith('/') || p.matches('^[^/]+$'))").message("each entry must be a JSON pointer starting with '/' or a bare key name"))]
+    #[schemars(length(max = 64))]
+    pub redact: Vec<String>,
+    /// Also record the tool's response content (with the same redaction).
+    #[serde(default)]
+    pub capture_response: bool,
+}
+
+/// What happens to tools that match no entry in `McpTool.spec.tools`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum DefaultAction {
+    /// Undeclared tools are hidden from every caller and cannot be called.
+    #[default]
+    Deny,
+    /// Undeclared tools can be granted by policies; they need no tool-level scopes.
+    Allow,
+}
+
+/// Observed state of an `McpTool`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct McpToolStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the spec is valid and governed pods enforce it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// How many pods run this server behind a sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governed_pods: Option<i32>,
+    /// Tools the upstream server lists, as reported by its sidecars.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools_seen: Vec<String>,
+    /// Tools the upstream lists that no entry in `spec.tools` matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undeclared_tools: Vec<String>,
+}

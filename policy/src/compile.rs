@@ -1,0 +1,502 @@
+//! `compile(Bundle) → RuleSet`: the indexed form `decide` reads on every request.
+//!
+//! ```text
+//! Bundle{tools, clients, policies}
+//!   ├─ McpTool      → server, issuers, tool entries (exact map + globs by specificity)
+//!   ├─ McpClient    → clients, indexed by (issuer, client_id) and by ServiceAccount
+//!   └─ McpPolicy    → grants per client: exact tool names → policies, plus glob grants
+//! ```
+//!
+//! Lookups cost the same with 10 or 10,000 clients: a request finds its client by hash, then
+//! only that client's grants are scanned.
+
+use crate::{
+    Kind, ObjectRef,
+    bundle::{Bundle, granted_clients},
+    duration,
+    glob::Glob,
+    inventory::{Inventory, key},
+    lifecycle,
+};
+use jiff::Timestamp;
+use mcp_warden_crds::{
+    DefaultAction, IssuerKind, McpTool, PolicyMode, RateLimit, Risk, SigningAlgorithm,
+    ToolAuditSpec,
+};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+/// A bundle that cannot be enforced at all. The sidecar keeps its previous RuleSet.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// No McpTool governs this workload.
+    #[error(
+        "no McpTool applies to this workload: check the McpTool's server.selector against the pod's labels"
+    )]
+    NoTool,
+    /// Several McpTools claim the workload.
+    #[error(
+        "several McpTools apply to this workload ({0}): a pod runs one MCP server, so exactly one McpTool must select it"
+    )]
+    AmbiguousTool(String),
+    /// A field the CRD validation should have rejected.
+    #[error("{object}: {path}: {message}")]
+    Invalid {
+        /// The object at fault.
+        object: ObjectRef,
+        /// The field.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A cross-object problem, reported as a status condition on `object` (never fatal).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// The object whose status should carry it.
+    pub object: ObjectRef,
+    /// The condition type (`ResolvedRefs`, `Accepted`).
+    pub condition: &'static str,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+/// A rate with a burst, compiled from a `RateLimit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Calls per `period`.
+    pub requests: u32,
+    /// The period.
+    pub period: Duration,
+    /// Calls allowed back to back.
+    pub burst: u32,
+}
+
+/// A trusted issuer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issuer {
+    /// `iss`.
+    pub issuer: String,
+    /// Where the keys are; discovery when `None`.
+    pub jwks_uri: Option<String>,
+    /// Accepted audiences (always including the server's resource URI first).
+    pub audiences: Vec<String>,
+    /// Accepted algorithms.
+    pub algorithms: Vec<SigningAlgorithm>,
+    /// OAuth or Kubernetes ServiceAccount tokens.
+    pub kind: IssuerKind,
+}
+
+/// What one tool entry of the McpTool requires.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolEntry {
+    /// The name or glob as written.
+    pub pattern: Glob,
+    /// Scopes the token must carry.
+    pub scopes: Vec<String>,
+    /// Declared risk.
+    pub risk: Risk,
+    /// Cap on calls by all callers.
+    pub rate_limit: Option<Rate>,
+    /// Audit redaction and capture.
+    pub audit: Option<ToolAuditSpec>,
+}
+
+/// A compiled McpClient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Client {
+    /// The McpClient.
+    pub object: ObjectRef,
+    /// Its owner.
+    pub owner: String,
+    /// Required `sub`, when set.
+    pub subject: Option<String>,
+    /// Issuer constraint for ServiceAccount identities.
+    pub issuer: Option<String>,
+    /// `spec.suspended`.
+    pub suspended: bool,
+    /// `spec.suspensionReason`.
+    pub suspension_reason: Option<String>,
+    /// `spec.expiresAt`.
+    pub expires_at: Option<Timestamp>,
+    /// When the access review is due.
+    pub review_due: Option<Timestamp>,
+    /// Whether an overdue review denies calls (client or tool asks for it).
+    pub review_enforced: bool,
+    /// Tokens issued before this are refused.
+    pub revoke_before: Option<Timestamp>,
+    /// Client-wide rate.
+    pub rate_limit: Option<Rate>,
+    /// Client-wide calls per UTC day.
+    pub daily_calls: Option<u64>,
+    /// Suspend when running away.
+    pub suspend_on_runaway: bool,
+    /// Grants: exact tool names → policy indexes, and glob grants.
+    grants_exact: HashMap<String, Vec<usize>>,
+    grants_glob: Vec<(Glob, usize)>,
+}
+
+/// A compiled McpPolicy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// The McpPolicy.
+    pub object: ObjectRef,
+    /// Enforce or Audit.
+    pub mode: PolicyMode,
+    /// Extra scopes.
+    pub scopes: Vec<String>,
+    /// Per client per tool rate.
+    pub rate_limit: Option<Rate>,
+    /// Per client per tool calls per UTC day.
+    pub daily_quota: Option<u64>,
+}
+
+/// Everything `decide` needs for one governed server, indexed for per-request lookups.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleSet {
+    /// The bundle version this was compiled from.
+    pub version: String,
+    /// The McpTool.
+    pub tool: ObjectRef,
+    /// Canonical resource URI (token audience, PRM `resource`).
+    pub resource: String,
+    /// Upstream MCP endpoint.
+    pub upstream: String,
+    /// Trusted issuers.
+    pub issuers: Vec<Issuer>,
+    /// Longest accepted token lifetime.
+    pub max_token_lifetime: Duration,
+    /// Tolerated clock skew.
+    pub clock_skew: Duration,
+    /// Tool entries in order of precedence (exact names first, then globs by specificity).
+    pub entries: Vec<ToolEntry>,
+    /// What undeclared tools get.
+    pub default_action: DefaultAction,
+    /// Per-tool cap for all callers (McpTool-wide).
+    pub tool_rate_limit: Option<Rate>,
+    /// Clients.
+    pub clients: Vec<Client>,
+    /// Policies.
+    pub policies: Vec<Policy>,
+    /// Cross-object problems found while compiling.
+    pub problems: Vec<Problem>,
+    entries_exact: HashMap<String, usize>,
+    by_client_id: HashMap<(String, String), Vec<usize>>,
+    by_service_account: HashMap<(String, String), Vec<usize>>,
+}
+
+impl RuleSet {
+    /// The tool entry governing `tool`: the exact entry, else the most specific glob.
+    pub fn entry(&self, tool: &str) -> Option<&ToolEntry> {
+        if let Some(&i) = self.entries_exact.get(tool) {
+            return Some(&self.entries[i]);
+        }
+        self.entries
+            .iter()
+            .find(|e| !e.pattern.is_literal() && e.pattern.matches(tool))
+    }
+
+    /// Clients whose `clientId` identity matches.
+    pub(crate) fn clients_by_id(&self, issuer: &str, client_id: &str) -> &[usize] {
+        self.by_client_id
+            .get(&(issuer.to_owned(), client_id.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Clients whose ServiceAccount identity matches.
+    pub(crate) fn clients_by_service_account(&self, namespace: &str, name: &str) -> &[usize] {
+        self.by_service_account
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+impl Client {
+    /// Policy indexes granting `tool` to this client.
+    pub fn grants_for<'a>(&'a self, tool: &str) -> impl Iterator<Item = usize> + 'a {
+        let exact = self.grants_exact.get(tool).into_iter().flatten().copied();
+        let tool = tool.to_owned();
+        exact.chain(
+            self.grants_glob
+                .iter()
+                .filter(move |(g, _)| g.matches(&tool))
+                .map(|(_, p)| *p),
+        )
+    }
+}
+
+fn rate(
+    object: &ObjectRef,
+    path: &str,
+    limit: Option<&RateLimit>,
+) -> Result<Option<Rate>, CompileError> {
+    let Some(limit) = limit else { return Ok(None) };
+    let period = duration::parse(&limit.period).map_err(|message| CompileError::Invalid {
+        object: object.clone(),
+        path: format!("{path}.period"),
+        message,
+    })?;
+    if limit.requests == 0 || period.is_zero() {
+        return Err(CompileError::Invalid {
+            object: object.clone(),
+            path: path.to_owned(),
+            message: "a rate limit needs requests >= 1 and a positive period".into(),
+        });
+    }
+    Ok(Some(Rate {
+        requests: limit.requests,
+        period,
+        burst: limit.burst.unwrap_or(limit.requests).max(1),
+    }))
+}
+
+fn parse_duration(object: &ObjectRef, path: &str, text: &str) -> Result<Duration, CompileError> {
+    duration::parse(text).map_err(|message| CompileError::Invalid {
+        object: object.clone(),
+        path: path.to_owned(),
+        message,
+    })
+}
+
+/// Compiles a bundle holding exactly one McpTool.
+pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
+    let tool: &McpTool = match bundle.tools.as_slice() {
+        [] => return Err(CompileError::NoTool),
+        [one] => one,
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|t| format!("{}/{}", key(&t.metadata).0, key(&t.metadata).1))
+                .collect();
+            return Err(CompileError::AmbiguousTool(names.join(", ")));
+        }
+    };
+    let (tool_ns, tool_name) = key(&tool.metadata);
+    let tool_ref = ObjectRef::new(Kind::McpTool, &tool_ns, &tool_name);
+    let spec = &tool.spec;
+    let mut problems = Vec::new();
+
+    let issuers = spec
+        .authentication
+        .issuers
+        .iter()
+        .map(|i| {
+            let mut audiences = vec![spec.server.resource.clone()];
+            audiences.extend(
+                i.audiences
+                    .iter()
+                    .filter(|a| **a != spec.server.resource)
+                    .cloned(),
+            );
+            Issuer {
+                issuer: i.issuer.clone(),
+                jwks_uri: i.jwks_uri.clone(),
+                audiences,
+                algorithms: i.algorithms.clone(),
+                kind: i.kind,
+            }
+        })
+        .collect();
+
+    let mut entries = Vec::with_capacity(spec.tools.len());
+    for (i, t) in spec.tools.iter().enumerate() {
+        entries.push(ToolEntry {
+            pattern: Glob::new(&t.name),
+            scopes: t.scopes.clone(),
+            risk: t.risk,
+            rate_limit: rate(
+                &tool_ref,
+                &format!("spec.tools[{i}].rateLimit"),
+                t.rate_limit.as_ref(),
+            )?,
+            audit: t.audit.clone(),
+        });
+    }
+    // Exact names first; globs by specificity (longest literal first), ties by pattern text.
+    entries.sort_by(|a, b| {
+        (
+            !a.pattern.is_literal(),
+            std::cmp::Reverse(a.pattern.specificity()),
+            a.pattern.as_str(),
+        )
+            .cmp(&(
+                !b.pattern.is_literal(),
+                std::cmp::Reverse(b.pattern.specificity()),
+                b.pattern.as_str(),
+            ))
+    });
+    let entries_exact = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.pattern.is_literal())
+        .map(|(i, e)| (e.pattern.as_str().to_owned(), i))
+        .collect();
+
+    // Clients, in bundle order (sorted by key), indexed by identity.
+    let mut clients = Vec::with_capacity(bundle.clients.len());
+    let mut index_of = HashMap::with_capacity(bundle.clients.len());
+    let mut by_client_id: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    let mut by_service_account: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for c in &bundle.clients {
+        let (ns, name) = key(&c.metadata);
+        let object = ObjectRef::new(Kind::McpClient, &ns, &name);
+        let idx = clients.len();
+        let id = &c.spec.identity;
+        if let (Some(issuer), Some(client_id)) = (&id.issuer, &id.client_id) {
+            by_client_id
+                .entry((issuer.clone(), client_id.clone()))
+                .or_default()
+                .push(idx);
+        }
+        if let Some(sa) = &id.service_account {
+            let sa_ns = sa.namespace.clone().unwrap_or_else(|| ns.clone());
+            by_service_account
+                .entry((sa_ns, sa.name.clone()))
+                .or_default()
+                .push(idx);
+        }
+        let quota = c.spec.quota.as_ref();
+        clients.push(Client {
+            owner: c.spec.owner.clone(),
+            subject: id.subject.clone(),
+            issuer: id.issuer.clone(),
+            suspended: c.spec.suspended,
+            suspension_reason: c.spec.suspension_reason.clone(),
+            expires_at: c.spec.expires_at.as_ref().map(|t| t.0),
+            review_due: lifecycle::review_due(c),
+            review_enforced: spec.enforce_reviews
+                || c.spec.review.as_ref().is_some_and(|r| r.enforce),
+            revoke_before: c.spec.revoke_tokens_issued_before.as_ref().map(|t| t.0),
+            rate_limit: rate(
+                &object,
+                "spec.quota.rateLimit",
+                quota.and_then(|q| q.rate_limit.as_ref()),
+            )?,
+            daily_calls: quota.and_then(|q| q.daily_calls),
+            suspend_on_runaway: quota.is_some_and(|q| q.suspend_on_runaway),
+            grants_exact: HashMap::new(),
+            grants_glob: Vec::new(),
+            object,
+        });
+        index_of.insert((ns, name), idx);
+    }
+    for (identity, matched) in by_client_id.iter().chain(by_service_account.iter()) {
+        if matched.len() > 1 {
+            let names: Vec<String> = matched
+                .iter()
+                .map(|&i| clients[i].object.to_string())
+                .collect();
+            for &i in matched {
+                problems.push(Problem {
+                    object: clients[i].object.clone(),
+                    condition: "Ready",
+                    reason: "AmbiguousIdentity",
+                    message: format!(
+                        "identity {}/{} is claimed by several McpClients ({}); their tokens are refused until only one claims it",
+                        identity.0,
+                        identity.1,
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+
+    // Policies: resolve clients (within the bundle) and index their grants of this tool.
+    let local = Inventory {
+        clients: bundle
+            .clients
+            .iter()
+            .map(|c| (key(&c.metadata), c.clone()))
+            .collect(),
+        ..Inventory::default()
+    };
+    let mut policies = Vec::with_capacity(bundle.policies.len());
+    for p in &bundle.policies {
+        let (ns, name) = key(&p.metadata);
+        let object = ObjectRef::new(Kind::McpPolicy, &ns, &name);
+        let idx = policies.len();
+        let granted = granted_clients(&local, &ns, &p.spec);
+        if !granted.missing.is_empty() {
+            problems.push(Problem {
+                object: object.clone(),
+                condition: "ResolvedRefs",
+                reason: "ClientNotFound",
+                message: format!("McpClients not found: {}", granted.missing.join(", ")),
+            });
+        }
+        let patterns: Vec<Glob> = p
+            .spec
+            .tools
+            .iter()
+            .filter(|g| ns == tool_ns && g.tool_ref == tool_name)
+            .flat_map(|g| g.names.iter().map(Glob::new))
+            .collect();
+        for client_key in &granted.found {
+            let Some(&ci) = index_of.get(client_key) else {
+                continue;
+            };
+            for pattern in &patterns {
+                if pattern.is_literal() {
+                    clients[ci]
+                        .grants_exact
+                        .entry(pattern.as_str().to_owned())
+                        .or_default()
+                        .push(idx);
+                } else {
+                    clients[ci].grants_glob.push((pattern.clone(), idx));
+                }
+            }
+        }
+        policies.push(Policy {
+            rate_limit: rate(&object, "spec.rateLimit", p.spec.rate_limit.as_ref())?,
+            daily_quota: p.spec.daily_quota,
+            mode: p.spec.mode,
+            scopes: p.spec.scopes.clone(),
+            object,
+        });
+    }
+    problems.sort();
+
+    Ok(RuleSet {
+        version: bundle.version.clone(),
+        resource: spec.server.resource.clone(),
+        upstream: spec.server.upstream.clone(),
+        issuers,
+        max_token_lifetime: parse_duration(
+            &tool_ref,
+            "spec.authentication.maxTokenLifetime",
+            &spec.authentication.max_token_lifetime,
+        )?,
+        clock_skew: parse_duration(
+            &tool_ref,
+            "spec.authentication.clockSkew",
+            &spec.authentication.clock_skew,
+        )?,
+        entries,
+        default_action: spec.default_action,
+        tool_rate_limit: rate(&tool_ref, "spec.rateLimit", spec.rate_limit.as_ref())?,
+        clients,
+        policies,
+        problems,
+        entries_exact,
+        by_client_id,
+        by_service_account,
+        tool: tool_ref,
+    })
+}
+
+/// Summary counts, for logs and metrics.
+pub fn summary(rules: &RuleSet) -> BTreeMap<&'static str, usize> {
+    BTreeMap::from([
+        ("tools", rules.entries.len()),
+        ("clients", rules.clients.len()),
+        ("policies", rules.policies.len()),
+        ("problems", rules.problems.len()),
+    ])
+}

@@ -1,0 +1,32 @@
+//! Pure policy logic for mcp-warden: no I/O, no async runtime.
+//!
+//! ```text
+//! YAML/JSON ──load──► Resource ──apply──► Inventory ──select(workload)──► Bundle{version}
+//!                                                                            │ (operator pushes it,
+//!                                                                            │  or file mode builds it)
+//!                                                                            ▼
+//!        Decision ◄──decide(principal, call, now)── RuleSet ◄──compile──── Bundle
+//! ```
+//!
+//! The operator and the sidecar run exactly this code, so a file-mode sidecar and an
+//! operator-fed one enforce the same thing for the same CRs (same `Bundle::version`).
+
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod compile;
+pub mod decide;
+pub mod duration;
+pub mod glob;
+pub mod inventory;
+pub mod lifecycle;
+pub mod load;
+pub mod resource;
+pub mod selector;
+
+pub use bundle::{Bundle, Workload, bundle_for_tools, select};
+pub use compile::{CompileError, Problem, RuleSet, compile};
+pub use decide::{Call, Caller, Decision, Principal, authenticate, decide};
+pub use inventory::Inventory;
+pub use load::{LoadError, LoadErrors, load};
+pub use resource::{DEFAULT_NAMESPACE, Kind, ObjectRef, Resource};

@@ -1,0 +1,184 @@
+//! Helpers shared by the workspace-level tests in `tests/tests/`: where the repository and the
+//! third-party test peers are, which files to look at, and the CRD schemas as JSON.
+//!
+//! The tests themselves are integration tests (`cargo test -p mcp-warden-tests`):
+//!
+//! | test | checks |
+//! | --- | --- |
+//! | `crd_yaml` | the committed CRD YAML equals what the Rust types generate (`REFRESH_GOLDEN=1` rewrites it) |
+//! | `kubernetes_validate` | the CRD YAML passes `kubernetes-validate --strict` for Kubernetes 1.29 and 1.36 |
+//! | `examples` | every configuration under `examples/` loads, and validates against the CRD schemas |
+//! | `broken_samples` | every fixture under `tests/fixtures/broken/` is rejected at the field it names |
+
+#![forbid(unsafe_code)]
+
+use serde_json::Value;
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
+
+/// The folders, relative to the repository root, that hold the generated CRD YAML.
+pub const CRD_DIRS: [&str; 2] = ["crds/manifests", "charts/mcp-warden/crds"];
+
+/// The Kubernetes versions the CRDs are checked against: the oldest we support and the API
+/// version k8s-openapi is built for.
+pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.36.0"];
+
+/// The root of the repository (the workspace).
+pub fn repo_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here
+        .parent()
+        .expect("the tests crate lives in a folder of the workspace");
+    root.canonicalize().unwrap_or_else(|_| root.to_path_buf())
+}
+
+/// Where `scripts/peers.sh` (`make peers`) installs the third-party test peers: `$PEERS_DIR`
+/// when set (a relative path is taken from the repository root, as `make` would), else
+/// `<repo>/.peers`.
+pub fn peers_dir() -> PathBuf {
+    match env::var_os("PEERS_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                repo_root().join(dir)
+            }
+        }
+        None => repo_root().join(".peers"),
+    }
+}
+
+/// The `kubernetes-validate` CLI (PyPI `kubernetes-validate==1.37.0`) in the peers' venv.
+///
+/// # Errors
+///
+/// A message telling the reader to run `make peers` when it is not installed.
+pub fn kubernetes_validate() -> Result<PathBuf, String> {
+    let bin = peers_dir().join("venv/bin/kubernetes-validate");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "kubernetes-validate is not installed at {}: run `make peers` (it installs the pinned \
+             kubernetes-validate into $PEERS_DIR/venv; set PEERS_DIR if the peers live elsewhere)",
+            bin.display()
+        ))
+    }
+}
+
+/// Reads a file as UTF-8, panicking with its path.
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// `path` relative to the repository root, for messages.
+pub fn display(path: &Path) -> String {
+    path.strip_prefix(repo_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Every `*.yaml` / `*.yml` file under `dir`, recursively, sorted.
+pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries =
+            fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The folders directly under `dir`, sorted.
+pub fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let mut dirs: Vec<_> = entries
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Every document of a multi-document YAML text as JSON, empty documents left out.
+pub fn yaml_documents(source: &str, text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .enumerate()
+        .map(|(i, document)| {
+            serde::Deserialize::deserialize(document)
+                .unwrap_or_else(|e| panic!("{source}: document {} is not valid YAML: {e}", i + 1))
+        })
+        .filter(|value: &Value| !value.is_null())
+        .collect()
+}
+
+/// The `openAPIV3Schema` of the served version of the CRD for `kind`, straight from the Rust
+/// types (not through the loader).
+pub fn crd_schema(kind: &str) -> Option<Value> {
+    mcp_warden_crds::crds().into_iter().find_map(|(_, crd)| {
+        if crd.spec.names.kind != kind {
+            return None;
+        }
+        let crd = serde_json::to_value(&crd).expect("a CRD serializes to JSON");
+        crd.pointer("/spec/versions")?
+            .as_array()?
+            .iter()
+            .find(|v| v.get("name").and_then(Value::as_str) == Some(mcp_warden_crds::VERSION))?
+            .pointer("/schema/openAPIV3Schema")
+            .cloned()
+    })
+}
+
+/// A copy of a CRD schema in which every object with declared `properties` (outside
+/// `metadata`) rejects undeclared ones, as `kubectl apply --validate=strict` would: the API
+/// server silently prunes them, which hides typos.
+pub fn closed_schema(schema: &Value) -> Value {
+    fn close(schema: &mut Value) {
+        let Some(map) = schema.as_object_mut() else {
+            return;
+        };
+        if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        }
+        for (key, child) in map.iter_mut() {
+            match key.as_str() {
+                "properties" => child
+                    .as_object_mut()
+                    .into_iter()
+                    .flat_map(|p| p.values_mut())
+                    .for_each(close),
+                "items" | "additionalProperties" => close(child),
+                "allOf" | "anyOf" | "oneOf" => {
+                    child.as_array_mut().into_iter().flatten().for_each(close)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut closed = schema.clone();
+    if let Some(props) = closed.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, prop) in props.iter_mut() {
+            if name != "metadata" {
+                close(prop);
+            }
+        }
+    }
+    closed
+}
