@@ -114,6 +114,8 @@ pub struct Client {
     pub object: ObjectRef,
     /// Its owner.
     pub owner: String,
+    /// The OAuth client id, for `clientId` identities.
+    pub client_id: Option<String>,
     /// Required `sub`, when set.
     pub subject: Option<String>,
     /// Issuer constraint for ServiceAccount identities.
@@ -363,6 +365,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         let quota = c.spec.quota.as_ref();
         clients.push(Client {
             owner: c.spec.owner.clone(),
+            client_id: id.client_id.clone(),
             subject: id.subject.clone(),
             issuer: id.issuer.clone(),
             suspended: c.spec.suspended,

@@ -1,19 +1,11 @@
 //! `mcp-warden-sidecar`: the governing proxy in front of one MCP server.
-//!
-//! Today: `check --config <file|dir>` validates a standalone configuration exactly as `run`
-//! will compile it, printing every problem with its field path.
 
 use clap::{Parser, Subcommand};
+use mcp_warden_sidecar::config;
 use std::{path::PathBuf, process::ExitCode};
 
-mod config;
-
 #[derive(Debug, Parser)]
-#[command(
-    name = "mcp-warden-sidecar",
-    version,
-    about = "Governs an MCP server: identity, per-tool authorization, quotas, audit"
-)]
+#[command(name = "mcp-warden-sidecar", version, about = "Governs an MCP server: identity, per-tool authorization, quotas, audit")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,10 +35,7 @@ fn main() -> ExitCode {
             workload,
             labels,
         } => {
-            let selection = match workload
-                .as_deref()
-                .map(|w| config::workload(w, labels.as_deref()))
-            {
+            let selection = match workload.as_deref().map(|w| config::workload(w, labels.as_deref())) {
                 None => config::Selection::OnlyTool,
                 Some(Ok(w)) => config::Selection::Workload(w),
                 Some(Err(e)) => {
@@ -68,10 +57,7 @@ fn main() -> ExitCode {
                             bundle.version
                         );
                         for p in &rules.problems {
-                            println!(
-                                "warning: {}: {} ({}): {}",
-                                p.object, p.condition, p.reason, p.message
-                            );
+                            println!("warning: {}: {} ({}): {}", p.object, p.condition, p.reason, p.message);
                         }
                     }
                     ExitCode::SUCCESS

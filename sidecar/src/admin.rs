@@ -1,0 +1,1 @@
+//! Admin endpoints: /ready, /live, /metrics.

@@ -1,0 +1,1 @@
+//! The MCP Streamable HTTP proxy.

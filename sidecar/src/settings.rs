@@ -1,0 +1,34 @@
+//! Runtime settings from the command line (everything that is not a CR).
+
+use std::{net::SocketAddr, time::Duration};
+
+/// How the sidecar runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where MCP clients connect.
+    pub listen: SocketAddr,
+    /// `--upstream`: overrides the McpTool's `server.upstream`.
+    pub upstream_override: Option<String>,
+    /// `--public-url`: the canonical resource URI when it differs from the McpTool's.
+    pub public_url: Option<String>,
+    /// `--anonymous-client` (tests only, loopback only): tokenless requests act as this McpClient
+    /// (`namespace/name` or `name`), holding every scope the rules mention.
+    pub anonymous_client: Option<String>,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Longest wait for upstream response headers. Streams, once started, have no timeout.
+    pub upstream_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream_override: None,
+            public_url: None,
+            anonymous_client: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            upstream_timeout: Duration::from_secs(300),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The live RuleSet, swapped atomically on reload. Requests take a snapshot (`Arc`) at their
+//! start and keep it to the end, so a reload never changes the rules under a request.
+
+use arc_swap::ArcSwapOption;
+use mcp_warden_policy::{Bundle, RuleSet};
+use std::sync::Arc;
+
+/// One enforced configuration.
+#[derive(Debug)]
+pub struct Active {
+    /// The compiled rules.
+    pub rules: RuleSet,
+    /// The bundle they were compiled from.
+    pub bundle: Bundle,
+}
+
+/// The configuration in force; `None` until the first valid one (then everything is denied
+/// and `/ready` says not ready).
+#[derive(Debug, Default)]
+pub struct Live {
+    current: ArcSwapOption<Active>,
+}
+
+impl Live {
+    /// The rules in force now.
+    pub fn current(&self) -> Option<Arc<Active>> {
+        self.current.load_full()
+    }
+
+    /// Installs a new configuration; returns whether the version changed.
+    pub fn install(&self, active: Active) -> bool {
+        let changed = self
+            .current
+            .load()
+            .as_ref()
+            .is_none_or(|old| old.bundle.version != active.bundle.version);
+        self.current.store(Some(Arc::new(active)));
+        changed
+    }
+
+    /// Whether a valid configuration is in force.
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some()
+    }
+}
