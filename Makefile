@@ -37,8 +37,8 @@ test: peers ## lint, then run the workspace tests with the peers on PATH
 e2e: peers ## run the ignored end-to-end tests (they skip when there is no kube context)
 	. "$(PEERS_ENV)"; $(CARGO) test -p mcp-warden-e2e -- --ignored
 
-demo: ## run the demo
-	@if [[ -f scripts/demo.sh ]]; then bash scripts/demo.sh; else echo "the demo comes with the sidecar (issue 3)"; fi
+demo: peers ## the main job: a standalone sidecar in front of a real MCP server, calls allowed and denied
+	@bash scripts/demo.sh
 
 bench: ## run the benchmarks
 	@if [[ -f bench/run.sh ]]; then bash bench/run.sh; else echo "the benchmarks come with the benchmark issue"; fi

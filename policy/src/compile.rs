@@ -66,6 +66,11 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Annotation on an McpClient by which a person clears a runaway suspension: an RFC 3339
+/// timestamp; runaway flags raised before it are lifted. An unparseable value is ignored and
+/// reported as a `Ready`/`InvalidAnnotation` problem.
+pub const RUNAWAY_CLEARED_AT_ANNOTATION: &str = "mcpwarden.io/runaway-cleared-at";
+
 /// A rate with a burst, compiled from a `RateLimit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
@@ -138,6 +143,9 @@ pub struct Client {
     pub daily_calls: Option<u64>,
     /// Suspend when running away.
     pub suspend_on_runaway: bool,
+    /// When a person last cleared a runaway suspension: the annotation
+    /// [`RUNAWAY_CLEARED_AT_ANNOTATION`] (RFC 3339). Runaway flags raised before it are lifted.
+    pub runaway_cleared_at: Option<Timestamp>,
     /// Grants: exact tool names → policy indexes, and glob grants.
     grants_exact: HashMap<String, Vec<usize>>,
     grants_glob: Vec<(Glob, usize)>,
@@ -363,6 +371,25 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
                 .push(idx);
         }
         let quota = c.spec.quota.as_ref();
+        let runaway_cleared_at = c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RUNAWAY_CLEARED_AT_ANNOTATION))
+            .and_then(|text| match text.parse::<Timestamp>() {
+                Ok(at) => Some(at),
+                Err(error) => {
+                    problems.push(Problem {
+                        object: object.clone(),
+                        condition: "Ready",
+                        reason: "InvalidAnnotation",
+                        message: format!(
+                            "annotation {RUNAWAY_CLEARED_AT_ANNOTATION}: {text:?} is not an RFC 3339 timestamp ({error}); it is ignored"
+                        ),
+                    });
+                    None
+                }
+            });
         clients.push(Client {
             owner: c.spec.owner.clone(),
             client_id: id.client_id.clone(),
@@ -382,6 +409,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
             )?,
             daily_calls: quota.and_then(|q| q.daily_calls),
             suspend_on_runaway: quota.is_some_and(|q| q.suspend_on_runaway),
+            runaway_cleared_at,
             grants_exact: HashMap::new(),
             grants_glob: Vec::new(),
             object,

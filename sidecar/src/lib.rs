@@ -15,10 +15,14 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod proxy;
+pub mod quota;
 pub mod reload;
 pub mod settings;
 pub mod state;
+pub mod stream;
+pub mod tls;

@@ -1,72 +1,292 @@
 //! `mcp-warden-sidecar`: the governing proxy in front of one MCP server.
+//!
+//! `run` (standalone: `--config`) serves MCP clients and enforces the CRs; `check` validates a
+//! configuration exactly as `run` would compile it.
 
-use clap::{Parser, Subcommand};
-use mcp_warden_sidecar::config;
-use std::{path::PathBuf, process::ExitCode};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mcp_warden_sidecar::{
+    admin, auth::Authenticator, config, metrics::Metrics, proxy, reload, settings::Settings, state::Live, stream, tls,
+};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 #[derive(Debug, Parser)]
 #[command(name = "mcp-warden-sidecar", version, about = "Governs an MCP server: identity, per-tool authorization, quotas, audit")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a standalone configuration (CR YAML file or folder) and exit.
+    /// Serve MCP clients in front of the upstream server (the default).
+    Run(RunArgs),
+    /// Validate a standalone configuration (CR YAML file or folder) and exit: 0 valid, 1 invalid.
     Check {
         /// The McpTool/McpClient/McpPolicy YAML file, or a folder of them.
         #[arg(long)]
         config: PathBuf,
-        /// Select the McpTool by pod: `<namespace>/<name>` (default: the only McpTool).
-        #[arg(long)]
-        workload: Option<String>,
-        /// The workload's labels, `k=v,k2=v2`, matched against `server.selector`.
-        #[arg(long, requires = "workload")]
-        labels: Option<String>,
+        #[command(flatten)]
+        select: SelectArgs,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+struct SelectArgs {
+    /// Select the McpTool by pod: `<namespace>/<name>` (default: the only McpTool of the config).
+    #[arg(long)]
+    workload: Option<String>,
+    /// The workload's labels, `k=v,k2=v2`, matched against each McpTool's `server.selector`.
+    #[arg(long, requires = "workload")]
+    labels: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct RunArgs {
+    /// Standalone mode: the CR YAML file (or folder) to enforce; reloaded when it changes.
+    #[arg(long, conflicts_with = "operator")]
+    config: Option<PathBuf>,
+    /// Operator mode: the operator's push API base URL; bundles stream from there.
+    #[arg(long)]
+    operator: Option<String>,
+    /// Operator mode: this pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pod_namespace: Option<String>,
+    /// Operator mode: this pod's name.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// Operator mode: this pod's labels `k=v,…` (for an operator without Pod watches).
+    #[arg(long, requires = "operator")]
+    pod_labels: Option<String>,
+    /// Operator mode: file with the bearer token for the operator (projected ServiceAccount token).
+    #[arg(long, requires = "operator")]
+    token_file: Option<PathBuf>,
+    /// Operator mode: where the last good bundle is kept across restarts (an emptyDir).
+    #[arg(long, requires = "operator")]
+    state_dir: Option<PathBuf>,
+    /// Operator mode: reconnect when the operator sends nothing (not even a heartbeat) this long.
+    #[arg(long, default_value_t = 30)]
+    operator_idle_timeout_seconds: u64,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Where MCP clients connect.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// The admin endpoints (/ready, /live, /metrics).
+    #[arg(long, default_value = "0.0.0.0:9901")]
+    admin_listen: SocketAddr,
+    /// The upstream MCP endpoint (overrides the McpTool's server.upstream).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// The canonical resource URI clients use, when it differs from the McpTool's server.resource.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Longest wait for the upstream's response headers, in seconds (streams are not limited).
+    #[arg(long, default_value_t = 300)]
+    upstream_timeout_seconds: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+    /// TESTS ONLY: requests without a token act as this McpClient (`namespace/name` or `name`),
+    /// holding every scope. Refused unless --listen is a loopback address.
+    #[arg(long)]
+    anonymous_client: Option<String>,
+    /// Write `{"listen": "...", "admin": "..."}` here once both ports are bound.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+fn selection(args: &SelectArgs) -> Result<config::Selection, String> {
+    match args.workload.as_deref() {
+        None => Ok(config::Selection::OnlyTool),
+        Some(w) => config::workload(w, args.labels.as_deref()).map(config::Selection::Workload),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check {
-            config,
-            workload,
-            labels,
-        } => {
-            let selection = match workload.as_deref().map(|w| config::workload(w, labels.as_deref())) {
-                None => config::Selection::OnlyTool,
-                Some(Ok(w)) => config::Selection::Workload(w),
-                Some(Err(e)) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match config::load_config(&config, &selection) {
-                Ok((bundle, rules)) => {
-                    #[allow(clippy::print_stdout)]
-                    {
-                        println!(
-                            "ok: {} governs {} ({} tool entries, {} clients, {} policies), version {}",
-                            rules.tool,
-                            rules.resource,
-                            rules.entries.len(),
-                            rules.clients.len(),
-                            rules.policies.len(),
-                            bundle.version
-                        );
-                        for p in &rules.problems {
-                            println!("warning: {}: {} ({}): {}", p.object, p.condition, p.reason, p.message);
-                        }
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
+        Some(Command::Check { config, select }) => check(&config, &select),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn check(path: &std::path::Path, select: &SelectArgs) -> ExitCode {
+    let selection = match selection(select) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match config::load_config(path, &selection) {
+        Ok((bundle, rules)) => {
+            println!(
+                "ok: {} governs {} ({} tool entries, {} clients, {} policies), version {}",
+                rules.tool,
+                rules.resource,
+                rules.entries.len(),
+                rules.clients.len(),
+                rules.policies.len(),
+                bundle.version
+            );
+            for p in &rules.problems {
+                println!("warning: {}: {} ({}): {}", p.object, p.condition, p.reason, p.message);
             }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
         }
     }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(args: RunArgs) -> Result<(), String> {
+    let selection = selection(&args.select)?;
+    if let Some(name) = &args.anonymous_client {
+        if !args.listen.ip().is_loopback() {
+            return Err(format!(
+                "--anonymous-client is for tests only and needs a loopback --listen address, not {}",
+                args.listen
+            ));
+        }
+        tracing::warn!(
+            client = %name,
+            "TEST MODE: --anonymous-client is set: requests WITHOUT a token act as McpClient {name} with every scope. Never use this in production."
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let live = Arc::new(Live::default());
+    let metrics = Metrics::new();
+    let watcher = match (&args.config, &args.operator) {
+        (Some(path), None) => {
+            reload::load_and_install(path, &selection, &live, &metrics);
+            tokio::spawn(reload::watch(path.clone(), selection, live.clone(), metrics.clone()))
+        }
+        (None, Some(operator)) => {
+            let (Some(namespace), Some(pod)) = (args.pod_namespace.clone(), args.pod_name.clone()) else {
+                return Err("operator mode needs --pod-namespace and --pod-name (or POD_NAMESPACE and POD_NAME)".into());
+            };
+            let source = stream::StreamSource {
+                operator: operator.clone(),
+                namespace,
+                pod,
+                labels: args.pod_labels.clone(),
+                token_file: args.token_file.clone(),
+                state_dir: args.state_dir.clone(),
+                idle_timeout: Duration::from_secs(args.operator_idle_timeout_seconds.max(1)),
+            };
+            stream::load_persisted(&source, &live, &metrics);
+            tokio::spawn(stream::run(source, live.clone(), metrics.clone()))
+        }
+        _ => return Err("give --config <file|folder> (standalone) or --operator <url>".into()),
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.admin_listen))?;
+    let (listen, admin_addr) = (
+        listener.local_addr().map_err(|e| e.to_string())?,
+        admin_listener.local_addr().map_err(|e| e.to_string())?,
+    );
+    let admin = tokio::spawn(admin::serve(admin_listener, live.clone(), metrics.clone()));
+    tracing::info!(%listen, admin = %admin_addr, tls = tls.is_some(), "listening");
+    if let Some(file) = &args.ready_file {
+        let body = serde_json::json!({"listen": listen.to_string(), "admin": admin_addr.to_string()});
+        std::fs::write(file, body.to_string()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
+
+    let shared = Arc::new(proxy::Shared {
+        live,
+        auth: Authenticator::new(),
+        settings: Settings {
+            listen,
+            upstream_override: args.upstream,
+            public_url: args.public_url,
+            anonymous_client: args.anonymous_client,
+            max_body_bytes: args.max_body_bytes,
+            upstream_timeout: Duration::from_secs(args.upstream_timeout_seconds),
+            ..Settings::default()
+        },
+        metrics,
+    });
+    let result = proxy::serve(listener, tls, shared, shutdown_signal()).await;
+    watcher.abort();
+    admin.abort();
+    tracing::info!("stopped");
+    result.map_err(|e| format!("serving failed: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

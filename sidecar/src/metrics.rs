@@ -19,6 +19,7 @@ pub struct Metrics {
     reload_failures: IntCounter,
     last_reload: Gauge,
     ready: IntGauge,
+    stale: IntGauge,
 }
 
 const METHODS: &[&str] = &[
@@ -105,6 +106,11 @@ impl Metrics {
             "1 when a valid configuration is in force, 0 while everything is denied.",
         )
         .expect("valid metric");
+        let stale = IntGauge::new(
+            "mcp_warden_config_stale",
+            "1 while enforcing a persisted bundle because the operator cannot be reached.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upstream_duration.clone()),
@@ -113,6 +119,7 @@ impl Metrics {
             Box::new(reload_failures.clone()),
             Box::new(last_reload.clone()),
             Box::new(ready.clone()),
+            Box::new(stale.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -125,6 +132,7 @@ impl Metrics {
             reload_failures,
             last_reload,
             ready,
+            stale,
         }
     }
 
@@ -149,6 +157,17 @@ impl Metrics {
         self.reloads.inc();
         self.last_reload.set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
         self.ready.set(1);
+    }
+
+    /// Whether the configuration in force is a persisted one, the operator being unreachable.
+    pub fn set_stale(&self, stale: bool) {
+        self.stale.set(i64::from(stale));
+    }
+
+    /// The configuration was withdrawn (nothing governs this workload any more): deny all.
+    pub fn config_cleared(&self) {
+        self.config_info.reset();
+        self.ready.set(0);
     }
 
     /// A configuration was rejected.

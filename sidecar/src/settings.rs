@@ -18,6 +18,13 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Longest wait for upstream response headers. Streams, once started, have no timeout.
     pub upstream_timeout: Duration,
+    /// Extra host names `Origin`/`Host` may carry besides the public URL's and loopback
+    /// (DNS-rebinding protection), e.g. an in-cluster Service name.
+    pub allowed_hosts: Vec<String>,
+    /// Longest wait for a POST body to arrive in full (408 after).
+    pub body_read_timeout: Duration,
+    /// On shutdown, how long open requests and streams may continue.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Settings {
@@ -29,6 +36,9 @@ impl Default for Settings {
             anonymous_client: None,
             max_body_bytes: 4 * 1024 * 1024,
             upstream_timeout: Duration::from_secs(300),
+            allowed_hosts: Vec::new(),
+            body_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

@@ -38,6 +38,11 @@ impl Live {
         changed
     }
 
+    /// Withdraws the configuration: every request is denied until the next install.
+    pub fn clear(&self) {
+        self.current.store(None);
+    }
+
     /// Whether a valid configuration is in force.
     pub fn is_ready(&self) -> bool {
         self.current.load().is_some()

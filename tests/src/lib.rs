@@ -12,6 +12,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod mcp;
+pub mod procs;
+
 use serde_json::Value;
 use std::{
     env, fs,

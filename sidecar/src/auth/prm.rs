@@ -20,8 +20,9 @@ fn split_origin(url: &str) -> (&str, &str) {
     }
 }
 
-/// The PRM document for the rules in force.
-pub fn document(rules: &RuleSet, resource: &str) -> Value {
+/// Every scope the rules mention (tool entries and policies), sorted and deduplicated: the PRM
+/// `scopes_supported` and the `scope` hint of a 401 challenge.
+pub fn scopes_supported(rules: &RuleSet) -> Vec<&str> {
     let mut scopes: Vec<&str> = rules
         .entries
         .iter()
@@ -31,6 +32,12 @@ pub fn document(rules: &RuleSet, resource: &str) -> Value {
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
+    scopes
+}
+
+/// The PRM document for the rules in force.
+pub fn document(rules: &RuleSet, resource: &str) -> Value {
+    let scopes = scopes_supported(rules);
     json!({
         "resource": resource,
         "authorization_servers": rules.issuers.iter().map(|i| i.issuer.as_str()).collect::<Vec<_>>(),
@@ -42,6 +49,27 @@ pub fn document(rules: &RuleSet, resource: &str) -> Value {
 /// `Bearer resource_metadata="…"` (plus `error="invalid_token"` when a token was sent).
 pub fn challenge(resource: &str, invalid_token: Option<&str>) -> String {
     let mut value = format!("Bearer resource_metadata=\"{}\"", metadata_url(resource));
+    if let Some(description) = invalid_token {
+        value.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{}\"",
+            quote_safe(description)
+        ));
+    }
+    value
+}
+
+/// `Bearer resource_metadata="…", scope="…"` (AUTH-03: the scope hint when `scopes` is not
+/// empty), plus `error="invalid_token", error_description="…"` when a token was sent.
+pub fn challenge_with_scope(
+    resource: &str,
+    scopes: &[&str],
+    invalid_token: Option<&str>,
+) -> String {
+    let mut value = format!("Bearer resource_metadata=\"{}\"", metadata_url(resource));
+    let scope = quote_safe(&scopes.join(" "));
+    if !scope.is_empty() {
+        value.push_str(&format!(", scope=\"{scope}\""));
+    }
     if let Some(description) = invalid_token {
         value.push_str(&format!(
             ", error=\"invalid_token\", error_description=\"{}\"",
@@ -92,6 +120,14 @@ mod tests {
         assert_eq!(
             challenge("https://h/mcp", Some("bad \"sig\"")),
             "Bearer resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", error=\"invalid_token\", error_description=\"bad sig\""
+        );
+        assert_eq!(
+            challenge_with_scope("https://h/mcp", &["a:read", "b"], None),
+            "Bearer resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", scope=\"a:read b\""
+        );
+        assert_eq!(
+            challenge_with_scope("https://h/mcp", &[], Some("the token has expired")),
+            "Bearer resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", error=\"invalid_token\", error_description=\"the token has expired\""
         );
         assert_eq!(
             insufficient_scope("https://h/mcp", &["a:read".into(), "b".into()]),

@@ -1,0 +1,159 @@
+//! The push API: each sidecar holds `GET /v1/watch?namespace=…&pod=…` open and receives its
+//! Bundle as newline-delimited JSON.
+//!
+//! ```text
+//! sidecar ──GET /v1/watch──► authorize(pod) ──► Index::subscribe ──► stream of lines:
+//!     {"type":"bundle","bundle":{…}}      first at once, then whenever the version changes
+//!     {"type":"empty","reason":"…"}       nothing governs this pod (yet)
+//!     {"type":"heartbeat","version":…}    every heartbeat interval, so dead peers are noticed
+//! ```
+//!
+//! Every message is a complete state (Linkerd's model), so a reconnecting sidecar needs no
+//! history and any replica can serve it.
+
+use crate::index::{BundleRx, Index};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::{body::Frame, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+
+/// Who may watch which pod's bundle.
+pub trait Authorizer: Send + Sync + 'static {
+    /// Ok when the caller (its `Authorization` header) may receive the bundle of `namespace/pod`.
+    fn authorize(&self, headers: &http::HeaderMap, namespace: &str, pod: &str) -> Result<(), String>;
+}
+
+/// Lets every caller watch every pod: only for `--source files` (demos and tests) on loopback.
+#[derive(Debug, Clone, Copy)]
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn authorize(&self, _: &http::HeaderMap, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Push API settings.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Interval between heartbeats on idle streams.
+    pub heartbeat: Duration,
+    /// Accept `labels=` in the query as the pod's labels (files mode, where no Pod objects exist).
+    pub labels_from_query: bool,
+}
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Serves the push API until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    index: Index,
+    settings: PushSettings,
+    authorizer: Arc<dyn Authorizer>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let (index, settings, authorizer) = (index.clone(), settings.clone(), authorizer.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let response = handle(&req, &index, &settings, authorizer.as_ref());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn handle<B>(req: &Request<B>, index: &Index, settings: &PushSettings, authorizer: &dyn Authorizer) -> Response<Body> {
+    if req.method() != Method::GET || req.uri().path() != "/v1/watch" {
+        return error(StatusCode::NOT_FOUND, "the push API serves GET /v1/watch");
+    }
+    let query: BTreeMap<String, String> =
+        url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let (Some(namespace), Some(pod)) = (query.get("namespace"), query.get("pod")) else {
+        return error(StatusCode::BAD_REQUEST, "namespace and pod query parameters are required");
+    };
+    if let Err(reason) = authorizer.authorize(req.headers(), namespace, pod) {
+        tracing::warn!(%namespace, %pod, %reason, "push watch refused");
+        return error(StatusCode::FORBIDDEN, &reason);
+    }
+    let labels = settings
+        .labels_from_query
+        .then(|| query.get("labels").map(|l| parse_labels(l)))
+        .flatten();
+    let rx = index.subscribe(namespace, pod, labels);
+    tracing::info!(%namespace, %pod, "sidecar connected");
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(BodyExt::boxed_unsync(StreamBody::new(lines(rx, settings.heartbeat))))
+        .expect("static response parts are valid")
+}
+
+/// The stream of NDJSON lines for one watch: the current state at once, then changes and
+/// heartbeats.
+fn lines(rx: BundleRx, heartbeat: Duration) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold((rx, ticker, true), |(mut rx, mut ticker, first)| async move {
+        let line = if first {
+            ticker.reset();
+            state_line(&rx)
+        } else {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return None; // the operator is shutting down
+                    }
+                    state_line(&rx)
+                }
+                _ = ticker.tick() => {
+                    let version = rx.borrow().as_ref().map(|b| b.version.clone());
+                    json!({"type": "heartbeat", "version": version})
+                }
+            }
+        };
+        let mut bytes = serde_json::to_vec(&line).expect("JSON values serialize");
+        bytes.push(b'\n');
+        Some((Ok(Frame::data(Bytes::from(bytes))), (rx, ticker, false)))
+    })
+    .boxed()
+}
+
+fn state_line(rx: &BundleRx) -> serde_json::Value {
+    match rx.borrow().as_ref() {
+        Some(bundle) => json!({"type": "bundle", "bundle": bundle.as_ref()}),
+        None => json!({"type": "empty", "reason": "no McpTool selects this pod"}),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(BodyExt::boxed_unsync(Full::new(Bytes::from(json!({"error": message}).to_string()))))
+        .expect("static response parts are valid")
+}
+
+/// `k=v,k2=v2` (already percent-decoded).
+pub fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}

@@ -1,0 +1,1332 @@
+//! The durable spool: append-only segment files, one writer thread with group commit, per-sink
+//! acknowledged cursors.
+//!
+//! ```text
+//! <dir>/lock                       held (flock) by the process that owns the spool
+//! <dir>/instance                   the instance id written in every record
+//! <dir>/segments/<seq:020>.jsonl   sealed records, one per line; the name is the first sequence
+//! <dir>/cursors/<sink>.cursor      last sequence acknowledged by that sink (decimal)
+//!
+//! append(prepared) ──► queue ──► writer thread: seal (uid, sequence, chain), cap policy,
+//!                                write(2) the batch, fdatasync ──► durable seq ──► receipts
+//!                                                                      │
+//! SpoolReader (per sink) ◄─────── reads lines ≤ durable seq ◄──────────┘
+//!       ack(seq) ──► cursor file ──► writer deletes segments every sink has acknowledged
+//! ```
+//!
+//! Group commit: the writer takes what is queued (at most `fsyncMaxRecords`, collecting for at
+//! most `fsyncMaxDelay`), writes it with one `write(2)` and one `fdatasync`, then answers. Under
+//! load batches grow by themselves while the previous fsync runs; when idle a record is synced
+//! at once.
+//!
+//! Recovery: the last segment is scanned; a torn or unverifiable tail (never acknowledged: it was
+//! not yet synced) is cut off, and the sequence and the chain continue from the last good record.
+
+use super::config::{AckLevel, FullPolicy, SpoolConfig};
+use super::event::uuid_v7;
+use super::metrics::AuditMetrics;
+use super::record::{self, CheckpointInfo, GENESIS, Prepared, Product, RecordKind};
+use bytes::Bytes;
+use jiff::Timestamp;
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fs::{self, File, OpenOptions},
+    io::{self, BufRead, BufReader, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant, SystemTime},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+
+/// Why an append (or opening the spool) failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The spool is at its cap and the policy is `block`: answer 503 until the sinks catch up.
+    #[error("the audit spool is full")]
+    Full,
+    /// The spool was shut down, or its writer stopped.
+    #[error("the audit spool is closed")]
+    Closed,
+    /// Another process holds the spool directory.
+    #[error("the audit spool {0} is in use by another process")]
+    Locked(String),
+    /// A bad setting.
+    #[error("audit spool configuration: {0}")]
+    Config(String),
+    /// The disk said no.
+    #[error("audit spool I/O: {0}")]
+    Io(Arc<io::Error>),
+}
+
+impl From<io::Error> for SpoolError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(Arc::new(e))
+    }
+}
+
+/// Proof that a record is in the spool (durable unless `ack: written`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// `metadata.sequence`.
+    pub sequence: u64,
+    /// `metadata.uid`.
+    pub uid: String,
+}
+
+/// Whether the cap applies to an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// A new call or refused request: refused when the spool is full (policy `block`).
+    New,
+    /// The final record of a call whose request record is already in: always accepted (it may
+    /// exceed the cap by the records of the calls in flight).
+    Final,
+}
+
+/// A point-in-time view of the spool.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// The instance id.
+    pub instance: String,
+    /// Oldest sequence still in the spool (0 when empty).
+    pub first_sequence: u64,
+    /// Last durable sequence (0 when none yet).
+    pub last_sequence: u64,
+    /// Bytes of the segment files.
+    pub bytes: u64,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Records dropped by `dropOldest` since open.
+    pub dropped: u64,
+    /// Appends refused since open.
+    pub refused: u64,
+    /// Acknowledged sequence per registered sink.
+    pub sinks: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug)]
+struct SegMeta {
+    start: u64,
+    /// Last sequence in the segment; `start - 1` while empty.
+    end: u64,
+    bytes: u64,
+    path: PathBuf,
+}
+
+#[derive(Debug, Default)]
+struct SharedState {
+    segments: VecDeque<SegMeta>,
+    /// (first sequence of a write batch, when it was written), for the oldest-unshipped age.
+    batch_times: VecDeque<(u64, SystemTime)>,
+    refused: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    instance: String,
+    state: Mutex<SharedState>,
+    sinks: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    durable: watch::Sender<u64>,
+    dropped: AtomicU64,
+    full: AtomicBool,
+    metrics: AuditMetrics,
+}
+
+enum Msg {
+    Append {
+        prepared: Prepared,
+        admission: Admission,
+        queued: Instant,
+        reply: oneshot::Sender<Result<Receipt, SpoolError>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    Acked,
+    Flush(oneshot::Sender<()>),
+    Checkpoint(&'static str, oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The spool. Cheap to clone; the writer thread stops at [`Spool::shutdown`] or when the last
+/// clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<MsgBox>,
+    permits: Arc<Semaphore>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+/// `mpsc::Sender<Msg>` is not `Debug`; this wrapper is.
+struct MsgBox(Msg);
+
+impl std::fmt::Debug for MsgBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+fn segment_path(dir: &Path, start: u64) -> PathBuf {
+    dir.join("segments").join(format!("{start:020}.jsonl"))
+}
+
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `cfg.dir`, recovers its tail, and starts the writer.
+    /// `product` is used for checkpoint records.
+    pub fn open(
+        cfg: SpoolConfig,
+        metrics: AuditMetrics,
+        product: Product,
+    ) -> Result<Self, SpoolError> {
+        if cfg.max_bytes < 64 * 1024 {
+            return Err(SpoolError::Config("maxBytes must be at least 65536".into()));
+        }
+        let segment_bytes = cfg.segment_bytes.clamp(4096, cfg.max_bytes / 4);
+        fs::create_dir_all(cfg.dir.join("segments"))?;
+        fs::create_dir_all(cfg.dir.join("cursors"))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(cfg.dir.join("lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(SpoolError::Locked(cfg.dir.display().to_string()));
+        }
+        let instance_path = cfg.dir.join("instance");
+        let instance = match fs::read_to_string(&instance_path) {
+            Ok(s) => s.trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let id = cfg
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()));
+                if !valid_name(&id, 64) {
+                    return Err(SpoolError::Config(format!(
+                        "instance {id:?} must match [A-Za-z0-9._-]{{1,64}}"
+                    )));
+                }
+                let tmp = cfg.dir.join("instance.tmp");
+                fs::write(&tmp, format!("{id}\n"))?;
+                File::open(&tmp)?.sync_all()?;
+                fs::rename(&tmp, &instance_path)?;
+                id
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !valid_name(&instance, 64) {
+            return Err(SpoolError::Config(format!(
+                "{} holds an invalid instance id",
+                instance_path.display()
+            )));
+        }
+
+        let recovered = recover(&cfg.dir)?;
+        let (durable, _) = watch::channel(recovered.last_seq());
+        let mut state = SharedState::default();
+        for s in &recovered.segments {
+            let mtime = fs::metadata(&s.path)
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::now());
+            if s.end >= s.start {
+                state.batch_times.push_back((s.start, mtime));
+            }
+        }
+        state.segments = recovered.segments.iter().cloned().collect();
+        let shared = Arc::new(Shared {
+            dir: cfg.dir.clone(),
+            instance: instance.clone(),
+            state: Mutex::new(state),
+            sinks: Mutex::new(BTreeMap::new()),
+            durable,
+            dropped: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+            metrics,
+        });
+        let active = recovered.segments.last().cloned();
+        let file = match &active {
+            Some(s) => Some(OpenOptions::new().append(true).open(&s.path)?),
+            None => None,
+        };
+        let (tx, rx) = mpsc::channel::<MsgBox>();
+        let writer = Writer {
+            shared: shared.clone(),
+            cfg: SpoolConfig {
+                segment_bytes,
+                ..cfg.clone()
+            },
+            product,
+            file,
+            next_seq: recovered.next_seq,
+            prev: recovered.prev,
+            bytes: recovered.segments.iter().map(|s| s.bytes).sum(),
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            dropped_ranges: Vec::new(),
+            drop_notice_due: false,
+            last_drop_notice: None,
+            startup: (recovered.last_seq() > 0).then_some(recovered.truncated_bytes),
+            _lock: lock,
+        };
+        let thread = std::thread::Builder::new()
+            .name("audit-spool".into())
+            .spawn(move || writer.run(rx))?;
+        let spool = Self {
+            shared,
+            tx,
+            permits: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+            thread: Arc::new(Mutex::new(Some(thread))),
+        };
+        spool.refresh_gauges();
+        Ok(spool)
+    }
+
+    /// The instance id.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Appends a record; resolves once it is durable (see [`AckLevel`]). The call may be
+    /// forwarded upstream only after this returned `Ok`.
+    pub async fn append(
+        &self,
+        prepared: Prepared,
+        admission: Admission,
+    ) -> Result<Receipt, SpoolError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SpoolError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(MsgBox(Msg::Append {
+                prepared,
+                admission,
+                queued: Instant::now(),
+                reply,
+                _permit: permit,
+            }))
+            .map_err(|_| SpoolError::Closed)?;
+        rx.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Whether new calls are currently refused (full, policy `block`).
+    pub fn is_full(&self) -> bool {
+        self.shared.full.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything appended before is durable.
+    pub async fn flush(&self) -> Result<(), SpoolError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(MsgBox(Msg::Flush(tx)))
+            .map_err(|_| SpoolError::Closed)?;
+        rx.await.map_err(|_| SpoolError::Closed)
+    }
+
+    /// Writes a checkpoint record now (if checkpoints are on and records were written since the
+    /// last one) and waits until it is durable.
+    pub async fn checkpoint(&self, reason: &'static str) -> Result<(), SpoolError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(MsgBox(Msg::Checkpoint(reason, tx)))
+            .map_err(|_| SpoolError::Closed)?;
+        rx.await.map_err(|_| SpoolError::Closed)
+    }
+
+    /// Flushes and stops the writer. Further appends fail with `Closed`.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(MsgBox(Msg::Shutdown(tx))).is_ok() {
+            let _ = rx.await;
+        }
+        self.shared.durable.send_modify(|_| {});
+        let handle = self.thread.lock().expect("not poisoned").take();
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+
+    /// The last durable sequence (0 before the first record).
+    pub fn durable_sequence(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    /// Registers a sink (loading its cursor) and returns its reader. A sink seen for the first
+    /// time starts at the oldest record in the spool.
+    pub fn reader(&self, sink: &str) -> Result<SpoolReader, SpoolError> {
+        if !valid_name(sink, 64) || sink.contains('.') {
+            return Err(SpoolError::Config(format!(
+                "sink name {sink:?} must match [A-Za-z0-9_-]{{1,64}}"
+            )));
+        }
+        let cursor_path = self
+            .shared
+            .dir
+            .join("cursors")
+            .join(format!("{sink}.cursor"));
+        let acked = match fs::read_to_string(&cursor_path) {
+            Ok(s) => s.trim().parse::<u64>().map_err(|_| {
+                SpoolError::Config(format!(
+                    "{} is not a sequence number",
+                    cursor_path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.first_sequence().saturating_sub(1)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cell = {
+            let mut sinks = self.shared.sinks.lock().expect("not poisoned");
+            if sinks.contains_key(sink) {
+                return Err(SpoolError::Config(format!(
+                    "sink {sink:?} is registered twice"
+                )));
+            }
+            let cell = Arc::new(AtomicU64::new(acked));
+            sinks.insert(sink.to_owned(), cell.clone());
+            cell
+        };
+        self.shared
+            .metrics
+            .sink_acked_sequence
+            .with_label_values(&[sink])
+            .set(gauge(acked));
+        Ok(SpoolReader {
+            shared: self.shared.clone(),
+            tx: self.tx.clone(),
+            name: sink.to_owned(),
+            acked: cell,
+            cursor_path,
+            pos: None,
+            next: acked + 1,
+            durable: self.shared.durable.subscribe(),
+        })
+    }
+
+    fn first_sequence(&self) -> u64 {
+        let st = self.shared.state.lock().expect("not poisoned");
+        st.segments
+            .iter()
+            .find(|s| s.end >= s.start)
+            .map_or_else(|| st.segments.back().map_or(1, |s| s.start), |s| s.start)
+    }
+
+    /// A point-in-time view.
+    pub fn stats(&self) -> SpoolStats {
+        let st = self.shared.state.lock().expect("not poisoned");
+        SpoolStats {
+            instance: self.shared.instance.clone(),
+            first_sequence: st
+                .segments
+                .iter()
+                .find(|s| s.end >= s.start)
+                .map_or(0, |s| s.start),
+            last_sequence: *self.shared.durable.borrow(),
+            bytes: st.segments.iter().map(|s| s.bytes).sum(),
+            segments: st.segments.len(),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            refused: st.refused,
+            sinks: self
+                .shared
+                .sinks
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+                .collect(),
+        }
+    }
+
+    /// Recomputes the depth, bytes and age gauges (done by the writer after every batch and once
+    /// a second).
+    pub fn refresh_gauges(&self) {
+        refresh_gauges(&self.shared);
+    }
+}
+
+fn gauge(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn refresh_gauges(shared: &Shared) {
+    let m = &shared.metrics;
+    let last = *shared.durable.borrow();
+    let sinks: Vec<(String, u64)> = shared
+        .sinks
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+        .collect();
+    let st = shared.state.lock().expect("not poisoned");
+    let first = st
+        .segments
+        .iter()
+        .find(|s| s.end >= s.start)
+        .map_or(last + 1, |s| s.start);
+    let min_acked = sinks
+        .iter()
+        .map(|(_, a)| *a)
+        .min()
+        .unwrap_or(first.saturating_sub(1));
+    let unshipped_from = min_acked.max(first.saturating_sub(1));
+    let records: u64 = st
+        .segments
+        .iter()
+        .filter(|s| s.end >= s.start)
+        .map(|s| s.end.saturating_sub(unshipped_from.max(s.start - 1)))
+        .sum();
+    m.spool_records.set(gauge(records));
+    m.spool_bytes
+        .set(gauge(st.segments.iter().map(|s| s.bytes).sum()));
+    m.spool_segments.set(gauge(st.segments.len() as u64));
+    m.last_sequence.set(gauge(last));
+    let now = SystemTime::now();
+    for (name, acked) in &sinks {
+        m.sink_acked_sequence
+            .with_label_values(&[name])
+            .set(gauge(*acked));
+        let age = if *acked >= last {
+            0.0
+        } else {
+            let next = acked + 1;
+            st.batch_times
+                .iter()
+                .take_while(|(seq, _)| *seq <= next)
+                .last()
+                .or(st.batch_times.front())
+                .and_then(|(_, t)| now.duration_since(*t).ok())
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        m.oldest_unshipped_age.with_label_values(&[name]).set(age);
+    }
+    m.spool_full.set(if shared.full.load(Ordering::Relaxed) {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+struct Recovered {
+    segments: Vec<SegMeta>,
+    next_seq: u64,
+    prev: [u8; 32],
+    truncated_bytes: u64,
+}
+
+impl Recovered {
+    fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+}
+
+/// Lists the segments, cuts a bad tail off the last one and finds where the chain continues.
+fn recover(dir: &Path) -> io::Result<Recovered> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir.join("segments"))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(start) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let bytes = entry.metadata()?.len();
+        segments.push(SegMeta {
+            start,
+            end: 0,
+            bytes,
+            path: entry.path(),
+        });
+    }
+    segments.sort_by_key(|s| s.start);
+    for i in 0..segments.len() {
+        let end = segments.get(i + 1).map_or(0, |n| n.start - 1);
+        segments[i].end = end;
+    }
+    let mut truncated_bytes = 0;
+    while let Some(last) = segments.last_mut() {
+        let (end, prev, good_len) = scan_tail(&last.path, last.start)?;
+        if good_len < last.bytes {
+            truncated_bytes += last.bytes - good_len;
+            OpenOptions::new()
+                .write(true)
+                .open(&last.path)?
+                .set_len(good_len)?;
+            last.bytes = good_len;
+        }
+        if good_len == 0 {
+            let start = last.start;
+            fs::remove_file(&last.path)?;
+            segments.pop();
+            if segments.is_empty() {
+                // Nothing left (or only a segment whose content never reached the disk): the
+                // chain restarts here.
+                return Ok(Recovered {
+                    segments,
+                    next_seq: start.max(1),
+                    prev: GENESIS,
+                    truncated_bytes,
+                });
+            }
+            continue;
+        }
+        last.end = end;
+        return Ok(Recovered {
+            next_seq: end + 1,
+            segments,
+            prev,
+            truncated_bytes,
+        });
+    }
+    Ok(Recovered {
+        segments,
+        next_seq: 1,
+        prev: GENESIS,
+        truncated_bytes,
+    })
+}
+
+/// Scans a segment: returns (last sequence, its hash, length of the good prefix).
+fn scan_tail(path: &Path, start: u64) -> io::Result<(u64, [u8; 32], u64)> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut line = Vec::new();
+    let (mut good, mut expect, mut prev): (u64, u64, Option<[u8; 32]>) = (0, start, None);
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        let Ok((claimed, actual)) = record::line_hashes(&line) else {
+            break;
+        };
+        if claimed != actual || record::line_sequence(&line) != Some(expect) {
+            break;
+        }
+        if let Some(p) = prev {
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                break;
+            };
+            if record::chain_fields(&v).map(|c| c.prev) != Some(p) {
+                break;
+            }
+        }
+        prev = Some(actual);
+        good += n as u64;
+        expect += 1;
+    }
+    Ok((expect - 1, prev.unwrap_or(GENESIS), good))
+}
+
+/// Drop notices (checkpoints naming the dropped ranges) are written at most this often.
+const DROP_NOTICE_EVERY: Duration = Duration::from_secs(1);
+
+struct Writer {
+    shared: Arc<Shared>,
+    cfg: SpoolConfig,
+    product: Product,
+    file: Option<File>,
+    next_seq: u64,
+    prev: [u8; 32],
+    bytes: u64,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    /// Every range dropped since open (merged).
+    dropped_ranges: Vec<(u64, u64)>,
+    /// Drops not yet announced by a checkpoint.
+    drop_notice_due: bool,
+    last_drop_notice: Option<Instant>,
+    /// Some(truncated bytes) when the spool was reopened with records in it.
+    startup: Option<u64>,
+    _lock: File,
+}
+
+struct Pending {
+    reply: oneshot::Sender<Result<Receipt, SpoolError>>,
+    receipt: Receipt,
+    queued: Instant,
+    kind: RecordKind,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<MsgBox>) {
+        if let Some(truncated) = self.startup.take()
+            && self.cfg.checkpoint_interval.is_some()
+        {
+            self.checkpoint("startup", truncated);
+        }
+        let tick = Duration::from_secs(1);
+        let mut next_tick = Instant::now() + tick;
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        while shutdown.is_none() {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(MsgBox(m)) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.housekeeping();
+                    next_tick = Instant::now() + tick;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let opened = Instant::now();
+            let mut batch = vec![first];
+            let mut appends = 1;
+            while appends < self.cfg.fsync_max_records
+                && opened.elapsed() < self.cfg.fsync_max_delay
+            {
+                match rx.try_recv() {
+                    Ok(MsgBox(m)) => {
+                        appends += usize::from(matches!(m, Msg::Append { .. }));
+                        batch.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            shutdown = self.process(batch);
+            if self.drop_notice_due
+                && self
+                    .last_drop_notice
+                    .is_none_or(|t| t.elapsed() >= DROP_NOTICE_EVERY)
+            {
+                self.checkpoint("drop", 0);
+            }
+            if Instant::now() >= next_tick {
+                self.housekeeping();
+                next_tick = Instant::now() + tick;
+            }
+        }
+        refresh_gauges(&self.shared);
+        if let Some(done) = shutdown {
+            let _ = done.send(());
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.cleanup();
+        if self.drop_notice_due {
+            self.checkpoint("drop", 0);
+        } else if let Some(every) = self.cfg.checkpoint_interval
+            && self.last_checkpoint.elapsed() >= every
+            && self.since_checkpoint > 0
+        {
+            self.checkpoint("interval", 0);
+        }
+        refresh_gauges(&self.shared);
+    }
+
+    /// Writes a checkpoint record. Room is made first (policy `dropOldest`), so that the record
+    /// declares every drop that happened before it.
+    fn checkpoint(&mut self, reason: &'static str, recovered_truncated_bytes: u64) {
+        let est = 4096 + 48 * self.dropped_ranges.len() as u64;
+        if self.cfg.when_full == FullPolicy::DropOldest
+            && self.bytes + est > self.cfg.max_bytes
+            && let Err(e) = self.make_room(&mut Vec::new(), est)
+        {
+            tracing::error!(error = %e, "audit spool: could not make room for a checkpoint");
+            return;
+        }
+        self.drop_notice_due = false;
+        if reason == "drop" {
+            self.last_drop_notice = Some(Instant::now());
+        }
+        let info = CheckpointInfo {
+            reason,
+            instance: self.shared.instance.clone(),
+            records_since_last: self.since_checkpoint,
+            first_retained_sequence: self.first_retained(),
+            last_sequence: self.next_seq - 1,
+            spool_bytes: self.bytes,
+            dropped_total: self.shared.dropped.load(Ordering::Relaxed),
+            dropped_ranges: self.dropped_ranges.clone(),
+            recovered_truncated_bytes,
+            sinks: self
+                .shared
+                .sinks
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+                .collect(),
+        };
+        let prepared = record::checkpoint_head(&info, &self.product, Timestamp::now());
+        let (reply, _rx) = oneshot::channel();
+        let permit = Arc::new(Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a fresh permit");
+        self.process(vec![Msg::Append {
+            prepared,
+            admission: Admission::Final,
+            queued: Instant::now(),
+            reply,
+            _permit: permit,
+        }]);
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+    }
+
+    fn first_retained(&self) -> u64 {
+        let st = self.shared.state.lock().expect("not poisoned");
+        st.segments
+            .iter()
+            .find(|s| s.end >= s.start)
+            .map_or(self.next_seq, |s| s.start)
+    }
+
+    /// Writes one batch; returns the shutdown waiter if the batch asked to stop.
+    fn process(&mut self, batch: Vec<Msg>) -> Option<oneshot::Sender<()>> {
+        let mut buf = Vec::with_capacity(batch.len() * 1024);
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut flushes = Vec::new();
+        let mut shutdown = None;
+        let mut acked = false;
+        let mut checkpoint = None;
+        let (seq0, prev0, bytes0) = (self.next_seq, self.prev, self.bytes);
+        let m = self.shared.metrics.clone();
+        let mut failed: Option<SpoolError> = None;
+        for msg in batch {
+            match msg {
+                Msg::Append {
+                    prepared,
+                    admission,
+                    queued,
+                    reply,
+                    _permit,
+                } => {
+                    if failed.is_some() {
+                        let _ = reply.send(Err(SpoolError::Closed));
+                        continue;
+                    }
+                    let est = (prepared.head.len() + record::SEAL_MAX_BYTES) as u64;
+                    if self.bytes + buf.len() as u64 + est > self.cfg.max_bytes {
+                        match (self.cfg.when_full, admission) {
+                            (FullPolicy::Block, Admission::New) => {
+                                self.shared.full.store(true, Ordering::Relaxed);
+                                self.shared.state.lock().expect("not poisoned").refused += 1;
+                                m.appends_refused.inc();
+                                let _ = reply.send(Err(SpoolError::Full));
+                                continue;
+                            }
+                            (FullPolicy::Block, Admission::Final) => {}
+                            (FullPolicy::DropOldest, _) => {
+                                if let Err(e) = self.make_room(&mut buf, est) {
+                                    failed = Some(e);
+                                    let _ = reply.send(Err(SpoolError::Closed));
+                                    continue;
+                                }
+                            }
+                        }
+                    } else if admission == Admission::New {
+                        self.shared.full.store(false, Ordering::Relaxed);
+                    }
+                    let ready = if self.file.is_none() {
+                        self.new_segment()
+                    } else {
+                        self.maybe_rotate(&mut buf, est)
+                    };
+                    if let Err(e) = ready {
+                        failed = Some(e);
+                        let _ = reply.send(Err(SpoolError::Closed));
+                        continue;
+                    }
+                    let uid = uuid_v7(Timestamp::now());
+                    let seq = self.next_seq;
+                    self.prev = record::seal(
+                        &prepared.head,
+                        &uid,
+                        seq,
+                        &self.shared.instance,
+                        &self.prev,
+                        &mut buf,
+                    );
+                    self.next_seq += 1;
+                    pending.push(Pending {
+                        reply,
+                        receipt: Receipt { sequence: seq, uid },
+                        queued,
+                        kind: prepared.kind,
+                    });
+                }
+                Msg::Acked => acked = true,
+                Msg::Flush(tx) => flushes.push(tx),
+                Msg::Checkpoint(reason, tx) => {
+                    checkpoint = Some(reason);
+                    flushes.push(tx);
+                }
+                Msg::Shutdown(tx) => shutdown = Some(tx),
+            }
+        }
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.write_out(&buf),
+        };
+        match result {
+            Ok(()) => {
+                let now = Instant::now();
+                if !pending.is_empty() {
+                    let first = pending[0].receipt.sequence;
+                    let mut st = self.shared.state.lock().expect("not poisoned");
+                    st.batch_times.push_back((first, SystemTime::now()));
+                    if st.batch_times.len() > 65_536 {
+                        st.batch_times.pop_front();
+                    }
+                    drop(st);
+                    m.batch_records.observe(pending.len() as f64);
+                }
+                m.bytes_written.inc_by(buf.len() as u64);
+                self.shared.durable.send_replace(self.next_seq - 1);
+                for p in pending {
+                    if p.kind != RecordKind::Checkpoint {
+                        self.since_checkpoint += 1;
+                    }
+                    m.records_written.with_label_values(&[p.kind.label()]).inc();
+                    m.append_duration
+                        .observe(now.duration_since(p.queued).as_secs_f64());
+                    let _ = p.reply.send(Ok(p.receipt));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit spool write failed; the batch is refused");
+                // Undo: cut the active segment back and forget the batch.
+                if let (Some(f), Some(active)) = (&self.file, self.active_meta()) {
+                    let keep = active.bytes;
+                    let _ = f.set_len(keep);
+                }
+                self.next_seq = seq0;
+                self.prev = prev0;
+                self.bytes = bytes0.min(self.bytes);
+                for p in pending {
+                    m.append_errors.inc();
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+        if acked {
+            self.cleanup();
+        }
+        if let Some(reason) = checkpoint
+            && ((self.cfg.checkpoint_interval.is_some() && self.since_checkpoint > 0)
+                || self.drop_notice_due)
+        {
+            self.checkpoint(reason, 0);
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+        shutdown
+    }
+
+    fn active_meta(&self) -> Option<SegMeta> {
+        self.shared
+            .state
+            .lock()
+            .expect("not poisoned")
+            .segments
+            .back()
+            .cloned()
+    }
+
+    /// Appends the buffer to the active segment and syncs it.
+    fn write_out(&mut self, buf: &[u8]) -> Result<(), SpoolError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let f = self
+            .file
+            .as_mut()
+            .expect("a segment is opened before the first record is sealed");
+        f.write_all(buf)?;
+        if self.cfg.ack == AckLevel::Durable {
+            f.sync_data()?;
+            self.shared.metrics.fsyncs.inc();
+        }
+        self.bytes += buf.len() as u64;
+        let mut st = self.shared.state.lock().expect("not poisoned");
+        let active = st.segments.back_mut().expect("an active segment");
+        active.bytes += buf.len() as u64;
+        active.end = self.next_seq - 1;
+        Ok(())
+    }
+
+    /// Starts a new segment for `self.next_seq` (the previous one must be flushed).
+    fn new_segment(&mut self) -> Result<(), SpoolError> {
+        let path = segment_path(&self.shared.dir, self.next_seq);
+        let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        File::open(self.shared.dir.join("segments"))?.sync_all()?;
+        self.file = Some(f);
+        self.shared
+            .state
+            .lock()
+            .expect("not poisoned")
+            .segments
+            .push_back(SegMeta {
+                start: self.next_seq,
+                end: self.next_seq - 1,
+                bytes: 0,
+                path,
+            });
+        Ok(())
+    }
+
+    /// Closes the active segment (flushing `buf` into it first) when the next record would make
+    /// it too big.
+    fn maybe_rotate(&mut self, buf: &mut Vec<u8>, est: u64) -> Result<(), SpoolError> {
+        let Some(active) = self.active_meta() else {
+            return Ok(());
+        };
+        let size = active.bytes + buf.len() as u64;
+        if size == 0 || size + est <= self.cfg.segment_bytes {
+            return Ok(());
+        }
+        self.rotate(buf)
+    }
+
+    fn rotate(&mut self, buf: &mut Vec<u8>) -> Result<(), SpoolError> {
+        self.write_out(buf)?;
+        buf.clear();
+        if self.cfg.ack == AckLevel::Written
+            && let Some(f) = &self.file
+        {
+            f.sync_data()?;
+        }
+        self.new_segment()
+    }
+
+    /// Policy `dropOldest`: deletes the oldest segments until `est` more bytes fit.
+    fn make_room(&mut self, buf: &mut Vec<u8>, est: u64) -> Result<(), SpoolError> {
+        let sinks_min = self.min_acked();
+        loop {
+            if self.bytes + buf.len() as u64 + est <= self.cfg.max_bytes {
+                return Ok(());
+            }
+            let count = self
+                .shared
+                .state
+                .lock()
+                .expect("not poisoned")
+                .segments
+                .len();
+            if count <= 1 {
+                if self
+                    .active_meta()
+                    .is_some_and(|a| a.bytes + buf.len() as u64 > 0)
+                {
+                    // Only the active segment is left: close it so it can go.
+                    self.rotate(buf)?;
+                    continue;
+                }
+                return Ok(());
+            }
+            let oldest = self
+                .shared
+                .state
+                .lock()
+                .expect("not poisoned")
+                .segments
+                .pop_front()
+                .expect("two segments");
+            fs::remove_file(&oldest.path)?;
+            self.bytes = self.bytes.saturating_sub(oldest.bytes);
+            if oldest.end >= oldest.start {
+                let from = oldest.start.max(sinks_min.map_or(0, |a| a + 1));
+                if from <= oldest.end {
+                    let n = oldest.end - from + 1;
+                    self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+                    self.shared.metrics.records_dropped.inc_by(n);
+                    self.note_dropped(from, oldest.end);
+                }
+            }
+        }
+    }
+
+    /// Adds a dropped range to the cumulative list (merged, the last 1024 kept).
+    fn note_dropped(&mut self, from: u64, to: u64) {
+        self.drop_notice_due = true;
+        match self.dropped_ranges.last_mut() {
+            Some((_, end)) if *end + 1 >= from => *end = (*end).max(to),
+            _ => self.dropped_ranges.push((from, to)),
+        }
+        if self.dropped_ranges.len() > 1024 {
+            self.dropped_ranges.remove(0);
+        }
+    }
+
+    fn min_acked(&self) -> Option<u64> {
+        self.shared
+            .sinks
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .map(|a| a.load(Ordering::Relaxed))
+            .min()
+    }
+
+    /// Deletes closed segments every registered sink has acknowledged.
+    fn cleanup(&mut self) {
+        let Some(min) = self.min_acked() else { return };
+        loop {
+            let victim = {
+                let mut st = self.shared.state.lock().expect("not poisoned");
+                match st.segments.front() {
+                    Some(s) if st.segments.len() > 1 && s.end <= min => st.segments.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(seg) = victim else { break };
+            if let Err(e) = fs::remove_file(&seg.path) {
+                tracing::warn!(error = %e, path = %seg.path.display(), "could not delete a shipped audit segment");
+            }
+            self.bytes = self.bytes.saturating_sub(seg.bytes);
+            let mut st = self.shared.state.lock().expect("not poisoned");
+            while st.batch_times.len() > 1
+                && st.batch_times.get(1).is_some_and(|(s, _)| *s <= min + 1)
+            {
+                st.batch_times.pop_front();
+            }
+        }
+        if self.bytes < self.cfg.max_bytes {
+            self.shared.full.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A batch of records read for one sink.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// The lines, newline excluded, in sequence order.
+    pub lines: Vec<Bytes>,
+    /// Their sequence numbers.
+    pub sequences: Vec<u64>,
+}
+
+impl Batch {
+    /// The last sequence in the batch.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.sequences.last().copied()
+    }
+}
+
+/// Reads a sink's records after its cursor, in order.
+#[derive(Debug)]
+pub struct SpoolReader {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<MsgBox>,
+    name: String,
+    acked: Arc<AtomicU64>,
+    cursor_path: PathBuf,
+    pos: Option<ReadPos>,
+    next: u64,
+    durable: watch::Receiver<u64>,
+}
+
+#[derive(Debug)]
+struct ReadPos {
+    seg_start: u64,
+    reader: BufReader<File>,
+    /// Byte offset of `next` in the segment.
+    offset: u64,
+    next: u64,
+}
+
+impl SpoolReader {
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last acknowledged sequence.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// The next sequence `next_batch` will return (or a later one, when records were dropped).
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Reads again from just after the acknowledged cursor (after a failed delivery).
+    pub fn rewind(&mut self) {
+        self.next = self.acked() + 1;
+    }
+
+    /// Whether durable records are waiting past the read position.
+    pub fn has_more(&self) -> bool {
+        *self.durable.borrow() >= self.next
+    }
+
+    /// Waits (up to `wait`) for durable records past the read position and reads up to
+    /// `max_records` of them. An empty batch means none arrived in time.
+    pub async fn next_batch(
+        &mut self,
+        max_records: usize,
+        wait: Duration,
+    ) -> Result<Batch, SpoolError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let upto = *self.durable.borrow_and_update();
+            if upto >= self.next {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, self.durable.changed()).await {
+                Err(_) => return Ok(Batch::default()),
+                Ok(Err(_)) => return Err(SpoolError::Closed),
+                Ok(Ok(())) => {}
+            }
+        }
+        let upto = *self.durable.borrow();
+        let shared = self.shared.clone();
+        let mut pos = self.pos.take();
+        let next = self.next;
+        let (batch, pos) = tokio::task::spawn_blocking(move || {
+            let r = read_batch(&shared, &mut pos, next, upto, max_records.max(1));
+            (r, pos)
+        })
+        .await
+        .map_err(|e| SpoolError::Io(Arc::new(io::Error::other(e.to_string()))))?;
+        self.pos = pos;
+        let (batch, next) = batch?;
+        // Past the batch, and past records dropped before they could be read.
+        self.next = next;
+        Ok(batch)
+    }
+
+    /// Records that the sink has everything up to `sequence`: persists the cursor and lets the
+    /// writer delete what every sink has.
+    pub fn ack(&mut self, sequence: u64) -> Result<(), SpoolError> {
+        if sequence <= self.acked() {
+            return Ok(());
+        }
+        let tmp = self.cursor_path.with_extension("tmp");
+        fs::write(&tmp, format!("{sequence}\n"))?;
+        fs::rename(&tmp, &self.cursor_path)?;
+        self.acked.store(sequence, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .sink_acked_sequence
+            .with_label_values(&[&self.name])
+            .set(gauge(sequence));
+        let _ = self.tx.send(MsgBox(Msg::Acked));
+        Ok(())
+    }
+}
+
+fn read_batch(
+    shared: &Shared,
+    pos: &mut Option<ReadPos>,
+    mut from: u64,
+    upto: u64,
+    max: usize,
+) -> Result<(Batch, u64), SpoolError> {
+    let segments: Vec<SegMeta> = shared
+        .state
+        .lock()
+        .expect("not poisoned")
+        .segments
+        .iter()
+        .cloned()
+        .collect();
+    let mut batch = Batch::default();
+    if pos
+        .as_ref()
+        .is_some_and(|p| p.next != from || !segments.iter().any(|s| s.start == p.seg_start))
+    {
+        *pos = None;
+    }
+    let mut line = Vec::with_capacity(2048);
+    while batch.lines.len() < max && from <= upto {
+        if pos.is_none() {
+            // The segment holding `from`, or the first one after it (records before it were
+            // dropped).
+            let Some(seg) = segments
+                .iter()
+                .find(|s| s.start <= from && from <= s.end)
+                .or_else(|| segments.iter().find(|s| s.start > from))
+            else {
+                break;
+            };
+            from = from.max(seg.start);
+            if from > upto {
+                break;
+            }
+            let file = match File::open(&seg.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Deleted under us (dropOldest): skip past it.
+                    from = from.max(seg.end + 1);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut reader = BufReader::with_capacity(256 * 1024, file);
+            let (mut seq, mut offset) = (seg.start, 0u64);
+            while seq < from {
+                line.clear();
+                let n = reader.read_until(b'\n', &mut line)?;
+                if n == 0 || line.last() != Some(&b'\n') {
+                    return Err(io::Error::other(format!(
+                        "{} ends before sequence {from}",
+                        seg.path.display()
+                    ))
+                    .into());
+                }
+                offset += n as u64;
+                seq += 1;
+            }
+            *pos = Some(ReadPos {
+                seg_start: seg.start,
+                reader,
+                offset,
+                next: seq,
+            });
+        }
+        let p = pos.as_mut().expect("positioned");
+        line.clear();
+        let n = p.reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            // The end of this segment: go on with the next one.
+            let seg_start = p.seg_start;
+            *pos = None;
+            match segments.iter().find(|s| s.start > seg_start) {
+                Some(next) => {
+                    from = from.max(next.start);
+                    continue;
+                }
+                None => break,
+            }
+        }
+        let seq = record::line_sequence(&line).unwrap_or(p.next);
+        p.offset += n as u64;
+        p.next = seq + 1;
+        from = seq + 1;
+        line.pop();
+        batch.sequences.push(seq);
+        batch.lines.push(Bytes::copy_from_slice(&line));
+    }
+    if let Some(p) = pos.as_mut() {
+        // Forget read-ahead past the durable point: it may still change.
+        p.reader.seek(SeekFrom::Start(p.offset))?;
+    }
+    Ok((batch, from))
+}

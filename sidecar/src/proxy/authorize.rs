@@ -1,0 +1,378 @@
+//! Who is calling, and may each message go through.
+//!
+//! ```text
+//! headers ──► Authorization? ──► auth::Authenticator::authenticate ──► Principal   (else 401)
+//!             none + settings.anonymous_client ──► auth::anonymous_principal
+//! Principal ──► policy::authenticate (McpClient, lifecycle) ──► Access            (else 403/401)
+//! each message ──► authorize(&Access) ──► Verdict { reason, decided_by, denial, expect }
+//!     tools/call           ──► Caller::call_tool(name)     (hidden → unknown tool, scope → step-up)
+//!     tasks/get|result|cancel|update ──► task owned by the caller? (else -32602)
+//!     tools/list, tasks/list, initialize, params.task ──► the response must be read (Expect)
+//!     anything else (notifications, responses, ping, resources/*, prompts/*, …) ──► allowed
+//! ```
+//!
+//! Every verdict is logged once as a `mcp_warden::decision` event and counted in
+//! `mcp_warden_requests_total`. The token itself is never logged.
+
+use super::{
+    deny::Denial,
+    filter::Expect,
+    jsonrpc::{Id, Message},
+    session::{Ownership, PrincipalKey, Sessions},
+};
+use crate::{
+    auth::{self, AuthError, Authenticator},
+    metrics::Metrics,
+    settings::Settings,
+    state::Active,
+};
+use http::{HeaderMap, header};
+use jiff::Timestamp;
+use mcp_warden_policy::{Caller, Decision, ObjectRef, Principal};
+use std::sync::Arc;
+
+/// An authenticated caller whose McpClient is in good standing (at the request's start).
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The rules in force when the request started.
+    pub active: Arc<Active>,
+    /// Who is calling.
+    pub principal: Principal,
+    /// What sessions and tasks are bound to.
+    pub key: PrincipalKey,
+    /// The McpClient.
+    pub client: ObjectRef,
+}
+
+impl Access {
+    /// The policy view of this caller now (`Err` if its lifecycle denies it meanwhile).
+    #[allow(clippy::result_large_err)] // mirrors policy::authenticate
+    pub fn caller(&self) -> Result<Caller<'_>, Decision> {
+        mcp_warden_policy::authenticate(&self.active.rules, &self.principal, Timestamp::now())
+    }
+
+    /// Whether `tools/list` shows `tool` to this caller.
+    pub fn lists(&self, tool: &str) -> bool {
+        self.caller().is_ok_and(|c| c.lists(tool))
+    }
+}
+
+/// Authenticates a request and checks the McpClient's lifecycle.
+pub async fn identify(
+    active: &Arc<Active>,
+    auth: &Authenticator,
+    settings: &Settings,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Access, Denial> {
+    let principal = match &settings.anonymous_client {
+        Some(name) if !headers.contains_key(header::AUTHORIZATION) => {
+            auth::anonymous_principal(&active.rules, name)
+                .ok_or(Denial::Unauthenticated(AuthError::Missing))?
+        }
+        _ => {
+            auth.authenticate(&active.rules, headers, query, Timestamp::now())
+                .await
+                .map_err(Denial::Unauthenticated)?
+                .principal
+        }
+    };
+    let client = match mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now())
+    {
+        Ok(caller) => caller.client().object.clone(),
+        Err(decision) => return Err(Denial::Client(Box::new(decision))),
+    };
+    Ok(Access {
+        active: active.clone(),
+        key: PrincipalKey::of(&principal),
+        principal,
+        client,
+    })
+}
+
+/// The outcome for one message.
+#[derive(Debug)]
+pub struct Verdict {
+    /// `policy::Decision::reason`, or the proxy's own reason.
+    pub reason: &'static str,
+    /// The CR that decided.
+    pub decided_by: ObjectRef,
+    /// The tool of a `tools/call`.
+    pub tool: Option<String>,
+    /// For an Audit-mode policy that lets the call through: what enforcing it would answer.
+    pub would: Option<&'static str>,
+    /// Why it is refused, if it is.
+    pub denial: Option<Denial>,
+    /// What the proxy must do with the response.
+    pub expect: Option<Expect>,
+}
+
+const TASK_METHODS: [&str; 4] = ["tasks/get", "tasks/result", "tasks/cancel", "tasks/update"];
+const GOVERNED: [&str; 2] = ["tools/call", "tasks/list"];
+
+/// Decides one message of an authenticated caller.
+pub fn authorize(
+    message: &Message,
+    caller: &Caller<'_>,
+    access: &Access,
+    sessions: &Sessions,
+) -> Verdict {
+    let mut verdict = Verdict {
+        reason: "allowed",
+        decided_by: access.client.clone(),
+        tool: None,
+        would: None,
+        denial: None,
+        expect: None,
+    };
+    let Some(method) = message.method() else {
+        return verdict;
+    };
+    if matches!(message, Message::Notification { .. }) {
+        if GOVERNED.contains(&method) || TASK_METHODS.contains(&method) {
+            let denial = Denial::NotARequest(method.to_owned());
+            verdict.reason = denial.reason();
+            verdict.denial = Some(denial);
+        }
+        return verdict;
+    }
+    if message
+        .params()
+        .and_then(|p| p.get("task"))
+        .is_some_and(|t| t.is_object())
+    {
+        verdict.expect = Some(Expect::CreateTask);
+    }
+    match method {
+        "tools/call" => {
+            if let Some(tool) = message.param_str("name") {
+                let decision = caller.call_tool(tool);
+                verdict.reason = decision.reason();
+                verdict.decided_by = decision.decided_by().clone();
+                verdict.denial = Denial::from_decision(&decision, Some(tool));
+                if let Decision::WouldDeny { would, .. } = &decision {
+                    verdict.would = Some(would.reason());
+                }
+                verdict.tool = Some(tool.to_owned());
+            }
+        }
+        "tools/list" => verdict.expect = Some(Expect::ToolsList),
+        "tasks/list" => verdict.expect = Some(Expect::TasksList),
+        "initialize" => verdict.expect = Some(Expect::Initialize),
+        m if TASK_METHODS.contains(&m) => {
+            if let Some(task) = message.param_str("taskId")
+                && sessions.task(task, &access.key) != Ownership::Owned
+            {
+                let denial = Denial::ForeignTask(task.to_owned());
+                verdict.reason = denial.reason();
+                verdict.denial = Some(denial);
+            }
+        }
+        _ => {}
+    }
+    verdict
+}
+
+/// What one decision event says.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    /// The JSON-RPC method, or `GET`/`DELETE`.
+    pub method: &'a str,
+    /// The tool of a `tools/call`.
+    pub tool: Option<&'a str>,
+    /// The McpClient, when identified.
+    pub client: Option<&'a ObjectRef>,
+    /// The decision reason.
+    pub reason: &'a str,
+    /// Audit mode: what enforcing the policy would have answered.
+    pub would: Option<&'a str>,
+    /// The CR that decided.
+    pub decided_by: Option<&'a ObjectRef>,
+    /// The JSON-RPC id.
+    pub id: Option<&'a Id>,
+    /// The `Mcp-Session-Id`.
+    pub session: Option<&'a str>,
+    /// Whether the message goes through.
+    pub allowed: bool,
+}
+
+/// Logs a decision (target `mcp_warden::decision`) and counts it.
+pub fn record(metrics: &Metrics, e: Event<'_>) {
+    metrics.request(e.method, e.reason);
+    let client = e.client.map(ToString::to_string);
+    let decided_by = e.decided_by.map(ToString::to_string);
+    let id = e.id.map(Id::as_json);
+    if e.allowed {
+        tracing::info!(
+            target: "mcp_warden::decision",
+            method = e.method, tool = e.tool, client, reason = e.reason, decided_by, id,
+            session = e.session, would = e.would, allowed = true, "allowed"
+        );
+    } else {
+        tracing::warn!(
+            target: "mcp_warden::decision",
+            method = e.method, tool = e.tool, client, reason = e.reason, decided_by, id,
+            session = e.session, allowed = false, "denied"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{self, Selection},
+        proxy::jsonrpc::{self, Payload},
+    };
+
+    /// `examples/everything`, with basic-tools in Audit mode when `audit`.
+    fn active(audit: bool) -> Arc<Active> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/everything/everything.yaml");
+        let mut text = std::fs::read_to_string(path).unwrap();
+        if audit {
+            text = text.replace(
+                "  description: Harmless tools for the basic-tier demo agent.\n",
+                "  description: Harmless tools for the basic-tier demo agent.\n  mode: Audit\n",
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, text).unwrap();
+        let (bundle, rules) = config::load_config(&file, &Selection::OnlyTool).unwrap();
+        Arc::new(Active { rules, bundle })
+    }
+
+    fn access(active: &Arc<Active>, client: &str, scopes: &[&str]) -> Access {
+        let principal = Principal {
+            issuer: "http://127.0.0.1:9400".into(),
+            subject: None,
+            client_id: Some(client.into()),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            issued_at: Some(Timestamp::now()),
+        };
+        let client = mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now())
+            .unwrap()
+            .client()
+            .object
+            .clone();
+        Access {
+            active: active.clone(),
+            key: PrincipalKey::of(&principal),
+            principal,
+            client,
+        }
+    }
+
+    fn verdict(access: &Access, sessions: &Sessions, body: &str) -> Verdict {
+        let Ok(Payload::Single(message)) = jsonrpc::parse(body.as_bytes()) else {
+            panic!("{body}")
+        };
+        authorize(&message, &access.caller().unwrap(), access, sessions)
+    }
+
+    fn call(tool: &str) -> String {
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#)
+    }
+
+    #[test]
+    fn tools_calls_follow_the_policy() {
+        let active = active(false);
+        let sessions = Sessions::new();
+        let beta = access(&active, "agent-beta", &["mcp:tools.list"]);
+        let v = verdict(&beta, &sessions, &call("echo"));
+        assert_eq!(
+            (v.reason, v.decided_by.to_string().as_str()),
+            ("allowed", "McpPolicy/demo/basic-tools")
+        );
+        assert!(v.denial.is_none());
+        let v = verdict(&beta, &sessions, &call("get-env"));
+        assert!(
+            matches!(v.denial, Some(Denial::HiddenTool(ref t)) if t == "get-env"),
+            "{v:?}"
+        );
+        let v = verdict(&beta, &sessions, &call("get-tiny-image"));
+        assert!(
+            matches!(v.denial, Some(Denial::InsufficientScope { ref needed, .. }) if needed == &["mcp:tools.call"]),
+            "{v:?}"
+        );
+        let alpha = access(
+            &active,
+            "agent-alpha",
+            &["mcp:tools.list", "mcp:tools.call"],
+        );
+        let v = verdict(&alpha, &sessions, &call("get-env"));
+        assert!(
+            matches!(v.denial, Some(Denial::InsufficientScope { ref needed, .. }) if needed == &["mcp:admin", "mcp:tools.call"]),
+            "{v:?}"
+        );
+        assert_eq!(v.tool.as_deref(), Some("get-env"));
+    }
+
+    #[test]
+    fn audit_mode_lets_the_call_through_and_says_what_it_would_do() {
+        let active = active(true);
+        let beta = access(&active, "agent-beta", &["mcp:tools.list"]);
+        let v = verdict(&beta, &Sessions::new(), &call("get-tiny-image"));
+        assert!(v.denial.is_none());
+        assert_eq!(
+            (v.reason, v.would),
+            ("would_deny", Some("insufficient_scope"))
+        );
+    }
+
+    #[test]
+    fn other_messages_pass_and_say_what_to_read() {
+        let active = active(false);
+        let sessions = Sessions::new();
+        let beta = access(&active, "agent-beta", &[]);
+        for (body, expect) in [
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+                None,
+            ),
+            (r#"{"jsonrpc":"2.0","id":"s1","result":{"roots":[]}}"#, None),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, None),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+                Some(Expect::ToolsList),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tasks/list"}"#,
+                Some(Expect::TasksList),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+                Some(Expect::Initialize),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","task":{}}}"#,
+                Some(Expect::CreateTask),
+            ),
+        ] {
+            let v = verdict(&beta, &sessions, body);
+            assert!(v.denial.is_none(), "{body}");
+            assert_eq!(v.expect, expect, "{body}");
+        }
+        let v = verdict(
+            &beta,
+            &sessions,
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}"#,
+        );
+        assert!(matches!(v.denial, Some(Denial::NotARequest(_))));
+    }
+
+    #[test]
+    fn task_ids_of_others_are_unknown() {
+        let active = active(false);
+        let sessions = Sessions::new();
+        let beta = access(&active, "agent-beta", &[]);
+        let alpha = access(&active, "agent-alpha", &[]);
+        sessions.bind_task("t-1", &alpha.key);
+        let get = r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}"#;
+        assert!(verdict(&alpha, &sessions, get).denial.is_none());
+        let v = verdict(&beta, &sessions, get);
+        assert!(matches!(v.denial, Some(Denial::ForeignTask(ref t)) if t == "t-1"));
+        assert_eq!(v.reason, "foreign_task");
+    }
+}

@@ -1,0 +1,313 @@
+//! Session and task ownership: who may use a legacy `Mcp-Session-Id` or a task id.
+//!
+//! ```text
+//! initialize ──upstream answers 2xx + Mcp-Session-Id: S──► bind(S, principal)   (+ protocolVersion, VER-02)
+//! request with Mcp-Session-Id: S ──► check(S, principal)
+//!     Owned   ──► forward
+//!     Foreign ──► 404 {"code":-32001,"message":"Session not found"}   (HTTP-13: no oracle)
+//!     Unknown ──► forward; adopted by the presenter if the upstream accepts it (see below)
+//! upstream 404 for S, or DELETE S answered 2xx ──► forget(S)                       (HTTP-14)
+//! tools/call with params.task ──CreateTaskResult.task.taskId T──► bind_task(T, principal)
+//! tasks/get|result|cancel|update T ──► Owned? forward : -32602                     (TASK-02)
+//! tasks/list ──► result.tasks filtered to Owned
+//! ```
+//!
+//! The principal key is `issuer|sub|client_id`: a refreshed token of the same principal keeps
+//! its sessions. Bindings live in memory. After a proxy restart an upstream session the proxy
+//! does not know is adopted by the first principal that presents it and is accepted by the
+//! upstream, because clients never re-initialize on a 404 (reference §0.3, §12) and the ids are
+//! unguessable. Both tables are bounded; above the bound the least recently used entry goes.
+
+use super::jsonrpc::Id;
+use mcp_warden_policy::Principal;
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    sync::Mutex,
+};
+
+/// How many sessions and tasks are remembered at most.
+pub const MAX_ENTRIES: usize = 100_000;
+/// How many `tools/list` ids are remembered per session (their responses may come on a GET).
+pub const MAX_PENDING_LISTS: usize = 64;
+
+/// The identity sessions and tasks are bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PrincipalKey {
+    issuer: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+}
+
+impl PrincipalKey {
+    /// The key of a principal.
+    pub fn of(principal: &Principal) -> Self {
+        Self {
+            issuer: principal.issuer.clone(),
+            subject: principal.subject.clone(),
+            client_id: principal.client_id.clone(),
+        }
+    }
+}
+
+impl fmt::Display for PrincipalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sub, client) = (self.subject.as_deref(), self.client_id.as_deref());
+        write!(
+            f,
+            "{}|{}|{}",
+            self.issuer,
+            sub.unwrap_or(""),
+            client.unwrap_or("")
+        )
+    }
+}
+
+/// Whether an id belongs to the presenter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Bound to the presenter.
+    Owned,
+    /// Bound to another principal.
+    Foreign,
+    /// Not bound (never seen, forgotten, or from before a restart).
+    Unknown,
+}
+
+#[derive(Debug)]
+struct Session {
+    owner: PrincipalKey,
+    protocol_version: Option<String>,
+    lists: VecDeque<Id>,
+    used: u64,
+}
+
+#[derive(Debug)]
+struct Task {
+    owner: PrincipalKey,
+    used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    sessions: HashMap<String, Session>,
+    tasks: HashMap<String, Task>,
+    clock: u64,
+}
+
+/// The bindings of one proxy.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    tables: Mutex<Tables>,
+}
+
+impl Sessions {
+    /// Empty tables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave the maps inconsistent (single inserts).
+        self.tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Who owns session `id`, relative to `who`.
+    pub fn check(&self, id: &str, who: &PrincipalKey) -> Ownership {
+        let mut tables = self.lock();
+        tables.clock += 1;
+        let now = tables.clock;
+        match tables.sessions.get_mut(id) {
+            None => Ownership::Unknown,
+            Some(s) if s.owner == *who => {
+                s.used = now;
+                Ownership::Owned
+            }
+            Some(_) => Ownership::Foreign,
+        }
+    }
+
+    /// Binds session `id` to `who` (keeping what is known when it is already theirs).
+    pub fn bind(&self, id: &str, who: &PrincipalKey) {
+        let mut tables = self.lock();
+        tables.clock += 1;
+        let now = tables.clock;
+        if let Some(s) = tables.sessions.get_mut(id).filter(|s| s.owner == *who) {
+            s.used = now;
+            return;
+        }
+        evict(&mut tables.sessions, |s| s.used);
+        tables.sessions.insert(
+            id.to_owned(),
+            Session {
+                owner: who.clone(),
+                protocol_version: None,
+                lists: VecDeque::new(),
+                used: now,
+            },
+        );
+    }
+
+    /// Forgets session `id`.
+    pub fn forget(&self, id: &str) {
+        self.lock().sessions.remove(id);
+    }
+
+    /// Records the version the upstream negotiated for session `id`.
+    pub fn set_version(&self, id: &str, version: &str) {
+        if let Some(s) = self.lock().sessions.get_mut(id) {
+            s.protocol_version = Some(version.to_owned());
+        }
+    }
+
+    /// The version the upstream negotiated for session `id`.
+    pub fn version(&self, id: &str) -> Option<String> {
+        self.lock().sessions.get(id)?.protocol_version.clone()
+    }
+
+    /// Remembers that `id` in session `session` is a `tools/list` request.
+    pub fn expect_list(&self, session: &str, id: &Id) {
+        if let Some(s) = self.lock().sessions.get_mut(session)
+            && !s.lists.contains(id)
+        {
+            if s.lists.len() >= MAX_PENDING_LISTS {
+                s.lists.pop_front();
+            }
+            s.lists.push_back(id.clone());
+        }
+    }
+
+    /// Whether `id` in session `session` was a `tools/list` request.
+    pub fn is_list(&self, session: &str, id: &Id) -> bool {
+        self.lock()
+            .sessions
+            .get(session)
+            .is_some_and(|s| s.lists.contains(id))
+    }
+
+    /// Binds task `task_id` to `who`. A task id already bound to another principal keeps its
+    /// owner: an upstream never hands one task to two callers.
+    pub fn bind_task(&self, task_id: &str, who: &PrincipalKey) {
+        let mut tables = self.lock();
+        tables.clock += 1;
+        let now = tables.clock;
+        if let Some(t) = tables.tasks.get_mut(task_id) {
+            if t.owner == *who {
+                t.used = now;
+            }
+            return;
+        }
+        evict(&mut tables.tasks, |t| t.used);
+        tables.tasks.insert(
+            task_id.to_owned(),
+            Task {
+                owner: who.clone(),
+                used: now,
+            },
+        );
+    }
+
+    /// Who owns task `task_id`, relative to `who`.
+    pub fn task(&self, task_id: &str, who: &PrincipalKey) -> Ownership {
+        match self.lock().tasks.get(task_id) {
+            None => Ownership::Unknown,
+            Some(t) if t.owner == *who => Ownership::Owned,
+            Some(_) => Ownership::Foreign,
+        }
+    }
+
+    /// How many sessions are bound.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether no session is bound.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Makes room for one entry by dropping the least recently used one.
+fn evict<V>(map: &mut HashMap<String, V>, used: impl Fn(&V) -> u64) {
+    if map.len() < MAX_ENTRIES {
+        return;
+    }
+    if let Some(oldest) = map
+        .iter()
+        .min_by_key(|(_, v)| used(v))
+        .map(|(k, _)| k.clone())
+    {
+        map.remove(&oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(client: &str) -> PrincipalKey {
+        PrincipalKey::of(&Principal {
+            issuer: "https://idp".into(),
+            subject: Some("user".into()),
+            client_id: Some(client.into()),
+            ..Principal::default()
+        })
+    }
+
+    #[test]
+    fn sessions_belong_to_their_initializer() {
+        let s = Sessions::new();
+        let (alice, bob) = (key("alpha"), key("beta"));
+        assert_eq!(s.check("S", &alice), Ownership::Unknown);
+        s.bind("S", &alice);
+        assert_eq!(s.check("S", &alice), Ownership::Owned);
+        assert_eq!(s.check("S", &bob), Ownership::Foreign);
+        // Binding again by the owner keeps the state; by someone else it rebinds (initialize).
+        s.set_version("S", "2025-06-18");
+        s.bind("S", &alice);
+        assert_eq!(s.version("S").as_deref(), Some("2025-06-18"));
+        s.forget("S");
+        assert_eq!(s.check("S", &bob), Ownership::Unknown);
+        assert!(s.is_empty());
+        assert_eq!(alice.to_string(), "https://idp|user|alpha");
+    }
+
+    #[test]
+    fn list_ids_are_remembered_per_session_and_bounded() {
+        let s = Sessions::new();
+        s.bind("S", &key("a"));
+        let id = |n: u64| Id::from_value(&n.into()).unwrap();
+        for n in 0..(MAX_PENDING_LISTS as u64 + 10) {
+            s.expect_list("S", &id(n));
+        }
+        assert!(!s.is_list("S", &id(0)));
+        assert!(s.is_list("S", &id(MAX_PENDING_LISTS as u64 + 9)));
+        assert!(!s.is_list("T", &id(70)));
+        s.expect_list("unbound", &id(1));
+        assert!(!s.is_list("unbound", &id(1)));
+    }
+
+    #[test]
+    fn tasks_belong_to_their_creator() {
+        let s = Sessions::new();
+        let (alice, bob) = (key("alpha"), key("beta"));
+        s.bind_task("t1", &alice);
+        s.bind_task("t1", &bob);
+        assert_eq!(s.task("t1", &alice), Ownership::Owned);
+        assert_eq!(s.task("t1", &bob), Ownership::Foreign);
+        assert_eq!(s.task("t2", &alice), Ownership::Unknown);
+    }
+
+    #[test]
+    fn tables_are_bounded_by_least_recent_use() {
+        let mut map: HashMap<String, u64> = (0..MAX_ENTRIES as u64)
+            .map(|i| (i.to_string(), i + 1))
+            .collect();
+        map.insert("0".into(), u64::MAX);
+        evict(&mut map, |v| *v);
+        assert_eq!(map.len(), MAX_ENTRIES - 1);
+        assert!(map.contains_key("0") && !map.contains_key("1"));
+    }
+}

@@ -1,0 +1,441 @@
+//! Server-Sent Events pass-through, event by event, byte for byte.
+//!
+//! ```text
+//! upstream chunks ──► Splitter: lines end in CRLF, LF or CR (a CR at a chunk's end waits for
+//!                     the next byte); a UTF-8 BOM at the start passes first
+//!   line before the event's first `data:` (id, event, retry, comments) ──► out at once
+//!   first `data:` … blank line: held, then
+//!        rewrite(data joined by "\n") = None       ──► the held bytes, unchanged
+//!        rewrite(data)               = Some(json)  ──► the same lines, the data lines replaced
+//!                                                     by `data: <json>` (same line ending)
+//! upstream end ──► what is held goes out (rewritten if it has data); nothing is synthesized
+//! upstream error ──► the client stream fails too (no clean end is invented)
+//! ```
+//!
+//! Only the response event of a request the proxy must see (a `tools/list` id, …) changes; every
+//! other byte, including `id:`, `event:`, `retry:`, keep-alive comments and the empty-data priming
+//! events of 2025-11-25 servers, reaches the client as sent (HTTP-07, HTTP-08, LIST-01).
+
+use super::BoxError;
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use std::{
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// An event bigger than the proxy will hold to inspect it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an SSE event exceeds {0} bytes")]
+pub struct TooLarge(pub usize);
+
+/// Splits an SSE byte stream into lines and events, holding only the event being inspected.
+#[derive(Debug)]
+pub struct Splitter {
+    pending: Vec<u8>,
+    held: Vec<(Vec<u8>, bool)>,
+    held_bytes: usize,
+    data: Vec<u8>,
+    has_data: bool,
+    started: bool,
+    limit: usize,
+}
+
+impl Splitter {
+    /// A splitter holding at most `limit` bytes of one event.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            pending: Vec::new(),
+            held: Vec::new(),
+            held_bytes: 0,
+            data: Vec::new(),
+            has_data: false,
+            started: false,
+            limit,
+        }
+    }
+
+    /// Feeds a chunk; appends what can go out now to `out`.
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+        rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<(), TooLarge> {
+        self.pending.extend_from_slice(chunk);
+        if !self.started {
+            if self.pending.len() < BOM.len() && BOM.starts_with(&self.pending) {
+                return Ok(());
+            }
+            self.started = true;
+            if self.pending.starts_with(BOM) {
+                out.extend_from_slice(BOM);
+                self.pending.drain(..BOM.len());
+            }
+        }
+        let mut start = 0;
+        while let Some(offset) = self.pending[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
+            let eol = start + offset;
+            let end = if self.pending[eol] == b'\n' {
+                eol + 1
+            } else if eol + 1 == self.pending.len() {
+                break; // a CR at the end: wait to see whether LF follows
+            } else if self.pending[eol + 1] == b'\n' {
+                eol + 2
+            } else {
+                eol + 1
+            };
+            let line = self.pending[start..end].to_vec();
+            self.line(line, eol - start, out, rewrite);
+            start = end;
+        }
+        self.pending.drain(..start);
+        if self.held_bytes + self.pending.len() > self.limit {
+            return Err(TooLarge(self.limit));
+        }
+        Ok(())
+    }
+
+    /// The upstream ended: emits what is left (an unterminated last line or event) as it is,
+    /// except that an unterminated event with data is still rewritten.
+    pub fn finish(
+        &mut self,
+        out: &mut Vec<u8>,
+        rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) {
+        if !self.started {
+            out.append(&mut self.pending);
+        }
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            let len = rest.len() - usize::from(rest.ends_with(b"\r"));
+            self.line(rest, len, out, rewrite);
+        }
+        self.flush(out, rewrite);
+    }
+
+    /// One line: `raw` with its line ending, `len` bytes of content.
+    fn line(
+        &mut self,
+        raw: Vec<u8>,
+        len: usize,
+        out: &mut Vec<u8>,
+        rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) {
+        if len == 0 {
+            self.flush(out, rewrite);
+            out.extend_from_slice(&raw);
+            return;
+        }
+        let value = data_value(&raw[..len]);
+        let is_data = value.is_some();
+        if !self.has_data && !is_data {
+            out.extend_from_slice(&raw);
+            return;
+        }
+        if let Some(value) = value {
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
+        }
+        self.held_bytes += raw.len();
+        self.held.push((raw, is_data));
+    }
+
+    /// Ends the held event (if any): rewritten or as it was.
+    fn flush(&mut self, out: &mut Vec<u8>, rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>) {
+        if !self.has_data {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        match rewrite(&self.data) {
+            None => held.iter().for_each(|(raw, _)| out.extend_from_slice(raw)),
+            Some(new) => {
+                let mut replaced = false;
+                for (raw, is_data) in &held {
+                    if !is_data {
+                        out.extend_from_slice(raw);
+                    } else if !replaced {
+                        replaced = true;
+                        let eol = line_ending(raw);
+                        for line in split_lines(&new) {
+                            out.extend_from_slice(b"data: ");
+                            out.extend_from_slice(line);
+                            out.extend_from_slice(eol);
+                        }
+                    }
+                }
+            }
+        }
+        self.data.clear();
+        self.has_data = false;
+        self.held_bytes = 0;
+    }
+}
+
+/// The value of a `data` field line (one leading space removed), else `None`.
+fn data_value(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"data")?;
+    match rest.first() {
+        None => Some(b""),
+        Some(b':') => Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
+        Some(_) => None,
+    }
+}
+
+fn line_ending(raw: &[u8]) -> &'static [u8] {
+    if raw.ends_with(b"\r\n") {
+        b"\r\n"
+    } else if raw.ends_with(b"\r") {
+        b"\r"
+    } else {
+        b"\n"
+    }
+}
+
+/// Splits JSON text on line breaks (which JSON only allows as whitespace).
+fn split_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|&b| b == b'\n' || b == b'\r')
+        .filter(|l| !l.is_empty())
+        .chain(text.is_empty().then_some(&b""[..]))
+}
+
+/// A response body that runs an upstream SSE body through a [`Splitter`] and `rewrite`.
+pub struct RewriteBody<B, F> {
+    inner: B,
+    splitter: Splitter,
+    rewrite: F,
+    done: bool,
+}
+
+impl<B, F> std::fmt::Debug for RewriteBody<B, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RewriteBody")
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<B, F> RewriteBody<B, F> {
+    /// Wraps `inner`; events larger than `limit` fail the stream.
+    pub fn new(inner: B, limit: usize, rewrite: F) -> Self {
+        Self {
+            inner,
+            splitter: Splitter::new(limit),
+            rewrite,
+            done: false,
+        }
+    }
+}
+
+impl<B, F> Body for RewriteBody<B, F>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    F: FnMut(&[u8]) -> Option<Vec<u8>> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(chunk) => {
+                        let mut out = Vec::new();
+                        if let Err(e) = this.splitter.push(&chunk, &mut out, &mut this.rewrite) {
+                            this.done = true;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                None => {
+                    this.done = true;
+                    let mut out = Vec::new();
+                    this.splitter.finish(&mut out, &mut this.rewrite);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `input` split into `chunk`-byte pieces; returns the output and the data seen.
+    fn run(
+        input: &[u8],
+        chunk: usize,
+        target: &[u8],
+        replacement: &[u8],
+    ) -> (Vec<u8>, Vec<String>) {
+        let mut splitter = Splitter::new(1 << 20);
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        let mut rewrite = |data: &[u8]| {
+            seen.push(String::from_utf8_lossy(data).into_owned());
+            (data == target).then(|| replacement.to_vec())
+        };
+        for piece in input.chunks(chunk.max(1)) {
+            splitter.push(piece, &mut out, &mut rewrite).unwrap();
+        }
+        splitter.finish(&mut out, &mut rewrite);
+        (out, seen)
+    }
+
+    const STREAM: &[u8] = b"\xEF\xBB\xBFid: prime-1\ndata:\nretry: 3000\n\n: keep-alive\n\n\
+event: message\r\nid: ev-2\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\r\n\r\n\
+data:no-space\rdata:  two spaces\r\r\
+:comment only\nid\nevent\ndata\n\nunknown: field\nid: 3\ndata: {\"id\":1,\n: inner comment\ndata: \"result\":{}}\n\n";
+
+    #[test]
+    fn untouched_streams_pass_byte_for_byte_at_any_chunking() {
+        for chunk in [1, 2, 3, 5, 7, 64, STREAM.len()] {
+            let (out, seen) = run(STREAM, chunk, b"never", b"x");
+            assert_eq!(out, STREAM, "chunk size {chunk}");
+            assert_eq!(
+                seen,
+                [
+                    "",
+                    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}",
+                    "no-space\n two spaces",
+                    "",
+                    "{\"id\":1,\n\"result\":{}}"
+                ],
+                "chunk size {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_target_events_data_lines_change() {
+        let target = b"{\"id\":1,\n\"result\":{}}";
+        for chunk in [1, 4, STREAM.len()] {
+            let (out, _) = run(
+                STREAM,
+                chunk,
+                target,
+                b"{\"id\":1,\"result\":{\"tools\":[]}}",
+            );
+            let expected_tail = b"unknown: field\nid: 3\ndata: {\"id\":1,\"result\":{\"tools\":[]}}\n: inner comment\n\n";
+            let cut = STREAM.len() - b"unknown: field\nid: 3\ndata: {\"id\":1,\n: inner comment\ndata: \"result\":{}}\n\n".len();
+            assert_eq!(&out[..cut], &STREAM[..cut]);
+            assert_eq!(&out[cut..], expected_tail, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn crlf_events_keep_crlf_when_rewritten() {
+        let input = b"id: 9\r\ndata: {\"a\":1}\r\n\r\n";
+        let (out, _) = run(input, 3, b"{\"a\":1}", b"{\"a\":2}\n");
+        assert_eq!(out, b"id: 9\r\ndata: {\"a\":2}\r\n\r\n");
+    }
+
+    #[test]
+    fn lines_before_data_go_out_before_the_event_ends() {
+        let mut splitter = Splitter::new(1024);
+        let mut out = Vec::new();
+        let mut never = |_: &[u8]| None;
+        splitter
+            .push(
+                b": ping\n\nid: 1\nevent: message\ndata: {\"par",
+                &mut out,
+                &mut never,
+            )
+            .unwrap();
+        assert_eq!(out, b": ping\n\nid: 1\nevent: message\n");
+        splitter
+            .push(b"tial\":1}\n\n", &mut out, &mut never)
+            .unwrap();
+        assert_eq!(
+            out,
+            b": ping\n\nid: 1\nevent: message\ndata: {\"partial\":1}\n\n"
+        );
+    }
+
+    #[test]
+    fn an_unterminated_last_event_passes_as_is_or_rewritten() {
+        let (out, _) = run(b"data: a\n\nid: 2\ndata: b", 2, b"never", b"");
+        assert_eq!(out, b"data: a\n\nid: 2\ndata: b");
+        let (out, _) = run(b"id: 2\ndata: b\r", 1, b"b", b"c");
+        assert_eq!(out, b"id: 2\ndata: c\r");
+        let (out, _) = run(b"\r", 1, b"never", b"");
+        assert_eq!(out, b"\r");
+        let (out, _) = run(b"\xEF\xBB", 1, b"never", b"");
+        assert_eq!(out, b"\xEF\xBB");
+    }
+
+    #[test]
+    fn oversized_events_fail_instead_of_leaking() {
+        let mut splitter = Splitter::new(16);
+        let mut out = Vec::new();
+        let mut never = |_: &[u8]| None;
+        let err = splitter.push(b"data: 0123456789abcdefghij", &mut out, &mut never);
+        assert_eq!(err, Err(TooLarge(16)));
+    }
+
+    #[test]
+    fn any_bytes_at_any_chunking_pass_unchanged_when_nothing_is_rewritten() {
+        // A small xorshift generator: deterministic, no dependency.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"data:id event retry\r\n\n: {}\"\xEF\xBB\xBF";
+        for _ in 0..2_000 {
+            let len = (next() % 200) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let chunk = 1 + (next() % 16) as usize;
+            let (out, _) = run(&input, chunk, b"\x00never", b"");
+            assert_eq!(out, input, "chunk size {chunk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_body_adapter_streams_and_propagates_the_end() {
+        use http_body_util::{BodyExt, StreamBody};
+        let chunks: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"data: 1\n"))),
+            Ok(Frame::data(Bytes::from_static(b"\ndata: 2\n\n"))),
+        ];
+        let inner = StreamBody::new(futures::stream::iter(chunks));
+        let body = RewriteBody::new(inner, 1024, |d: &[u8]| (d == b"2").then(|| b"two".to_vec()));
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&collected[..], b"data: 1\n\ndata: two\n\n");
+    }
+}

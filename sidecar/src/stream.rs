@@ -1,0 +1,208 @@
+//! Operator mode: the configuration comes from the operator's push stream.
+//!
+//! ```text
+//! start: state-dir/bundle.json ──compile──► Live (stale) when the operator is unreachable
+//! loop:  GET {operator}/v1/watch?namespace&pod  (Bearer: projected ServiceAccount token)
+//!          line {"type":"bundle"}    ──compile──► Live::install, persist to state-dir
+//!                                     (a bundle that fails to compile keeps the RuleSet in force)
+//!          line {"type":"empty"}     ──► Live::clear (nothing governs this pod: deny all)
+//!          line {"type":"heartbeat"} ──► liveness only
+//!        stream ends, errors or stays silent for 3 heartbeats ──► reconnect with jittered
+//!        exponential backoff (100 ms … 15 s); the RuleSet in force stays.
+//! ```
+//!
+//! The same `compile` as file mode, so both enforce the same thing for the same CRs.
+
+use crate::{
+    metrics::Metrics,
+    state::{Active, Live},
+};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use mcp_warden_policy::{Bundle, compile};
+use rand::Rng;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+/// Where and how to watch.
+#[derive(Debug, Clone)]
+pub struct StreamSource {
+    /// The operator's base URL (`https://mcp-warden-operator.mcp-warden.svc:8443`).
+    pub operator: String,
+    /// This pod's namespace.
+    pub namespace: String,
+    /// This pod's name.
+    pub pod: String,
+    /// This pod's labels (`k=v,…`), sent for operators without Pod watches (files mode).
+    pub labels: Option<String>,
+    /// A file holding the bearer token (the projected ServiceAccount token; re-read on every
+    /// connection, as the kubelet rotates it).
+    pub token_file: Option<PathBuf>,
+    /// Where the last good bundle is kept across restarts.
+    pub state_dir: Option<PathBuf>,
+    /// Reconnect when nothing arrives for this long.
+    pub idle_timeout: Duration,
+}
+
+const BUNDLE_FILE: &str = "bundle.json";
+
+/// Installs a bundle if it compiles; returns whether it did.
+fn install(bundle: Bundle, live: &Live, metrics: &Metrics) -> bool {
+    match compile(&bundle) {
+        Ok(rules) => {
+            let version = bundle.version.clone();
+            if live.install(Active { rules, bundle }) {
+                metrics.config_installed(&version);
+                tracing::info!(%version, "configuration in force");
+            }
+            true
+        }
+        Err(error) => {
+            metrics.config_rejected();
+            tracing::error!(version = %bundle.version, "bundle rejected, the configuration in force stays: {error}");
+            false
+        }
+    }
+}
+
+/// Loads the persisted bundle, when there is one and nothing is in force yet.
+pub fn load_persisted(source: &StreamSource, live: &Live, metrics: &Metrics) {
+    let Some(path) = source.state_dir.as_ref().map(|d| d.join(BUNDLE_FILE)) else {
+        return;
+    };
+    let Ok(text) = std::fs::read(&path) else { return };
+    match serde_json::from_slice::<Bundle>(&text) {
+        Ok(bundle) => {
+            if install(bundle, live, metrics) {
+                metrics.set_stale(true);
+                tracing::warn!(path = %path.display(), "enforcing the persisted bundle until the operator answers");
+            }
+        }
+        Err(e) => tracing::error!(path = %path.display(), "persisted bundle unreadable: {e}"),
+    }
+}
+
+fn persist(source: &StreamSource, bundle: &Bundle) {
+    let Some(dir) = &source.state_dir else { return };
+    let tmp = dir.join(format!("{BUNDLE_FILE}.tmp"));
+    let result = serde_json::to_vec(bundle)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, dir.join(BUNDLE_FILE)));
+    if let Err(e) = result {
+        tracing::warn!(dir = %dir.display(), "cannot persist the bundle: {e}");
+    }
+}
+
+/// Watches the operator forever.
+pub async fn run(source: StreamSource, live: Arc<Live>, metrics: Metrics) {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .unwrap_or_else(|_| hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots())
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut heard = false;
+        match watch_once(&client, &source, &live, &metrics, &mut heard).await {
+            Ok(()) => tracing::warn!("the operator closed the watch; reconnecting"),
+            Err(e) => tracing::warn!(operator = %source.operator, "watch failed: {e}; reconnecting"),
+        }
+        if heard {
+            backoff = Duration::from_millis(100);
+        }
+        let jitter = rand::rng().random_range(0.5..1.5);
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(15));
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<Bytes>>;
+
+async fn watch_once(
+    client: &HttpsClient,
+    source: &StreamSource,
+    live: &Live,
+    metrics: &Metrics,
+    heard: &mut bool,
+) -> Result<(), String> {
+    let mut url = url::Url::parse(&format!("{}/v1/watch", source.operator.trim_end_matches('/')))
+        .map_err(|e| format!("bad --operator URL: {e}"))?;
+    url.query_pairs_mut()
+        .append_pair("namespace", &source.namespace)
+        .append_pair("pod", &source.pod);
+    if let Some(labels) = &source.labels {
+        url.query_pairs_mut().append_pair("labels", labels);
+    }
+    let mut request = http::Request::get(url.as_str());
+    if let Some(file) = &source.token_file {
+        let token = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.trim()));
+    }
+    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(source.idle_timeout, client.request(request))
+        .await
+        .map_err(|_| "the operator did not answer in time".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("the operator answered {}", response.status()));
+    }
+    let mut body = response.into_body();
+    let mut buffer = BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout(source.idle_timeout, body.frame())
+            .await
+            .map_err(|_| "no message or heartbeat from the operator in time".to_owned())?;
+        let Some(frame) = frame else { return Ok(()) };
+        let frame = frame.map_err(|e| e.to_string())?;
+        let Ok(data) = frame.into_data() else { continue };
+        buffer.extend_from_slice(&data);
+        if buffer.len() > 64 * 1024 * 1024 {
+            return Err("a bundle line exceeds 64 MiB".into());
+        }
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line = buffer.split_to(end + 1);
+            handle_line(&line[..end], source, live, metrics);
+            *heard = true;
+        }
+    }
+}
+
+fn handle_line(line: &[u8], source: &StreamSource, live: &Live, metrics: &Metrics) {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        #[serde(rename = "type")]
+        kind: String,
+        bundle: Option<Bundle>,
+        reason: Option<String>,
+    }
+    let message: Message = match serde_json::from_slice(line) {
+        Ok(m) => m,
+        Err(e) => {
+            metrics.config_rejected();
+            tracing::error!("unreadable message from the operator: {e}");
+            return;
+        }
+    };
+    match (message.kind.as_str(), message.bundle) {
+        ("bundle", Some(bundle)) => {
+            metrics.set_stale(false);
+            if install(bundle.clone(), live, metrics) {
+                persist(source, &bundle);
+            }
+        }
+        ("empty", _) => {
+            metrics.set_stale(false);
+            if live.is_ready() {
+                tracing::warn!(reason = message.reason.as_deref().unwrap_or(""), "the operator withdrew this pod's configuration: denying every request");
+            }
+            live.clear();
+            metrics.config_cleared();
+        }
+        ("heartbeat", _) => {}
+        (other, _) => tracing::debug!(kind = other, "ignoring an unknown message type"),
+    }
+}
