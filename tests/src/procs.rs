@@ -303,3 +303,47 @@ impl Idp {
             .ok_or_else(|| format!("no access_token for {client}: {text}"))
     }
 }
+
+/// Starts `mcp-warden-operator run --source files:<dir>` on a free loopback port; returns the
+/// process and the push API's base URL.
+pub fn operator_files(dir: &Path) -> Result<(Proc, String), String> {
+    operator_files_on(dir, 0)
+}
+
+/// Like [`operator_files`], on a given port (to restart an operator where sidecars expect it).
+pub fn operator_files_on(dir: &Path, port: u16) -> Result<(Proc, String), String> {
+    let bin = workspace_bin("mcp-warden-operator")?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--source")
+        .arg(format!("files:{}", dir.display()))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-seconds", "1"]);
+    let (proc, listen) = Proc::spawn("mcp-warden-operator", cmd, Duration::from_secs(30), |line| {
+        line.contains("push API listening")
+            .then(|| line.split("listen=").nth(1).map(|s| s.split_whitespace().next().unwrap_or("").to_owned()))
+            .flatten()
+    })?;
+    Ok((proc, format!("http://{listen}")))
+}
+
+/// Reads one metric's sample lines (`name{labels} value`) from a sidecar's `/metrics`.
+pub fn metric_lines(admin: &str, name: &str) -> Vec<String> {
+    let text = ureq::get(format!("{admin}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The bundle version a sidecar enforces (from `mcp_warden_config_info`), if any.
+pub fn enforced_version(admin: &str) -> Option<String> {
+    metric_lines(admin, "mcp_warden_config_info")
+        .iter()
+        .find(|l| l.ends_with(" 1"))
+        .and_then(|l| l.split("version=\"").nth(1))
+        .map(|v| v.split('"').next().unwrap_or_default().to_owned())
+}
