@@ -57,10 +57,27 @@ pub struct McpPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self >= 1").message("dailyQuota must be at least 1"))]
     pub daily_quota: Option<u64>,
-    /// `Enforce` (default) grants access; `Audit` grants nothing and records what it would
-    /// have decided.
+    /// `Enforce` (default) grants access; `Audit` lets the calls it covers through and records
+    /// what enforcing it would have decided.
     #[serde(default)]
     pub mode: PolicyMode,
+    /// How a call refused by a rate limit or quota is answered: `HttpError` (default: HTTP 429
+    /// with `Retry-After` and a JSON-RPC error) or `ToolError` (a tool result with `isError: true`
+    /// that tells the model when to retry, so it can back off by itself).
+    #[serde(default)]
+    pub throttle_response: ThrottleResponse,
+}
+
+/// How a throttled call is answered.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum ThrottleResponse {
+    /// HTTP 429, `Retry-After`, JSON-RPC error with `data.retryAfterMs`.
+    #[default]
+    HttpError,
+    /// HTTP 200 with a `CallToolResult` whose `isError` is true and whose text says when to retry.
+    ToolError,
 }
 
 /// An McpClient by name.

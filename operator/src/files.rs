@@ -15,14 +15,18 @@ pub fn read_dir(dir: &Path) -> Result<(Inventory, [u8; 32]), String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        })
         .collect();
     files.sort();
     let mut hasher = Sha256::new();
     let mut resources = Vec::new();
     let mut errors = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         hasher.update(file.as_os_str().as_encoded_bytes());
         hasher.update(text.as_bytes());
         match load(&file.display().to_string(), &text) {
@@ -33,7 +37,10 @@ pub fn read_dir(dir: &Path) -> Result<(Inventory, [u8; 32]), String> {
     if !errors.is_empty() {
         return Err(LoadErrors(errors).to_string());
     }
-    Ok((Inventory::from_resources(resources), hasher.finalize().into()))
+    Ok((
+        Inventory::from_resources(resources),
+        hasher.finalize().into(),
+    ))
 }
 
 /// Loads `dir` into the index now, then every 200 ms when its content changed. A load with

@@ -1,14 +1,33 @@
 //! `mcp-warden-operator`: watches the CRs, pushes each sidecar its bundle, writes status.
 //!
-//! Today: `run --source files:<dir>` serves bundles from CR files (demos, parity tests), and
-//! `crds` prints the CustomResourceDefinitions.
+//! - `run` (in-cluster, or the kubeconfig's context): watches McpTool/McpClient/McpPolicy and the
+//!   Pods of the governed namespaces, serves the push API over HTTPS to sidecars authenticated by
+//!   TokenReview, takes usage reports, and writes status while it holds the leader Lease.
+//! - `run --source files:<dir>`: serves bundles from CR files (demos, parity tests), no cluster.
+//! - `crds`: prints the CustomResourceDefinitions.
 
-use clap::{Parser, Subcommand};
-use mcp_warden_operator::{files, index::Index, push};
+use clap::{ArgAction, Parser, Subcommand};
+use mcp_warden_operator::{
+    admin,
+    clock::{Clock, SystemClock},
+    files,
+    index::Index,
+    leader::{self, LeaseSettings},
+    metrics::Metrics,
+    push,
+    status_writer::{StatusSettings, StatusWriter},
+    tokenreview::TokenReviewAuthorizer,
+    usage::{UsageEndpoint, UsageStore},
+    watch::{self, InvalidObjects, Sinks, WatchSettings},
+};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 #[derive(Debug, Parser)]
-#[command(name = "mcp-warden-operator", version, about = "Kubernetes operator for mcp-warden")]
+#[command(
+    name = "mcp-warden-operator",
+    version,
+    about = "Kubernetes operator for mcp-warden"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,24 +37,72 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
-    /// Serve sidecars their bundles.
-    Run {
-        /// Where the CRs come from: `files:<dir>` (no cluster; demos and tests).
-        #[arg(long)]
-        source: String,
-        /// The push API address.
-        #[arg(long, default_value = "0.0.0.0:8443")]
-        listen: SocketAddr,
-        /// Seconds between heartbeats on idle watch streams.
-        #[arg(long, default_value_t = 10)]
-        heartbeat_seconds: u64,
-        /// Write `{"listen": "..."}` here once the port is bound.
-        #[arg(long)]
-        ready_file: Option<PathBuf>,
-    },
+    /// Serve sidecars their bundles (and, with a cluster, write status).
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Where the CRs come from: unset = the cluster (in-cluster config or the kubeconfig's current
+    /// context); `files:<dir>` = CR files, no cluster (demos and tests).
+    #[arg(long)]
+    source: Option<String>,
+    /// The push API address.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Seconds between heartbeats on idle watch streams.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_seconds: u64,
+    /// Write `{"listen": "..."}` here once the port is bound.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// The admin address (`/metrics`, `/ready`, `/live`). Default with a cluster: 0.0.0.0:9090;
+    /// with `--source files`: none.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Namespaces whose CRs and Pods are watched (repeat or comma-separate); default: all.
+    #[arg(long = "namespace", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Label selector of the Pods to index (e.g. `mcpwarden.io/inject=true`); default: all Pods
+    /// of the watched namespaces.
+    #[arg(long)]
+    pod_selector: Option<String>,
+    /// Elect a leader with a Lease; only the leader writes status. `false`: this replica always
+    /// writes (run a single replica then).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "mcp-warden-operator")]
+    lease_name: String,
+    /// The Lease's namespace (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "mcp-warden")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (its pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a Lease holds without renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// The audience sidecars' projected ServiceAccount tokens must carry.
+    #[arg(long, default_value = "mcp-warden-operator")]
+    audience: String,
+    /// PEM certificate chain of the push API (HTTPS).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the push API.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve the push API over plain HTTP with a cluster (tokens travel in clear: development
+    /// only).
+    #[arg(long)]
+    plaintext: bool,
+    /// Seconds between refreshes of usage counts in status.
+    #[arg(long, default_value_t = 60)]
+    usage_refresh_seconds: u64,
 }
 
 fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Crds => {
             for (_, crd) in mcp_warden_crds::crds() {
@@ -46,12 +113,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run {
-            source,
-            listen,
-            heartbeat_seconds,
-            ready_file,
-        } => {
+        Command::Run(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -60,44 +122,284 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            let Some(dir) = source.strip_prefix("files:").map(PathBuf::from) else {
-                tracing::error!("--source must be files:<dir> (the cluster source comes with the kube watches)");
-                return ExitCode::from(2);
-            };
-            if !listen.ip().is_loopback() {
-                tracing::error!("--source files serves bundles without authenticating callers: --listen must be a loopback address");
-                return ExitCode::from(2);
-            }
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-            runtime.block_on(async move {
-                let index = Index::default();
-                match files::read_dir(&dir) {
-                    Ok((inventory, _)) => index.replace_all(inventory),
-                    Err(e) => tracing::error!("{e}"),
+            match args.source.as_deref() {
+                None => runtime.block_on(run_cluster(*args)),
+                Some(source) => {
+                    let Some(dir) = source.strip_prefix("files:").map(PathBuf::from) else {
+                        tracing::error!("--source must be files:<dir> (or unset for the cluster)");
+                        return ExitCode::from(2);
+                    };
+                    runtime.block_on(run_files(dir, *args))
                 }
-                tokio::spawn(files::watch(dir, index.clone()));
-                let listener = match tokio::net::TcpListener::bind(listen).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("cannot listen on {listen}: {e}");
-                        return ExitCode::from(1);
-                    }
-                };
-                let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                tracing::info!(listen = %bound, "push API listening");
-                if let Some(file) = ready_file {
-                    let _ = std::fs::write(file, serde_json::json!({ "listen": bound }).to_string());
-                }
-                let settings = push::PushSettings {
-                    heartbeat: Duration::from_secs(heartbeat_seconds.max(1)),
-                    labels_from_query: true,
-                };
-                push::serve(listener, index, settings, Arc::new(push::AllowAll), async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await;
-                ExitCode::SUCCESS
-            })
+            }
         }
     }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!("cannot listen on {addr} ({what}): {e}");
+            None
+        }
+    }
+}
+
+fn write_ready_file(file: Option<&PathBuf>, listener: &tokio::net::TcpListener) -> String {
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    if let Some(file) = file {
+        let _ = std::fs::write(file, serde_json::json!({ "listen": bound }).to_string());
+    }
+    bound
+}
+
+async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
+    if !args.listen.ip().is_loopback() {
+        tracing::error!(
+            "--source files serves bundles without authenticating callers: --listen must be a loopback address"
+        );
+        return ExitCode::from(2);
+    }
+    let index = Index::default();
+    match files::read_dir(&dir) {
+        Ok((inventory, _)) => index.replace_all(inventory),
+        Err(e) => tracing::error!("{e}"),
+    }
+    tokio::spawn(files::watch(dir, index.clone()));
+    let metrics = Metrics::new();
+    if let Some(addr) = args.admin_listen {
+        let Some(admin_listener) = bind(addr, "admin").await else {
+            return ExitCode::from(1);
+        };
+        tokio::spawn(admin::serve(
+            admin_listener,
+            metrics.clone(),
+            Arc::new(|| true),
+            terminated(),
+        ));
+        tokio::spawn(admin::refresh(
+            index.clone(),
+            InvalidObjects::default(),
+            metrics.clone(),
+            Duration::from_secs(5),
+        ));
+    }
+    let Some(listener) = bind(args.listen, "push API").await else {
+        return ExitCode::from(1);
+    };
+    let bound = write_ready_file(args.ready_file.as_ref(), &listener);
+    tracing::info!(listen = %bound, "push API listening");
+    let settings = push::PushSettings {
+        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+        labels_from_query: true,
+    };
+    // Usage reports are taken (sidecars need not special-case files mode) but no status is written.
+    let usage = UsageEndpoint {
+        store: UsageStore::default(),
+        authorizer: Arc::new(push::AllowAll),
+        clock: Arc::new(SystemClock),
+        metrics: Some(metrics),
+    };
+    let extensions = push::Extensions {
+        tls: None,
+        usage: Some(Arc::new(usage)),
+    };
+    push::serve_with(
+        listener,
+        index,
+        settings,
+        Arc::new(push::AllowAll),
+        extensions,
+        terminated(),
+    )
+    .await;
+    ExitCode::SUCCESS
+}
+
+fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the certificate {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the key {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("invalid certificate or key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn run_cluster(args: RunArgs) -> ExitCode {
+    let tls = match (&args.tls_cert, &args.tls_key, args.plaintext) {
+        (Some(cert), Some(key), _) => match tls_config(cert, key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        (_, _, true) => {
+            tracing::warn!("--plaintext: sidecars' tokens travel unencrypted (development only)");
+            None
+        }
+        _ => {
+            tracing::error!("give --tls-cert and --tls-key (or --plaintext for development)");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("no Kubernetes configuration (in-cluster or kubeconfig): {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        terminated().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let metrics = Metrics::new();
+    let index = Index::default();
+    let invalid = InvalidObjects::default();
+    let usage = UsageStore::default();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let watch_settings = WatchSettings {
+        namespaces: args.namespaces.clone(),
+        pod_selector: args.pod_selector.clone(),
+    };
+    let sinks = Sinks {
+        index: index.clone(),
+        invalid: invalid.clone(),
+        usage: Some(usage.clone()),
+        metrics: Some(metrics.clone()),
+    };
+    let (synced, watches) = watch::watches(client.clone(), watch_settings, sinks);
+    tokio::spawn(watches);
+
+    let admin_addr = args
+        .admin_listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9090)));
+    let Some(admin_listener) = bind(admin_addr, "admin").await else {
+        return ExitCode::from(1);
+    };
+    let ready_synced = synced.clone();
+    tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.clone(),
+        Arc::new(move || ready_synced.is_synced()),
+        stop(),
+    ));
+    tokio::spawn(admin::refresh(
+        index.clone(),
+        invalid.clone(),
+        metrics.clone(),
+        Duration::from_secs(5),
+    ));
+
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(!args.leader_election);
+    let lease_task = if args.leader_election {
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("mcp-warden-operator-{}", std::process::id()));
+        let mut lease = LeaseSettings::new(&args.lease_name, &args.lease_namespace, identity);
+        lease.lease_duration = Duration::from_secs(args.lease_duration_seconds.max(2));
+        lease.retry_period = (lease.lease_duration / 5).max(Duration::from_secs(1));
+        Some(tokio::spawn(leader::run(
+            client.clone(),
+            lease,
+            leader_tx,
+            Some(metrics.clone()),
+            stop(),
+        )))
+    } else {
+        metrics.leader.set(1);
+        None
+    };
+    let writer = StatusWriter::new(
+        client.clone(),
+        index.clone(),
+        usage.clone(),
+        invalid,
+        clock.clone(),
+        leader_rx,
+        StatusSettings {
+            usage_refresh: Duration::from_secs(args.usage_refresh_seconds.max(1)),
+            ..StatusSettings::default()
+        },
+        metrics.clone(),
+    );
+    tokio::spawn(writer.run(stop()));
+
+    // Serve sidecars only from a complete index: before the first list a sidecar would be told
+    // "nothing governs you" and deny everything.
+    tokio::select! {
+        () = synced.wait() => {}
+        () = stop() => return ExitCode::SUCCESS,
+    }
+    let Some(listener) = bind(args.listen, "push API").await else {
+        return ExitCode::from(1);
+    };
+    let bound = write_ready_file(args.ready_file.as_ref(), &listener);
+    tracing::info!(listen = %bound, tls = tls.is_some(), "push API listening");
+    let authorizer: Arc<dyn push::Authorizer> = Arc::new(
+        TokenReviewAuthorizer::new(client.clone(), &args.audience).with_metrics(metrics.clone()),
+    );
+    let usage_endpoint = UsageEndpoint {
+        store: usage,
+        authorizer: authorizer.clone(),
+        clock,
+        metrics: Some(metrics.clone()),
+    };
+    let settings = push::PushSettings {
+        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+        labels_from_query: false,
+    };
+    let extensions = push::Extensions {
+        tls,
+        usage: Some(Arc::new(usage_endpoint)),
+    };
+    push::serve_with(listener, index, settings, authorizer, extensions, stop()).await;
+    if let Some(task) = lease_task {
+        // Let the elector release the Lease so a successor takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    ExitCode::SUCCESS
 }

@@ -10,13 +10,21 @@
 //!
 //! Every message is a complete state (Linkerd's model), so a reconnecting sidecar needs no
 //! history and any replica can serve it.
+//!
+//! [`serve_with`] adds HTTPS and `POST /v1/usage` (see `usage`) for the cluster mode.
 
-use crate::index::{BundleRx, Index};
+use crate::{
+    index::{BundleRx, Index},
+    usage::{MAX_REPORT_BYTES, UsageSink},
+};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, future::BoxFuture};
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
-use hyper::{body::Frame, service::service_fn};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
+use hyper::{
+    body::{Frame, Incoming},
+    service::service_fn,
+};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
@@ -25,7 +33,23 @@ use tokio::net::TcpListener;
 /// Who may watch which pod's bundle.
 pub trait Authorizer: Send + Sync + 'static {
     /// Ok when the caller (its `Authorization` header) may receive the bundle of `namespace/pod`.
-    fn authorize(&self, headers: &http::HeaderMap, namespace: &str, pod: &str) -> Result<(), String>;
+    fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<(), String>;
+
+    /// The same check for authorizers that need I/O (TokenReview); the server calls this one.
+    /// Defaults to [`Authorizer::authorize`].
+    fn authorize_async<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+        namespace: &'a str,
+        pod: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(self.authorize(headers, namespace, pod)))
+    }
 }
 
 /// Lets every caller watch every pod: only for `--source files` (demos and tests) on loopback.
@@ -49,6 +73,25 @@ pub struct PushSettings {
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// Optional parts of the API server beyond plain-HTTP `GET /v1/watch`.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    /// Serve HTTPS with this configuration (set ALPN to `h2` and `http/1.1`); plain HTTP when
+    /// `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Receives `POST /v1/usage`; 404 when `None`.
+    pub usage: Option<Arc<dyn UsageSink>>,
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field("tls", &self.tls.is_some())
+            .field("usage", &self.usage.is_some())
+            .finish()
+    }
+}
+
 /// Serves the push API until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -57,7 +100,28 @@ pub async fn serve(
     authorizer: Arc<dyn Authorizer>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(
+        listener,
+        index,
+        settings,
+        authorizer,
+        Extensions::default(),
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves the push API (and the [`Extensions`]) until `shutdown` resolves.
+pub async fn serve_with(
+    listener: TcpListener,
+    index: Index,
+    settings: PushSettings,
+    authorizer: Arc<dyn Authorizer>,
+    extensions: Extensions,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
+    let acceptor = extensions.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -65,30 +129,106 @@ pub async fn serve(
         };
         let Ok((stream, _)) = accepted else { continue };
         let (index, settings, authorizer) = (index.clone(), settings.clone(), authorizer.clone());
+        let (usage, acceptor) = (extensions.usage.clone(), acceptor.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let response = handle(&req, &index, &settings, authorizer.as_ref());
-                async move { Ok::<_, Infallible>(response) }
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (index, settings, authorizer, usage) = (
+                    index.clone(),
+                    settings.clone(),
+                    authorizer.clone(),
+                    usage.clone(),
+                );
+                async move {
+                    Ok::<_, Infallible>(
+                        handle(
+                            req,
+                            &index,
+                            &settings,
+                            authorizer.as_ref(),
+                            usage.as_deref(),
+                        )
+                        .await,
+                    )
+                }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    };
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                }
+                None => {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
         });
     }
 }
 
-fn handle<B>(req: &Request<B>, index: &Index, settings: &PushSettings, authorizer: &dyn Authorizer) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    index: &Index,
+    settings: &PushSettings,
+    authorizer: &dyn Authorizer,
+    usage: Option<&dyn UsageSink>,
+) -> Response<Body> {
+    if req.method() == Method::POST && req.uri().path() == "/v1/usage" {
+        let Some(usage) = usage else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "this operator does not take usage reports",
+            );
+        };
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_REPORT_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the usage report is too large or broken",
+                );
+            }
+        };
+        let (status, answer) = usage.post(parts.headers, body).await;
+        return Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(BodyExt::boxed_unsync(Full::new(Bytes::from(
+                answer.to_string(),
+            ))))
+            .expect("static response parts are valid");
+    }
     if req.method() != Method::GET || req.uri().path() != "/v1/watch" {
-        return error(StatusCode::NOT_FOUND, "the push API serves GET /v1/watch");
+        return error(
+            StatusCode::NOT_FOUND,
+            "the push API serves GET /v1/watch and POST /v1/usage",
+        );
     }
     let query: BTreeMap<String, String> =
         url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
     let (Some(namespace), Some(pod)) = (query.get("namespace"), query.get("pod")) else {
-        return error(StatusCode::BAD_REQUEST, "namespace and pod query parameters are required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "namespace and pod query parameters are required",
+        );
     };
-    if let Err(reason) = authorizer.authorize(req.headers(), namespace, pod) {
+    if let Err(reason) = authorizer
+        .authorize_async(req.headers(), namespace, pod)
+        .await
+    {
         tracing::warn!(%namespace, %pod, %reason, "push watch refused");
         return error(StatusCode::FORBIDDEN, &reason);
     }
@@ -101,37 +241,46 @@ fn handle<B>(req: &Request<B>, index: &Index, settings: &PushSettings, authorize
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header(header::CACHE_CONTROL, "no-store")
-        .body(BodyExt::boxed_unsync(StreamBody::new(lines(rx, settings.heartbeat))))
+        .body(BodyExt::boxed_unsync(StreamBody::new(lines(
+            rx,
+            settings.heartbeat,
+        ))))
         .expect("static response parts are valid")
 }
 
 /// The stream of NDJSON lines for one watch: the current state at once, then changes and
 /// heartbeats.
-fn lines(rx: BundleRx, heartbeat: Duration) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
+fn lines(
+    rx: BundleRx,
+    heartbeat: Duration,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    futures::stream::unfold((rx, ticker, true), |(mut rx, mut ticker, first)| async move {
-        let line = if first {
-            ticker.reset();
-            state_line(&rx)
-        } else {
-            tokio::select! {
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        return None; // the operator is shutting down
+    futures::stream::unfold(
+        (rx, ticker, true),
+        |(mut rx, mut ticker, first)| async move {
+            let line = if first {
+                ticker.reset();
+                state_line(&rx)
+            } else {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return None; // the operator is shutting down
+                        }
+                        state_line(&rx)
                     }
-                    state_line(&rx)
+                    _ = ticker.tick() => {
+                        let version = rx.borrow().as_ref().map(|b| b.version.clone());
+                        json!({"type": "heartbeat", "version": version})
+                    }
                 }
-                _ = ticker.tick() => {
-                    let version = rx.borrow().as_ref().map(|b| b.version.clone());
-                    json!({"type": "heartbeat", "version": version})
-                }
-            }
-        };
-        let mut bytes = serde_json::to_vec(&line).expect("JSON values serialize");
-        bytes.push(b'\n');
-        Some((Ok(Frame::data(Bytes::from(bytes))), (rx, ticker, false)))
-    })
+            };
+            let mut bytes = serde_json::to_vec(&line).expect("JSON values serialize");
+            bytes.push(b'\n');
+            Some((Ok(Frame::data(Bytes::from(bytes))), (rx, ticker, false)))
+        },
+    )
     .boxed()
 }
 
@@ -146,7 +295,9 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(BodyExt::boxed_unsync(Full::new(Bytes::from(json!({"error": message}).to_string()))))
+        .body(BodyExt::boxed_unsync(Full::new(Bytes::from(
+            json!({"error": message}).to_string(),
+        ))))
         .expect("static response parts are valid")
 }
 

@@ -54,20 +54,33 @@ async fn each_pod_gets_its_own_bundle_and_only_real_changes_are_sent() {
     let mut pay = index.subscribe("team", "pay-0", None);
     let mut ledger = index.subscribe("team", "ledger-0", None);
     let pay_v1 = pay.borrow_and_update().clone().expect("pay is governed");
-    let ledger_v1 = ledger.borrow_and_update().clone().expect("ledger is governed");
+    let ledger_v1 = ledger
+        .borrow_and_update()
+        .clone()
+        .expect("ledger is governed");
     assert_eq!(pay_v1.clients.len(), 1);
     assert!(ledger_v1.clients.is_empty());
     assert_ne!(pay_v1.version, ledger_v1.version);
 
     // Suspending the client changes pay's bundle only.
-    let mut suspended = resources(TOOLS).into_iter().find(|r| r.kind() == Kind::McpClient).unwrap();
+    let mut suspended = resources(TOOLS)
+        .into_iter()
+        .find(|r| r.kind() == Kind::McpClient)
+        .unwrap();
     if let Resource::Client(c) = &mut suspended {
         c.spec.suspended = true;
     }
     index.apply(suspended.clone());
     assert!(pay.has_changed().unwrap());
-    assert!(!ledger.has_changed().unwrap(), "ledger's bundle does not contain the client");
-    assert!(pay.borrow_and_update().as_ref().unwrap().clients[0].spec.suspended);
+    assert!(
+        !ledger.has_changed().unwrap(),
+        "ledger's bundle does not contain the client"
+    );
+    assert!(
+        pay.borrow_and_update().as_ref().unwrap().clients[0]
+            .spec
+            .suspended
+    );
 
     // Re-applying the same object (as a resync would) sends nothing.
     index.apply(suspended);
@@ -94,7 +107,10 @@ async fn subscribers_share_a_channel_and_are_pruned() {
     }
     let a = index.subscribe("team", "pay-0", Some(labels("pay")));
     let b = index.subscribe("team", "pay-0", None);
-    assert_eq!(a.borrow().as_ref().map(|x| x.version.clone()), b.borrow().as_ref().map(|x| x.version.clone()));
+    assert_eq!(
+        a.borrow().as_ref().map(|x| x.version.clone()),
+        b.borrow().as_ref().map(|x| x.version.clone())
+    );
     assert_eq!(index.counts().1, 1);
     drop((a, b));
     index.prune();

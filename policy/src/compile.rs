@@ -21,7 +21,7 @@ use crate::{
 use jiff::Timestamp;
 use mcp_warden_crds::{
     DefaultAction, IssuerKind, McpTool, PolicyMode, RateLimit, Risk, SigningAlgorithm,
-    ToolAuditSpec,
+    ThrottleResponse, ToolAuditSpec,
 };
 use std::{
     collections::{BTreeMap, HashMap},
@@ -164,6 +164,8 @@ pub struct Policy {
     pub rate_limit: Option<Rate>,
     /// Per client per tool calls per UTC day.
     pub daily_quota: Option<u64>,
+    /// How throttled calls granted by this policy are answered.
+    pub throttle_response: ThrottleResponse,
 }
 
 /// Everything `decide` needs for one governed server, indexed for per-request lookups.
@@ -487,6 +489,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         policies.push(Policy {
             rate_limit: rate(&object, "spec.rateLimit", p.spec.rate_limit.as_ref())?,
             daily_quota: p.spec.daily_quota,
+            throttle_response: p.spec.throttle_response,
             mode: p.spec.mode,
             scopes: p.spec.scopes.clone(),
             object,

@@ -38,7 +38,11 @@ fn respond(req: &Request<Incoming>, live: &Live, metrics: &Metrics) -> Response<
             .expect("static response parts are valid")
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), "text/plain");
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET only\n".into(),
+            "text/plain",
+        );
     }
     match req.uri().path() {
         "/live" => text(StatusCode::OK, "live\n".into(), "text/plain"),
@@ -48,7 +52,11 @@ fn respond(req: &Request<Incoming>, live: &Live, metrics: &Metrics) -> Response<
             "not ready: no valid configuration yet\n".into(),
             "text/plain",
         ),
-        "/metrics" => text(StatusCode::OK, metrics.encode(), "text/plain; version=0.0.4; charset=utf-8"),
+        "/metrics" => text(
+            StatusCode::OK,
+            metrics.encode(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
     }
 }

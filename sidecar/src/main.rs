@@ -5,12 +5,17 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_warden_sidecar::{
-    admin, auth::Authenticator, config, metrics::Metrics, proxy, reload, settings::Settings, state::Live, stream, tls,
+    admin, auth::Authenticator, config, metrics::Metrics, proxy, quota, reload, settings::Settings,
+    state::Live, stream, tls,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 #[derive(Debug, Parser)]
-#[command(name = "mcp-warden-sidecar", version, about = "Governs an MCP server: identity, per-tool authorization, quotas, audit")]
+#[command(
+    name = "mcp-warden-sidecar",
+    version,
+    about = "Governs an MCP server: identity, per-tool authorization, quotas, audit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -104,6 +109,20 @@ struct RunArgs {
     /// Write `{"listen": "...", "admin": "..."}` here once both ports are bound.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Share daily budgets and per-client rates with the other replicas through this Redis
+    /// (`redis://[user:password@]host:port[/db]`).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// While Redis is unreachable: `fail-closed` (tools/call gets 503) or `local-only` (each
+    /// replica enforces its share of the budgets).
+    #[arg(long, default_value = "fail-closed", requires = "redis_url")]
+    redis_fail_mode: String,
+    /// Replicas of this server sharing the budgets (divides them in local-only mode).
+    #[arg(long, default_value_t = 1, requires = "redis_url")]
+    redis_replicas: u32,
+    /// Do not count 2026-07-28 multi-round-trip retries of a tools/call against quotas.
+    #[arg(long)]
+    no_count_mrtr_retries: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -149,7 +168,10 @@ fn check(path: &std::path::Path, select: &SelectArgs) -> ExitCode {
                 bundle.version
             );
             for p in &rules.problems {
-                println!("warning: {}: {} ({}): {}", p.object, p.condition, p.reason, p.message);
+                println!(
+                    "warning: {}: {} ({}): {}",
+                    p.object, p.condition, p.reason, p.message
+                );
             }
             ExitCode::SUCCESS
         }
@@ -176,7 +198,10 @@ fn init_logging(format: LogFormat) {
 fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
@@ -215,10 +240,16 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let watcher = match (&args.config, &args.operator) {
         (Some(path), None) => {
             reload::load_and_install(path, &selection, &live, &metrics);
-            tokio::spawn(reload::watch(path.clone(), selection, live.clone(), metrics.clone()))
+            tokio::spawn(reload::watch(
+                path.clone(),
+                selection,
+                live.clone(),
+                metrics.clone(),
+            ))
         }
         (None, Some(operator)) => {
-            let (Some(namespace), Some(pod)) = (args.pod_namespace.clone(), args.pod_name.clone()) else {
+            let (Some(namespace), Some(pod)) = (args.pod_namespace.clone(), args.pod_name.clone())
+            else {
                 return Err("operator mode needs --pod-namespace and --pod-name (or POD_NAMESPACE and POD_NAME)".into());
             };
             let source = stream::StreamSource {
@@ -249,11 +280,27 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let admin = tokio::spawn(admin::serve(admin_listener, live.clone(), metrics.clone()));
     tracing::info!(%listen, admin = %admin_addr, tls = tls.is_some(), "listening");
     if let Some(file) = &args.ready_file {
-        let body = serde_json::json!({"listen": listen.to_string(), "admin": admin_addr.to_string()});
-        std::fs::write(file, body.to_string()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        let body =
+            serde_json::json!({"listen": listen.to_string(), "admin": admin_addr.to_string()});
+        std::fs::write(file, body.to_string())
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     }
 
+    let mut quota_config = quota::QuotaConfig {
+        count_mrtr_retries: !args.no_count_mrtr_retries,
+        ..quota::QuotaConfig::default()
+    };
+    if let Some(url) = &args.redis_url {
+        let mut redis = quota::RedisConfig::new(url.parse()?);
+        redis.fail_mode = args.redis_fail_mode.parse()?;
+        redis.replicas = args.redis_replicas.max(1);
+        tracing::info!(fail_mode = %args.redis_fail_mode, replicas = redis.replicas, "quotas shared through Redis");
+        quota_config.redis = Some(redis);
+    }
+    let quotas = quota::Quotas::new(quota_config, metrics.registry())
+        .map_err(|e| format!("quota metrics: {e}"))?;
     let shared = Arc::new(proxy::Shared {
+        quotas,
         live,
         auth: Authenticator::new(),
         settings: Settings {
@@ -278,13 +325,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

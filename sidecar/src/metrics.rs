@@ -4,8 +4,8 @@
 //! by their stable reason (`policy::Decision::reason`), never by client or token.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The sidecar's metrics.
@@ -54,7 +54,11 @@ pub fn method_label(method: &str) -> &'static str {
     if method.starts_with("notifications/") {
         return "notification";
     }
-    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 impl Metrics {
@@ -74,7 +78,10 @@ impl Metrics {
                 "mcp_warden_upstream_request_duration_seconds",
                 "Time from forwarding a request to the upstream's response headers.",
             )
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["method"],
         )
         .expect("valid metric");
@@ -155,7 +162,8 @@ impl Metrics {
         self.config_info.reset();
         self.config_info.with_label_values(&[version]).set(1);
         self.reloads.inc();
-        self.last_reload.set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+        self.last_reload
+            .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
         self.ready.set(1);
     }
 
@@ -173,6 +181,11 @@ impl Metrics {
     /// A configuration was rejected.
     pub fn config_rejected(&self) {
         self.reload_failures.inc();
+    }
+
+    /// The registry, for subsystems (quotas, audit) that register their own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition.

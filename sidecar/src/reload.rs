@@ -47,14 +47,19 @@ pub fn fingerprint(path: &Path) -> Option<[u8; 32]> {
 
 /// Loads the configuration and installs it; on error keeps what is in force. Returns whether a
 /// new version was installed.
-pub fn load_and_install(path: &Path, selection: &Selection, live: &Live, metrics: &Metrics) -> bool {
+pub fn load_and_install(
+    path: &Path,
+    selection: &Selection,
+    live: &Live,
+    metrics: &Metrics,
+) -> bool {
     match config::load_config(path, selection) {
         Ok((bundle, rules)) => {
             let version = bundle.version.clone();
             for problem in &rules.problems {
                 tracing::warn!(object = %problem.object, condition = problem.condition, reason = problem.reason, "{}", problem.message);
             }
-            let changed = live.install(Active { rules, bundle });
+            let changed = live.install(Active::new(rules, bundle));
             if changed {
                 metrics.config_installed(&version);
                 tracing::info!(%version, path = %path.display(), "configuration in force");
@@ -85,8 +90,16 @@ pub async fn watch(path: PathBuf, selection: Selection, live: Arc<Live>, metrics
             continue;
         }
         last = current;
-        let (path, selection, live, metrics) = (path.clone(), selection.clone(), live.clone(), metrics.clone());
+        let (path, selection, live, metrics) = (
+            path.clone(),
+            selection.clone(),
+            live.clone(),
+            metrics.clone(),
+        );
         // Parsing and CEL evaluation are CPU work: keep them off the request threads.
-        let _ = tokio::task::spawn_blocking(move || load_and_install(&path, &selection, &live, &metrics)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            load_and_install(&path, &selection, &live, &metrics)
+        })
+        .await;
     }
 }

@@ -3,7 +3,10 @@
 
 use arc_swap::ArcSwapOption;
 use mcp_warden_policy::{Bundle, RuleSet};
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 /// One enforced configuration.
 #[derive(Debug)]
@@ -12,6 +15,27 @@ pub struct Active {
     pub rules: RuleSet,
     /// The bundle they were compiled from.
     pub bundle: Bundle,
+    /// Whether the quota engine has seen these rules.
+    quotas_synced: AtomicBool,
+}
+
+impl Active {
+    /// A configuration ready to install.
+    pub fn new(rules: RuleSet, bundle: Bundle) -> Self {
+        Self {
+            rules,
+            bundle,
+            quotas_synced: AtomicBool::new(false),
+        }
+    }
+
+    /// Brings the quota engine up to these rules, once (unchanged limits keep their state).
+    pub fn sync_quotas(&self, quotas: &crate::quota::Quotas) {
+        if !self.quotas_synced.load(Ordering::Acquire) {
+            quotas.update(&self.rules);
+            self.quotas_synced.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// The configuration in force; `None` until the first valid one (then everything is denied

@@ -51,7 +51,7 @@ fn install(bundle: Bundle, live: &Live, metrics: &Metrics) -> bool {
     match compile(&bundle) {
         Ok(rules) => {
             let version = bundle.version.clone();
-            if live.install(Active { rules, bundle }) {
+            if live.install(Active::new(rules, bundle)) {
                 metrics.config_installed(&version);
                 tracing::info!(%version, "configuration in force");
             }
@@ -70,7 +70,9 @@ pub fn load_persisted(source: &StreamSource, live: &Live, metrics: &Metrics) {
     let Some(path) = source.state_dir.as_ref().map(|d| d.join(BUNDLE_FILE)) else {
         return;
     };
-    let Ok(text) = std::fs::read(&path) else { return };
+    let Ok(text) = std::fs::read(&path) else {
+        return;
+    };
     match serde_json::from_slice::<Bundle>(&text) {
         Ok(bundle) => {
             if install(bundle, live, metrics) {
@@ -109,7 +111,9 @@ pub async fn run(source: StreamSource, live: Arc<Live>, metrics: Metrics) {
         let mut heard = false;
         match watch_once(&client, &source, &live, &metrics, &mut heard).await {
             Ok(()) => tracing::warn!("the operator closed the watch; reconnecting"),
-            Err(e) => tracing::warn!(operator = %source.operator, "watch failed: {e}; reconnecting"),
+            Err(e) => {
+                tracing::warn!(operator = %source.operator, "watch failed: {e}; reconnecting")
+            }
         }
         if heard {
             backoff = Duration::from_millis(100);
@@ -120,7 +124,10 @@ pub async fn run(source: StreamSource, live: Arc<Live>, metrics: Metrics) {
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Empty<Bytes>>;
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
 
 async fn watch_once(
     client: &HttpsClient,
@@ -129,8 +136,11 @@ async fn watch_once(
     metrics: &Metrics,
     heard: &mut bool,
 ) -> Result<(), String> {
-    let mut url = url::Url::parse(&format!("{}/v1/watch", source.operator.trim_end_matches('/')))
-        .map_err(|e| format!("bad --operator URL: {e}"))?;
+    let mut url = url::Url::parse(&format!(
+        "{}/v1/watch",
+        source.operator.trim_end_matches('/')
+    ))
+    .map_err(|e| format!("bad --operator URL: {e}"))?;
     url.query_pairs_mut()
         .append_pair("namespace", &source.namespace)
         .append_pair("pod", &source.pod);
@@ -139,8 +149,12 @@ async fn watch_once(
     }
     let mut request = http::Request::get(url.as_str());
     if let Some(file) = &source.token_file {
-        let token = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.trim()));
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        request = request.header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.trim()),
+        );
     }
     let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(source.idle_timeout, client.request(request))
@@ -158,7 +172,9 @@ async fn watch_once(
             .map_err(|_| "no message or heartbeat from the operator in time".to_owned())?;
         let Some(frame) = frame else { return Ok(()) };
         let frame = frame.map_err(|e| e.to_string())?;
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         buffer.extend_from_slice(&data);
         if buffer.len() > 64 * 1024 * 1024 {
             return Err("a bundle line exceeds 64 MiB".into());
@@ -197,7 +213,10 @@ fn handle_line(line: &[u8], source: &StreamSource, live: &Live, metrics: &Metric
         ("empty", _) => {
             metrics.set_stale(false);
             if live.is_ready() {
-                tracing::warn!(reason = message.reason.as_deref().unwrap_or(""), "the operator withdrew this pod's configuration: denying every request");
+                tracing::warn!(
+                    reason = message.reason.as_deref().unwrap_or(""),
+                    "the operator withdrew this pod's configuration: denying every request"
+                );
             }
             live.clear();
             metrics.config_cleared();

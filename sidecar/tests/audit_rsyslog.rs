@@ -141,7 +141,7 @@ async fn rsyslog_killed_and_restarted_mid_stream_loses_nothing() {
     let cfg = config(
         &tmp.path().join("spool"),
         "",
-        &syslog_sink(&siem.address(), "1s"),
+        &syslog_sink(&siem.address(), "2s"),
     );
     let auditor = Auditor::start(&cfg, &prometheus::Registry::new()).unwrap();
     let n = 6_000;
@@ -232,7 +232,7 @@ async fn the_shipper_killed_and_restarted_mid_stream_loses_nothing() {
         config_yaml(
             &tmp.path().join("spool"),
             "",
-            &syslog_sink(&siem.address(), "1s"),
+            &syslog_sink(&siem.address(), "2s"),
         ),
     )
     .unwrap();

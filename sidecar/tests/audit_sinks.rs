@@ -326,7 +326,8 @@ async fn the_file_sink_rotates_keeps_max_files_and_stays_verifiable() {
         "{names:?}"
     );
     // The kept files hold the newest records, contiguous up to 60, chain intact.
-    let report = mcp_warden_sidecar::audit::verify::verify(&[archive.clone()], false).unwrap();
+    let report =
+        mcp_warden_sidecar::audit::verify::verify(std::slice::from_ref(&archive), false).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     let s = report.instances.values().next().unwrap();
     assert_eq!(s.last, 60);

@@ -26,7 +26,11 @@ impl Reply {
 
     /// Whether the request succeeded at both the HTTP and the JSON-RPC level.
     pub fn is_success(&self) -> bool {
-        self.status == 200 && self.body.as_ref().is_some_and(|b| b.get("result").is_some())
+        self.status == 200
+            && self
+                .body
+                .as_ref()
+                .is_some_and(|b| b.get("result").is_some())
     }
 }
 
@@ -112,7 +116,13 @@ impl Session {
             .send(message.to_string().as_bytes())
             .map_err(|e| format!("POST {}: {e}", self.url))?;
         let status = response.status().as_u16();
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let session_id = header("mcp-session-id");
         let sse = header("content-type").is_some_and(|c| c.starts_with("text/event-stream"));
         let text = response

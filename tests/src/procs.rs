@@ -119,14 +119,30 @@ pub fn peer_var(name: &str) -> Result<String, String> {
         return Ok(value);
     }
     let env_sh = peers_dir().join("env.sh");
-    let text = std::fs::read_to_string(&env_sh)
-        .map_err(|_| format!("{} is missing: run `make peers` to install the test peers", env_sh.display()))?;
+    let text = std::fs::read_to_string(&env_sh).map_err(|_| {
+        format!(
+            "{} is missing: run `make peers` to install the test peers",
+            env_sh.display()
+        )
+    })?;
     text.lines()
         .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.split(" #").next().unwrap_or(v).trim().trim_matches('\'').to_owned())
-        .ok_or_else(|| format!("{name} is not set in {}: run `make peers`", env_sh.display()))
+        .map(|(_, v)| {
+            v.split(" #")
+                .next()
+                .unwrap_or(v)
+                .trim()
+                .trim_matches('\'')
+                .to_owned()
+        })
+        .ok_or_else(|| {
+            format!(
+                "{name} is not set in {}: run `make peers`",
+                env_sh.display()
+            )
+        })
 }
 
 /// A peer executable named by an env.sh variable, checked to exist.
@@ -135,7 +151,10 @@ pub fn peer_file(var: &str) -> Result<PathBuf, String> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(format!("{var}={} does not exist: run `make peers`", path.display()))
+        Err(format!(
+            "{var}={} does not exist: run `make peers`",
+            path.display()
+        ))
     }
 }
 
@@ -151,9 +170,12 @@ pub fn server_everything() -> Result<(Proc, String), String> {
         .arg(script)
         .arg("streamableHttp")
         .env("PORT", port.to_string());
-    let (proc, ()) = Proc::spawn("server-everything", cmd, Duration::from_secs(30), move |line| {
-        line.contains(&port.to_string()).then_some(())
-    })?;
+    let (proc, ()) = Proc::spawn(
+        "server-everything",
+        cmd,
+        Duration::from_secs(30),
+        move |line| line.contains(&port.to_string()).then_some(()),
+    )?;
     Ok((proc, format!("http://127.0.0.1:{port}/mcp")))
 }
 
@@ -189,12 +211,22 @@ pub struct SidecarAddrs {
 /// free loopback ports, and waits for its ready file.
 pub fn sidecar(args: &[&str]) -> Result<(Proc, SidecarAddrs), String> {
     let bin = workspace_bin("mcp-warden-sidecar")?;
-    let dir = std::env::temp_dir().join(format!("mcp-warden-sidecar-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-warden-sidecar-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let ready_file = dir.join("ready.json");
     let mut cmd = Command::new(bin);
     cmd.arg("run")
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--ready-file"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
         .arg(&ready_file)
         .args(args);
     let (proc, ()) = Proc::spawn("mcp-warden-sidecar", cmd, Duration::from_secs(30), |line| {
@@ -205,13 +237,20 @@ pub fn sidecar(args: &[&str]) -> Result<(Proc, SidecarAddrs), String> {
         if let Ok(text) = std::fs::read_to_string(&ready_file)
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
         {
-            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(|a| format!("http://{a}"));
+            let field = |k: &str| {
+                v.get(k)
+                    .and_then(|x| x.as_str())
+                    .map(|a| format!("http://{a}"))
+            };
             if let (Some(base), Some(admin)) = (field("listen"), field("admin")) {
                 return Ok((proc, SidecarAddrs { base, admin }));
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("the sidecar wrote no ready file; its output:\n{}", proc.log()));
+            return Err(format!(
+                "the sidecar wrote no ready file; its output:\n{}",
+                proc.log()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -245,8 +284,11 @@ pub fn oidc_provider(resource: &str, port: u16) -> Result<Idp, String> {
     let dir = npm.join(format!("op-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     for file in ["op.mjs", "gen-keys.mjs"] {
-        std::fs::copy(repo_root().join("tests/peers/oidc-provider").join(file), dir.join(file))
-            .map_err(|e| format!("copying {file}: {e}"))?;
+        std::fs::copy(
+            repo_root().join("tests/peers/oidc-provider").join(file),
+            dir.join(file),
+        )
+        .map_err(|e| format!("copying {file}: {e}"))?;
     }
     let keys = Command::new(&node)
         .arg(dir.join("gen-keys.mjs"))
@@ -254,7 +296,10 @@ pub fn oidc_provider(resource: &str, port: u16) -> Result<Idp, String> {
         .output()
         .map_err(|e| format!("gen-keys.mjs: {e}"))?;
     if !keys.status.success() {
-        return Err(format!("gen-keys.mjs failed: {}", String::from_utf8_lossy(&keys.stderr)));
+        return Err(format!(
+            "gen-keys.mjs failed: {}",
+            String::from_utf8_lossy(&keys.stderr)
+        ));
     }
     std::fs::write(dir.join("keys.json"), &keys.stdout).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&node);
@@ -295,8 +340,12 @@ impl Idp {
             .build()
             .send(body.as_bytes())
             .map_err(|e| format!("token request: {e}"))?;
-        let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
         json["access_token"]
             .as_str()
             .map(str::to_owned)
@@ -317,12 +366,26 @@ pub fn operator_files_on(dir: &Path, port: u16) -> Result<(Proc, String), String
     cmd.arg("run")
         .arg("--source")
         .arg(format!("files:{}", dir.display()))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-seconds", "1"]);
-    let (proc, listen) = Proc::spawn("mcp-warden-operator", cmd, Duration::from_secs(30), |line| {
-        line.contains("push API listening")
-            .then(|| line.split("listen=").nth(1).map(|s| s.split_whitespace().next().unwrap_or("").to_owned()))
-            .flatten()
-    })?;
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--heartbeat-seconds",
+            "1",
+        ]);
+    let (proc, listen) = Proc::spawn(
+        "mcp-warden-operator",
+        cmd,
+        Duration::from_secs(30),
+        |line| {
+            line.contains("push API listening")
+                .then(|| {
+                    line.split("listen=")
+                        .nth(1)
+                        .map(|s| s.split_whitespace().next().unwrap_or("").to_owned())
+                })
+                .flatten()
+        },
+    )?;
     Ok((proc, format!("http://{listen}")))
 }
 

@@ -50,7 +50,9 @@ impl Stack {
     }
 
     fn alpha(&self) -> String {
-        self.idp.token("agent-alpha", "mcp:tools.list mcp:tools.call").unwrap()
+        self.idp
+            .token("agent-alpha", "mcp:tools.list mcp:tools.call")
+            .unwrap()
     }
 
     fn beta(&self) -> String {
@@ -63,7 +65,15 @@ fn python(url: &str, token: Option<&str>, action: &[&str]) -> Value {
     let python = peer_file("PEERS_PYTHON").unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new(python)
         .arg(repo_root().join("tests/peers/py_client.py"))
-        .args(["--token", token.unwrap_or("-"), "--mode", "legacy", "--timeout", "60", url])
+        .args([
+            "--token",
+            token.unwrap_or("-"),
+            "--mode",
+            "legacy",
+            "--timeout",
+            "60",
+            url,
+        ])
         .args(action)
         .output()
         .expect("python runs");
@@ -91,12 +101,28 @@ fn python_sdk_lists_per_client_and_calls_with_real_tokens() {
     let alpha = python(&s.url(), Some(&s.alpha()), &["list"]);
     let beta = python(&s.url(), Some(&s.beta()), &["list"]);
     let (alpha, beta) = (tools(&alpha), tools(&beta));
-    assert!(alpha.contains(&"get-tiny-image".to_owned()) && alpha.contains(&"echo".to_owned()), "{alpha:?}");
-    assert!(!alpha.contains(&"simulate-research-query".to_owned()), "undeclared tools are hidden: {alpha:?}");
-    assert!(beta.len() < alpha.len() && beta.contains(&"echo".to_owned()), "alpha {alpha:?} vs beta {beta:?}");
-    assert!(!beta.contains(&"toggle-simulated-logging".to_owned()), "{beta:?}");
+    assert!(
+        alpha.contains(&"get-tiny-image".to_owned()) && alpha.contains(&"echo".to_owned()),
+        "{alpha:?}"
+    );
+    assert!(
+        !alpha.contains(&"simulate-research-query".to_owned()),
+        "undeclared tools are hidden: {alpha:?}"
+    );
+    assert!(
+        beta.len() < alpha.len() && beta.contains(&"echo".to_owned()),
+        "alpha {alpha:?} vs beta {beta:?}"
+    );
+    assert!(
+        !beta.contains(&"toggle-simulated-logging".to_owned()),
+        "{beta:?}"
+    );
 
-    let sum = python(&s.url(), Some(&s.alpha()), &["call", "get-sum", r#"{"a": 2, "b": 3}"#]);
+    let sum = python(
+        &s.url(),
+        Some(&s.alpha()),
+        &["call", "get-sum", r#"{"a": 2, "b": 3}"#],
+    );
     assert_eq!(sum["ok"], true, "{sum}");
     assert!(sum["result"].to_string().contains('5'), "{sum}");
 }
@@ -105,23 +131,46 @@ fn python_sdk_lists_per_client_and_calls_with_real_tokens() {
 fn denials_reach_the_python_sdk_as_json_rpc_errors() {
     let s = stack();
     // A tool beta is not granted: answered as an unknown tool.
-    let hidden = python(&s.url(), Some(&s.beta()), &["call", "toggle-simulated-logging", "{}"]);
+    let hidden = python(
+        &s.url(),
+        Some(&s.beta()),
+        &["call", "toggle-simulated-logging", "{}"],
+    );
     assert_eq!(hidden["error"]["code"], -32602, "{hidden}");
     // Granted, but the token lacks mcp:tools.call: 403 step-up naming every needed scope.
     let step_up = python(&s.url(), Some(&s.beta()), &["call", "get-tiny-image", "{}"]);
     assert_eq!(step_up["error"]["http_status"], 403, "{step_up}");
-    let challenge = step_up["error"]["www_authenticate"].as_str().unwrap_or_default();
-    assert!(challenge.contains("insufficient_scope") && challenge.contains("mcp:tools.call"), "{step_up}");
+    let challenge = step_up["error"]["www_authenticate"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        challenge.contains("insufficient_scope") && challenge.contains("mcp:tools.call"),
+        "{step_up}"
+    );
     // No token: 401 with the PRM challenge.
     let anonymous = python(&s.url(), None, &["list"]);
     assert_eq!(anonymous["error"]["http_status"], 401, "{anonymous}");
-    assert!(anonymous["error"]["www_authenticate"].as_str().unwrap_or_default().contains("resource_metadata="), "{anonymous}");
+    assert!(
+        anonymous["error"]["www_authenticate"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("resource_metadata="),
+        "{anonymous}"
+    );
     // Suspended and expired clients hold valid IdP tokens and are still refused.
     for client in ["agent-gamma", "agent-delta"] {
-        let token = s.idp.token(client, "mcp:tools.list mcp:tools.call").unwrap();
+        let token = s
+            .idp
+            .token(client, "mcp:tools.list mcp:tools.call")
+            .unwrap();
         let refused = python(&s.url(), Some(&token), &["list"]);
         assert_eq!(refused["ok"], false, "{client}: {refused}");
-        assert!(refused["error"]["http_status"].as_u64().is_some_and(|s| s == 403 || s == 401), "{client}: {refused}");
+        assert!(
+            refused["error"]["http_status"]
+                .as_u64()
+                .is_some_and(|s| s == 403 || s == 401),
+            "{client}: {refused}"
+        );
     }
 }
 
@@ -131,15 +180,30 @@ fn progress_notifications_stream_through_before_the_result() {
     let report = python(
         &s.url(),
         Some(&s.alpha()),
-        &["progress", "trigger-long-running-operation", r#"{"duration": 2, "steps": 4}"#],
+        &[
+            "progress",
+            "trigger-long-running-operation",
+            r#"{"duration": 2, "steps": 4}"#,
+        ],
     );
     assert_eq!(report["ok"], true, "{report}");
-    let times: Vec<f64> = report["progress"].as_array().unwrap().iter().map(|p| p["t_ms"].as_f64().unwrap()).collect();
+    let times: Vec<f64> = report["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["t_ms"].as_f64().unwrap())
+        .collect();
     let result_at = report["result_t_ms"].as_f64().unwrap();
     assert!(times.len() >= 3, "progress notifications arrive: {report}");
-    assert!(times.iter().all(|t| *t < result_at), "each before the result: {report}");
+    assert!(
+        times.iter().all(|t| *t < result_at),
+        "each before the result: {report}"
+    );
     // Streamed as they happen (about 500 ms apart), not buffered until the end.
-    assert!(result_at - times[0] > 1000.0, "the first notification arrived long before the result: {report}");
+    assert!(
+        result_at - times[0] > 1000.0,
+        "the first notification arrived long before the result: {report}"
+    );
 }
 
 #[test]
@@ -155,12 +219,27 @@ fn inspector_cli_lists_and_calls() {
             .args(args)
             .output()
             .expect("the Inspector CLI runs");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (code, listed) = run(&["--method", "tools/list"]);
     assert_eq!(code, Some(0), "{listed}");
-    assert!(listed.contains("get-tiny-image") && !listed.contains("simulate-research-query"), "{listed}");
-    let (code, called) = run(&["--method", "tools/call", "--tool-name", "get-sum", "--tool-arg", "a=2", "b=3"]);
+    assert!(
+        listed.contains("get-tiny-image") && !listed.contains("simulate-research-query"),
+        "{listed}"
+    );
+    let (code, called) = run(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "get-sum",
+        "--tool-arg",
+        "a=2",
+        "b=3",
+    ]);
     assert_eq!(code, Some(0), "{called}");
     assert!(called.contains("5"), "{called}");
 }

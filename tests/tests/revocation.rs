@@ -16,11 +16,17 @@ const SAMPLES: usize = 20;
 fn first_answer(session: &mut Session, want_allowed: bool) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let reply = session.call_tool("echo", json!({"message": "hi"})).expect("the sidecar answers");
+        let reply = session
+            .call_tool("echo", json!({"message": "hi"}))
+            .expect("the sidecar answers");
         if reply.is_success() == want_allowed {
             return Instant::now();
         }
-        assert!(Instant::now() < deadline, "no {} within 5 s: {reply:?}", if want_allowed { "allow" } else { "denial" });
+        assert!(
+            Instant::now() < deadline,
+            "no {} within 5 s: {reply:?}",
+            if want_allowed { "allow" } else { "denial" }
+        );
     }
 }
 
@@ -29,7 +35,9 @@ fn suspending_a_client_in_the_file_denies_it_within_a_second() {
     let (_upstream, upstream_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("everything.yaml");
-    let active = std::fs::read_to_string(repo_root().join("tests/fixtures/configs/revocation.yaml")).unwrap();
+    let active =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/configs/revocation.yaml"))
+            .unwrap();
     let suspended = active.replacen("suspended: false", "suspended: true", 1);
     assert_ne!(active, suspended);
     std::fs::write(&config, &active).unwrap();
@@ -43,7 +51,8 @@ fn suspending_a_client_in_the_file_denies_it_within_a_second() {
         "test/looper",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap_or_else(|e| panic!("{e}"));
+    let mut session =
+        Session::connect(&format!("{}/mcp", addrs.base), None).unwrap_or_else(|e| panic!("{e}"));
     first_answer(&mut session, true);
 
     let mut samples = Vec::with_capacity(SAMPLES);
@@ -61,5 +70,8 @@ fn suspending_a_client_in_the_file_denies_it_within_a_second() {
         samples[0],
         samples[SAMPLES / 2]
     );
-    assert!(max < Duration::from_secs(1), "slowest revocation took {max:?}: {samples:?}");
+    assert!(
+        max < Duration::from_secs(1),
+        "slowest revocation took {max:?}: {samples:?}"
+    );
 }

@@ -269,6 +269,7 @@ impl Spool {
             file,
             next_seq: recovered.next_seq,
             prev: recovered.prev,
+            committed: (recovered.next_seq, recovered.prev),
             bytes: recovered.segments.iter().map(|s| s.bytes).sum(),
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
@@ -650,6 +651,8 @@ struct Writer {
     file: Option<File>,
     next_seq: u64,
     prev: [u8; 32],
+    /// (next_seq, prev) as of the last successful write.
+    committed: (u64, [u8; 32]),
     bytes: u64,
     since_checkpoint: u64,
     last_checkpoint: Instant,
@@ -803,7 +806,7 @@ impl Writer {
         let mut shutdown = None;
         let mut acked = false;
         let mut checkpoint = None;
-        let (seq0, prev0, bytes0) = (self.next_seq, self.prev, self.bytes);
+        self.committed = (self.next_seq, self.prev);
         let m = self.shared.metrics.clone();
         let mut failed: Option<SpoolError> = None;
         for msg in batch {
@@ -882,45 +885,44 @@ impl Writer {
             Some(e) => Err(e),
             None => self.write_out(&buf),
         };
-        match result {
-            Ok(()) => {
-                let now = Instant::now();
-                if !pending.is_empty() {
-                    let first = pending[0].receipt.sequence;
-                    let mut st = self.shared.state.lock().expect("not poisoned");
-                    st.batch_times.push_back((first, SystemTime::now()));
-                    if st.batch_times.len() > 65_536 {
-                        st.batch_times.pop_front();
-                    }
-                    drop(st);
-                    m.batch_records.observe(pending.len() as f64);
-                }
-                m.bytes_written.inc_by(buf.len() as u64);
-                self.shared.durable.send_replace(self.next_seq - 1);
-                for p in pending {
-                    if p.kind != RecordKind::Checkpoint {
-                        self.since_checkpoint += 1;
-                    }
-                    m.records_written.with_label_values(&[p.kind.label()]).inc();
-                    m.append_duration
-                        .observe(now.duration_since(p.queued).as_secs_f64());
-                    let _ = p.reply.send(Ok(p.receipt));
-                }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "audit spool write failed; the unwritten part of the batch is refused");
+            // Undo what was not written: cut the active segment back to its last good write and
+            // rewind the sequence and the chain to it.
+            if let (Some(f), Some(active)) = (&self.file, self.active_meta()) {
+                let _ = f.set_len(active.bytes);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "audit spool write failed; the batch is refused");
-                // Undo: cut the active segment back and forget the batch.
-                if let (Some(f), Some(active)) = (&self.file, self.active_meta()) {
-                    let keep = active.bytes;
-                    let _ = f.set_len(keep);
-                }
-                self.next_seq = seq0;
-                self.prev = prev0;
-                self.bytes = bytes0.min(self.bytes);
-                for p in pending {
-                    m.append_errors.inc();
-                    let _ = p.reply.send(Err(e.clone()));
-                }
+            (self.next_seq, self.prev) = self.committed;
+        }
+        let committed = self.committed.0;
+        let now = Instant::now();
+        let (ok, refused): (Vec<Pending>, Vec<Pending>) = pending
+            .into_iter()
+            .partition(|p| p.receipt.sequence < committed);
+        if let Some(first) = ok.first() {
+            let mut st = self.shared.state.lock().expect("not poisoned");
+            st.batch_times
+                .push_back((first.receipt.sequence, SystemTime::now()));
+            if st.batch_times.len() > 65_536 {
+                st.batch_times.pop_front();
+            }
+            drop(st);
+            m.batch_records.observe(ok.len() as f64);
+            self.shared.durable.send_replace(committed - 1);
+        }
+        for p in ok {
+            if p.kind != RecordKind::Checkpoint {
+                self.since_checkpoint += 1;
+            }
+            m.records_written.with_label_values(&[p.kind.label()]).inc();
+            m.append_duration
+                .observe(now.duration_since(p.queued).as_secs_f64());
+            let _ = p.reply.send(Ok(p.receipt));
+        }
+        if let Err(e) = result {
+            for p in refused {
+                m.append_errors.inc();
+                let _ = p.reply.send(Err(e.clone()));
             }
         }
         if acked {
@@ -963,6 +965,8 @@ impl Writer {
             self.shared.metrics.fsyncs.inc();
         }
         self.bytes += buf.len() as u64;
+        self.committed = (self.next_seq, self.prev);
+        self.shared.metrics.bytes_written.inc_by(buf.len() as u64);
         let mut st = self.shared.state.lock().expect("not poisoned");
         let active = st.segments.back_mut().expect("an active segment");
         active.bytes += buf.len() as u64;

@@ -136,10 +136,13 @@ pub fn authorize(
         }
         return verdict;
     }
-    if message
-        .params()
-        .and_then(|p| p.get("task"))
-        .is_some_and(|t| t.is_object())
+    // A task-augmented request (2025-11-25 `params.task`), or any tools/call, which a
+    // 2026-07-28 server may answer with a task (`resultType: "task"`): record the task's owner.
+    if method == "tools/call"
+        || message
+            .params()
+            .and_then(|p| p.get("task"))
+            .is_some_and(|t| t.is_object())
     {
         verdict.expect = Some(Expect::CreateTask);
     }
@@ -240,7 +243,7 @@ mod tests {
         let file = dir.path().join("c.yaml");
         std::fs::write(&file, text).unwrap();
         let (bundle, rules) = config::load_config(&file, &Selection::OnlyTool).unwrap();
-        Arc::new(Active { rules, bundle })
+        Arc::new(Active::new(rules, bundle))
     }
 
     fn access(active: &Arc<Active>, client: &str, scopes: &[&str]) -> Access {

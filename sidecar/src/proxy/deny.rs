@@ -45,7 +45,7 @@ pub enum Denial {
     #[error("Unauthenticated: {0}")]
     Unauthenticated(AuthError),
     /// The client's identity or lifecycle refuses every request (policy `authenticate`).
-    #[error("Forbidden: {}", lifecycle_message(.0))]
+    #[error("{}", lifecycle_message(.0))]
     Client(Box<Decision>),
     /// `tools/call` of a tool this caller cannot see.
     #[error("Unknown tool: {0}")]
@@ -105,18 +105,20 @@ pub enum Denial {
 }
 
 fn lifecycle_message(d: &Decision) -> String {
-    match d {
+    let why = match d {
+        Decision::DenyTokenRevoked { .. } => {
+            return "Unauthenticated: the token was issued before the client's revocation cut-off"
+                .into();
+        }
         Decision::DenySuspended { .. } => "the MCP client is suspended".into(),
         Decision::DenyExpired { .. } => "the MCP client's access has expired".into(),
         Decision::DenyReviewOverdue { .. } => "the MCP client's access review is overdue".into(),
-        Decision::DenyTokenRevoked { .. } => {
-            "the token was issued before the client's revocation cut-off".into()
-        }
         Decision::DenyUnknownClient { .. } => {
             "no MCP client is registered for this identity".into()
         }
         other => format!("denied ({})", other.reason()),
-    }
+    };
+    format!("Forbidden: {why}")
 }
 
 impl Denial {

@@ -168,17 +168,31 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<Box<Raw
             Some(message.to_raw())
         }
         Expect::CreateTask => {
+            // 2025-11-25: `{"task": {"taskId": …}}`; 2026-07-28 tasks extension:
+            // `{"resultType": "task", "taskId": …}`.
             #[derive(Deserialize)]
             struct Created {
-                task: Task,
+                task: Option<Task>,
+                #[serde(rename = "resultType")]
+                result_type: Option<String>,
+                #[serde(rename = "taskId")]
+                task_id: Option<String>,
             }
             #[derive(Deserialize)]
             struct Task {
                 #[serde(rename = "taskId")]
                 task_id: String,
             }
+            if !result.get().contains("taskId") {
+                return None;
+            }
             if let Ok(created) = serde_json::from_str::<Created>(result.get()) {
-                inspector.created_task(&created.task.task_id);
+                let modern = (created.result_type.as_deref() == Some("task"))
+                    .then_some(created.task_id)
+                    .flatten();
+                if let Some(task_id) = created.task.map(|t| t.task_id).or(modern) {
+                    inspector.created_task(&task_id);
+                }
             }
             None
         }
@@ -412,6 +426,14 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":5,"result":{"task":{"taskId":"t-1","status":"working"}}}"#;
         assert_eq!(out(created, &mut f), None);
         assert_eq!(f.created, ["t-1"]);
+        let mut f = fake("5", Expect::CreateTask);
+        let modern = r#"{"jsonrpc":"2.0","id":5,"result":{"resultType":"task","taskId":"t-2","status":"working"}}"#;
+        assert_eq!(out(modern, &mut f), None);
+        assert_eq!(f.created, ["t-2"]);
+        let mut f = fake("5", Expect::CreateTask);
+        let plain = r#"{"jsonrpc":"2.0","id":5,"result":{"resultType":"complete","content":[],"taskId":"t-3"}}"#;
+        assert_eq!(out(plain, &mut f), None);
+        assert!(f.created.is_empty(), "only task results bind a task");
         let mut f = fake("6", Expect::TasksList);
         f.tasks = ["t-1"].into();
         let list = r#"{"jsonrpc":"2.0","id":6,"result":{"tasks":[{"taskId":"t-0"},{"taskId":"t-1","status":"completed"}],"nextCursor":"x"}}"#;

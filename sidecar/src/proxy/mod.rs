@@ -4,6 +4,7 @@
 //! ```text
 //! serve(listener, tls, Shared, shutdown)                                   server.rs
 //!   └─ Proxy::handle(request)                                              service.rs
+//!        ├─ POST: body limits, parse, authorize each message                post.rs
 //!        ├─ PRM (RFC 9728), 404 elsewhere, 503 until a config is live
 //!        ├─ origin::HostPolicy        Origin/Host vs public URL + loopback → 403
 //!        ├─ jsonrpc::parse            single | 2025-03-26 batch; -32700 / -32600
@@ -25,11 +26,13 @@ pub mod filter;
 pub mod headers;
 pub mod jsonrpc;
 pub mod origin;
+mod post;
 pub mod relay;
 mod server;
 pub mod service;
 pub mod session;
 pub mod sse;
+mod throttle;
 pub mod upstream;
 
 pub use server::{HEADER_READ_TIMEOUT, serve};
@@ -50,6 +53,8 @@ pub struct Shared {
     pub settings: settings::Settings,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
+    /// Rate limits and quotas on tools/call.
+    pub quotas: crate::quota::Quotas,
 }
 
 /// Errors of response bodies.

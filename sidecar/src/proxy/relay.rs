@@ -196,7 +196,7 @@ impl Inspector for ResponseInspector {
     fn created_task(&mut self, task_id: &str) {
         self.sessions.bind_task(task_id, &self.access.key);
         tracing::info!(
-            target: "mcp_warden::decision",
+            target: "mcp_warden::task",
             method = "tasks/create", task = task_id, client = %self.access.client,
             session = self.session.as_deref(), "task bound to its creator"
         );

@@ -5,11 +5,8 @@
 //!   ├─ /.well-known/oauth-protected-resource[/<mcp path>] ──► PRM (unauthenticated, CORS *)
 //!   ├─ not the MCP path ──► 404
 //!   ├─ Origin/Host ──────────────────────────────────bad──► 403
-//!   ├─ POST   ──► Content-Length/body ≤ max (413), in time (408) ──► authenticate (401) ──►
-//!   │           lifecycle (403) ──► application/json (415) ──► JSON-RPC (400 -32700/-32600) ──►
-//!   │           modern: mirrored headers (400 -32020) ──► session owner (404) ──►
-//!   │           each message: authorize ──any denied──► denial (whole batch)
-//!   │                                    └─ all allowed ──► upstream ──► relay
+//!   ├─ POST ──► post.rs: limits, authenticate, parse, check, authorize each message ──►
+//!   │           denial (a batch whole) | upstream ──► relay
 //!   ├─ GET, DELETE ──► authenticate ──► lifecycle ──► session owner ──► upstream ──► relay
 //!   ├─ OPTIONS (CORS preflight, never carries credentials) ──► upstream ──► relay
 //!   └─ anything else ──► 405
@@ -17,11 +14,10 @@
 
 use super::{
     ProxyBody, Shared,
-    authorize::{self, Event, Verdict},
+    authorize::{self, Event},
     deny::{self, Denial},
-    filter::Expect,
     full, headers,
-    jsonrpc::{self, Id, Message, Payload},
+    jsonrpc::Id,
     origin::HostPolicy,
     relay::{Exchange, relay},
     session::{Ownership, Sessions},
@@ -29,10 +25,9 @@ use super::{
 };
 use crate::{auth::prm, state::Active};
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 /// The root PRM path (RFC 9728).
 pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -40,17 +35,17 @@ pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
 pub struct Proxy {
-    shared: Arc<Shared>,
-    upstream: Upstream,
-    sessions: Arc<Sessions>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) upstream: Upstream,
+    pub(super) sessions: Arc<Sessions>,
 }
 
 /// Where one request goes, from the rules in force at its start.
 #[derive(Debug)]
-struct Target {
-    active: Arc<Active>,
-    resource: String,
-    upstream: String,
+pub(super) struct Target {
+    pub(super) active: Arc<Active>,
+    pub(super) resource: String,
+    pub(super) upstream: String,
 }
 
 impl Proxy {
@@ -61,11 +56,6 @@ impl Proxy {
             shared,
             sessions: Arc::new(Sessions::new()),
         }
-    }
-
-    /// The session and task bindings.
-    pub fn sessions(&self) -> &Sessions {
-        &self.sessions
     }
 
     /// Answers one request. Never fails: every problem becomes an HTTP answer.
@@ -124,165 +114,6 @@ impl Proxy {
                 Denial::MethodNotAllowed,
             ),
         }
-    }
-
-    async fn post(&self, t: Target, req: Request<Incoming>) -> Response<ProxyBody> {
-        let (parts, body) = req.into_parts();
-        let settings = &self.shared.settings;
-        let session = headers::session_id(&parts.headers).map(str::to_owned);
-        let sid = session.as_deref();
-        let body = match read_body(
-            &parts,
-            body,
-            settings.max_body_bytes,
-            settings.body_read_timeout,
-        )
-        .await
-        {
-            Ok(body) => body,
-            Err(denial) => return self.refuse(&t.resource, "POST", None, sid, None, denial),
-        };
-        let parsed = jsonrpc::parse(&body);
-        let auth = &self.shared.auth;
-        let access =
-            match authorize::identify(&t.active, auth, settings, &parts.headers, parts.uri.query())
-                .await
-            {
-                Ok(access) => access,
-                Err(denial) => {
-                    return self.refuse_payload(&t, parsed.as_ref().ok(), sid, None, denial);
-                }
-            };
-        let client = Some(&access.client);
-        if !headers::is_json(&parts.headers) {
-            let label = parsed.as_ref().map_or("POST", |p| p.label());
-            let id = parsed.as_ref().ok().and_then(Payload::answer_id);
-            return self.refuse(
-                &t.resource,
-                label,
-                id.as_ref(),
-                sid,
-                client,
-                Denial::UnsupportedMediaType,
-            );
-        }
-        let payload = match parsed {
-            Ok(payload) => payload,
-            Err(e) => {
-                return self.refuse(
-                    &t.resource,
-                    "POST",
-                    e.id().cloned().as_ref(),
-                    sid,
-                    client,
-                    Denial::Parse(e),
-                );
-            }
-        };
-        let era = headers::era(&parts.headers, Some(&payload));
-        if let (headers::Era::Modern, Payload::Single(message)) = (era, &payload)
-            && let Err(mismatch) = headers::check_mirrored(&parts.headers, message)
-        {
-            return self.refuse_payload(
-                &t,
-                Some(&payload),
-                sid,
-                client,
-                Denial::HeaderMismatch(mismatch),
-            );
-        }
-        let ownership = sid.map(|sid| self.sessions.check(sid, &access.key));
-        if ownership == Some(Ownership::Foreign) {
-            // The upstream SDK's body for an unknown session, id null: no oracle (HTTP-13).
-            return self.refuse(
-                &t.resource,
-                payload.label(),
-                None,
-                sid,
-                client,
-                Denial::SessionNotFound,
-            );
-        }
-        let verdicts: Vec<Verdict> = match access.caller() {
-            Ok(caller) => payload
-                .messages()
-                .iter()
-                .map(|m| authorize::authorize(m, &caller, &access, &self.sessions))
-                .collect(),
-            Err(decision) => {
-                return self.refuse_payload(
-                    &t,
-                    Some(&payload),
-                    sid,
-                    client,
-                    Denial::Client(Box::new(decision)),
-                );
-            }
-        };
-        let denied = verdicts.iter().any(|v| v.denial.is_some());
-        for (message, verdict) in payload.messages().iter().zip(&verdicts) {
-            let forwarded_reason = if denied && verdict.denial.is_none() {
-                "batch_not_forwarded"
-            } else {
-                verdict.reason
-            };
-            let event = Event {
-                method: message.label(),
-                tool: verdict.tool.as_deref(),
-                client,
-                reason: forwarded_reason,
-                would: verdict.would,
-                decided_by: Some(&verdict.decided_by),
-                id: message.id(),
-                session: sid,
-                allowed: !denied,
-            };
-            authorize::record(&self.shared.metrics, event);
-        }
-        if denied {
-            let denials: Vec<(Option<Id>, Denial)> = payload
-                .messages()
-                .iter()
-                .zip(verdicts)
-                .map(|(m, v)| (request_id(m), v.denial.unwrap_or(Denial::BatchNotForwarded)))
-                .collect();
-            return deny::answer(&denials, payload.is_batch(), &t.resource);
-        }
-        let expects: HashMap<Id, Expect> = payload
-            .messages()
-            .iter()
-            .zip(&verdicts)
-            .filter_map(|(m, v)| Some((request_id(m)?, v.expect?)))
-            .collect();
-        let forward = headers::to_upstream(&parts.headers);
-        let (response, took) = match self
-            .upstream
-            .send(Method::POST, &t.upstream, parts.uri.query(), forward, body)
-            .await
-        {
-            Ok(sent) => sent,
-            Err(e) => {
-                tracing::warn!(method = payload.label(), error = %e, "upstream request failed");
-                return deny::answer(
-                    &[(payload.answer_id(), Denial::Upstream(e))],
-                    false,
-                    &t.resource,
-                );
-            }
-        };
-        self.shared
-            .metrics
-            .upstream(payload.label(), took.as_secs_f64());
-        let exchange = Exchange {
-            answer_id: payload.answer_id(),
-            access: Some(access),
-            expects,
-            session,
-            ownership,
-            modern: era == headers::Era::Modern,
-            ..Exchange::default()
-        };
-        relay(response, exchange, &self.sessions, &t.resource).await
     }
 
     /// GET (server stream, resumption) and DELETE (session end): authentication and session
@@ -387,7 +218,7 @@ impl Proxy {
     }
 
     /// Logs, counts and answers a refusal of one request.
-    fn refuse(
+    pub(super) fn refuse(
         &self,
         resource: &str,
         method: &str,
@@ -401,7 +232,7 @@ impl Proxy {
     }
 
     /// Logs and counts a refusal.
-    fn note(
+    pub(super) fn note(
         &self,
         method: &str,
         id: Option<&Id>,
@@ -429,72 +260,6 @@ impl Proxy {
             allowed: false,
         };
         authorize::record(&self.shared.metrics, event);
-    }
-
-    /// Refuses a whole payload with one denial: each request id of a batch gets the error.
-    fn refuse_payload(
-        &self,
-        t: &Target,
-        payload: Option<&Payload>,
-        session: Option<&str>,
-        client: Option<&mcp_warden_policy::ObjectRef>,
-        denial: Denial,
-    ) -> Response<ProxyBody> {
-        match payload {
-            Some(p @ Payload::Batch(messages)) => {
-                self.note(p.label(), None, session, client, &denial);
-                let denials: Vec<(Option<Id>, Denial)> = messages
-                    .iter()
-                    .map(|m| (request_id(m), denial.clone()))
-                    .collect();
-                deny::answer(&denials, true, &t.resource)
-            }
-            Some(p) => self.refuse(
-                &t.resource,
-                p.label(),
-                p.answer_id().as_ref(),
-                session,
-                client,
-                denial,
-            ),
-            None => self.refuse(&t.resource, "POST", None, session, client, denial),
-        }
-    }
-}
-
-/// The id of a request (responses and notifications get no answer).
-fn request_id(message: &Message) -> Option<Id> {
-    match message {
-        Message::Request { id, .. } => Some(id.clone()),
-        _ => None,
-    }
-}
-
-/// Reads a request body: refused above `limit` (by Content-Length, or while counting) and when
-/// it does not arrive within `timeout`.
-async fn read_body(
-    parts: &Parts,
-    body: Incoming,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Denial> {
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Denial::TooLarge(limit));
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(Denial::BodyTimeout(timeout.as_secs())),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(Denial::TooLarge(limit))
-        }
-        Ok(Err(e)) => Err(Denial::Parse(jsonrpc::ParseError::Json(format!(
-            "the request body could not be read: {e}"
-        )))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 

@@ -82,6 +82,7 @@ pub fn peer(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct Everything {
     child: Child,
+    script: PathBuf,
     /// Its MCP URL.
     pub url: String,
 }
@@ -93,13 +94,16 @@ impl Everything {
         let script = peer("PEERS_SERVER_EVERYTHING_JS");
         let loopback = repo().join("scripts/force-loopback.cjs");
         assert!(loopback.exists(), "{} is missing", loopback.display());
-        let watchdog = std::env::temp_dir().join("mcp-warden-proxy-tests-watchdog.cjs");
+        let port = free_port();
+        let watchdog = std::env::temp_dir().join(format!(
+            "mcp-warden-proxy-watchdog-{}-{port}.cjs",
+            std::process::id()
+        ));
         std::fs::write(
             &watchdog,
             "process.stdin.on('end', () => process.exit(0)); process.stdin.on('error', () => process.exit(0)); process.stdin.resume();\n",
         )
         .unwrap();
-        let port = free_port();
         let child = Command::new(node)
             .arg("-r")
             .arg(loopback)
@@ -115,6 +119,7 @@ impl Everything {
             .expect("node starts (run `make peers`)");
         let mut me = Self {
             child,
+            script: watchdog,
             url: format!("http://127.0.0.1:{port}/mcp"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -136,6 +141,88 @@ impl Drop for Everything {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.script);
+    }
+}
+
+/// A Python `mcp` SDK (`MCPServer`) fixture serving both eras (legacy and 2026-07-28) on a
+/// free loopback port, with the tools `echo`, `get-sum` and `get-env`; killed when dropped.
+#[derive(Debug)]
+pub struct PyFixture {
+    child: Child,
+    script: PathBuf,
+    /// Its MCP URL.
+    pub url: String,
+}
+
+const PY_FIXTURE: &str = r#"
+import sys
+from mcp.server import MCPServer
+app = MCPServer("proxy-fixture")
+
+@app.tool()
+def echo(message: str) -> str:
+    """Echoes the message."""
+    return f"Echo: {message}"
+
+@app.tool(name="get-sum")
+def get_sum(a: int, b: int) -> str:
+    """Adds two numbers."""
+    return f"The sum of {a} and {b} is {a + b}."
+
+@app.tool(name="get-env")
+def get_env() -> str:
+    """Hidden from most callers."""
+    return "SECRET=1"
+
+app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+"#;
+
+impl PyFixture {
+    /// Starts it and waits (at most 30 s) until it accepts connections.
+    pub fn start() -> Self {
+        let python = peer("PEERS_PYTHON");
+        let port = free_port();
+        let script = std::env::temp_dir().join(format!(
+            "mcp-warden-proxy-fixture-{}-{port}.py",
+            std::process::id()
+        ));
+        std::fs::write(&script, PY_FIXTURE).unwrap();
+        let child = Command::new(python)
+            .arg(&script)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python starts (run `make peers`)");
+        let mut me = Self {
+            child,
+            script,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!(
+                    "the Python fixture exited: {status} (is `mcp` installed? run `make peers`)"
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Python fixture did not listen on {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+}
+
+impl Drop for PyFixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.script);
     }
 }
 
@@ -156,7 +243,7 @@ pub fn everything_rules(edit: impl Fn(String) -> String) -> Active {
     std::fs::write(&file, edit(text)).unwrap();
     let (bundle, rules) =
         config::load_config(&file, &Selection::OnlyTool).expect("the example config compiles");
-    Active { rules, bundle }
+    Active::new(rules, bundle)
 }
 
 /// `proxy::serve` running in this process.
@@ -192,6 +279,8 @@ impl Proxy {
             live: live.clone(),
             auth: Authenticator::new(),
             settings,
+            quotas: mcp_warden_sidecar::quota::Quotas::new(Default::default(), metrics.registry())
+                .expect("quota metrics register"),
             metrics: metrics.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,596 @@
+//! `POST /v1/usage`: what the sidecars saw, folded into a 24-hour window that McpClient and
+//! McpTool status are computed from.
+//!
+//! ```text
+//! sidecar ──POST /v1/usage (UsageReport, Bearer: projected SA token)──► authorize(report's pod)
+//!    every few seconds, counts since its previous report                 │ drop a retried report
+//!                                                                        ▼ (same bootId, seq ≤ last)
+//!   UsageStore { per McpClient: 10-minute buckets over 24 h, last seen;
+//!                per reporting pod: runaway flags, tools its upstream lists }
+//!        │ view(now)
+//!        ▼
+//!   status::compute ── calls24h, denials24h, lastSeen, RunawayDetected, toolsSeen
+//! ```
+//!
+//! Counts are deltas (what happened since the previous report of the same sidecar process), so
+//! a sidecar keeps no window of its own. Runaway flags and tool lists are complete states: each
+//! report carries every client the sidecar currently holds flagged, and the latest `tools/list`
+//! of its upstream.
+//!
+//! Every replica accepts reports, but only the leader writes status: with several replicas, a
+//! report that reaches a follower is counted only there (see the operator README's open points).
+
+use crate::{clock::Clock, push::Authorizer};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::StatusCode;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
+use tokio::sync::watch;
+
+/// `(namespace, name)` of an object, or of a pod.
+pub type Key = (String, String);
+
+/// Largest accepted report body.
+pub const MAX_REPORT_BYTES: usize = 1 << 20;
+/// Most clients (and tools) in one report.
+const MAX_ENTRIES: usize = 20_000;
+/// Width of one bucket of the 24-hour window.
+const BUCKET: SignedDuration = SignedDuration::from_mins(10);
+/// The window `calls24h` and `denials24h` cover.
+const WINDOW: SignedDuration = SignedDuration::from_hours(24);
+/// A reporter silent for longer no longer holds clients flagged (its pod is gone, or its flags
+/// would have been re-sent).
+pub const REPORTER_TTL: SignedDuration = SignedDuration::from_mins(10);
+
+/// The body of `POST /v1/usage` (JSON, camelCase). Version 1.
+///
+/// ```json
+/// {"namespace": "team-a", "pod": "pay-7d9f-x2", "bootId": "4f1c…", "seq": 17,
+///  "windowStart": "2026-01-05T10:00:00Z", "windowEnd": "2026-01-05T10:00:10Z",
+///  "bundleVersion": "sha256:…",
+///  "clients": [{"namespace": "agents", "name": "bot", "calls": 12,
+///               "denials": {"not_granted": 2, "rate_limited": 1},
+///               "lastSeen": "2026-01-05T10:00:09Z"}],
+///  "runaway": [{"namespace": "agents", "name": "bot",
+///               "flaggedAt": "2026-01-05T09:58:00Z", "suspended": true}],
+///  "tools": [{"namespace": "team-a", "name": "pay", "toolsSeen": ["get_balance", "refund"]}]}
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    /// The reporting sidecar's pod namespace (must be the caller's, see the authorizer).
+    pub namespace: String,
+    /// The reporting sidecar's pod name.
+    pub pod: String,
+    /// Random per sidecar process start. With `seq`, lets the operator drop a retried report.
+    pub boot_id: String,
+    /// Increases by one with every report of the same process.
+    pub seq: u64,
+    /// Start of the interval the counts cover (sidecar clock; informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<Timestamp>,
+    /// End of the interval the counts cover (sidecar clock; informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end: Option<Timestamp>,
+    /// The bundle version the sidecar enforces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_version: Option<String>,
+    /// Per McpClient counts since the previous report; clients with no traffic may be left out.
+    #[serde(default)]
+    pub clients: Vec<ClientUsage>,
+    /// Every client the sidecar currently holds flagged as running away (complete each time).
+    #[serde(default)]
+    pub runaway: Vec<RunawayFlag>,
+    /// The tools each governed upstream lists (latest `tools/list`; may be left out when
+    /// unchanged since the previous report).
+    #[serde(default)]
+    pub tools: Vec<ToolsSeen>,
+}
+
+/// What one McpClient did at one sidecar since its previous report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientUsage {
+    /// The McpClient's namespace.
+    pub namespace: String,
+    /// The McpClient's name.
+    pub name: String,
+    /// Tool calls (allowed or denied).
+    #[serde(default)]
+    pub calls: u64,
+    /// Denied requests, by the sidecar's denial reason (`not_granted`, `rate_limited`, …).
+    #[serde(default)]
+    pub denials: BTreeMap<String, u64>,
+    /// The last request from this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Timestamp>,
+}
+
+/// A client a sidecar holds flagged as running away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunawayFlag {
+    /// The McpClient's namespace.
+    pub namespace: String,
+    /// The McpClient's name.
+    pub name: String,
+    /// When the sidecar flagged it.
+    pub flagged_at: Timestamp,
+    /// Whether the sidecar suspends it (`quota.suspendOnRunaway`).
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// The tools one upstream lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolsSeen {
+    /// The McpTool's namespace.
+    pub namespace: String,
+    /// The McpTool's name.
+    pub name: String,
+    /// Tool names from the upstream's `tools/list`.
+    pub tools_seen: Vec<String>,
+}
+
+/// What happened to a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Folded in.
+    Accepted,
+    /// Already seen (same `bootId`, `seq` not newer): ignored.
+    Duplicate,
+}
+
+/// The usage of one McpClient as status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientView {
+    /// Tool calls over the window.
+    pub calls_24h: u64,
+    /// Denials over the window.
+    pub denials_24h: u64,
+    /// Denials over the window by reason.
+    pub denials_by_reason: BTreeMap<String, u64>,
+    /// The last request any sidecar reported.
+    pub last_seen: Option<Timestamp>,
+    /// Current runaway flags, by reporting pod.
+    pub runaway: Vec<(Key, RunawayFlag)>,
+}
+
+/// A snapshot of the store for status computation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UsageView {
+    /// Per McpClient key.
+    pub clients: HashMap<Key, ClientView>,
+    /// Per McpTool key: the union of the tools its sidecars saw over the window.
+    pub tools: HashMap<Key, BTreeSet<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    /// Bucket number (`seconds since epoch / BUCKET`).
+    index: i64,
+    calls: u64,
+    denials: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ClientWindow {
+    buckets: VecDeque<Bucket>,
+    last_seen: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Reporter {
+    boot_id: String,
+    seq: u64,
+    last_report: Option<Timestamp>,
+    bundle_version: Option<String>,
+    runaway: BTreeMap<Key, RunawayFlag>,
+    tools: BTreeMap<Key, (Timestamp, Vec<String>)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    clients: HashMap<Key, ClientWindow>,
+    reporters: HashMap<Key, Reporter>,
+}
+
+/// The in-memory usage window. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct UsageStore {
+    state: Arc<Mutex<State>>,
+    /// Bumped on every accepted report.
+    changes: Arc<watch::Sender<u64>>,
+    /// Bumped when runaway flags or tool lists change (status should follow at once).
+    urgent: Arc<watch::Sender<u64>>,
+}
+
+fn bucket_of(t: Timestamp) -> i64 {
+    t.as_second().div_euclid(BUCKET.as_secs())
+}
+
+impl UsageStore {
+    /// Folds a report in, received at `now` (the operator's clock: sidecar clocks only bound
+    /// `lastSeen`).
+    pub fn record(&self, report: UsageReport, now: Timestamp) -> Recorded {
+        let mut state = self.state.lock().expect("usage lock");
+        let pod = (report.namespace.clone(), report.pod.clone());
+        let reporter = state.reporters.entry(pod).or_default();
+        if reporter.boot_id == report.boot_id
+            && report.seq <= reporter.seq
+            && reporter.last_report.is_some()
+        {
+            return Recorded::Duplicate;
+        }
+        reporter.boot_id = report.boot_id;
+        reporter.seq = report.seq;
+        reporter.last_report = Some(now);
+        reporter.bundle_version = report.bundle_version;
+        let runaway: BTreeMap<Key, RunawayFlag> = report
+            .runaway
+            .into_iter()
+            .map(|f| ((f.namespace.clone(), f.name.clone()), f))
+            .collect();
+        let mut urgent = runaway != reporter.runaway;
+        reporter.runaway = runaway;
+        for seen in report.tools {
+            let mut names = seen.tools_seen;
+            names.sort();
+            names.dedup();
+            let key = (seen.namespace, seen.name);
+            if reporter.tools.get(&key).map(|(_, n)| n) != Some(&names) {
+                urgent = true;
+            }
+            reporter.tools.insert(key, (now, names));
+        }
+        let index = bucket_of(now);
+        for usage in report.clients {
+            let window = state
+                .clients
+                .entry((usage.namespace, usage.name))
+                .or_default();
+            if window.buckets.back().is_none_or(|b| b.index != index) {
+                window.buckets.push_back(Bucket {
+                    index,
+                    ..Bucket::default()
+                });
+            }
+            let bucket = window.buckets.back_mut().expect("just pushed");
+            bucket.calls = bucket.calls.saturating_add(usage.calls);
+            for (reason, n) in usage.denials {
+                let slot = bucket.denials.entry(reason).or_default();
+                *slot = slot.saturating_add(n);
+            }
+            // A sidecar clock ahead of ours must not put lastSeen in the future.
+            if let Some(seen) = usage.last_seen.map(|t| t.min(now)) {
+                window.last_seen = Some(window.last_seen.map_or(seen, |l| l.max(seen)));
+            }
+            let oldest = bucket_of(now - WINDOW);
+            while window.buckets.front().is_some_and(|b| b.index <= oldest) {
+                window.buckets.pop_front();
+            }
+        }
+        drop(state);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        if urgent {
+            self.urgent.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Recorded::Accepted
+    }
+
+    /// The usage as of `now`: counts over the last 24 hours, runaway flags of reporters heard
+    /// from within [`REPORTER_TTL`], tools seen within the window.
+    pub fn view(&self, now: Timestamp) -> UsageView {
+        let state = self.state.lock().expect("usage lock");
+        let oldest = bucket_of(now - WINDOW);
+        let mut view = UsageView::default();
+        for (key, window) in &state.clients {
+            let mut c = ClientView {
+                last_seen: window.last_seen,
+                ..ClientView::default()
+            };
+            for b in window.buckets.iter().filter(|b| b.index > oldest) {
+                c.calls_24h = c.calls_24h.saturating_add(b.calls);
+                for (reason, n) in &b.denials {
+                    c.denials_24h = c.denials_24h.saturating_add(*n);
+                    *c.denials_by_reason.entry(reason.clone()).or_default() += n;
+                }
+            }
+            view.clients.insert(key.clone(), c);
+        }
+        for (pod, reporter) in &state.reporters {
+            let fresh = reporter
+                .last_report
+                .is_some_and(|t| now.duration_since(t) <= REPORTER_TTL);
+            if fresh {
+                for (client, flag) in &reporter.runaway {
+                    view.clients
+                        .entry(client.clone())
+                        .or_default()
+                        .runaway
+                        .push((pod.clone(), flag.clone()));
+                }
+            }
+            for (tool, (at, names)) in &reporter.tools {
+                if now.duration_since(*at) <= WINDOW {
+                    view.tools
+                        .entry(tool.clone())
+                        .or_default()
+                        .extend(names.iter().cloned());
+                }
+            }
+        }
+        for c in view.clients.values_mut() {
+            c.runaway.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        view
+    }
+
+    /// Drops what a deleted pod reported (its flags and tool lists; counts stay in the window).
+    pub fn forget_pod(&self, namespace: &str, pod: &str) {
+        let removed = self
+            .state
+            .lock()
+            .expect("usage lock")
+            .reporters
+            .remove(&(namespace.to_owned(), pod.to_owned()));
+        if removed.is_some_and(|r| !r.runaway.is_empty() || !r.tools.is_empty()) {
+            self.urgent.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Sees a new value after every accepted report.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Sees a new value when runaway flags or tool lists change.
+    pub fn urgent(&self) -> watch::Receiver<u64> {
+        self.urgent.subscribe()
+    }
+
+    /// The pods that reported, with the bundle version each said it enforces.
+    pub fn reporters(&self) -> BTreeMap<Key, Option<String>> {
+        let state = self.state.lock().expect("usage lock");
+        state
+            .reporters
+            .iter()
+            .map(|(k, r)| (k.clone(), r.bundle_version.clone()))
+            .collect()
+    }
+}
+
+/// Checks a report's shape: names present and bounded, not too many entries.
+pub fn validate(report: &UsageReport) -> Result<(), String> {
+    let name_ok = |s: &str| !s.is_empty() && s.len() <= 253;
+    if !name_ok(&report.namespace) || !name_ok(&report.pod) {
+        return Err("namespace and pod are required".into());
+    }
+    if report.boot_id.is_empty() || report.boot_id.len() > 128 {
+        return Err("bootId is required (at most 128 characters)".into());
+    }
+    if report.clients.len() + report.runaway.len() + report.tools.len() > MAX_ENTRIES {
+        return Err(format!("at most {MAX_ENTRIES} entries per report"));
+    }
+    let bad_client = report
+        .clients
+        .iter()
+        .any(|c| !name_ok(&c.namespace) || !name_ok(&c.name))
+        || report
+            .runaway
+            .iter()
+            .any(|c| !name_ok(&c.namespace) || !name_ok(&c.name))
+        || report
+            .tools
+            .iter()
+            .any(|t| !name_ok(&t.namespace) || !name_ok(&t.name));
+    if bad_client {
+        return Err("every client and tool needs a namespace and a name".into());
+    }
+    let bad_reason = report
+        .clients
+        .iter()
+        .flat_map(|c| c.denials.keys())
+        .any(|r| r.is_empty() || r.len() > 64);
+    if bad_reason {
+        return Err("denial reasons must be 1 to 64 characters".into());
+    }
+    Ok(())
+}
+
+/// Receives `POST /v1/usage` bodies for the push API server.
+pub trait UsageSink: Send + Sync + 'static {
+    /// Handles one report: the caller's headers and the (size-limited) body.
+    fn post(
+        &self,
+        headers: http::HeaderMap,
+        body: Bytes,
+    ) -> BoxFuture<'static, (StatusCode, serde_json::Value)>;
+}
+
+/// `POST /v1/usage`: authorizes the caller for the report's pod, then records the report.
+#[derive(Clone)]
+pub struct UsageEndpoint {
+    /// Where reports go.
+    pub store: UsageStore,
+    /// Who may report for which pod (the same check as the watch stream).
+    pub authorizer: Arc<dyn Authorizer>,
+    /// Receipt time.
+    pub clock: Arc<dyn Clock>,
+    /// Counts reports (`accepted`, `duplicate`, `invalid`, `refused`).
+    pub metrics: Option<crate::metrics::Metrics>,
+}
+
+impl std::fmt::Debug for UsageEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageEndpoint").finish_non_exhaustive()
+    }
+}
+
+impl UsageSink for UsageEndpoint {
+    fn post(
+        &self,
+        headers: http::HeaderMap,
+        body: Bytes,
+    ) -> BoxFuture<'static, (StatusCode, serde_json::Value)> {
+        let this = self.clone();
+        Box::pin(async move {
+            let count = |result: &str| {
+                if let Some(m) = &this.metrics {
+                    m.usage_reports.with_label_values(&[result]).inc();
+                }
+            };
+            let report: UsageReport = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => {
+                    count("invalid");
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": format!("not a usage report: {e}")}),
+                    );
+                }
+            };
+            if let Err(e) = validate(&report) {
+                count("invalid");
+                return (StatusCode::BAD_REQUEST, json!({"error": e}));
+            }
+            if let Err(reason) = this
+                .authorizer
+                .authorize_async(&headers, &report.namespace, &report.pod)
+                .await
+            {
+                count("refused");
+                tracing::warn!(namespace = %report.namespace, pod = %report.pod, %reason, "usage report refused");
+                return (StatusCode::FORBIDDEN, json!({"error": reason}));
+            }
+            match this.store.record(report, this.clock.now()) {
+                Recorded::Accepted => {
+                    count("accepted");
+                    (StatusCode::OK, json!({"accepted": true}))
+                }
+                Recorded::Duplicate => {
+                    count("duplicate");
+                    (
+                        StatusCode::OK,
+                        json!({"accepted": false, "duplicate": true}),
+                    )
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn report(seq: u64, calls: u64) -> UsageReport {
+        UsageReport {
+            namespace: "team".into(),
+            pod: "pay-0".into(),
+            boot_id: "b1".into(),
+            seq,
+            clients: vec![ClientUsage {
+                namespace: "agents".into(),
+                name: "bot".into(),
+                calls,
+                denials: BTreeMap::from([("not_granted".into(), 1)]),
+                last_seen: Some(t("2030-01-01T00:00:00Z")),
+            }],
+            ..UsageReport::default()
+        }
+    }
+
+    #[test]
+    fn counts_fold_into_a_24_hour_window_and_retries_are_dropped() {
+        let store = UsageStore::default();
+        let key = ("agents".to_string(), "bot".to_string());
+        let t0 = t("2030-01-01T00:00:05Z");
+        assert_eq!(store.record(report(1, 10), t0), Recorded::Accepted);
+        assert_eq!(store.record(report(1, 10), t0), Recorded::Duplicate);
+        assert_eq!(
+            store.record(report(2, 5), t0 + SignedDuration::from_hours(1)),
+            Recorded::Accepted
+        );
+        let v = store.view(t0 + SignedDuration::from_hours(2));
+        assert_eq!(v.clients[&key].calls_24h, 15);
+        assert_eq!(v.clients[&key].denials_24h, 2);
+        assert_eq!(v.clients[&key].denials_by_reason["not_granted"], 2);
+        // 24 h after the first report only the second is in the window.
+        let v = store.view(t0 + SignedDuration::from_hours(24) + SignedDuration::from_mins(10));
+        assert_eq!(v.clients[&key].calls_24h, 5);
+        let v = store.view(t0 + SignedDuration::from_hours(26));
+        assert_eq!(v.clients[&key].calls_24h, 0);
+        assert_eq!(
+            v.clients[&key].last_seen,
+            Some(t("2030-01-01T00:00:00Z")),
+            "lastSeen outlives the window"
+        );
+        // A restarted sidecar (new bootId) starts at seq 1 again.
+        let mut r = report(1, 1);
+        r.boot_id = "b2".into();
+        assert_eq!(
+            store.record(r, t0 + SignedDuration::from_hours(26)),
+            Recorded::Accepted
+        );
+    }
+
+    #[test]
+    fn runaway_flags_are_complete_states_and_expire_with_their_reporter() {
+        let store = UsageStore::default();
+        let urgent = store.urgent();
+        let key = ("agents".to_string(), "bot".to_string());
+        let t0 = t("2030-01-01T00:00:00Z");
+        let mut r = report(1, 1);
+        r.runaway = vec![RunawayFlag {
+            namespace: "agents".into(),
+            name: "bot".into(),
+            flagged_at: t0,
+            suspended: true,
+        }];
+        store.record(r, t0);
+        assert!(urgent.has_changed().expect("open"));
+        assert_eq!(store.view(t0).clients[&key].runaway.len(), 1);
+        assert!(
+            store
+                .view(t0 + REPORTER_TTL + SignedDuration::from_secs(1))
+                .clients[&key]
+                .runaway
+                .is_empty()
+        );
+        store.record(report(2, 1), t0 + SignedDuration::from_secs(10));
+        assert!(
+            store.view(t0 + SignedDuration::from_secs(10)).clients[&key]
+                .runaway
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn report_schema_round_trips() {
+        let text = r#"{"namespace":"team-a","pod":"pay-0","bootId":"x","seq":3,
+            "clients":[{"namespace":"agents","name":"bot","calls":2,"denials":{"rate_limited":1},"lastSeen":"2030-01-01T00:00:00Z"}],
+            "runaway":[{"namespace":"agents","name":"bot","flaggedAt":"2030-01-01T00:00:00Z","suspended":true}],
+            "tools":[{"namespace":"team-a","name":"pay","toolsSeen":["b","a"]}]}"#;
+        let r: UsageReport = serde_json::from_str(text).expect("parses");
+        assert_eq!(r.clients[0].denials["rate_limited"], 1);
+        assert!(validate(&r).is_ok());
+        let again: UsageReport =
+            serde_json::from_value(serde_json::to_value(&r).expect("ser")).expect("de");
+        assert_eq!(again, r);
+        let mut bad = r.clone();
+        bad.pod.clear();
+        assert!(validate(&bad).is_err());
+    }
+}
