@@ -2,6 +2,8 @@
 //! tokens from a real OIDC provider, the official server-everything upstream, and the demo's
 //! policies (`examples/everything`).
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
 use mcp_warden_tests::{
     procs::{Idp, Proc, SidecarAddrs, oidc_provider, peer_file, server_everything, sidecar},
     repo_root,

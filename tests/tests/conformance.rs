@@ -5,6 +5,8 @@
 //! Upstreams: our fixture (`tests/peers/fixture_server.py`, Python SDK, every scenario for the
 //! 2025-11-25 and 2026-07-28 revisions) and the official `server-everything`.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
 use mcp_warden_tests::{
     procs::{Proc, peer_file, server_everything, sidecar},
     repo_root,

@@ -3,6 +3,8 @@
 //! sidecar reading the same files enforces, survive the operator going away, and apply a
 //! revocation within a second.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
 use mcp_warden_tests::{
     mcp::Session,
     procs::{

@@ -2,6 +2,8 @@
 //! error while tools/list keeps working, and two sidecar replicas share one daily budget
 //! through a real Redis exactly, following the configured fail mode when Redis dies.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
 use mcp_warden_tests::{
     mcp::Session,
     procs::{Proc, free_port, peer_file, server_everything, sidecar},

@@ -2,6 +2,8 @@
 //! for its very next requests, without a restart and without dropping the session: 20 times, the
 //! time from the write to the first denial stays under one second.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
 use mcp_warden_tests::{
     mcp::Session,
     procs::{server_everything, sidecar},
