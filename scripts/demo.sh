@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 . "${PEERS_DIR:-$root/.peers}/env.sh"
 target=${CARGO_TARGET_DIR:-$root/target}
-cargo build -q -p mcp-warden-sidecar
+cargo build -q -p mcp-warden-sidecar --bins
 sidecar_bin=$target/debug/mcp-warden-sidecar
 
 work=$(mktemp -d)
@@ -55,7 +55,7 @@ sed -e "s#http://127.0.0.1:9400#$issuer#g" -e "s#http://127.0.0.1:9401/mcp#$reso
   examples/everything/everything.yaml >"$work/config/everything.yaml"
 "$sidecar_bin" check --config "$work/config"
 "$sidecar_bin" run --config "$work/config" --listen "127.0.0.1:$sc_port" --admin-listen 127.0.0.1:0 \
-  --upstream "http://127.0.0.1:$up_port/mcp" >"$work/sidecar.log" 2>&1 &
+  --upstream "http://127.0.0.1:$up_port/mcp" --audit-dir "$work/audit" >"$work/sidecar.log" 2>&1 &
 pids+=($!)
 wait_for "$work/sidecar.log" listening mcp-warden-sidecar
 
@@ -92,8 +92,12 @@ client "a caller without a token" - list
 
 say "decision log of the sidecar (one line per decision, never a token)"
 grep 'mcp_warden::decision' "$work/sidecar.log" | sed -e 's/\x1b\[[0-9;]*m//g' | grep -E 'tools/(call|list)|denied' | tail -n 20
-if ls "$work"/audit* >/dev/null 2>&1; then
-  say "audit records (OCSF 1.8.0 API Activity)"
-  tail -n 3 "$work"/audit*/*.jsonl 2>/dev/null || true
-fi
+say "audit trail: OCSF 1.8.0 API Activity records (durable spool -> $work/audit/audit.jsonl)"
+sleep 1
+"$PEERS_PYTHON" scripts/demo_audit.py "$work/audit/audit.jsonl"
+say "the compliance question: every call agent-beta made today"
+"$target/debug/mcp-warden" audit query --client demo/agent-beta --from "$(date -u +%Y-%m-%d)" \
+  --to "$(date -u +%Y-%m-%d)" "$work/audit/audit.jsonl"
+say "tamper evidence: mcp-warden audit verify"
+"$target/debug/mcp-warden" audit verify "$work/audit/audit.jsonl"
 say "done"

@@ -9,16 +9,15 @@
 use clap::{ArgAction, Parser, Subcommand};
 use mcp_warden_operator::{
     admin,
-    clock::{Clock, SystemClock},
+    clock::SystemClock,
     files,
     index::Index,
-    leader::{self, LeaseSettings},
+    leader::LeaseSettings,
     metrics::Metrics,
-    push,
-    status_writer::{StatusSettings, StatusWriter},
-    tokenreview::TokenReviewAuthorizer,
+    push, run,
+    status_writer::StatusSettings,
     usage::{UsageEndpoint, UsageStore},
-    watch::{self, InvalidObjects, Sinks, WatchSettings},
+    watch::{InvalidObjects, WatchSettings},
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -60,7 +59,8 @@ struct RunArgs {
     /// with `--source files`: none.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
-    /// Namespaces whose CRs and Pods are watched (repeat or comma-separate); default: all.
+    /// Namespaces whose CRs and Pods are watched (repeat or comma-separate); default: all. Must
+    /// include the namespaces of the McpClients that policies name, or those grants are missing.
     #[arg(long = "namespace", value_delimiter = ',')]
     namespaces: Vec<String>,
     /// Label selector of the Pods to index (e.g. `mcpwarden.io/inject=true`); default: all Pods
@@ -281,59 +281,18 @@ async fn run_cluster(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    tokio::spawn(async move {
-        terminated().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-
-    let metrics = Metrics::new();
-    let index = Index::default();
-    let invalid = InvalidObjects::default();
-    let usage = UsageStore::default();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let watch_settings = WatchSettings {
-        namespaces: args.namespaces.clone(),
-        pod_selector: args.pod_selector.clone(),
-    };
-    let sinks = Sinks {
-        index: index.clone(),
-        invalid: invalid.clone(),
-        usage: Some(usage.clone()),
-        metrics: Some(metrics.clone()),
-    };
-    let (synced, watches) = watch::watches(client.clone(), watch_settings, sinks);
-    tokio::spawn(watches);
-
     let admin_addr = args
         .admin_listen
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9090)));
     let Some(admin_listener) = bind(admin_addr, "admin").await else {
         return ExitCode::from(1);
     };
-    let ready_synced = synced.clone();
-    tokio::spawn(admin::serve(
-        admin_listener,
-        metrics.clone(),
-        Arc::new(move || ready_synced.is_synced()),
-        stop(),
-    ));
-    tokio::spawn(admin::refresh(
-        index.clone(),
-        invalid.clone(),
-        metrics.clone(),
-        Duration::from_secs(5),
-    ));
-
-    let (leader_tx, leader_rx) = tokio::sync::watch::channel(!args.leader_election);
-    let lease_task = if args.leader_election {
+    let Some(listener) = bind(args.listen, "push API").await else {
+        return ExitCode::from(1);
+    };
+    let bound = write_ready_file(args.ready_file.as_ref(), &listener);
+    tracing::info!(listen = %bound, tls = tls.is_some(), "push API bound; serving once every watch has listed");
+    let lease = args.leader_election.then(|| {
         let identity = args
             .identity
             .clone()
@@ -342,64 +301,31 @@ async fn run_cluster(args: RunArgs) -> ExitCode {
         let mut lease = LeaseSettings::new(&args.lease_name, &args.lease_namespace, identity);
         lease.lease_duration = Duration::from_secs(args.lease_duration_seconds.max(2));
         lease.retry_period = (lease.lease_duration / 5).max(Duration::from_secs(1));
-        Some(tokio::spawn(leader::run(
-            client.clone(),
-            lease,
-            leader_tx,
-            Some(metrics.clone()),
-            stop(),
-        )))
-    } else {
-        metrics.leader.set(1);
-        None
-    };
-    let writer = StatusWriter::new(
-        client.clone(),
-        index.clone(),
-        usage.clone(),
-        invalid,
-        clock.clone(),
-        leader_rx,
-        StatusSettings {
+        lease
+    });
+    let cluster = run::Cluster {
+        watch: WatchSettings {
+            namespaces: args.namespaces.clone(),
+            pod_selector: args.pod_selector.clone(),
+        },
+        lease,
+        audience: args.audience.clone(),
+        tls,
+        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+        status: StatusSettings {
             usage_refresh: Duration::from_secs(args.usage_refresh_seconds.max(1)),
             ..StatusSettings::default()
         },
-        metrics.clone(),
-    );
-    tokio::spawn(writer.run(stop()));
-
-    // Serve sidecars only from a complete index: before the first list a sidecar would be told
-    // "nothing governs you" and deny everything.
-    tokio::select! {
-        () = synced.wait() => {}
-        () = stop() => return ExitCode::SUCCESS,
-    }
-    let Some(listener) = bind(args.listen, "push API").await else {
-        return ExitCode::from(1);
+        clock: Arc::new(SystemClock),
+        metrics: Metrics::new(),
     };
-    let bound = write_ready_file(args.ready_file.as_ref(), &listener);
-    tracing::info!(listen = %bound, tls = tls.is_some(), "push API listening");
-    let authorizer: Arc<dyn push::Authorizer> = Arc::new(
-        TokenReviewAuthorizer::new(client.clone(), &args.audience).with_metrics(metrics.clone()),
-    );
-    let usage_endpoint = UsageEndpoint {
-        store: usage,
-        authorizer: authorizer.clone(),
-        clock,
-        metrics: Some(metrics.clone()),
-    };
-    let settings = push::PushSettings {
-        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
-        labels_from_query: false,
-    };
-    let extensions = push::Extensions {
-        tls,
-        usage: Some(Arc::new(usage_endpoint)),
-    };
-    push::serve_with(listener, index, settings, authorizer, extensions, stop()).await;
-    if let Some(task) = lease_task {
-        // Let the elector release the Lease so a successor takes over at once.
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
+    run::run(
+        client,
+        cluster,
+        listener,
+        Some(admin_listener),
+        terminated(),
+    )
+    .await;
     ExitCode::SUCCESS
 }

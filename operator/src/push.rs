@@ -261,14 +261,14 @@ fn lines(
         |(mut rx, mut ticker, first)| async move {
             let line = if first {
                 ticker.reset();
-                state_line(&rx)
+                state_line(&mut rx)
             } else {
                 tokio::select! {
                     changed = rx.changed() => {
                         if changed.is_err() {
                             return None; // the operator is shutting down
                         }
-                        state_line(&rx)
+                        state_line(&mut rx)
                     }
                     _ = ticker.tick() => {
                         let version = rx.borrow().as_ref().map(|b| b.version.clone());
@@ -284,8 +284,10 @@ fn lines(
     .boxed()
 }
 
-fn state_line(rx: &BundleRx) -> serde_json::Value {
-    match rx.borrow().as_ref() {
+/// The current state, marked as seen (a channel created by this watch's subscribe already holds
+/// an unseen first value; without marking it the first bundle would be sent twice).
+fn state_line(rx: &mut BundleRx) -> serde_json::Value {
+    match rx.borrow_and_update().as_ref() {
         Some(bundle) => json!({"type": "bundle", "bundle": bundle.as_ref()}),
         None => json!({"type": "empty", "reason": "no McpTool selects this pod"}),
     }

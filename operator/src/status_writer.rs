@@ -155,6 +155,9 @@ impl StatusWriter {
         let mut urgent = self.usage.urgent();
         let mut usage_view: Option<(UsageView, Instant)> = None;
         let mut next: Option<Timestamp> = None;
+        // A dropped sender means leadership is fixed from now on (no election).
+        let mut leadership_moves = true;
+        let mut first = true;
         loop {
             let boundary = next.map(|t| self.clock.sleep_until(t));
             let boundary = async move {
@@ -165,13 +168,14 @@ impl StatusWriter {
             };
             tokio::select! {
                 () = &mut shutdown => return,
+                () = async {}, if std::mem::take(&mut first) => {}
                 r = changes.changed() => if r.is_err() { return },
                 r = invalid.changed() => if r.is_err() { return },
                 r = urgent.changed() => {
                     if r.is_err() { return }
                     usage_view = None;
                 }
-                r = self.leader.changed() => if r.is_err() { return },
+                r = self.leader.changed(), if leadership_moves => leadership_moves = r.is_ok(),
                 () = boundary => {}
                 () = tokio::time::sleep(self.settings.usage_refresh) => usage_view = None,
             }
@@ -191,6 +195,8 @@ impl StatusWriter {
                 .with_label_values(&[if leading { "true" } else { "false" }])
                 .inc();
             if !leading {
+                // What we wrote as leader says nothing about what a successor wrote since.
+                self.written.clear();
                 next = None;
                 continue;
             }

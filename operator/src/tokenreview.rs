@@ -124,8 +124,7 @@ impl TokenReviewAuthorizer {
         if !status
             .audiences
             .unwrap_or_default()
-            .iter()
-            .any(|a| *a == self.audience)
+            .contains(&self.audience)
         {
             return Err(format!("the token is not for audience {}", self.audience));
         }

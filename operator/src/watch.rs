@@ -43,7 +43,8 @@ use tokio::sync::watch;
 /// What the operator watches.
 #[derive(Clone, Debug, Default)]
 pub struct WatchSettings {
-    /// Namespaces whose CRs and Pods are watched; empty means every namespace.
+    /// Namespaces whose CRs and Pods are watched; empty means every namespace. Must include the
+    /// namespaces of the McpClients that policies name (an unwatched client is a missing one).
     pub namespaces: Vec<String>,
     /// Label selector for the Pods to index (e.g. `mcpwarden.io/inject=true`); `None`: every
     /// Pod of the watched namespaces. McpTools select among these.

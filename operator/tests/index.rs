@@ -1,5 +1,7 @@
 //! The operator index: who gets which bundle, and only when it changes.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
 use mcp_warden_operator::index::Index;
 use mcp_warden_policy::{Kind, Resource, load};
 use std::collections::BTreeMap;

@@ -5,8 +5,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_warden_sidecar::{
-    admin, auth::Authenticator, config, metrics::Metrics, proxy, quota, reload, settings::Settings,
-    state::Live, stream, tls,
+    admin, audit, auth::Authenticator, config, metrics::Metrics, proxy, quota, reload,
+    settings::Settings, state::Live, stream, tls,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -123,6 +123,15 @@ struct RunArgs {
     /// Do not count 2026-07-28 multi-round-trip retries of a tools/call against quotas.
     #[arg(long)]
     no_count_mrtr_retries: bool,
+    /// Audit every tools/call and refusal: the audit configuration (YAML, see docs/audit.md).
+    #[arg(long, conflicts_with = "audit_dir")]
+    audit_config: Option<PathBuf>,
+    /// Audit with defaults: the spool in `<dir>/spool`, JSON lines in `<dir>/audit.jsonl`.
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
+    /// On exit, how long the audit sinks get to ship what is spooled, in seconds.
+    #[arg(long, default_value_t = 10)]
+    audit_drain_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -299,7 +308,29 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     }
     let quotas = quota::Quotas::new(quota_config, metrics.registry())
         .map_err(|e| format!("quota metrics: {e}"))?;
+    let audit_config = match (&args.audit_config, &args.audit_dir) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Some(
+                audit::AuditConfig::from_yaml(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            )
+        }
+        (None, Some(dir)) => Some(audit::AuditConfig::in_dir(dir)),
+        (None, None) => None,
+    };
+    let auditor = match &audit_config {
+        Some(cfg) => {
+            let auditor = audit::Auditor::start(cfg, metrics.registry())
+                .map_err(|e| format!("audit: {e}"))?;
+            tracing::info!(spool = %cfg.spool.dir.display(), sinks = cfg.sinks.len(), "audit trail on");
+            Some(auditor)
+        }
+        None => None,
+    };
     let shared = Arc::new(proxy::Shared {
+        audit: auditor.clone(),
         quotas,
         live,
         auth: Authenticator::new(),
@@ -317,6 +348,12 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let result = proxy::serve(listener, tls, shared, shutdown_signal()).await;
     watcher.abort();
     admin.abort();
+    if let Some(auditor) = auditor {
+        let drained = auditor
+            .shutdown(Duration::from_secs(args.audit_drain_seconds))
+            .await;
+        tracing::info!(drained, "audit trail stopped");
+    }
     tracing::info!("stopped");
     result.map_err(|e| format!("serving failed: {e}"))
 }

@@ -1,10 +1,11 @@
 //! The live RuleSet, swapped atomically on reload. Requests take a snapshot (`Arc`) at their
 //! start and keep it to the end, so a reload never changes the rules under a request.
 
+use crate::audit::Redaction;
 use arc_swap::ArcSwapOption;
 use mcp_warden_policy::{Bundle, RuleSet};
 use std::sync::{
-    Arc,
+    Arc, OnceLock,
     atomic::{AtomicBool, Ordering},
 };
 
@@ -17,6 +18,8 @@ pub struct Active {
     pub bundle: Bundle,
     /// Whether the quota engine has seen these rules.
     quotas_synced: AtomicBool,
+    /// The audit redaction of each tool entry (`None`: invalid rules), then the no-rules one.
+    redactions: OnceLock<Vec<Option<Arc<Redaction>>>>,
 }
 
 impl Active {
@@ -26,7 +29,39 @@ impl Active {
             rules,
             bundle,
             quotas_synced: AtomicBool::new(false),
+            redactions: OnceLock::new(),
         }
+    }
+
+    /// The audit redaction for a call of `tool` (its tool entry's `audit`), built once per
+    /// configuration. `None` when the entry's redaction rules are invalid (fail closed).
+    pub fn audit_redaction(&self, tool: Option<&str>) -> Option<Arc<Redaction>> {
+        let all = self.redactions.get_or_init(|| {
+            let mut all: Vec<Option<Arc<Redaction>>> = self
+                .rules
+                .entries
+                .iter()
+                .map(|e| match Redaction::from_spec(e.audit.as_ref()) {
+                    Ok(r) => Some(Arc::new(r)),
+                    Err(err) => {
+                        tracing::error!(tool = ?e.pattern, error = %err, "invalid audit redaction rules: calls of this tool are refused");
+                        None
+                    }
+                })
+                .collect();
+            all.push(Some(Arc::new(Redaction::none())));
+            all
+        });
+        let index = tool
+            .and_then(|t| self.rules.entry(t))
+            .and_then(|entry| {
+                self.rules
+                    .entries
+                    .iter()
+                    .position(|e| std::ptr::eq(e, entry))
+            })
+            .unwrap_or(all.len() - 1);
+        all[index].clone()
     }
 
     /// Brings the quota engine up to these rules, once (unchanged limits keep their state).

@@ -611,7 +611,13 @@ async fn shutdown_stops_accepting_and_ends_open_streams_after_the_grace_period()
         live,
         auth: Authenticator::new(),
         settings,
+        quotas: mcp_warden_sidecar::quota::Quotas::new(
+            Default::default(),
+            &prometheus::Registry::new(),
+        )
+        .unwrap(),
         metrics: Metrics::new(),
+        audit: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

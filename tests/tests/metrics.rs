@@ -12,8 +12,16 @@ use serde_json::json;
 use std::{io::Write, process::Command};
 
 fn get(url: &str) -> (u16, String) {
-    let mut response = ureq::get(url).config().http_status_as_error(false).build().call().unwrap();
-    (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
+    let mut response = ureq::get(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.body_mut().read_to_string().unwrap(),
+    )
 }
 
 #[test]
@@ -32,8 +40,18 @@ fn metrics_pass_promtool_and_count_decisions() {
     assert_eq!(get(&format!("{}/ready", addrs.admin)).0, 200);
     assert_eq!(get(&format!("{}/live", addrs.admin)).0, 200);
     let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
-    assert!(session.call_tool("echo", json!({"message": "hi"})).unwrap().is_success());
-    assert!(!session.call_tool("toggle-simulated-logging", json!({})).unwrap().is_success());
+    assert!(
+        session
+            .call_tool("echo", json!({"message": "hi"}))
+            .unwrap()
+            .is_success()
+    );
+    assert!(
+        !session
+            .call_tool("toggle-simulated-logging", json!({}))
+            .unwrap()
+            .is_success()
+    );
 
     let (status, text) = get(&format!("{}/metrics", addrs.admin));
     assert_eq!(status, 200);
@@ -44,7 +62,10 @@ fn metrics_pass_promtool_and_count_decisions() {
         "mcp_warden_upstream_request_duration_seconds_bucket",
         "mcp_warden_config_info{version=\"sha256:",
     ] {
-        assert!(text.contains(expected), "{expected} missing from /metrics:\n{text}");
+        assert!(
+            text.contains(expected),
+            "{expected} missing from /metrics:\n{text}"
+        );
     }
     let promtool = peer_file("PEERS_PROMTOOL").unwrap_or_else(|e| panic!("{e}"));
     let mut child = Command::new(promtool)
@@ -54,7 +75,12 @@ fn metrics_pass_promtool_and_count_decisions() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),

@@ -61,6 +61,30 @@ impl AuditConfig {
     pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
         serde_yaml::from_str(text)
     }
+
+    /// The `--audit-dir` layout: the spool in `<dir>/spool` and one rotating file sink `file`
+    /// writing JSON lines to `<dir>/audit.jsonl`; every other setting at its default.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        let dir: PathBuf = dir.into();
+        Self {
+            spool: SpoolConfig::new(dir.join("spool")),
+            redaction: RedactionConfig::default(),
+            sinks: vec![SinkConfig {
+                name: "file".into(),
+                batch_records: default_batch(),
+                file: Some(FileSinkConfig {
+                    dir,
+                    prefix: default_prefix(),
+                    max_file_bytes: default_file_bytes(),
+                    max_files: 0,
+                }),
+                stdout: None,
+                syslog: None,
+                http: None,
+            }],
+            retry: RetryConfig::default(),
+        }
+    }
 }
 
 /// What to do when the spool reaches `maxBytes`.

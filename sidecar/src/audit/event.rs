@@ -301,6 +301,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decisions_map_to_reason_cr_and_mode() {
+        use mcp_warden_policy::Kind;
+        let client = ObjectRef::new(Kind::McpClient, "ns", "agent");
+        let policy = ObjectRef::new(Kind::McpPolicy, "ns", "p");
+        let d = DecisionInfo::from_decision(&Decision::WouldDeny {
+            client: client.clone(),
+            policy: policy.clone(),
+            would: Box::new(Decision::DenyNotGranted {
+                client: client.clone(),
+                tool: ObjectRef::new(Kind::McpTool, "ns", "t"),
+            }),
+        });
+        assert!(d.allowed);
+        assert_eq!(
+            (d.reason.as_str(), d.mode),
+            ("would_deny", DecisionMode::Audit)
+        );
+        assert_eq!(d.decided_by.as_ref(), Some(&policy));
+        assert_eq!(
+            d.detail.as_deref(),
+            Some("enforcing would answer not_granted")
+        );
+        let d = DecisionInfo::from_decision(&Decision::DenyInsufficientScope {
+            client,
+            policy,
+            needed: vec!["a".into(), "b".into()],
+        });
+        assert!(!d.allowed);
+        assert_eq!(
+            (d.reason.as_str(), d.mode),
+            ("insufficient_scope", DecisionMode::Enforce)
+        );
+        assert_eq!(d.detail.as_deref(), Some("needs scopes a b"));
+    }
+
+    #[test]
     fn uuid_v7_has_version_variant_and_time() {
         let at = Timestamp::from_millisecond(1_795_506_591_123).unwrap();
         let u = uuid_v7(at);

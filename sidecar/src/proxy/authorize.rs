@@ -42,6 +42,8 @@ pub struct Access {
     pub key: PrincipalKey,
     /// The McpClient.
     pub client: ObjectRef,
+    /// The token's `jti`, for the audit trail.
+    pub token_id: Option<String>,
 }
 
 impl Access {
@@ -65,16 +67,18 @@ pub async fn identify(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Access, Denial> {
-    let principal = match &settings.anonymous_client {
-        Some(name) if !headers.contains_key(header::AUTHORIZATION) => {
+    let (principal, token_id) = match &settings.anonymous_client {
+        Some(name) if !headers.contains_key(header::AUTHORIZATION) => (
             auth::anonymous_principal(&active.rules, name)
-                .ok_or(Denial::Unauthenticated(AuthError::Missing))?
-        }
+                .ok_or(Denial::Unauthenticated(AuthError::Missing))?,
+            None,
+        ),
         _ => {
-            auth.authenticate(&active.rules, headers, query, Timestamp::now())
+            let verified = auth
+                .authenticate(&active.rules, headers, query, Timestamp::now())
                 .await
-                .map_err(Denial::Unauthenticated)?
-                .principal
+                .map_err(Denial::Unauthenticated)?;
+            (verified.principal, verified.token_id)
         }
     };
     let client = match mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now())
@@ -87,6 +91,7 @@ pub async fn identify(
         key: PrincipalKey::of(&principal),
         principal,
         client,
+        token_id,
     })
 }
 
@@ -264,6 +269,7 @@ mod tests {
             key: PrincipalKey::of(&principal),
             principal,
             client,
+            token_id: None,
         }
     }
 

@@ -102,6 +102,9 @@ pub enum Denial {
     /// A batch element not forwarded because of another element's denial.
     #[error("Not forwarded: another request in this batch was denied")]
     BatchNotForwarded,
+    /// The audit trail could not make the call's record durable (spool full, policy `block`).
+    #[error("Service unavailable: the audit trail cannot record the call; retry later")]
+    AuditUnavailable,
 }
 
 fn lifecycle_message(d: &Decision) -> String {
@@ -161,6 +164,7 @@ impl Denial {
             Self::Upstream(UpstreamError::Timeout(_)) => "upstream_timeout",
             Self::Upstream(_) | Self::UpstreamUnauthorized => "upstream_error",
             Self::BatchNotForwarded => "batch_not_forwarded",
+            Self::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -184,7 +188,7 @@ impl Denial {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::UpstreamUnauthorized => StatusCode::BAD_GATEWAY,
         }
@@ -208,7 +212,10 @@ impl Denial {
             | Self::BodyTimeout(_)
             | Self::UnsupportedMediaType
             | Self::MethodNotAllowed => code::INVALID_REQUEST,
-            Self::NotReady | Self::Upstream(_) | Self::UpstreamUnauthorized => code::INTERNAL_ERROR,
+            Self::NotReady
+            | Self::Upstream(_)
+            | Self::UpstreamUnauthorized
+            | Self::AuditUnavailable => code::INTERNAL_ERROR,
         }
     }
 
@@ -321,7 +328,7 @@ pub fn answer(
         h.insert(header::WWW_AUTHENTICATE, value);
     }
     match primary {
-        Denial::NotReady => {
+        Denial::NotReady | Denial::AuditUnavailable => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         Denial::MethodNotAllowed => {

@@ -54,6 +54,9 @@ pub trait Inspector {
     fn initialized(&mut self, protocol_version: &str);
     /// Whether the request was 2026-07-28 or later.
     fn modern(&self) -> bool;
+    /// The response to an expected request (`result` or `error` as raw JSON text), for the
+    /// audit trail's final record of a `tools/call`.
+    fn answered(&mut self, _id: &Id, _result: Option<&str>, _error: Option<&str>) {}
 }
 
 /// A JSON object whose members keep their order and exact text.
@@ -150,6 +153,13 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<Box<Raw
     let mut message = Object::parse(text)?;
     let id = Id::from_value(&serde_json::from_str(message.get("id")?.get()).ok()?)?;
     let expect = inspector.expect(&id)?;
+    if expect == Expect::CreateTask {
+        inspector.answered(
+            &id,
+            message.get("result").map(|r| r.get()),
+            message.get("error").map(|e| e.get()),
+        );
+    }
     let result = message.get("result")?;
     match expect {
         Expect::ToolsList => {

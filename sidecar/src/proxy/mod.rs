@@ -20,6 +20,7 @@
 //!             └─ filter               tools/list and tasks/list per caller, task ids, versions
 //! ```
 
+mod audit;
 pub mod authorize;
 pub mod deny;
 pub mod filter;
@@ -55,7 +56,13 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Rate limits and quotas on tools/call.
     pub quotas: crate::quota::Quotas,
+    /// The audit trail (`None`: no audit records).
+    pub audit: Option<crate::audit::Auditor>,
 }
+
+/// The client's address, a request extension set by `serve`.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Errors of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -13,6 +13,7 @@
 
 use super::{
     ProxyBody,
+    audit::{Audited, Context},
     authorize::{self, Event, Verdict},
     deny::{self, Denial},
     filter::Expect,
@@ -32,6 +33,12 @@ use std::{collections::HashMap, time::Duration};
 impl Proxy {
     pub(super) async fn post(&self, t: Target, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
+        let mut audit = self
+            .shared
+            .audit
+            .clone()
+            .map(|a| Context::new(a, t.active.clone(), &parts));
+        let audit = &mut audit;
         let settings = &self.shared.settings;
         let session = headers::session_id(&parts.headers).map(str::to_owned);
         let sid = session.as_deref();
@@ -44,8 +51,17 @@ impl Proxy {
         .await
         {
             Ok(body) => body,
-            Err(denial) => return self.refuse(&t.resource, "POST", None, sid, None, denial),
+            Err(denial) => {
+                if let Some(a) = audit.as_ref() {
+                    a.refused(None, None, &denial).await;
+                }
+                return self.refuse(&t.resource, "POST", None, sid, None, denial);
+            }
         };
+        if let Some(a) = audit.as_mut() {
+            a.set_bytes_in(body.len());
+        }
+        let audit = audit.as_ref();
         let parsed = jsonrpc::parse(&body);
         let auth = &self.shared.auth;
         let access =
@@ -54,6 +70,9 @@ impl Proxy {
             {
                 Ok(access) => access,
                 Err(denial) => {
+                    if let Some(a) = audit {
+                        a.refused(None, parsed.as_ref().ok(), &denial).await;
+                    }
                     return self.refuse_payload(&t, parsed.as_ref().ok(), sid, None, denial);
                 }
             };
@@ -61,6 +80,14 @@ impl Proxy {
         if !headers::is_json(&parts.headers) {
             let label = parsed.as_ref().map_or("POST", |p| p.label());
             let id = parsed.as_ref().ok().and_then(Payload::answer_id);
+            if let Some(a) = audit {
+                a.refused(
+                    Some(&access),
+                    parsed.as_ref().ok(),
+                    &Denial::UnsupportedMediaType,
+                )
+                .await;
+            }
             return self.refuse(
                 &t.resource,
                 label,
@@ -73,31 +100,34 @@ impl Proxy {
         let payload = match parsed {
             Ok(payload) => payload,
             Err(e) => {
-                return self.refuse(
-                    &t.resource,
-                    "POST",
-                    e.id().cloned().as_ref(),
-                    sid,
-                    client,
-                    Denial::Parse(e),
-                );
+                let denial = Denial::Parse(e);
+                if let Some(a) = audit {
+                    a.refused(Some(&access), None, &denial).await;
+                }
+                let id = match &denial {
+                    Denial::Parse(e) => e.id().cloned(),
+                    _ => None,
+                };
+                return self.refuse(&t.resource, "POST", id.as_ref(), sid, client, denial);
             }
         };
         let era = headers::era(&parts.headers, Some(&payload));
         if let (headers::Era::Modern, Payload::Single(message)) = (era, &payload)
             && let Err(mismatch) = headers::check_mirrored(&parts.headers, message)
         {
-            return self.refuse_payload(
-                &t,
-                Some(&payload),
-                sid,
-                client,
-                Denial::HeaderMismatch(mismatch),
-            );
+            let denial = Denial::HeaderMismatch(mismatch);
+            if let Some(a) = audit {
+                a.refused(Some(&access), Some(&payload), &denial).await;
+            }
+            return self.refuse_payload(&t, Some(&payload), sid, client, denial);
         }
         let ownership = sid.map(|sid| self.sessions.check(sid, &access.key));
         if ownership == Some(Ownership::Foreign) {
             // The upstream SDK's body for an unknown session, id null: no oracle (HTTP-13).
+            if let Some(a) = audit {
+                a.refused(Some(&access), Some(&payload), &Denial::SessionNotFound)
+                    .await;
+            }
             return self.refuse(
                 &t.resource,
                 payload.label(),
@@ -114,13 +144,11 @@ impl Proxy {
                 .map(|m| authorize::authorize(m, &caller, &access, &self.sessions))
                 .collect(),
             Err(decision) => {
-                return self.refuse_payload(
-                    &t,
-                    Some(&payload),
-                    sid,
-                    client,
-                    Denial::Client(Box::new(decision)),
-                );
+                let denial = Denial::Client(Box::new(decision));
+                if let Some(a) = audit {
+                    a.refused(Some(&access), Some(&payload), &denial).await;
+                }
+                return self.refuse_payload(&t, Some(&payload), sid, client, denial);
             }
         };
         let denied = verdicts.iter().any(|v| v.denial.is_some());
@@ -153,10 +181,29 @@ impl Proxy {
             authorize::record(&self.shared.metrics, event);
         }
         let rate_headers = match throttle {
-            Throttle::Refuse(response) => return response,
+            Throttle::Refuse(response) => {
+                if let Some(a) = audit {
+                    a.throttled(&access, &payload, &verdicts, response.status().as_u16())
+                        .await;
+                }
+                return response;
+            }
             Throttle::Pass(headers) => headers,
         };
         if denied {
+            if let Some(a) = audit {
+                let answered: Vec<Option<(Denial, &str)>> = verdicts
+                    .iter()
+                    .map(|v| {
+                        Some(match &v.denial {
+                            Some(d) => (d.clone(), v.reason),
+                            None => (Denial::BatchNotForwarded, "batch_not_forwarded"),
+                        })
+                    })
+                    .collect();
+                a.refused_each(&access, &payload, &verdicts, &answered)
+                    .await;
+            }
             let denials: Vec<(Option<Id>, Denial)> = payload
                 .messages()
                 .iter()
@@ -165,6 +212,27 @@ impl Proxy {
                 .collect();
             return deny::answer(&denials, payload.is_batch(), &t.resource);
         }
+        // The request-phase records are durable before anything is forwarded.
+        let calls = match audit {
+            Some(a) => match a.forwarding(&access, &payload, &verdicts).await {
+                Ok(calls) => calls,
+                Err(()) => {
+                    let denials: Vec<(Option<Id>, Denial)> = payload
+                        .messages()
+                        .iter()
+                        .filter_map(request_id)
+                        .map(|id| (Some(id), Denial::AuditUnavailable))
+                        .collect();
+                    let denials = if denials.is_empty() {
+                        vec![(None, Denial::AuditUnavailable)]
+                    } else {
+                        denials
+                    };
+                    return deny::answer(&denials, payload.is_batch(), &t.resource);
+                }
+            },
+            None => None,
+        };
         let expects: HashMap<Id, Expect> = payload
             .messages()
             .iter()
@@ -180,11 +248,11 @@ impl Proxy {
             Ok(sent) => sent,
             Err(e) => {
                 tracing::warn!(method = payload.label(), error = %e, "upstream request failed");
-                return deny::answer(
-                    &[(payload.answer_id(), Denial::Upstream(e))],
-                    false,
-                    &t.resource,
-                );
+                let denial = Denial::Upstream(e);
+                if let Some(calls) = &calls {
+                    calls.failed(&denial);
+                }
+                return deny::answer(&[(payload.answer_id(), denial)], false, &t.resource);
             }
         };
         self.shared
@@ -197,9 +265,15 @@ impl Proxy {
             session,
             ownership,
             modern: era == headers::Era::Modern,
+            audit: calls.clone(),
             ..Exchange::default()
         };
+        let upstream_status = response.status().as_u16();
         let mut answer = relay(response, exchange, &self.sessions, &t.resource).await;
+        if let Some(calls) = calls {
+            calls.set_status(upstream_status, answer.status().as_u16());
+            answer = answer.map(|body| Audited::wrap(body, calls));
+        }
         for (name, value) in rate_headers {
             answer.headers_mut().append(name, value);
         }

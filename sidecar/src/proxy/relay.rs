@@ -49,6 +49,8 @@ pub struct Exchange {
     pub modern: bool,
     /// The id for a proxy-made answer.
     pub answer_id: Option<Id>,
+    /// The forwarded `tools/call`s awaiting their final audit records.
+    pub audit: Option<Arc<super::audit::Calls>>,
 }
 
 /// Turns the upstream's response into the client's.
@@ -111,6 +113,7 @@ pub async fn relay(
         watch,
         access,
         modern: exchange.modern,
+        audit: exchange.audit,
     };
     if headers::is_event_stream(&parts.headers) {
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -174,6 +177,7 @@ struct ResponseInspector {
     watch: bool,
     access: Access,
     modern: bool,
+    audit: Option<Arc<super::audit::Calls>>,
 }
 
 impl Inspector for ResponseInspector {
@@ -210,5 +214,11 @@ impl Inspector for ResponseInspector {
 
     fn modern(&self) -> bool {
         self.modern
+    }
+
+    fn answered(&mut self, id: &Id, result: Option<&str>, error: Option<&str>) {
+        if let Some(calls) = &self.audit {
+            calls.answered(id, result, error);
+        }
     }
 }

@@ -67,7 +67,8 @@ pub async fn serve(
         let (proxy, builder, acceptor) = (proxy.clone(), builder.clone(), acceptor.clone());
         let watcher = graceful.watcher();
         connections.spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(super::PeerAddr(peer));
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(req).await) }
             });

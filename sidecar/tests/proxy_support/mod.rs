@@ -270,6 +270,16 @@ impl Proxy {
         active: Option<Active>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Self {
+        Self::start_audited(settings, active, tls, None).await
+    }
+
+    /// The same, recording to `audit`.
+    pub async fn start_audited(
+        settings: Settings,
+        active: Option<Active>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        audit: Option<mcp_warden_sidecar::audit::Auditor>,
+    ) -> Self {
         let live = Arc::new(Live::default());
         if let Some(active) = active {
             live.install(active);
@@ -282,6 +292,7 @@ impl Proxy {
             quotas: mcp_warden_sidecar::quota::Quotas::new(Default::default(), metrics.registry())
                 .expect("quota metrics register"),
             metrics: metrics.clone(),
+            audit,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,551 @@
+//! The proxy's side of the audit trail (`docs/audit.md`, "Wiring"): what a POST knows, turned
+//! into `AuditEvent`s.
+//!
+//! ```text
+//! refusal (401/403/400/413/…, denied tools/call, throttled) ──► Context::refused ──► Denied
+//! allowed tools/call ──► Context::forwarding ──► Forwarding, durable (Err ──► 503 -32603)
+//!   ──► upstream ──► Calls: relay's inspector sees the response for the id (answered)
+//!                  └─ Audited body: end ──► Answered │ dropped first ──► Disconnected
+//!                     upstream error (502/504) ──► UpstreamFailed
+//! ```
+//!
+//! Final records are written when the response body ends (or is dropped): nothing is buffered,
+//! only the response message of a `tools/call` id is parsed, as `filter` already does.
+
+use super::{
+    BoxError, PeerAddr, ProxyBody,
+    authorize::{Access, Verdict},
+    deny::Denial,
+    headers,
+    jsonrpc::{Id, Message, Payload},
+};
+use crate::{
+    audit::{
+        AuditEvent, Auditor, ClientInfo, DecisionInfo, DecisionMode, JsonRpcError, Outcome,
+        PrincipalInfo, Redaction, ServerInfo, ToolInfo, TransportInfo, new_call_uid,
+    },
+    state::Active,
+};
+use bytes::Bytes;
+use http::request::Parts;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use jiff::Timestamp;
+use serde_json::Value;
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
+    },
+    task::{Context as TaskContext, Poll},
+};
+
+/// What one POST knows for its audit records.
+#[derive(Debug)]
+pub(super) struct Context {
+    auditor: Auditor,
+    active: Arc<Active>,
+    started: Timestamp,
+    transport: TransportInfo,
+    server: ServerInfo,
+}
+
+impl Context {
+    /// At the start of a request.
+    pub(super) fn new(auditor: Auditor, active: Arc<Active>, parts: &Parts) -> Self {
+        let h = &parts.headers;
+        let transport = TransportInfo {
+            src: parts.extensions.get::<PeerAddr>().map(|p| p.0),
+            session_id: headers::session_id(h).map(str::to_owned),
+            protocol_version: headers::text(h, "mcp-protocol-version").map(str::to_owned),
+            traceparent: headers::text(h, "traceparent").map(str::to_owned),
+            http_method: Some(parts.method.as_str().to_owned()),
+            path: Some(parts.uri.path().to_owned()),
+            user_agent: headers::text(h, "user-agent").map(str::to_owned),
+            ..TransportInfo::default()
+        };
+        let server = ServerInfo {
+            name: active.rules.tool.name.clone(),
+            resource: Some(active.rules.resource.clone()),
+            upstream: None,
+        };
+        Self {
+            auditor,
+            active,
+            started: Timestamp::now(),
+            transport,
+            server,
+        }
+    }
+
+    /// The request body's size, once read.
+    pub(super) fn set_bytes_in(&mut self, n: usize) {
+        self.transport.bytes_in = n as u64;
+    }
+
+    /// An event for `message` (or for the request as a whole).
+    fn event(
+        &self,
+        access: Option<&Access>,
+        message: Option<&Message>,
+        method: &str,
+        outcome: Outcome,
+    ) -> AuditEvent {
+        let rules = &self.active.rules;
+        let tool = message
+            .filter(|m| m.method() == Some("tools/call"))
+            .and_then(|m| m.param_str("name"))
+            .map(|name| ToolInfo {
+                name: name.to_owned(),
+                mcp_tool: Some(rules.tool.clone()),
+                risk: rules.entry(name).map(|e| e.risk),
+            });
+        let arguments = tool
+            .as_ref()
+            .and(message)
+            .and_then(Message::params)
+            .and_then(|p| p.get("arguments"))
+            .cloned();
+        AuditEvent {
+            call_uid: new_call_uid(),
+            started: self.started,
+            ended: None,
+            method: message
+                .and_then(Message::method)
+                .unwrap_or(method)
+                .to_owned(),
+            jsonrpc_id: message.and_then(Message::id).map(id_text),
+            tool,
+            arguments,
+            principal: access
+                .map(|a| PrincipalInfo::from_policy(&a.principal, a.token_id.as_deref())),
+            client: access.map(|a| ClientInfo {
+                object: a.client.clone(),
+                owner: rules
+                    .clients
+                    .iter()
+                    .find(|c| c.object == a.client)
+                    .map(|c| c.owner.clone())
+                    .unwrap_or_default(),
+            }),
+            decision: None,
+            outcome,
+            response: Default::default(),
+            transport: self.transport.clone(),
+            server: self.server.clone(),
+        }
+    }
+
+    /// The redaction for `event`'s tool; `None` when its rules are invalid.
+    fn redaction(&self, event: &AuditEvent) -> Option<Arc<Redaction>> {
+        self.active
+            .audit_redaction(event.tool.as_ref().map(|t| t.name.as_str()))
+    }
+
+    async fn write(&self, mut event: AuditEvent) {
+        let redaction = match self.redaction(&event) {
+            Some(r) => r,
+            None => {
+                // Invalid rules: never record the arguments in clear.
+                event.arguments = None;
+                Arc::new(Redaction::none())
+            }
+        };
+        if let Err(e) = self.auditor.record(&event, &redaction).await {
+            tracing::warn!(error = %e, outcome = event.outcome.as_str(), "audit record lost");
+        }
+    }
+
+    /// One `Denied` record per `tools/call` of a refused payload, or one for the request when
+    /// it holds none (or was never read).
+    pub(super) async fn refused(
+        &self,
+        access: Option<&Access>,
+        payload: Option<&Payload>,
+        denial: &Denial,
+    ) {
+        let calls: Vec<&Message> = payload
+            .map(|p| {
+                p.messages()
+                    .iter()
+                    .filter(|m| is_call(m))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let decision = decision_of(denial, access.map(|a| a.client.clone()));
+        if calls.is_empty() {
+            let single = match payload {
+                Some(Payload::Single(m)) => Some(m),
+                _ => None,
+            };
+            let label = payload.map_or("", Payload::label);
+            let mut event = self.event(access, single, label, Outcome::Denied);
+            deny_fields(&mut event, decision, denial);
+            self.write(event).await;
+            return;
+        }
+        for m in calls {
+            let mut event = self.event(access, Some(m), "tools/call", Outcome::Denied);
+            deny_fields(&mut event, decision.clone(), denial);
+            self.write(event).await;
+        }
+    }
+
+    /// `Denied` records for the `tools/call`s of a payload decided message by message:
+    /// `denials[i]` is what message `i` was answered (`None`: not a refusal to record).
+    pub(super) async fn refused_each(
+        &self,
+        access: &Access,
+        payload: &Payload,
+        verdicts: &[Verdict],
+        answered: &[Option<(Denial, &str)>],
+    ) {
+        if !payload.messages().iter().any(is_call) {
+            // No tools/call: one record for the refused request, with the first refusal.
+            let first = verdicts
+                .iter()
+                .zip(answered)
+                .find(|(v, _)| v.denial.is_some())
+                .and_then(|(_, a)| a.as_ref());
+            if let Some((denial, _)) = first {
+                self.refused(Some(access), Some(payload), denial).await;
+            }
+            return;
+        }
+        for ((m, v), a) in payload.messages().iter().zip(verdicts).zip(answered) {
+            let Some((denial, reason)) = a else { continue };
+            if !is_call(m) {
+                continue;
+            }
+            let decision = DecisionInfo {
+                allowed: false,
+                reason: (*reason).to_owned(),
+                decided_by: Some(v.decided_by.clone()),
+                mode: DecisionMode::Enforce,
+                detail: match denial {
+                    Denial::InsufficientScope { needed, .. } => {
+                        Some(format!("needs scopes {}", needed.join(" ")))
+                    }
+                    _ => None,
+                },
+            };
+            let mut event = self.event(Some(access), Some(m), "tools/call", Outcome::Denied);
+            deny_fields(&mut event, decision, denial);
+            self.write(event).await;
+        }
+    }
+
+    /// A `Denied` record per `tools/call` refused by the rate limits with `status`.
+    pub(super) async fn throttled(
+        &self,
+        access: &Access,
+        payload: &Payload,
+        verdicts: &[Verdict],
+        status: u16,
+    ) {
+        for (m, v) in payload.messages().iter().zip(verdicts) {
+            if !is_call(m) {
+                continue;
+            }
+            let mut event = self.event(Some(access), Some(m), "tools/call", Outcome::Denied);
+            event.ended = Some(Timestamp::now());
+            event.decision = Some(DecisionInfo {
+                allowed: false,
+                reason: if v.reason == "allowed" {
+                    "rate_limited".to_owned()
+                } else {
+                    v.reason.to_owned()
+                },
+                decided_by: Some(v.decided_by.clone()),
+                mode: DecisionMode::Enforce,
+                detail: None,
+            });
+            event.response.http_status = Some(status);
+            self.write(event).await;
+        }
+    }
+
+    /// The request-phase records of the allowed `tools/call`s, each durable before this
+    /// returns; `Err` when one could not be written (the caller answers 503, forwards nothing).
+    pub(super) async fn forwarding(
+        &self,
+        access: &Access,
+        payload: &Payload,
+        verdicts: &[Verdict],
+    ) -> Result<Option<Arc<Calls>>, ()> {
+        let mut pending = HashMap::new();
+        for (m, v) in payload.messages().iter().zip(verdicts) {
+            let (true, Some(id)) = (is_call(m), m.id()) else {
+                continue;
+            };
+            let mut event = self.event(Some(access), Some(m), "tools/call", Outcome::Forwarding);
+            event.decision = Some(DecisionInfo {
+                allowed: true,
+                reason: v.reason.to_owned(),
+                decided_by: Some(v.decided_by.clone()),
+                mode: if v.would.is_some() {
+                    DecisionMode::Audit
+                } else {
+                    DecisionMode::Enforce
+                },
+                detail: v.would.map(|w| format!("enforcing would answer {w}")),
+            });
+            let Some(redaction) = self.redaction(&event) else {
+                tracing::error!(tool = ?event.tool.as_ref().map(|t| &t.name), "audit redaction rules invalid: call refused");
+                return Err(());
+            };
+            if let Err(e) = self.auditor.record(&event, &redaction).await {
+                tracing::warn!(error = %e, full = e.is_full(), "audit trail unavailable: call refused");
+                return Err(());
+            }
+            pending.insert(
+                id.clone(),
+                Pending {
+                    event,
+                    redaction,
+                    answered: false,
+                },
+            );
+        }
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Calls {
+            auditor: self.auditor.clone(),
+            pending: Mutex::new(pending),
+            upstream_status: AtomicU16::new(0),
+            client_status: AtomicU16::new(0),
+            bytes_out: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        })))
+    }
+}
+
+fn is_call(m: &Message) -> bool {
+    matches!(m, Message::Request { .. }) && m.method() == Some("tools/call")
+}
+
+/// A JSON-RPC id as text: numbers as written, strings without quotes.
+fn id_text(id: &Id) -> String {
+    match id.to_value() {
+        Value::String(s) => s,
+        v => v.to_string(),
+    }
+}
+
+fn decision_of(denial: &Denial, decided_by: Option<mcp_warden_policy::ObjectRef>) -> DecisionInfo {
+    match denial {
+        Denial::Client(d) => DecisionInfo::from_decision(d),
+        _ => DecisionInfo {
+            allowed: false,
+            reason: denial.reason().to_owned(),
+            decided_by,
+            mode: DecisionMode::Enforce,
+            detail: None,
+        },
+    }
+}
+
+fn deny_fields(event: &mut AuditEvent, decision: DecisionInfo, denial: &Denial) {
+    event.ended = Some(Timestamp::now());
+    event.decision = Some(decision);
+    event.response.http_status = Some(denial.status().as_u16());
+    event.response.jsonrpc_error = Some(JsonRpcError {
+        code: denial.code(),
+        message: denial.to_string(),
+    });
+}
+
+#[derive(Debug)]
+struct Pending {
+    event: AuditEvent,
+    redaction: Arc<Redaction>,
+    answered: bool,
+}
+
+/// The forwarded `tools/call`s of one POST, awaiting their final records.
+#[derive(Debug)]
+pub struct Calls {
+    auditor: Auditor,
+    pending: Mutex<HashMap<Id, Pending>>,
+    upstream_status: AtomicU16,
+    client_status: AtomicU16,
+    bytes_out: AtomicU64,
+    finished: AtomicBool,
+}
+
+impl Calls {
+    /// The upstream's status and the one the client gets.
+    pub(super) fn set_status(&self, upstream: u16, client: u16) {
+        self.upstream_status.store(upstream, Ordering::Relaxed);
+        self.client_status.store(client, Ordering::Relaxed);
+    }
+
+    /// The response to `id` went by (raw `result` / `error` JSON).
+    pub(super) fn answered(&self, id: &Id, result: Option<&str>, error: Option<&str>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = pending.get_mut(id) else {
+            return;
+        };
+        p.answered = true;
+        let response = &mut p.event.response;
+        if let Some(error) = error.and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+            response.jsonrpc_error = Some(JsonRpcError {
+                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
+        if let Some(result) = result.and_then(|r| serde_json::from_str::<Value>(r).ok()) {
+            response.is_error = Some(
+                result
+                    .get("isError")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            );
+            if p.redaction.capture_response() {
+                response.result = Some(result);
+            }
+        }
+    }
+
+    /// The upstream could not be reached (the proxy answered `denial`).
+    pub(super) fn failed(&self, denial: &Denial) {
+        let status = denial.status().as_u16();
+        self.client_status.store(status, Ordering::Relaxed);
+        self.finish_with(|p| {
+            p.event.outcome = Outcome::UpstreamFailed;
+            p.event.response.jsonrpc_error = Some(JsonRpcError {
+                code: denial.code(),
+                message: denial.to_string(),
+            });
+        });
+    }
+
+    /// The response body ended (`complete`) or was dropped before its end.
+    fn finish(&self, complete: bool) {
+        let upstream = self.upstream_status.load(Ordering::Relaxed);
+        let client = self.client_status.load(Ordering::Relaxed);
+        self.finish_with(|p| {
+            p.event.outcome = if (client == 502 || client == 504) && upstream != client {
+                Outcome::UpstreamFailed
+            } else if p.answered || complete {
+                Outcome::Answered
+            } else {
+                Outcome::Disconnected
+            };
+            if upstream != 0 {
+                p.event.response.upstream_status = Some(upstream);
+            }
+        });
+    }
+
+    fn finish_with(&self, mut fill: impl FnMut(&mut Pending)) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pending: Vec<Pending> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        let client = self.client_status.load(Ordering::Relaxed);
+        let bytes_out = self.bytes_out.load(Ordering::Relaxed);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("audit: no runtime for the final records");
+            return;
+        };
+        for mut p in pending {
+            fill(&mut p);
+            p.event.ended = Some(Timestamp::now());
+            if client != 0 {
+                p.event.response.http_status = Some(client);
+            }
+            p.event.transport.bytes_out = bytes_out;
+            let auditor = self.auditor.clone();
+            runtime.spawn(async move {
+                if let Err(e) = auditor.record(&p.event, &p.redaction).await {
+                    tracing::warn!(error = %e, "audit final record lost");
+                }
+            });
+        }
+    }
+}
+
+/// A response body that writes the final records of its calls when it ends or is dropped.
+pub(super) struct Audited {
+    inner: ProxyBody,
+    calls: Arc<Calls>,
+    done: bool,
+}
+
+impl Audited {
+    pub(super) fn wrap(inner: ProxyBody, calls: Arc<Calls>) -> ProxyBody {
+        Self {
+            inner,
+            calls,
+            done: false,
+        }
+        .boxed_unsync()
+    }
+}
+
+impl Body for Audited {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.calls
+                        .bytes_out
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                if this.inner.is_end_stream() {
+                    this.done = true;
+                    this.calls.finish(true);
+                }
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                this.calls.finish(true);
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.done = true;
+                this.calls.finish(false);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        if !self.done {
+            let complete = self.inner.is_end_stream();
+            self.calls.finish(complete);
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The audit trail wired into the proxy: `proxy::serve` in-process in front of the real
+//! `@modelcontextprotocol/server-everything` (or a mock), with the `examples/everything`
+//! configuration, anonymous test clients and an `--audit-dir` layout in a tempdir.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod audit_support;
+mod proxy_support;
+
+use mcp_warden_sidecar::audit::{AuditConfig, Auditor, Outcome, Redaction};
+use proxy_support::*;
+use serde_json::{Value, json};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+const BETA: &str = "demo/agent-beta";
+const SECRET: &str = "top-secret-echo-text-4711";
+
+fn tools_call(id: u64, tool: &str, arguments: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": arguments}})
+    .to_string()
+}
+
+/// The call records (no checkpoints) shipped to `<dir>/audit.jsonl`.
+fn call_records(dir: &Path) -> Vec<Value> {
+    audit_support::read_jsonl(&dir.join("audit.jsonl"))
+        .into_iter()
+        .filter(|r| r.pointer("/unmapped/mcp_warden/outcome").is_some())
+        .collect()
+}
+
+fn outcome(r: &Value) -> &str {
+    r["unmapped"]["mcp_warden"]["outcome"].as_str().unwrap()
+}
+
+fn call_uid(r: &Value) -> &str {
+    r["unmapped"]["mcp_warden"]["call_uid"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn every_call_and_refusal_is_recorded_once_redacted_and_valid() {
+    let everything = Everything::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let auditor = Auditor::start(&AuditConfig::in_dir(&dir), &prometheus::Registry::new()).unwrap();
+    let proxy = Proxy::start_audited(
+        settings(&everything.url, BETA),
+        Some(everything_rules(|t| t)),
+        None,
+        Some(auditor.clone()),
+    )
+    .await;
+    let session = Session::open(&proxy.url(), "2025-11-25").await;
+    let mut h = session.headers();
+    h.push((
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+
+    // Allowed: echo (its /message is redacted) and get-sum.
+    let echo = post(
+        &proxy.url(),
+        &h,
+        &tools_call(11, "echo", json!({"message": SECRET})),
+    )
+    .await;
+    assert_eq!(echo.status, 200, "{}", echo.text());
+    assert!(
+        echo.answer(&11.into())["result"]
+            .to_string()
+            .contains(SECRET),
+        "{}",
+        echo.text()
+    );
+    let sum = post(
+        &proxy.url(),
+        &h,
+        &tools_call(12, "get-sum", json!({"a": 2, "b": 3})),
+    )
+    .await;
+    assert_eq!(sum.status, 200, "{}", sum.text());
+    assert!(sum.answer(&12.into()).get("result").is_some());
+    // Denied: a tool agent-beta is not granted (answered as an unknown tool).
+    let hidden = post(&proxy.url(), &h, &tools_call(13, "get-env", json!({}))).await;
+    assert_eq!(hidden.answer(&13.into())["error"]["code"], -32602);
+    // Refused: a token the proxy cannot verify.
+    let bearer = format!("Bearer {}", audit_support::BEARER);
+    let mut with_token = h.clone();
+    with_token.push(("authorization", bearer.as_str()));
+    let unauth = post(
+        &proxy.url(),
+        &with_token,
+        &tools_call(14, "echo", json!({"message": "x"})),
+    )
+    .await;
+    assert_eq!(unauth.status, 401, "{}", unauth.text());
+
+    let records = audit_support::eventually(Duration::from_secs(15), "6 call records", || {
+        let r = call_records(&dir);
+        (r.len() >= 6).then_some(r)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = {
+        let again = call_records(&dir);
+        assert_eq!(again.len(), records.len(), "no extra records: {again:#?}");
+        again
+    };
+    assert_eq!(records.len(), 6, "{records:#?}");
+    for r in &records {
+        let errors = audit_support::schema_errors(r);
+        assert!(errors.is_empty(), "{errors:?}\n{r:#}");
+    }
+
+    // One request-phase and one final record per allowed call, sharing the call uid.
+    let forwarding: Vec<&Value> = records
+        .iter()
+        .filter(|r| outcome(r) == Outcome::Forwarding.as_str())
+        .collect();
+    let finals: Vec<&Value> = records
+        .iter()
+        .filter(|r| outcome(r) == Outcome::Answered.as_str())
+        .collect();
+    assert_eq!(forwarding.len(), 2, "{records:#?}");
+    assert_eq!(finals.len(), 2, "{records:#?}");
+    for (tool, id) in [("echo", "11"), ("get-sum", "12")] {
+        let req = forwarding
+            .iter()
+            .find(|r| r["api"]["request"]["uid"] == id)
+            .unwrap_or_else(|| panic!("no request-phase record for {tool}: {records:#?}"));
+        let fin: Vec<&&Value> = finals
+            .iter()
+            .filter(|r| call_uid(r) == call_uid(req))
+            .collect();
+        assert_eq!(fin.len(), 1, "one final record for {tool}");
+        let fin = fin[0];
+        for r in [*req, fin] {
+            audit_support::assert_good_record(r);
+            assert_eq!(r["api"]["operation"], "tools/call");
+            assert_eq!(r["resources"][0]["name"], tool);
+            assert_eq!(r["actor"]["user"]["name"], "demo/agent-beta", "{r:#}");
+            assert_eq!(r["metadata"]["correlation_uid"], session.id.as_str());
+            assert_eq!(r["unmapped"]["mcp_warden"]["decision"]["allowed"], true);
+        }
+        assert_eq!(fin["http_response"]["code"], 200, "{fin:#}");
+        // Seen by the relay in the SSE answer for that id.
+        assert_eq!(fin["api"]["response"]["data"]["isError"], false, "{fin:#}");
+        assert!(
+            fin["unmapped"]["mcp_warden"]["bytes_out"].as_u64().unwrap() > 0,
+            "{fin:#}"
+        );
+        assert!(
+            fin["metadata"]["sequence"].as_u64() > req["metadata"]["sequence"].as_u64(),
+            "the final record comes after the request-phase one"
+        );
+    }
+    // Inputs: echo's message redacted, get-sum's arguments in clear.
+    let echo_req = forwarding
+        .iter()
+        .find(|r| r["api"]["request"]["uid"] == "11")
+        .unwrap();
+    let message = echo_req["api"]["request"]["data"]["arguments"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{echo_req:#}"));
+    assert!(message.starts_with("hmac-sha256:"), "{message}");
+    let sum_req = forwarding
+        .iter()
+        .find(|r| r["api"]["request"]["uid"] == "12")
+        .unwrap();
+    assert_eq!(sum_req["api"]["request"]["data"]["arguments"]["a"], 2);
+
+    // One Denied record per refusal.
+    let denied: Vec<&Value> = records
+        .iter()
+        .filter(|r| outcome(r) == Outcome::Denied.as_str())
+        .collect();
+    assert_eq!(denied.len(), 2, "{records:#?}");
+    let not_granted = denied
+        .iter()
+        .find(|r| r["api"]["request"]["uid"] == "13")
+        .unwrap();
+    audit_support::assert_good_record(not_granted);
+    assert_eq!(not_granted["resources"][0]["name"], "get-env");
+    assert_eq!(
+        not_granted["unmapped"]["mcp_warden"]["decision"]["reason"],
+        "not_granted"
+    );
+    assert_eq!(
+        not_granted["unmapped"]["mcp_warden"]["decision"]["allowed"],
+        false
+    );
+    assert_eq!(not_granted["http_response"]["code"], 200);
+    assert_eq!(
+        not_granted["api"]["response"]["error"], "-32602",
+        "{not_granted:#}"
+    );
+    let unauthenticated = denied
+        .iter()
+        .find(|r| r["api"]["request"]["uid"] == "14")
+        .unwrap();
+    assert_eq!(
+        unauthenticated["unmapped"]["mcp_warden"]["decision"]["reason"],
+        "unauthenticated"
+    );
+    assert_eq!(unauthenticated["http_response"]["code"], 401);
+    assert_eq!(unauthenticated["api"]["response"]["error"], "-31001");
+
+    // Neither the echo's clear text nor the token is anywhere in the trail.
+    let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert!(!text.contains(SECRET), "the redacted message leaked");
+    assert!(!text.contains(audit_support::BEARER), "the token leaked");
+    assert!(auditor.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn a_full_spool_with_block_refuses_tools_call_and_forwards_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    // A sink that never takes anything: the spool only fills.
+    let cfg = audit_support::config(
+        &spool,
+        "  maxBytes: 65536\n  segmentBytes: 8192\n  whenFull: block",
+        "\n  - name: hook\n    http: { url: \"http://127.0.0.1:9/ingest\" }",
+    );
+    let auditor = Auditor::start(&cfg, &prometheus::Registry::new()).unwrap();
+    let redaction = Redaction::none();
+    for i in 1..=5000 {
+        let mut ev = audit_support::call_event(i);
+        ev.outcome = Outcome::Forwarding;
+        if auditor.record(&ev, &redaction).await.is_err() {
+            break;
+        }
+    }
+    assert!(auditor.is_full(), "the spool filled");
+
+    let mock = Mock::start(|_| {
+        respond(
+            200,
+            &[("content-type", "application/json")],
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+        )
+    })
+    .await;
+    let proxy = Proxy::start_audited(
+        settings(&mock.url, BETA),
+        Some(everything_rules(|t| t)),
+        None,
+        Some(auditor.clone()),
+    )
+    .await;
+    let reply = post(
+        &proxy.url(),
+        &[],
+        &tools_call(1, "echo", json!({"message": "hi"})),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    let error = &reply.answer(&1.into())["error"];
+    assert_eq!(error["code"], -32603, "{error}");
+    assert_eq!(error["data"]["reason"], "audit_unavailable", "{error}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        mock.requests().is_empty(),
+        "nothing was forwarded upstream: {:?}",
+        mock.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_recorded_as_disconnected() {
+    type Senders = Arc<Mutex<Vec<futures::channel::mpsc::Sender<bytes::Bytes>>>>;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let auditor = Auditor::start(&AuditConfig::in_dir(&dir), &prometheus::Registry::new()).unwrap();
+    // An upstream that opens an SSE stream and never answers.
+    let senders: Senders = Arc::default();
+    let held = senders.clone();
+    let mock = Mock::start(move |_| {
+        let (tx, body) = channel_body();
+        held.lock().unwrap().push(tx);
+        let mut r = http::Response::new(body);
+        r.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
+        r
+    })
+    .await;
+    let proxy = Proxy::start_audited(
+        settings(&mock.url, BETA),
+        Some(everything_rules(|t| t)),
+        None,
+        Some(auditor.clone()),
+    )
+    .await;
+    let mut headers: Vec<(&str, &str)> = POST.to_vec();
+    headers.push(("mcp-session-id", "session-left"));
+    let response = send(
+        http::Method::POST,
+        &proxy.url(),
+        &headers,
+        tools_call(7, "get-sum", json!({"a": 1, "b": 2})),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let records = audit_support::eventually(Duration::from_secs(15), "2 call records", || {
+        let r = call_records(&dir);
+        (r.len() >= 2).then_some(r)
+    })
+    .await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(outcome(&records[0]), Outcome::Forwarding.as_str());
+    assert_eq!(outcome(&records[1]), Outcome::Disconnected.as_str());
+    assert_eq!(call_uid(&records[0]), call_uid(&records[1]));
+    for r in &records {
+        let errors = audit_support::schema_errors(r);
+        assert!(errors.is_empty(), "{errors:?}\n{r:#}");
+    }
+    assert_eq!(
+        senders.lock().unwrap().len(),
+        1,
+        "the call was forwarded once"
+    );
+}
