@@ -49,7 +49,7 @@ async fn python_and_typescript_clients_work_through_the_proxy() {
     let python = peer("PEERS_PYTHON");
     let node = peer("PEERS_NODE22");
     let npm_dir = peer("PEERS_NPM_DIR");
-    let reference = peer("PEERS_REF").join("mcp-peers");
+    let reference = repo().join("tests/peers/reference/mcp-peers");
     let everything = Everything::start();
     let proxy = Proxy::anonymous(&everything.url, "demo/agent-beta").await;
     let url = proxy.url();

@@ -14,7 +14,8 @@ use std::{process::Stdio, time::Duration};
 async fn conformance_0_1_16_through_the_proxy_matches_the_baseline() {
     let node = peer("PEERS_NODE22");
     let suite = peer("PEERS_CONFORMANCE_JS");
-    let baseline = peer("PEERS_REF").join("mcp-peers/expected-failures-0.1.16-via-proxy.yml");
+    let baseline =
+        repo().join("tests/peers/reference/mcp-peers/expected-failures-0.1.16-via-proxy.yml");
     assert!(baseline.exists(), "{} is missing", baseline.display());
     let everything = Everything::start();
     // The suite's tokenless principal is allowed everything (reference §11): undeclared tools

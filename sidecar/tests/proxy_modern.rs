@@ -98,7 +98,7 @@ async fn modern_requests_are_validated_filtered_and_marked_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_negotiates_the_modern_era_through_the_proxy() {
     let python = peer("PEERS_PYTHON");
-    let client = peer("PEERS_REF").join("mcp-peers/py_client.py");
+    let client = repo().join("tests/peers/reference/mcp-peers/py_client.py");
     let fixture = PyFixture::start();
     let proxy = Proxy::anonymous(&fixture.url, "demo/agent-beta").await;
     let run = tokio::process::Command::new(python)

@@ -462,16 +462,13 @@ async fn local_only_divides_the_budget_among_replicas_and_recovers_by_itself() {
 
 /// The verified reference script, for a cross-check of the GCRA math.
 fn reference_gcra() -> Option<String> {
-    let dir = std::env::var_os("PEERS_REF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/reference"));
-    std::fs::read_to_string(dir.join("peers/ratelimit/gcra.lua")).ok()
+    std::fs::read_to_string(repo().join("tests/peers/reference/ratelimit/gcra.lua")).ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shared_script_agrees_with_the_verified_gcra_script() {
     let Some(reference) = reference_gcra() else {
-        panic!("shared/reference/peers/ratelimit/gcra.lua not found beside the repository")
+        panic!("tests/peers/reference/ratelimit/gcra.lua is missing from the repository")
     };
     let redis = Redis::start();
     let ours = mcp_warden_sidecar::quota::CHECK_SCRIPT;
