@@ -10,6 +10,6 @@ elif r.get("ok"):
     print("  result: " + " | ".join(texts)[:160])
 else:
     e = r.get("error", {})
-    print(f"  DENIED: HTTP {e.get('http_status')}, JSON-RPC {e.get('code')} {e.get('message')}")
+    print(f"  DENIED: HTTP {e.get('http_status') or 200}, JSON-RPC {e.get('code')} {e.get('message')}")
     if e.get("www_authenticate"):
         print(f"  WWW-Authenticate: {e['www_authenticate']}")
