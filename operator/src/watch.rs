@@ -253,7 +253,7 @@ async fn watch_crs<K>(
         }
     };
     let invalid = |r: &ObjectRef, e: &kube::core::error_boundary::InvalidObject| {
-        tracing::warn!(object = %r, error = %e.error, "skipping an object that does not deserialize");
+        tracing::warn!(object = %r, error = %e.error, "ignoring an object that does not deserialize");
         Invalid {
             error: e.error.clone(),
             generation: e.metadata.generation,

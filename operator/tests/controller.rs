@@ -25,41 +25,8 @@ use support::{
 
 const SECOND: Duration = Duration::from_secs(1);
 
-const CRS: &str = r#"
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpTool
-metadata: {name: pay, namespace: team}
-spec:
-  owner: team
-  server: {selector: {matchLabels: {app: pay}}, resource: "https://pay.example/mcp"}
-  authentication: {issuers: [{issuer: "https://idp.example"}]}
-  tools: [{name: "get_*"}]
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpTool
-metadata: {name: ledger, namespace: team}
-spec:
-  owner: team
-  server: {selector: {matchLabels: {app: ledger}}, resource: "https://ledger.example/mcp"}
-  authentication: {issuers: [{issuer: "https://idp.example"}]}
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpClient
-metadata: {name: bot, namespace: agents}
-spec: {owner: me, identity: {issuer: "https://idp.example", clientId: bot}}
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpClient
-metadata: {name: other, namespace: agents}
-spec: {owner: me, identity: {issuer: "https://idp.example", clientId: other}}
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpPolicy
-metadata: {name: bot-pay, namespace: team}
-spec:
-  clients: [{name: bot, namespace: agents}]
-  tools: [{toolRef: pay}]
-"#;
+/// Two servers (pay, ledger), two agents (bot, other), one grant (bot → pay).
+const CRS: &str = include_str!("fixtures/team.yaml");
 
 fn tools(c: &kube::Client, ns: &str) -> Api<McpTool> {
     Api::namespaced(c.clone(), ns)

@@ -10,36 +10,8 @@ fn resources(text: &str) -> Vec<Resource> {
     load("test.yaml", text).expect("valid CRs")
 }
 
-const TOOLS: &str = r#"
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpTool
-metadata: {name: pay, namespace: team}
-spec:
-  owner: team
-  server: {selector: {matchLabels: {app: pay}}, resource: "https://pay.example/mcp"}
-  authentication: {issuers: [{issuer: "https://idp.example"}]}
-  tools: [{name: "*"}]
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpTool
-metadata: {name: ledger, namespace: team}
-spec:
-  owner: team
-  server: {selector: {matchLabels: {app: ledger}}, resource: "https://ledger.example/mcp"}
-  authentication: {issuers: [{issuer: "https://idp.example"}]}
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpClient
-metadata: {name: bot, namespace: agents}
-spec: {owner: me, identity: {issuer: "https://idp.example", clientId: bot}}
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpPolicy
-metadata: {name: bot-pay, namespace: team}
-spec:
-  clients: [{name: bot, namespace: agents}]
-  tools: [{toolRef: pay}]
-"#;
+/// Two servers (pay, ledger), two agents (bot, other), one grant (bot → pay).
+const TOOLS: &str = include_str!("fixtures/team.yaml");
 
 fn labels(app: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("app".to_string(), app.to_string())])
