@@ -5,8 +5,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_warden_sidecar::{
-    admin, audit, auth::Authenticator, config, metrics::Metrics, proxy, quota, reload,
-    settings::Settings, state::Live, stream, tls,
+    admin, audit, auth::Authenticator, config, link, metrics::Metrics, proxy, quota, reload,
+    settings::Settings, state::Live, stream, tls, usage,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -70,6 +70,16 @@ struct RunArgs {
     /// Operator mode: where the last good bundle is kept across restarts (an emptyDir).
     #[arg(long, requires = "operator")]
     state_dir: Option<PathBuf>,
+    /// Operator mode: the CA certificate(s) (PEM file) the operator's serving certificate must
+    /// chain to; default: the system's roots.
+    #[arg(long, requires = "operator", conflicts_with = "operator_ca_pem")]
+    operator_ca: Option<PathBuf>,
+    /// Operator mode: the same CA as PEM text (set by the injector from the operator's CA).
+    #[arg(long, env = "MCP_WARDEN_OPERATOR_CA", hide_env_values = true)]
+    operator_ca_pem: Option<String>,
+    /// Operator mode: seconds between usage reports to the operator (0: no reports).
+    #[arg(long, default_value_t = 10)]
+    usage_interval_seconds: u64,
     /// Operator mode: reconnect when the operator sends nothing (not even a heartbeat) this long.
     #[arg(long, default_value_t = 30)]
     operator_idle_timeout_seconds: u64,
@@ -246,6 +256,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     };
     let live = Arc::new(Live::default());
     let metrics = Metrics::new();
+    let mut reporter = None;
     let watcher = match (&args.config, &args.operator) {
         (Some(path), None) => {
             reload::load_and_install(path, &selection, &live, &metrics);
@@ -261,12 +272,29 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             else {
                 return Err("operator mode needs --pod-namespace and --pod-name (or POD_NAMESPACE and POD_NAME)".into());
             };
+            let trust =
+                match (&args.operator_ca, &args.operator_ca_pem) {
+                    (Some(path), _) => link::Trust::Pem(std::fs::read(path).map_err(|e| {
+                        format!("cannot read --operator-ca {}: {e}", path.display())
+                    })?),
+                    (None, Some(pem)) => link::Trust::Pem(pem.clone().into_bytes()),
+                    (None, None) => link::Trust::System,
+                };
+            let link = link::Link::new(operator, &trust, args.token_file.clone())
+                .map_err(|e| e.to_string())?;
+            if args.usage_interval_seconds > 0 {
+                reporter = Some(usage::Reporter {
+                    link: link.clone(),
+                    namespace: namespace.clone(),
+                    pod: pod.clone(),
+                    interval: Duration::from_secs(args.usage_interval_seconds),
+                });
+            }
             let source = stream::StreamSource {
-                operator: operator.clone(),
+                link,
                 namespace,
                 pod,
                 labels: args.pod_labels.clone(),
-                token_file: args.token_file.clone(),
                 state_dir: args.state_dir.clone(),
                 idle_timeout: Duration::from_secs(args.operator_idle_timeout_seconds.max(1)),
             };
@@ -344,9 +372,14 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             ..Settings::default()
         },
         metrics,
+        usage: reporter.is_some().then(Arc::default),
     });
+    let reports = reporter.map(|r| tokio::spawn(usage::run(r, shared.clone())));
     let result = proxy::serve(listener, tls, shared, shutdown_signal()).await;
     watcher.abort();
+    if let Some(reports) = reports {
+        reports.abort();
+    }
     admin.abort();
     if let Some(auditor) = auditor {
         let drained = auditor

@@ -20,6 +20,7 @@ pub struct Metrics {
     last_reload: Gauge,
     ready: IntGauge,
     stale: IntGauge,
+    usage_reports: IntCounterVec,
 }
 
 const METHODS: &[&str] = &[
@@ -118,8 +119,17 @@ impl Metrics {
             "1 while enforcing a persisted bundle because the operator cannot be reached.",
         )
         .expect("valid metric");
+        let usage_reports = IntCounterVec::new(
+            Opts::new(
+                "mcp_warden_usage_reports_total",
+                "Usage reports to the operator, by result (sent, failed, dropped).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(usage_reports.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(config_info.clone()),
             Box::new(reloads.clone()),
@@ -140,7 +150,13 @@ impl Metrics {
             last_reload,
             ready,
             stale,
+            usage_reports,
         }
+    }
+
+    /// Counts one usage report attempt (`sent`, `failed`, `dropped`).
+    pub fn usage_report(&self, result: &str) {
+        self.usage_reports.with_label_values(&[result]).inc();
     }
 
     /// Counts one message with its decision reason (`allowed`, `not_granted`, `unauthenticated`…).

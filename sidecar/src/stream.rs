@@ -14,12 +14,13 @@
 //! The same `compile` as file mode, so both enforce the same thing for the same CRs.
 
 use crate::{
+    link::Link,
     metrics::Metrics,
     state::{Active, Live},
 };
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use http::Method;
+use http_body_util::BodyExt;
 use mcp_warden_policy::{Bundle, compile};
 use rand::Rng;
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -27,17 +28,14 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 /// Where and how to watch.
 #[derive(Debug, Clone)]
 pub struct StreamSource {
-    /// The operator's base URL (`https://mcp-warden-operator.mcp-warden.svc:8443`).
-    pub operator: String,
+    /// The operator (`https://mcp-warden-operator.mcp-warden.svc:8443`), its CA and the token.
+    pub link: Link,
     /// This pod's namespace.
     pub namespace: String,
     /// This pod's name.
     pub pod: String,
     /// This pod's labels (`k=v,…`), sent for operators without Pod watches (files mode).
     pub labels: Option<String>,
-    /// A file holding the bearer token (the projected ServiceAccount token; re-read on every
-    /// connection, as the kubelet rotates it).
-    pub token_file: Option<PathBuf>,
     /// Where the last good bundle is kept across restarts.
     pub state_dir: Option<PathBuf>,
     /// Reconnect when nothing arrives for this long.
@@ -98,21 +96,13 @@ fn persist(source: &StreamSource, bundle: &Bundle) {
 
 /// Watches the operator forever.
 pub async fn run(source: StreamSource, live: Arc<Live>, metrics: Metrics) {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .unwrap_or_else(|_| hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots())
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut heard = false;
-        match watch_once(&client, &source, &live, &metrics, &mut heard).await {
+        match watch_once(&source, &live, &metrics, &mut heard).await {
             Ok(()) => tracing::warn!("the operator closed the watch; reconnecting"),
             Err(e) => {
-                tracing::warn!(operator = %source.operator, "watch failed: {e}; reconnecting")
+                tracing::warn!(operator = %source.link.base(), "watch failed: {e}; reconnecting")
             }
         }
         if heard {
@@ -124,43 +114,27 @@ pub async fn run(source: StreamSource, live: Arc<Live>, metrics: Metrics) {
     }
 }
 
-type HttpsClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Empty<Bytes>,
->;
-
 async fn watch_once(
-    client: &HttpsClient,
     source: &StreamSource,
     live: &Live,
     metrics: &Metrics,
     heard: &mut bool,
 ) -> Result<(), String> {
-    let mut url = url::Url::parse(&format!(
-        "{}/v1/watch",
-        source.operator.trim_end_matches('/')
-    ))
-    .map_err(|e| format!("bad --operator URL: {e}"))?;
-    url.query_pairs_mut()
-        .append_pair("namespace", &source.namespace)
-        .append_pair("pod", &source.pod);
+    let mut query = vec![
+        ("namespace", source.namespace.as_str()),
+        ("pod", source.pod.as_str()),
+    ];
     if let Some(labels) = &source.labels {
-        url.query_pairs_mut().append_pair("labels", labels);
+        query.push(("labels", labels));
     }
-    let mut request = http::Request::get(url.as_str());
-    if let Some(file) = &source.token_file {
-        let token = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        request = request.header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", token.trim()),
-        );
-    }
-    let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(source.idle_timeout, client.request(request))
-        .await
-        .map_err(|_| "the operator did not answer in time".to_owned())?
+    let url = source.link.url("v1/watch", &query);
+    let request = source
+        .link
+        .request(Method::GET, &url, None, Bytes::new())
         .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(source.idle_timeout, source.link.send(request))
+        .await
+        .map_err(|_| "the operator did not answer in time".to_owned())??;
     if !response.status().is_success() {
         return Err(format!("the operator answered {}", response.status()));
     }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod audit_support;
+mod proxy_support;
 
 use audit_support::*;
 use mcp_warden_sidecar::audit::{Auditor, Redaction, verify};
@@ -282,6 +283,185 @@ async fn the_shipper_killed_and_restarted_mid_stream_loses_nothing() {
         records.len() as u64 - last
     );
     // The chain runs unbroken across the crash.
+    let report = verify::verify(&[siem.dir.join("audit.jsonl")], true).unwrap();
+    assert!(
+        report.ok(),
+        "{:?}",
+        &report.problems[..report.problems.len().min(3)]
+    );
+}
+
+/// `mcp-warden-sidecar run` on `port` in front of `upstream`, auditing with `config`.
+fn spawn_sidecar(port: u16, upstream: &str, config: &std::path::Path) -> std::process::Child {
+    // One client, `echo` granted, no rate limit.
+    let everything = repo().join("tests/fixtures/configs/revocation.yaml");
+    let child = Command::new(env!("CARGO_BIN_EXE_mcp-warden-sidecar"))
+        .arg("run")
+        .arg("--config")
+        .arg(everything)
+        .args(["--upstream", upstream, "--anonymous-client", "test/looper"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", "127.0.0.1:0", "--audit-config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// One `tools/call` of `echo` with `id`: whether it was answered 200 with a result. Never
+/// panics: the sidecar may die under it.
+async fn echo(url: &str, session: &[(&str, &str)], id: u64) -> bool {
+    use http_body_util::BodyExt;
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": format!("call {id}")}}})
+    .to_string();
+    let mut request = http::Request::post(url);
+    for (k, v) in proxy_support::POST.iter().chain(session) {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let answered = async {
+        let response = proxy_support::client().request(request).await.ok()?;
+        let ok = response.status() == 200;
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        Some(ok && text.contains("\"result\"") && text.contains(&format!("call {id}")))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), answered).await,
+        Ok(Some(true))
+    )
+}
+
+/// Calls until `stop` (at most 5,000 calls), from `next`, noting the ids answered.
+async fn call_until(
+    url: String,
+    next: Arc<AtomicU64>,
+    answered: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let session = proxy_support::Session::open(&url, "2025-11-25").await;
+    let headers = session.headers();
+    for _ in 0..5_000 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let id = next.fetch_add(1, Ordering::Relaxed);
+        if echo(&url, &headers, id).await {
+            answered.lock().unwrap().push(id);
+        } else if stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let siem = Rsyslog::start(&tmp.path().join("rsyslog"));
+    let everything = proxy_support::Everything::start();
+    let cfg_path = tmp.path().join("audit.yaml");
+    std::fs::write(
+        &cfg_path,
+        config_yaml(
+            &tmp.path().join("spool"),
+            "",
+            &syslog_sink(&siem.address(), "2s"),
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let next = Arc::new(AtomicU64::new(1));
+    let answered = Arc::new(Mutex::new(Vec::new()));
+
+    // First life: SIGKILL while calls are in flight, after 300 answered calls.
+    let mut sidecar = spawn_sidecar(port, &everything.url, &cfg_path);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(call_until(
+        url.clone(),
+        next.clone(),
+        answered.clone(),
+        stop.clone(),
+    ));
+    eventually(Duration::from_secs(60), "300 answered calls", || {
+        (answered.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
+    sidecar.kill().unwrap();
+    sidecar.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.await;
+    let first = answered.lock().unwrap().len();
+
+    // Second life on the same spool: 200 more calls, then a graceful stop (drains the sinks).
+    let mut sidecar = spawn_sidecar(port, &everything.url, &cfg_path);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(call_until(
+        url.clone(),
+        next.clone(),
+        answered.clone(),
+        stop.clone(),
+    ));
+    eventually(Duration::from_secs(60), "200 more answered calls", || {
+        (answered.lock().unwrap().len() >= first + 200).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.await;
+    Command::new("kill")
+        .arg(sidecar.id().to_string())
+        .status()
+        .unwrap();
+    sidecar.wait().unwrap();
+
+    // Every sequence from 1 to the last arrived (after dedup by record id), and every answered
+    // call has its records there.
+    let last = eventually(Duration::from_secs(30), "records at rsyslog", || {
+        unique_sequences(&siem.records()).last().copied()
+    })
+    .await;
+    let want: BTreeSet<u64> = (1..=last).collect();
+    let records = wait_for_sequences(&siem, &want).await;
+    let records = dedup_by_uid(&records);
+    let answered: BTreeSet<u64> = answered.lock().unwrap().iter().copied().collect();
+    let recorded: BTreeSet<u64> = records
+        .iter()
+        .filter(|r| r["unmapped"]["mcp_warden"]["outcome"] == "answered")
+        .filter_map(|r| r["api"]["request"]["uid"].as_str()?.parse().ok())
+        .collect();
+    let missing: Vec<_> = answered.difference(&recorded).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "answered calls without a final record: {missing:?}"
+    );
+    let forwarded: BTreeSet<u64> = records
+        .iter()
+        .filter(|r| r["unmapped"]["mcp_warden"]["outcome"] == "forwarding")
+        .filter_map(|r| r["api"]["request"]["uid"].as_str()?.parse().ok())
+        .collect();
+    assert!(
+        answered.is_subset(&forwarded),
+        "every answered call was recorded before forwarding"
+    );
+    assert_eq!(siem.rejected(), 0);
+    println!(
+        "sidecar killed after {first} answered calls; {} answered in all, {last} records, none lost",
+        answered.len()
+    );
     let report = verify::verify(&[siem.dir.join("audit.jsonl")], true).unwrap();
     assert!(
         report.ok(),

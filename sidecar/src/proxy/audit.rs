@@ -6,7 +6,9 @@
 //! allowed tools/call ──► Context::forwarding ──► Forwarding, durable (Err ──► 503 -32603)
 //!   ──► upstream ──► Calls: relay's inspector sees the response for the id (answered)
 //!                  └─ Audited body: end ──► Answered │ dropped first ──► Disconnected
-//!                     upstream error (502/504) ──► UpstreamFailed
+//!                     upstream unreachable (502) ──► UpstreamFailed │ no headers in time ──► TimedOut
+//!   InFlight: (caller, id) ──► Calls, so that the same caller's `notifications/cancelled`
+//!   {requestId} marks the call: ended without an answer ──► Cancelled
 //! ```
 //!
 //! Final records are written when the response body ends (or is dropped): nothing is buffered,
@@ -18,6 +20,8 @@ use super::{
     deny::Denial,
     headers,
     jsonrpc::{Id, Message, Payload},
+    session::PrincipalKey,
+    upstream::UpstreamError,
 };
 use crate::{
     audit::{
@@ -36,7 +40,7 @@ use std::{
     collections::HashMap,
     pin::Pin,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, Weak,
         atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
     },
     task::{Context as TaskContext, Poll},
@@ -46,7 +50,8 @@ use std::{
 #[derive(Debug)]
 pub(super) struct Context {
     auditor: Auditor,
-    active: Arc<Active>,
+    /// The rules in force (`None`: refused before any configuration was in force).
+    active: Option<Arc<Active>>,
     started: Timestamp,
     transport: TransportInfo,
     server: ServerInfo,
@@ -54,7 +59,7 @@ pub(super) struct Context {
 
 impl Context {
     /// At the start of a request.
-    pub(super) fn new(auditor: Auditor, active: Arc<Active>, parts: &Parts) -> Self {
+    pub(super) fn new(auditor: Auditor, active: Option<Arc<Active>>, parts: &Parts) -> Self {
         let h = &parts.headers;
         let transport = TransportInfo {
             src: parts.extensions.get::<PeerAddr>().map(|p| p.0),
@@ -67,8 +72,10 @@ impl Context {
             ..TransportInfo::default()
         };
         let server = ServerInfo {
-            name: active.rules.tool.name.clone(),
-            resource: Some(active.rules.resource.clone()),
+            name: active
+                .as_ref()
+                .map_or_else(String::new, |a| a.rules.tool.name.clone()),
+            resource: active.as_ref().map(|a| a.rules.resource.clone()),
             upstream: None,
         };
         Self {
@@ -93,14 +100,14 @@ impl Context {
         method: &str,
         outcome: Outcome,
     ) -> AuditEvent {
-        let rules = &self.active.rules;
+        let rules = self.active.as_ref().map(|a| &a.rules);
         let tool = message
             .filter(|m| m.method() == Some("tools/call"))
             .and_then(|m| m.param_str("name"))
             .map(|name| ToolInfo {
                 name: name.to_owned(),
-                mcp_tool: Some(rules.tool.clone()),
-                risk: rules.entry(name).map(|e| e.risk),
+                mcp_tool: rules.map(|r| r.tool.clone()),
+                risk: rules.and_then(|r| r.entry(name)).map(|e| e.risk),
             });
         let arguments = tool
             .as_ref()
@@ -123,7 +130,9 @@ impl Context {
                 .map(|a| PrincipalInfo::from_policy(&a.principal, a.token_id.as_deref())),
             client: access.map(|a| ClientInfo {
                 object: a.client.clone(),
-                owner: rules
+                owner: a
+                    .active
+                    .rules
                     .clients
                     .iter()
                     .find(|c| c.object == a.client)
@@ -141,6 +150,7 @@ impl Context {
     /// The redaction for `event`'s tool; `None` when its rules are invalid.
     fn redaction(&self, event: &AuditEvent) -> Option<Arc<Redaction>> {
         self.active
+            .as_ref()?
             .audit_redaction(event.tool.as_ref().map(|t| t.name.as_str()))
     }
 
@@ -180,7 +190,10 @@ impl Context {
                 Some(Payload::Single(m)) => Some(m),
                 _ => None,
             };
-            let label = payload.map_or("", Payload::label);
+            let label = payload.map_or_else(
+                || self.transport.http_method.as_deref().unwrap_or(""),
+                Payload::label,
+            );
             let mut event = self.event(access, single, label, Outcome::Denied);
             deny_fields(&mut event, decision, denial);
             self.write(event).await;
@@ -274,6 +287,7 @@ impl Context {
         access: &Access,
         payload: &Payload,
         verdicts: &[Verdict],
+        in_flight: &Arc<InFlight>,
     ) -> Result<Option<Arc<Calls>>, ()> {
         let mut pending = HashMap::new();
         for (m, v) in payload.messages().iter().zip(verdicts) {
@@ -306,20 +320,25 @@ impl Context {
                     event,
                     redaction,
                     answered: false,
+                    cancelled: false,
                 },
             );
         }
         if pending.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Arc::new(Calls {
+        let ids: Vec<Id> = pending.keys().cloned().collect();
+        let calls = Arc::new(Calls {
             auditor: self.auditor.clone(),
             pending: Mutex::new(pending),
             upstream_status: AtomicU16::new(0),
             client_status: AtomicU16::new(0),
             bytes_out: AtomicU64::new(0),
             finished: AtomicBool::new(false),
-        })))
+            in_flight: Some((in_flight.clone(), access.key.clone())),
+        });
+        in_flight.insert(&access.key, ids, &calls);
+        Ok(Some(calls))
     }
 }
 
@@ -363,6 +382,46 @@ struct Pending {
     event: AuditEvent,
     redaction: Arc<Redaction>,
     answered: bool,
+    cancelled: bool,
+}
+
+/// The forwarded `tools/call`s awaiting their final records, by caller and JSON-RPC id, so that
+/// a `notifications/cancelled` of the same caller finds them (another caller's cannot).
+#[derive(Debug, Default)]
+pub(super) struct InFlight(Mutex<HashMap<(PrincipalKey, Id), Weak<Calls>>>);
+
+impl InFlight {
+    fn insert(&self, key: &PrincipalKey, ids: Vec<Id>, calls: &Arc<Calls>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            map.insert((key.clone(), id), Arc::downgrade(calls));
+        }
+    }
+
+    fn remove(&self, key: &PrincipalKey, ids: impl Iterator<Item = Id>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            let entry = (key.clone(), id);
+            // A newer call may reuse the id: remove only an entry whose call is gone or ending.
+            if map.get(&entry).is_some_and(|w| {
+                w.upgrade()
+                    .is_none_or(|c| c.finished.load(Ordering::Acquire))
+            }) {
+                map.remove(&entry);
+            }
+        }
+    }
+
+    /// The caller cancelled its request `id`: its record ends `Cancelled` unless answered.
+    pub(super) fn cancel(&self, key: &PrincipalKey, id: &Id) -> bool {
+        let calls = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(key.clone(), id.clone()))
+            .and_then(Weak::upgrade);
+        calls.is_some_and(|c| c.cancelled(id))
+    }
 }
 
 /// The forwarded `tools/call`s of one POST, awaiting their final records.
@@ -374,9 +433,16 @@ pub struct Calls {
     client_status: AtomicU16,
     bytes_out: AtomicU64,
     finished: AtomicBool,
+    in_flight: Option<(Arc<InFlight>, PrincipalKey)>,
 }
 
 impl Calls {
+    /// The client cancelled `id`; `false` when it is not pending here.
+    fn cancelled(&self, id: &Id) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.get_mut(id).map(|p| p.cancelled = true).is_some()
+    }
+
     /// The upstream's status and the one the client gets.
     pub(super) fn set_status(&self, upstream: u16, client: u16) {
         self.upstream_status.store(upstream, Ordering::Relaxed);
@@ -418,8 +484,12 @@ impl Calls {
     pub(super) fn failed(&self, denial: &Denial) {
         let status = denial.status().as_u16();
         self.client_status.store(status, Ordering::Relaxed);
+        let outcome = match denial {
+            Denial::Upstream(UpstreamError::Timeout(_)) => Outcome::TimedOut,
+            _ => Outcome::UpstreamFailed,
+        };
         self.finish_with(|p| {
-            p.event.outcome = Outcome::UpstreamFailed;
+            p.event.outcome = outcome;
             p.event.response.jsonrpc_error = Some(JsonRpcError {
                 code: denial.code(),
                 message: denial.to_string(),
@@ -434,8 +504,10 @@ impl Calls {
         self.finish_with(|p| {
             p.event.outcome = if (client == 502 || client == 504) && upstream != client {
                 Outcome::UpstreamFailed
-            } else if p.answered || complete {
+            } else if p.answered || (complete && !p.cancelled) {
                 Outcome::Answered
+            } else if p.cancelled {
+                Outcome::Cancelled
             } else {
                 Outcome::Disconnected
             };
@@ -449,13 +521,15 @@ impl Calls {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
-        let pending: Vec<Pending> = self
+        let (ids, pending): (Vec<Id>, Vec<Pending>) = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
-            .map(|(_, p)| p)
-            .collect();
+            .unzip();
+        if let Some((in_flight, key)) = &self.in_flight {
+            in_flight.remove(key, ids.into_iter());
+        }
         let client = self.client_status.load(Ordering::Relaxed);
         let bytes_out = self.bytes_out.load(Ordering::Relaxed);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -547,5 +621,73 @@ impl Drop for Audited {
             let complete = self.inner.is_end_stream();
             self.calls.finish(complete);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditConfig;
+    use mcp_warden_policy::Principal;
+
+    fn key(subject: &str) -> PrincipalKey {
+        PrincipalKey::of(&Principal {
+            issuer: "https://idp.example".into(),
+            subject: Some(subject.into()),
+            client_id: None,
+            scopes: Default::default(),
+            issued_at: None,
+        })
+    }
+
+    fn calls(
+        auditor: &Auditor,
+        in_flight: &Arc<InFlight>,
+        who: &PrincipalKey,
+        id: Id,
+    ) -> Arc<Calls> {
+        let pending = Pending {
+            event: AuditEvent::default(),
+            redaction: Arc::new(Redaction::none()),
+            answered: false,
+            cancelled: false,
+        };
+        let calls = Arc::new(Calls {
+            auditor: auditor.clone(),
+            pending: Mutex::new(HashMap::from([(id.clone(), pending)])),
+            upstream_status: AtomicU16::new(0),
+            client_status: AtomicU16::new(0),
+            bytes_out: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+            in_flight: Some((in_flight.clone(), who.clone())),
+        });
+        in_flight.insert(who, vec![id], &calls);
+        calls
+    }
+
+    #[tokio::test]
+    async fn only_the_caller_of_a_call_can_cancel_it_and_ended_calls_leave_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let auditor = Auditor::start(
+            &AuditConfig::in_dir(dir.path()),
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        let in_flight = Arc::new(InFlight::default());
+        let (alice, mallory) = (key("alice"), key("mallory"));
+        let id = Id::from_value(&serde_json::json!(7)).unwrap();
+        let call = calls(&auditor, &in_flight, &alice, id.clone());
+        assert!(
+            !in_flight.cancel(&mallory, &id),
+            "another caller's cancellation"
+        );
+        assert!(!in_flight.cancel(&alice, &Id::from_value(&serde_json::json!(8)).unwrap()));
+        assert!(in_flight.cancel(&alice, &id));
+        call.finish(false);
+        assert!(
+            in_flight.0.lock().unwrap().is_empty(),
+            "removed when finished"
+        );
+        assert!(!in_flight.cancel(&alice, &id), "nothing left to cancel");
     }
 }

@@ -22,7 +22,6 @@ use super::{
 };
 use crate::{
     auth::{self, AuthError, Authenticator},
-    metrics::Metrics,
     settings::Settings,
     state::Active,
 };
@@ -59,6 +58,22 @@ impl Access {
     }
 }
 
+/// A refused identification: why, and who was calling when the token was good but the
+/// McpClient's lifecycle (expired, suspended, review overdue …) refuses it.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The answer.
+    pub denial: Denial,
+    /// The authenticated caller, for the audit trail (never for access).
+    pub who: Option<Box<Access>>,
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        Self { denial, who: None }
+    }
+}
+
 /// Authenticates a request and checks the McpClient's lifecycle.
 pub async fn identify(
     active: &Arc<Active>,
@@ -66,7 +81,7 @@ pub async fn identify(
     settings: &Settings,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Access, Denial> {
+) -> Result<Access, Refusal> {
     let (principal, token_id) = match &settings.anonymous_client {
         Some(name) if !headers.contains_key(header::AUTHORIZATION) => (
             auth::anonymous_principal(&active.rules, name)
@@ -84,7 +99,21 @@ pub async fn identify(
     let client = match mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now())
     {
         Ok(caller) => caller.client().object.clone(),
-        Err(decision) => return Err(Denial::Client(Box::new(decision))),
+        Err(decision) => {
+            let who = decision.client().map(|client| {
+                Box::new(Access {
+                    active: active.clone(),
+                    key: PrincipalKey::of(&principal),
+                    client: client.clone(),
+                    principal,
+                    token_id,
+                })
+            });
+            return Err(Refusal {
+                denial: Denial::Client(Box::new(decision)),
+                who,
+            });
+        }
     };
     Ok(Access {
         active: active.clone(),
@@ -204,9 +233,16 @@ pub struct Event<'a> {
     pub allowed: bool,
 }
 
-/// Logs a decision (target `mcp_warden::decision`) and counts it.
-pub fn record(metrics: &Metrics, e: Event<'_>) {
-    metrics.request(e.method, e.reason);
+/// Logs a decision (target `mcp_warden::decision`), counts it, and notes it for the usage
+/// report.
+pub fn record(shared: &super::Shared, e: Event<'_>) {
+    shared.metrics.request(e.method, e.reason);
+    if let (Some(usage), Some(client)) = (&shared.usage, e.client)
+        && client.kind == mcp_warden_policy::Kind::McpClient
+    {
+        let denied = (!e.allowed).then_some(e.reason);
+        usage.observe(client, e.method, e.tool, denied, Timestamp::now());
+    }
     let client = e.client.map(ToString::to_string);
     let decided_by = e.decided_by.map(ToString::to_string);
     let id = e.id.map(Id::as_json);

@@ -45,7 +45,7 @@ pub trait Inspector {
     /// What to do with the response to `id` (`None`: pass it on).
     fn expect(&mut self, id: &Id) -> Option<Expect>;
     /// Whether `tools/list` shows this tool to the caller.
-    fn lists_tool(&self, name: &str) -> bool;
+    fn lists_tool(&mut self, name: &str) -> bool;
     /// Whether the task belongs to the caller.
     fn owns_task(&self, task_id: &str) -> bool;
     /// A task was created for the caller.
@@ -163,10 +163,10 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<Box<Raw
     let result = message.get("result")?;
     match expect {
         Expect::ToolsList => {
-            let filtered =
-                filter_list(result.get(), "tools", "name", inspector.modern(), |name| {
-                    inspector.lists_tool(name)
-                })?;
+            let modern = inspector.modern();
+            let filtered = filter_list(result.get(), "tools", "name", modern, |name| {
+                inspector.lists_tool(name)
+            })?;
             message.set("result", filtered);
             Some(message.to_raw())
         }
@@ -286,7 +286,7 @@ mod tests {
         fn expect(&mut self, id: &Id) -> Option<Expect> {
             self.expect.get(id.as_json()).copied()
         }
-        fn lists_tool(&self, name: &str) -> bool {
+        fn lists_tool(&mut self, name: &str) -> bool {
             self.tools.contains(name)
         }
         fn owns_task(&self, task_id: &str) -> bool {

@@ -58,6 +58,8 @@ pub struct Shared {
     pub quotas: crate::quota::Quotas,
     /// The audit trail (`None`: no audit records).
     pub audit: Option<crate::audit::Auditor>,
+    /// What is reported to the operator (`None`: standalone, nothing reported).
+    pub usage: Option<Arc<crate::usage::Usage>>,
 }
 
 /// The client's address, a request extension set by `serve`.

@@ -37,7 +37,7 @@ impl Proxy {
             .shared
             .audit
             .clone()
-            .map(|a| Context::new(a, t.active.clone(), &parts));
+            .map(|a| Context::new(a, Some(t.active.clone()), &parts));
         let audit = &mut audit;
         let settings = &self.shared.settings;
         let session = headers::session_id(&parts.headers).map(str::to_owned);
@@ -69,9 +69,10 @@ impl Proxy {
                 .await
             {
                 Ok(access) => access,
-                Err(denial) => {
+                Err(authorize::Refusal { denial, who }) => {
                     if let Some(a) = audit {
-                        a.refused(None, parsed.as_ref().ok(), &denial).await;
+                        a.refused(who.as_deref(), parsed.as_ref().ok(), &denial)
+                            .await;
                     }
                     return self.refuse_payload(&t, parsed.as_ref().ok(), sid, None, denial);
                 }
@@ -178,7 +179,7 @@ impl Proxy {
                 session: sid,
                 allowed: !denied && !throttled,
             };
-            authorize::record(&self.shared.metrics, event);
+            authorize::record(&self.shared, event);
         }
         let rate_headers = match throttle {
             Throttle::Refuse(response) => {
@@ -214,7 +215,10 @@ impl Proxy {
         }
         // The request-phase records are durable before anything is forwarded.
         let calls = match audit {
-            Some(a) => match a.forwarding(&access, &payload, &verdicts).await {
+            Some(a) => match a
+                .forwarding(&access, &payload, &verdicts, &self.in_flight)
+                .await
+            {
                 Ok(calls) => calls,
                 Err(()) => {
                     let denials: Vec<(Option<Id>, Denial)> = payload
@@ -233,6 +237,18 @@ impl Proxy {
             },
             None => None,
         };
+        if audit.is_some() {
+            for m in payload.messages() {
+                if m.method() == Some("notifications/cancelled")
+                    && let Some(id) = m
+                        .params()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(Id::from_value)
+                {
+                    self.in_flight.cancel(&access.key, &id);
+                }
+            }
+        }
         let expects: HashMap<Id, Expect> = payload
             .messages()
             .iter()
@@ -266,6 +282,7 @@ impl Proxy {
             ownership,
             modern: era == headers::Era::Modern,
             audit: calls.clone(),
+            usage: self.shared.usage.clone(),
             ..Exchange::default()
         };
         let upstream_status = response.status().as_u16();

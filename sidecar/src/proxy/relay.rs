@@ -51,6 +51,8 @@ pub struct Exchange {
     pub answer_id: Option<Id>,
     /// The forwarded `tools/call`s awaiting their final audit records.
     pub audit: Option<Arc<super::audit::Calls>>,
+    /// Where the tools the upstream lists are reported (operator mode).
+    pub usage: Option<Arc<crate::usage::Usage>>,
 }
 
 /// Turns the upstream's response into the client's.
@@ -114,6 +116,8 @@ pub async fn relay(
         access,
         modern: exchange.modern,
         audit: exchange.audit,
+        usage: exchange.usage,
+        listed: Vec::new(),
     };
     if headers::is_event_stream(&parts.headers) {
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -178,6 +182,19 @@ struct ResponseInspector {
     access: Access,
     modern: bool,
     audit: Option<Arc<super::audit::Calls>>,
+    usage: Option<Arc<crate::usage::Usage>>,
+    /// Tool names the upstream listed, reported to `usage` when the exchange ends.
+    listed: Vec<String>,
+}
+
+impl Drop for ResponseInspector {
+    fn drop(&mut self) {
+        if let Some(usage) = &self.usage
+            && !self.listed.is_empty()
+        {
+            usage.listed(self.listed.iter().map(String::as_str));
+        }
+    }
 }
 
 impl Inspector for ResponseInspector {
@@ -189,7 +206,10 @@ impl Inspector for ResponseInspector {
         self.sessions.is_list(sid, id).then_some(Expect::ToolsList)
     }
 
-    fn lists_tool(&self, name: &str) -> bool {
+    fn lists_tool(&mut self, name: &str) -> bool {
+        if self.usage.is_some() {
+            self.listed.push(name.to_owned());
+        }
         self.access.lists(name)
     }
 

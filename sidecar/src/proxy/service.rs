@@ -38,6 +38,8 @@ pub struct Proxy {
     pub(super) shared: Arc<Shared>,
     pub(super) upstream: Upstream,
     pub(super) sessions: Arc<Sessions>,
+    /// Forwarded tool calls awaiting their final audit records.
+    pub(super) in_flight: Arc<super::audit::InFlight>,
 }
 
 /// Where one request goes, from the rules in force at its start.
@@ -55,6 +57,7 @@ impl Proxy {
             upstream: Upstream::new(shared.settings.upstream_timeout),
             shared,
             sessions: Arc::new(Sessions::new()),
+            in_flight: Arc::default(),
         }
     }
 
@@ -62,10 +65,10 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let settings = &self.shared.settings;
         let Some(active) = self.shared.live.current() else {
-            self.shared
-                .metrics
-                .request(req.method().as_str(), "not_ready");
-            return deny::answer(&[(None, Denial::NotReady)], false, "");
+            let (parts, _body) = req.into_parts();
+            return self
+                .refuse_request(None, &parts, "", None, Denial::NotReady)
+                .await;
         };
         let resource = settings
             .public_url
@@ -82,15 +85,10 @@ impl Proxy {
         }
         let hosts = HostPolicy::new(&resource, &settings.allowed_hosts);
         if let Err(e) = hosts.check(req.headers(), req.uri()) {
-            let session = headers::session_id(req.headers()).map(str::to_owned);
-            return self.refuse(
-                &resource,
-                req.method().as_str(),
-                None,
-                session.as_deref(),
-                None,
-                Denial::Origin(e),
-            );
+            let (parts, _body) = req.into_parts();
+            return self
+                .refuse_request(Some(active), &parts, &resource, None, Denial::Origin(e))
+                .await;
         }
         let upstream = settings
             .upstream_override
@@ -105,15 +103,45 @@ impl Proxy {
             Method::POST => self.post(target, req).await,
             m @ (Method::GET | Method::DELETE) => self.session_request(target, m, req).await,
             Method::OPTIONS => self.preflight(target, req).await,
-            m => self.refuse(
-                &target.resource,
-                m.as_str(),
-                None,
-                None,
-                None,
-                Denial::MethodNotAllowed,
-            ),
+            _ => {
+                let (parts, _body) = req.into_parts();
+                self.refuse_request(
+                    Some(target.active),
+                    &parts,
+                    &target.resource,
+                    None,
+                    Denial::MethodNotAllowed,
+                )
+                .await
+            }
         }
+    }
+
+    /// Refuses a request that is not a readable POST (those record their own refusals): logs,
+    /// counts, answers, and writes its audit record.
+    async fn refuse_request(
+        &self,
+        active: Option<Arc<Active>>,
+        parts: &http::request::Parts,
+        resource: &str,
+        access: Option<&authorize::Access>,
+        denial: Denial,
+    ) -> Response<ProxyBody> {
+        if let Some(auditor) = &self.shared.audit {
+            super::audit::Context::new(auditor.clone(), active, parts)
+                .refused(access, None, &denial)
+                .await;
+        }
+        let session = headers::session_id(&parts.headers);
+        let client = access.map(|a| &a.client);
+        self.refuse(
+            resource,
+            parts.method.as_str(),
+            None,
+            session,
+            client,
+            denial,
+        )
     }
 
     /// GET (server stream, resumption) and DELETE (session end): authentication and session
@@ -139,18 +167,23 @@ impl Proxy {
         .await
         {
             Ok(access) => access,
-            Err(denial) => return self.refuse(&t.resource, label, None, sid, None, denial),
+            Err(authorize::Refusal { denial, who }) => {
+                return self
+                    .refuse_request(Some(t.active), &parts, &t.resource, who.as_deref(), denial)
+                    .await;
+            }
         };
         let ownership = sid.map(|sid| self.sessions.check(sid, &access.key));
         if ownership == Some(Ownership::Foreign) {
-            return self.refuse(
-                &t.resource,
-                label,
-                None,
-                sid,
-                Some(&access.client),
-                Denial::SessionNotFound,
-            );
+            return self
+                .refuse_request(
+                    Some(t.active.clone()),
+                    &parts,
+                    &t.resource,
+                    Some(&access),
+                    Denial::SessionNotFound,
+                )
+                .await;
         }
         let event = Event {
             method: label,
@@ -163,7 +196,7 @@ impl Proxy {
             session: sid,
             allowed: true,
         };
-        authorize::record(&self.shared.metrics, event);
+        authorize::record(&self.shared, event);
         let forward = headers::to_upstream(&parts.headers);
         let sent = self
             .upstream
@@ -190,6 +223,7 @@ impl Proxy {
             delete: method == Method::DELETE,
             watch_session: method == Method::GET,
             modern: headers::era(&parts.headers, None) == headers::Era::Modern,
+            usage: self.shared.usage.clone(),
             ..Exchange::default()
         };
         relay(response, exchange, &self.sessions, &t.resource).await
@@ -259,7 +293,7 @@ impl Proxy {
             session,
             allowed: false,
         };
-        authorize::record(&self.shared.metrics, event);
+        authorize::record(&self.shared, event);
     }
 }
 

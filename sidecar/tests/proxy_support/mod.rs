@@ -293,6 +293,7 @@ impl Proxy {
                 .expect("quota metrics register"),
             metrics: metrics.clone(),
             audit,
+            usage: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

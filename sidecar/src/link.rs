@@ -1,0 +1,233 @@
+//! The sidecar's HTTPS connection to the operator, shared by the bundle stream and the usage
+//! reports.
+//!
+//! ```text
+//! --operator https://mcp-warden-operator.mcp-warden.svc:8443
+//! --operator-ca <pem file> | MCP_WARDEN_OPERATOR_CA=<pem> ──► trust exactly that CA
+//!                            (neither)                    ──► the system's roots
+//! --token-file <projected SA token> ──► re-read for every request (the kubelet rotates it)
+//!                                       ──► Authorization: Bearer … (never logged)
+//! ```
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+use std::{path::PathBuf, sync::Arc};
+
+/// Why the link to the operator cannot be set up or used.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The CA given to trust is not usable.
+    #[error("the operator CA is unusable: {0}")]
+    Ca(String),
+    /// `--operator` is not an http(s) URL.
+    #[error("bad --operator URL {url:?}: {message}")]
+    Url {
+        /// What was given.
+        url: String,
+        /// Why it does not parse.
+        message: String,
+    },
+    /// The request cannot be built (a header the token file holds is not valid).
+    #[error("cannot build the request: {0}")]
+    Request(String),
+    /// The token file cannot be read.
+    #[error("cannot read the token file {path}: {message}")]
+    Token {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+}
+
+/// The certificates the operator's serving certificate must chain to.
+#[derive(Clone, Debug, Default)]
+pub enum Trust {
+    /// The system's roots (native, else the Mozilla bundle).
+    #[default]
+    System,
+    /// Exactly these PEM CA certificates.
+    Pem(Vec<u8>),
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client of one operator.
+#[derive(Clone, Debug)]
+pub struct Link {
+    base: url::Url,
+    token_file: Option<PathBuf>,
+    client: HttpsClient,
+}
+
+impl Link {
+    /// A link to the operator at `base`, trusting `trust`, authenticating with the token in
+    /// `token_file` when given.
+    pub fn new(base: &str, trust: &Trust, token_file: Option<PathBuf>) -> Result<Self, LinkError> {
+        let url_error = |message: String| LinkError::Url {
+            url: base.to_owned(),
+            message,
+        };
+        let parsed = url::Url::parse(base).map_err(|e| url_error(e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(url_error("the scheme must be https (or http)".into()));
+        }
+        let builder = HttpsConnectorBuilder::new();
+        let builder = match trust {
+            Trust::System => builder
+                .with_native_roots()
+                .unwrap_or_else(|_| HttpsConnectorBuilder::new().with_webpki_roots()),
+            Trust::Pem(pem) => builder.with_tls_config(client_config(pem)?),
+        };
+        let connector = builder
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        Ok(Self {
+            base: parsed,
+            token_file,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// `{base}/{path}` with the query pairs.
+    pub fn url(&self, path: &str, query: &[(&str, &str)]) -> url::Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// A request with the bearer token (read now), ready for [`Link::send`].
+    pub fn request(
+        &self,
+        method: Method,
+        url: &url::Url,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, LinkError> {
+        let mut request = Request::builder().method(method).uri(url.as_str());
+        if let Some(file) = &self.token_file {
+            let token = std::fs::read_to_string(file).map_err(|e| LinkError::Token {
+                path: file.display().to_string(),
+                message: e.to_string(),
+            })?;
+            request = request.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.trim()),
+            );
+        }
+        if let Some(content_type) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        request
+            .body(Full::new(body))
+            .map_err(|e| LinkError::Request(e.to_string()))
+    }
+
+    /// Sends a request.
+    pub async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        self.client.request(request).await.map_err(|e| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e).map_or_else(String::new, ToString::to_string)
+            )
+        })
+    }
+
+    /// The operator's base URL (for logs).
+    pub fn base(&self) -> &str {
+        self.base.as_str()
+    }
+}
+
+/// A rustls client configuration trusting exactly the CA certificates in `pem`.
+fn client_config(pem: &[u8]) -> Result<rustls::ClientConfig, LinkError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| LinkError::Ca(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(LinkError::Ca("no CERTIFICATE block in the PEM".into()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| LinkError::Ca(e.to_string()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| LinkError::Ca(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(config) // ALPN: set by the connector (h2, http/1.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_join_paths_and_queries() {
+        let link = Link::new("https://op.example:8443/base/", &Trust::System, None).unwrap();
+        let url = link.url("v1/watch", &[("namespace", "a b"), ("pod", "p")]);
+        assert_eq!(
+            url.as_str(),
+            "https://op.example:8443/base/v1/watch?namespace=a+b&pod=p"
+        );
+        let link = Link::new("http://127.0.0.1:1", &Trust::System, None).unwrap();
+        assert_eq!(
+            link.url("v1/usage", &[]).as_str(),
+            "http://127.0.0.1:1/v1/usage"
+        );
+    }
+
+    #[test]
+    fn bad_urls_and_cas_are_refused_with_the_reason() {
+        let err = Link::new("ftp://x", &Trust::System, None).unwrap_err();
+        assert!(err.to_string().contains("scheme"), "{err}");
+        let err = Link::new("not a url", &Trust::System, None).unwrap_err();
+        assert!(err.to_string().contains("bad --operator URL"), "{err}");
+        let err = Link::new("https://x", &Trust::Pem(b"garbage".to_vec()), None).unwrap_err();
+        assert!(err.to_string().contains("no CERTIFICATE"), "{err}");
+    }
+
+    #[test]
+    fn the_token_is_read_for_every_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "one\n").unwrap();
+        let link = Link::new("http://127.0.0.1:1", &Trust::System, Some(file.clone())).unwrap();
+        let url = link.url("v1/usage", &[]);
+        let auth = |link: &Link| {
+            link.request(Method::POST, &url, None, Bytes::new())
+                .unwrap()
+                .headers()[http::header::AUTHORIZATION]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(auth(&link), "Bearer one");
+        std::fs::write(&file, "two").unwrap();
+        assert_eq!(auth(&link), "Bearer two");
+        std::fs::remove_file(&file).unwrap();
+        assert!(matches!(
+            link.request(Method::GET, &url, None, Bytes::new()),
+            Err(LinkError::Token { .. })
+        ));
+    }
+}

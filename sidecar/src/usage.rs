@@ -1,0 +1,395 @@
+//! Usage reports: what this sidecar saw, per McpClient, sent to the operator every few seconds
+//! so that McpClient status (last seen, calls and denials over 24 h, runaway) and McpTool status
+//! (the tools the upstream lists) reflect real traffic.
+//!
+//! ```text
+//! every decision (proxy::authorize::record) ──► Usage::observe   calls, tools, denials by
+//!                                                                 reason, last seen (per client)
+//! every tools/list answer (proxy::relay)    ──► Usage::listed    the names the upstream lists
+//! every interval ──► Usage::take ──► UsageReport { bootId, seq, window, bundleVersion, clients,
+//!                                     runaway: Quotas::runaway_flags (complete), tools }
+//!   ──POST {operator}/v1/usage (Bearer: projected SA token)──► 2xx: sent
+//!                                  otherwise: kept with its seq and sent again first next time
+//!                                  (the operator drops a report it already has: same bootId,
+//!                                  seq not newer), at most MAX_QUEUED kept
+//! ```
+//!
+//! Counts are deltas since the previous report, so the sidecar keeps no window of its own, and
+//! bounded: at most [`MAX_CLIENTS`] clients and [`MAX_TOOLS`] tool names per client between two
+//! reports (a caller cycling through invented names cannot grow memory).
+
+use crate::{link::Link, proxy::Shared};
+use bytes::Bytes;
+use http::Method;
+use jiff::Timestamp;
+use mcp_warden_policy::ObjectRef;
+use serde::Serialize;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+/// Most distinct clients counted between two reports.
+pub const MAX_CLIENTS: usize = 10_000;
+/// Most distinct tool names counted per client between two reports.
+pub const MAX_TOOLS: usize = 256;
+/// Most unsent reports kept while the operator is unreachable (the oldest go first).
+pub const MAX_QUEUED: usize = 60;
+/// Most tool names reported for the upstream.
+const MAX_LISTED: usize = 5_000;
+
+/// One McpClient's counts since the previous report (wire format of the operator's
+/// `ClientUsage`, camelCase).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientUsage {
+    /// The McpClient's namespace.
+    pub namespace: String,
+    /// The McpClient's name.
+    pub name: String,
+    /// Tool calls, allowed or denied.
+    pub calls: u64,
+    /// Tool calls by tool name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, u64>,
+    /// Denied requests by reason.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub denials: BTreeMap<String, u64>,
+    /// The last request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Timestamp>,
+}
+
+/// The body of `POST /v1/usage` (see the operator's `usage` module and docs/push-protocol.md).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    namespace: String,
+    pod: String,
+    boot_id: String,
+    seq: u64,
+    window_start: Timestamp,
+    window_end: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle_version: Option<String>,
+    clients: Vec<ClientUsage>,
+    runaway: Vec<RunawayFlag>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolsSeen>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunawayFlag {
+    namespace: String,
+    name: String,
+    flagged_at: Timestamp,
+    suspended: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolsSeen {
+    namespace: String,
+    name: String,
+    tools_seen: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    clients: HashMap<ObjectRef, ClientUsage>,
+    listed: BTreeSet<String>,
+    listed_changed: bool,
+}
+
+/// What the proxy saw since the previous report. Cheap to call on every request.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pending: Mutex<Pending>,
+}
+
+fn lock(m: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Usage {
+    /// Counts one decision about a request of `client`: a tool call (of `tool`) when the method
+    /// is `tools/call`, a denial when `denied_reason` is set.
+    pub fn observe(
+        &self,
+        client: &ObjectRef,
+        method: &str,
+        tool: Option<&str>,
+        denied_reason: Option<&str>,
+        now: Timestamp,
+    ) {
+        let mut pending = lock(&self.pending);
+        let full = pending.clients.len() >= MAX_CLIENTS;
+        let entry = match pending.clients.get_mut(client) {
+            Some(e) => e,
+            None if full => return,
+            None => pending
+                .clients
+                .entry(client.clone())
+                .or_insert_with(|| ClientUsage {
+                    namespace: client.namespace.clone(),
+                    name: client.name.clone(),
+                    ..ClientUsage::default()
+                }),
+        };
+        entry.last_seen = Some(now);
+        if method == "tools/call" {
+            entry.calls += 1;
+            if let Some(tool) = tool
+                && (entry.tools.len() < MAX_TOOLS || entry.tools.contains_key(tool))
+            {
+                *entry.tools.entry(tool.to_owned()).or_default() += 1;
+            }
+        }
+        if let Some(reason) = denied_reason {
+            *entry.denials.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// The upstream listed these tools (one page of a `tools/list` answer).
+    pub fn listed<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut pending = lock(&self.pending);
+        for name in names {
+            if pending.listed.len() >= MAX_LISTED {
+                break;
+            }
+            if pending.listed.insert(name.to_owned()) {
+                pending.listed_changed = true;
+            }
+        }
+    }
+
+    /// Takes the counts (clients sorted) and, when it changed, the set of listed tools.
+    fn take(&self) -> (Vec<ClientUsage>, Option<Vec<String>>) {
+        let mut pending = lock(&self.pending);
+        let mut clients: Vec<ClientUsage> = pending.clients.drain().map(|(_, c)| c).collect();
+        clients.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let listed = std::mem::take(&mut pending.listed_changed)
+            .then(|| pending.listed.iter().cloned().collect());
+        (clients, listed)
+    }
+}
+
+/// Where and how often to report.
+#[derive(Clone, Debug)]
+pub struct Reporter {
+    /// The operator.
+    pub link: Link,
+    /// This pod's namespace.
+    pub namespace: String,
+    /// This pod's name.
+    pub pod: String,
+    /// Time between reports.
+    pub interval: Duration,
+}
+
+/// Reports forever (until the task is aborted).
+pub async fn run(reporter: Reporter, shared: Arc<Shared>) {
+    let boot_id = format!("{:032x}", rand::random::<u128>());
+    let mut seq = 0_u64;
+    let mut queue: VecDeque<(u64, Bytes)> = VecDeque::new();
+    let mut window_start = Timestamp::now();
+    let mut ticker = tokio::time::interval(reporter.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = Timestamp::now();
+        if let Some(report) = build(&reporter, &shared, &boot_id, seq + 1, window_start, now) {
+            seq += 1;
+            window_start = now;
+            match serde_json::to_vec(&report) {
+                Ok(body) => queue.push_back((seq, Bytes::from(body))),
+                Err(e) => tracing::error!("cannot encode a usage report: {e}"),
+            }
+            if queue.len() > MAX_QUEUED {
+                queue.pop_front();
+                shared.metrics.usage_report("dropped");
+                tracing::warn!(
+                    "the operator has been unreachable for long: the oldest usage report is dropped"
+                );
+            }
+        }
+        while let Some((seq, body)) = queue.front() {
+            match send(&reporter.link, body.clone()).await {
+                Ok(()) => {
+                    shared.metrics.usage_report("sent");
+                    queue.pop_front();
+                }
+                Err(e) => {
+                    shared.metrics.usage_report("failed");
+                    tracing::warn!(seq, operator = %reporter.link.base(), "usage report not delivered, kept for the next attempt: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The next report, or `None` when there is nothing to say (no traffic, no flags, nothing new
+/// listed).
+fn build(
+    reporter: &Reporter,
+    shared: &Shared,
+    boot_id: &str,
+    seq: u64,
+    window_start: Timestamp,
+    now: Timestamp,
+) -> Option<UsageReport> {
+    let (clients, listed) = shared.usage.as_ref()?.take();
+    let runaway: Vec<RunawayFlag> = shared
+        .quotas
+        .runaway_flags(now)
+        .into_iter()
+        .map(|f| RunawayFlag {
+            namespace: f.client.namespace,
+            name: f.client.name,
+            flagged_at: f.since,
+            suspended: f.suspended,
+        })
+        .collect();
+    let active = shared.live.current();
+    let tools = match (listed, &active) {
+        (Some(names), Some(active)) => vec![ToolsSeen {
+            namespace: active.rules.tool.namespace.clone(),
+            name: active.rules.tool.name.clone(),
+            tools_seen: names,
+        }],
+        _ => Vec::new(),
+    };
+    if clients.is_empty() && runaway.is_empty() && tools.is_empty() {
+        return None;
+    }
+    Some(UsageReport {
+        namespace: reporter.namespace.clone(),
+        pod: reporter.pod.clone(),
+        boot_id: boot_id.to_owned(),
+        seq,
+        window_start,
+        window_end: now,
+        bundle_version: active.map(|a| a.bundle.version.clone()),
+        clients,
+        runaway,
+        tools,
+    })
+}
+
+async fn send(link: &Link, body: Bytes) -> Result<(), String> {
+    let url = link.url("v1/usage", &[]);
+    let request = link
+        .request(Method::POST, &url, Some("application/json"), body)
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(10), link.send(request))
+        .await
+        .map_err(|_| "the operator did not answer in 10 s".to_owned())??;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the operator answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(name: &str) -> ObjectRef {
+        ObjectRef::new(mcp_warden_policy::Kind::McpClient, "agents", name)
+    }
+
+    #[test]
+    fn calls_tools_denials_and_last_seen_are_counted_per_client() {
+        let usage = Usage::default();
+        let (t1, t2) = (
+            Timestamp::from_second(1).unwrap(),
+            Timestamp::from_second(2).unwrap(),
+        );
+        usage.observe(&client("a"), "tools/call", Some("echo"), None, t1);
+        usage.observe(
+            &client("a"),
+            "tools/call",
+            Some("echo"),
+            Some("rate_limited"),
+            t2,
+        );
+        usage.observe(&client("a"), "tools/list", None, None, t2);
+        usage.observe(
+            &client("b"),
+            "tools/call",
+            Some("refund"),
+            Some("not_granted"),
+            t1,
+        );
+        let (clients, listed) = usage.take();
+        assert_eq!(listed, None);
+        assert_eq!(clients.len(), 2);
+        let a = &clients[0];
+        assert_eq!((a.name.as_str(), a.calls, a.last_seen), ("a", 2, Some(t2)));
+        assert_eq!(a.tools, BTreeMap::from([("echo".to_owned(), 2)]));
+        assert_eq!(a.denials, BTreeMap::from([("rate_limited".to_owned(), 1)]));
+        assert_eq!(clients[1].denials["not_granted"], 1);
+        assert!(usage.take().0.is_empty(), "counts are deltas");
+    }
+
+    #[test]
+    fn invented_names_cannot_grow_memory() {
+        let usage = Usage::default();
+        let now = Timestamp::now();
+        for i in 0..MAX_TOOLS + 50 {
+            usage.observe(
+                &client("a"),
+                "tools/call",
+                Some(&format!("t{i}")),
+                None,
+                now,
+            );
+        }
+        let (clients, _) = usage.take();
+        assert_eq!(
+            clients[0].calls,
+            (MAX_TOOLS + 50) as u64,
+            "every call counts"
+        );
+        assert_eq!(clients[0].tools.len(), MAX_TOOLS);
+        for i in 0..MAX_CLIENTS + 5 {
+            usage.observe(&client(&format!("c{i}")), "ping", None, None, now);
+        }
+        assert_eq!(usage.take().0.len(), MAX_CLIENTS);
+    }
+
+    #[test]
+    fn listed_tools_are_reported_when_they_change() {
+        let usage = Usage::default();
+        usage.listed(["b", "a"]);
+        assert_eq!(usage.take().1, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(usage.take().1, None);
+        usage.listed(["a"]);
+        assert_eq!(usage.take().1, None, "nothing new");
+        usage.listed(["c"]);
+        assert_eq!(usage.take().1.unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_wire_format_is_the_operators() {
+        let mut c = ClientUsage {
+            namespace: "agents".into(),
+            name: "bot".into(),
+            calls: 3,
+            ..ClientUsage::default()
+        };
+        c.tools.insert("echo".into(), 3);
+        c.last_seen = Some(Timestamp::from_second(0).unwrap());
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            serde_json::json!({"namespace": "agents", "name": "bot", "calls": 3,
+                "tools": {"echo": 3}, "lastSeen": "1970-01-01T00:00:00Z"})
+        );
+    }
+}

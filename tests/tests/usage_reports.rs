@@ -1,0 +1,280 @@
+//! Usage reports, sidecar → operator, over real HTTPS: the operator's push server (in process,
+//! with its real `/v1/usage` endpoint and usage store) behind a certificate only the given CA
+//! vouches for, and the real sidecar binary in operator mode in front of server-everything.
+//!
+//! Proves that `--operator-ca` is what the sidecar trusts, that the projected-token file is sent
+//! on both the watch and the reports, and that calls, denials by reason, last seen and the tools
+//! the upstream lists reach the store McpClient/McpTool status is computed from.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
+use jiff::Timestamp;
+use mcp_warden_operator::{
+    clock::SystemClock,
+    files,
+    index::Index,
+    push::{self, Authorizer, Extensions, PushSettings},
+    usage::{UsageEndpoint, UsageStore},
+};
+use mcp_warden_tests::{
+    mcp::Session,
+    procs::{enforced_version, metric_lines, server_everything, sidecar},
+    repo_root,
+};
+use serde_json::json;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// Admits exactly `Bearer <token>`, for any pod of namespace `demo`.
+struct Token(String);
+
+impl Authorizer for Token {
+    fn authorize(&self, headers: &http::HeaderMap, namespace: &str, _: &str) -> Result<(), String> {
+        let sent = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if sent == Some(&format!("Bearer {}", self.0)) && namespace == "demo" {
+            Ok(())
+        } else {
+            Err("wrong token".into())
+        }
+    }
+}
+
+struct Operator {
+    url: String,
+    store: UsageStore,
+    ca_pem: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// The push API with TLS (a self-signed certificate for `localhost`) and `/v1/usage`.
+fn operator(token: &str) -> Operator {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()).into();
+    let mut tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let index = Index::default();
+    let (inventory, _) = files::read_dir(&repo_root().join("examples/everything")).unwrap();
+    index.replace_all(inventory);
+    let store = UsageStore::default();
+    let authorizer: Arc<dyn Authorizer> = Arc::new(Token(token.to_owned()));
+    let usage = UsageEndpoint {
+        store: store.clone(),
+        authorizer: authorizer.clone(),
+        clock: Arc::new(SystemClock),
+        metrics: None,
+    };
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let settings = PushSettings {
+        heartbeat: Duration::from_secs(1),
+        labels_from_query: true,
+    };
+    let extensions = Extensions {
+        tls: Some(Arc::new(tls)),
+        usage: Some(Arc::new(usage)),
+    };
+    runtime.spawn(async move {
+        push::serve_with(
+            listener,
+            index,
+            settings,
+            authorizer,
+            extensions,
+            std::future::pending(),
+        )
+        .await;
+    });
+    Operator {
+        url: format!("https://localhost:{port}"),
+        store,
+        ca_pem: cert.cert.pem(),
+        _runtime: runtime,
+    }
+}
+
+fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
+    let (_upstream, upstream) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "projected-sa-token\n").unwrap();
+    let op = operator("projected-sa-token");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &op.ca_pem).unwrap();
+    let common = [
+        "--operator",
+        op.url.as_str(),
+        "--pod-namespace",
+        "demo",
+        "--pod-labels",
+        "app=server-everything",
+        "--upstream",
+        upstream.as_str(),
+        "--anonymous-client",
+        "demo/agent-beta",
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--usage-interval-seconds",
+        "1",
+    ];
+
+    // Without the CA the operator's certificate is not trusted: nothing is enforced.
+    let (_untrusting, addrs) = sidecar(&[&common[..], &["--pod-name", "pod-0"]].concat())
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        enforced_version(&addrs.admin),
+        None,
+        "a self-signed operator is not trusted by default"
+    );
+
+    let (sidecar, addrs) = sidecar(
+        &[
+            &common[..],
+            &["--pod-name", "pod-1", "--operator-ca", ca.to_str().unwrap()],
+        ]
+        .concat(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_until(
+        "the first bundle over HTTPS",
+        Duration::from_secs(10),
+        || enforced_version(&addrs.admin).is_some(),
+    );
+    let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
+    let listed = session.request("tools/list", json!({})).unwrap();
+    assert!(listed.is_success());
+    for _ in 0..3 {
+        assert!(
+            session
+                .call_tool("echo", json!({"message": "hi"}))
+                .unwrap()
+                .is_success()
+        );
+    }
+    let denied = session
+        .call_tool("toggle-simulated-logging", json!({}))
+        .unwrap();
+    assert!(!denied.is_success(), "agent-beta may not call it");
+
+    let key = ("demo".to_owned(), "agent-beta".to_owned());
+    wait_until("the usage report", Duration::from_secs(10), || {
+        op.store
+            .view(Timestamp::now())
+            .clients
+            .get(&key)
+            .is_some_and(|c| c.calls_24h == 4)
+    });
+    let view = op.store.view(Timestamp::now());
+    let client = &view.clients[&key];
+    assert_eq!(client.denials_24h, 1, "{client:?}");
+    assert_eq!(client.denials_by_reason.keys().collect::<Vec<_>>().len(), 1);
+    assert!(client.last_seen.is_some_and(|t| t <= Timestamp::now()));
+    let tools = &view.tools[&("demo".to_owned(), "everything".to_owned())];
+    assert!(
+        tools.contains("echo") && tools.contains("toggle-simulated-logging"),
+        "every tool the upstream lists, shown or hidden: {tools:?}"
+    );
+    let reporters = op.store.reporters();
+    assert_eq!(
+        reporters.get(&("demo".to_owned(), "pod-1".to_owned())),
+        Some(&enforced_version(&addrs.admin)),
+        "the report names the bundle in force"
+    );
+    assert!(
+        !reporters.contains_key(&("demo".to_owned(), "pod-0".to_owned())),
+        "the untrusting sidecar reported nothing"
+    );
+    assert!(
+        metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
+            .iter()
+            .any(|l| l.contains("result=\"sent\"")),
+        "sent reports are counted"
+    );
+    drop(sidecar);
+}
+
+#[test]
+fn reports_with_a_wrong_token_are_refused_and_kept_for_later() {
+    let (_upstream, upstream) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "right").unwrap();
+    let op = operator("right");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &op.ca_pem).unwrap();
+    let (_sidecar, addrs) = sidecar(&[
+        "--operator",
+        op.url.as_str(),
+        "--operator-ca",
+        ca.to_str().unwrap(),
+        "--pod-namespace",
+        "demo",
+        "--pod-name",
+        "pod-2",
+        "--pod-labels",
+        "app=server-everything",
+        "--upstream",
+        upstream.as_str(),
+        "--anonymous-client",
+        "demo/agent-beta",
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--usage-interval-seconds",
+        "1",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_until("the first bundle", Duration::from_secs(10), || {
+        enforced_version(&addrs.admin).is_some()
+    });
+    // The kubelet rotates the token to one the operator refuses: reports fail and are kept.
+    std::fs::write(&token_file, "wrong").unwrap();
+    let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
+    assert!(
+        session
+            .call_tool("echo", json!({"message": "a"}))
+            .unwrap()
+            .is_success()
+    );
+    wait_until("a refused report", Duration::from_secs(10), || {
+        metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
+            .iter()
+            .any(|l| l.contains("result=\"failed\""))
+    });
+    let key = ("demo".to_owned(), "agent-beta".to_owned());
+    assert!(!op.store.view(Timestamp::now()).clients.contains_key(&key));
+    // A valid token again: the kept report arrives, counted once.
+    std::fs::write(&token_file, "right").unwrap();
+    wait_until("the kept report", Duration::from_secs(10), || {
+        op.store
+            .view(Timestamp::now())
+            .clients
+            .get(&key)
+            .is_some_and(|c| c.calls_24h == 1)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        op.store.view(Timestamp::now()).clients[&key].calls_24h,
+        1,
+        "not counted twice"
+    );
+}
