@@ -25,6 +25,7 @@ pub mod index;
 pub mod leader;
 pub mod metrics;
 pub mod push;
+pub mod review;
 pub mod run;
 pub mod status;
 pub mod status_writer;
