@@ -23,9 +23,9 @@ use crate::{
     index::PodKey,
     usage::{ClientView, ToolView, UsageView},
 };
+use jiff::SignedDuration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use jiff::SignedDuration;
 use mcp_warden_crds::{
     ClientPhase, DefaultAction, McpClient, McpClientStatus, McpPolicy, McpPolicyStatus, McpTool,
     McpToolStatus, PolicyMode, ToolUsage,
@@ -586,7 +586,10 @@ pub fn tool_usage(
 ) -> Vec<ToolUsage> {
     let mut merged: BTreeMap<String, (Option<Timestamp>, u64)> = BTreeMap::new();
     for previous in client.status.iter().flat_map(|s| &s.tool_usage) {
-        merged.insert(previous.tool.clone(), (previous.last_used.as_ref().map(|t| t.0), 0));
+        merged.insert(
+            previous.tool.clone(),
+            (previous.last_used.as_ref().map(|t| t.0), 0),
+        );
     }
     for (tool, view) in used {
         let entry = merged.entry(tool.clone()).or_default();
@@ -605,7 +608,12 @@ pub fn tool_usage(
         })
         .collect();
     if entries.len() > MAX_TOOL_USAGE {
-        entries.sort_by(|a, b| b.last_used.as_ref().map(|t| t.0).cmp(&a.last_used.as_ref().map(|t| t.0)));
+        entries.sort_by(|a, b| {
+            b.last_used
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&a.last_used.as_ref().map(|t| t.0))
+        });
         entries.truncate(MAX_TOOL_USAGE);
         entries.sort_by(|a, b| a.tool.cmp(&b.tool));
     }
@@ -833,7 +841,7 @@ spec:
             (("team".into(), "pay-0".into()), labels("pay")),
             (("team".into(), "web-0".into()), labels("web")),
         ]);
-        let used = |at: &str, calls| crate::usage::ToolView {
+        let used = |at: &str, calls| ToolView {
             calls_24h: calls,
             last_used: Some(t(at)),
         };
@@ -875,12 +883,17 @@ spec:
         assert_eq!(s2.tool_usage[0].calls_24h, 0);
         assert_eq!(s2.tool_usage[0].last_used, s.tool_usage[0].last_used);
         // client_status alone carries the entries over too.
-        assert_eq!(client_status(&client, None, None, later).tool_usage, s2.tool_usage);
+        assert_eq!(
+            client_status(&client, None, None, later).tool_usage,
+            s2.tool_usage
+        );
         // After the retention the entry is dropped.
         let gone = t("2030-05-01T10:00:01Z");
-        assert!(compute(&inv2, &pods, &UsageView::default(), gone).clients[&key]
-            .tool_usage
-            .is_empty());
+        assert!(
+            compute(&inv2, &pods, &UsageView::default(), gone).clients[&key]
+                .tool_usage
+                .is_empty()
+        );
     }
 
     #[test]

@@ -595,7 +595,11 @@ mod tests {
         );
         // Past the window both fall out of the view (status keeps lastUsed).
         let v = store.view(t0 + SignedDuration::from_hours(30));
-        assert!(v.clients[&key].tools.is_empty(), "{:?}", v.clients[&key].tools);
+        assert!(
+            v.clients[&key].tools.is_empty(),
+            "{:?}",
+            v.clients[&key].tools
+        );
         let mut bad = report(3, 1);
         bad.clients[0].tools = BTreeMap::from([(String::new(), 1)]);
         assert!(validate(&bad).is_err());

@@ -136,7 +136,10 @@ fn report_over_the_examples_matches_the_golden_files() {
     // Undeclared tools (defaultAction Deny) are granted to nobody, even when seen upstream.
     let alpha = client("demo", "agent-alpha");
     assert!(
-        alpha.grants.iter().all(|g| !g.tool.ends_with("simulate-research-query")),
+        alpha
+            .grants
+            .iter()
+            .all(|g| !g.tool.ends_with("simulate-research-query")),
         "{:?}",
         alpha.grants
     );
@@ -152,8 +155,7 @@ fn report_over_the_examples_matches_the_golden_files() {
     check_golden("report.csv", &render(&report, Format::Csv));
     check_golden("report.json", &render(&report, Format::Json));
     // JSON: a stable schema, every field present.
-    let json: serde_json::Value =
-        serde_json::from_str(&render(&report, Format::Json)).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&render(&report, Format::Json)).unwrap();
     assert_eq!(json["schemaVersion"], 1);
     assert_eq!(json["clients"][0]["lastSeen"], serde_json::Value::Null);
     // CSV: RFC 4180 records, CRLF-terminated, one per client plus the header.
@@ -189,15 +191,22 @@ fn the_binary_prints_the_golden_csv() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("--now \"yesterday\" is not an RFC 3339 time"), "{stderr}");
+    assert!(
+        stderr.contains("--now \"yesterday\" is not an RFC 3339 time"),
+        "{stderr}"
+    );
 }
 
 fn example_text() -> String {
-    ["payments/tool.yaml", "payments/clients.yaml", "payments/policies.yaml"]
-        .iter()
-        .map(|f| std::fs::read_to_string(repo().join("examples").join(f)).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n---\n")
+    [
+        "payments/tool.yaml",
+        "payments/clients.yaml",
+        "payments/policies.yaml",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(repo().join("examples").join(f)).unwrap())
+    .collect::<Vec<_>>()
+    .join("\n---\n")
 }
 
 #[tokio::test]
@@ -244,7 +253,10 @@ spec: {owner: me, identity: {issuer: "https://idp.example.com", clientId: no-cad
         review.last_reviewed_at.as_ref().map(|t| t.0),
         Some(t("2026-12-10T11:00:00Z"))
     );
-    assert_eq!(review.last_reviewed_by.as_deref(), Some("carol@example.com"));
+    assert_eq!(
+        review.last_reviewed_by.as_deref(),
+        Some("carol@example.com")
+    );
     assert_eq!(review.interval_days, 30, "the cadence is left alone");
     assert!(review.enforce, "enforce is left alone");
     assert_eq!(again.spec.owner, before.spec.owner);
@@ -299,7 +311,13 @@ async fn post(port: u16, path: &str, body: serde_json::Value) -> (StatusCode, St
 async fn per_tool_usage_reaches_status_and_the_cluster_report() {
     let (client, _) = fake_cluster().await;
     create(&client, &example_text()).await;
-    create_pod(&client, "payments", "payments-mcp-0", &[("app", "payments-mcp")]).await;
+    create_pod(
+        &client,
+        "payments",
+        "payments-mcp-0",
+        &[("app", "payments-mcp")],
+    )
+    .await;
     let clock = Arc::new(ManualClock::new(t(NOW)));
     let op = Operator::start(&client, clock.clone(), Leadership::Always).await;
 
@@ -333,7 +351,10 @@ async fn per_tool_usage_reaches_status_and_the_cluster_report() {
     assert_eq!(code, StatusCode::OK, "{body}");
     let bad = json!({"namespace": "payments", "pod": "payments-mcp-0", "bootId": "b", "seq": 2,
         "clients": [{"namespace": "agents", "name": "support-bot", "tools": {"": 1}}]});
-    assert_eq!(post(port, "/v1/usage", bad).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(port, "/v1/usage", bad).await.0,
+        StatusCode::BAD_REQUEST
+    );
 
     let api = Api::<McpClient>::namespaced(client.clone(), "agents");
     let bot = eventually_some("toolUsage in status", Duration::from_secs(10), || async {
@@ -347,7 +368,13 @@ async fn per_tool_usage_reaches_status_and_the_cluster_report() {
     let usage: Vec<(String, u64, Option<Timestamp>)> = bot
         .tool_usage
         .iter()
-        .map(|u| (u.tool.clone(), u.calls_24h, u.last_used.as_ref().map(|t| t.0)))
+        .map(|u| {
+            (
+                u.tool.clone(),
+                u.calls_24h,
+                u.last_used.as_ref().map(|t| t.0),
+            )
+        })
         .collect();
     let seen = Some(t("2026-12-10T11:59:00Z"));
     assert_eq!(
@@ -358,6 +385,29 @@ async fn per_tool_usage_reaches_status_and_the_cluster_report() {
         ]
     );
     assert_eq!(bot.calls_24h, Some(5));
+
+    // `kubectl get mcpclients -o wide`: every printer column reads a field the operator writes
+    // (EXPIRES is spec.expiresAt, which support-bot does not set).
+    let object = serde_json::to_value(api.get("support-bot").await.unwrap()).unwrap();
+    let crd = <McpClient as kube::CustomResourceExt>::crd();
+    let columns = crd.spec.versions[0]
+        .additional_printer_columns
+        .clone()
+        .unwrap();
+    assert_eq!(columns.len(), 8);
+    for c in columns.iter().filter(|c| c.json_path != ".spec.expiresAt") {
+        let value = c
+            .json_path
+            .trim_start_matches('.')
+            .split('.')
+            .fold(&object, |v, f| &v[f]);
+        assert!(
+            !value.is_null() && value != &json!([]),
+            "column {} ({}) is empty: {object}",
+            c.name,
+            c.json_path
+        );
+    }
 
     // The report, read from the cluster, sees it: get_transaction is the one unused grant.
     let inventory = source::from_cluster(&client, Some("agents")).await.unwrap();

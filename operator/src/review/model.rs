@@ -129,9 +129,11 @@ impl Flag {
 
 /// Whether the status shows condition `type_` True (with `reason`, when given).
 fn condition(client: &McpClient, type_: &str, reason: Option<&str>) -> bool {
-    client.status.iter().flat_map(|s| &s.conditions).any(|c| {
-        c.type_ == type_ && c.status == "True" && reason.is_none_or(|r| c.reason == r)
-    })
+    client
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == type_ && c.status == "True" && reason.is_none_or(|r| c.reason == r))
 }
 
 /// The last use of `pattern` (a tool name or glob, qualified) in the client's toolUsage.
@@ -171,7 +173,11 @@ fn grants(inventory: &Inventory) -> (BTreeMap<Key, Vec<Grant>>, Vec<String>) {
         };
         let prefix = format!("{}/{}/", key.0, key.1);
         let mut names: BTreeSet<String> = tool.spec.tools.iter().map(|t| t.name.clone()).collect();
-        names.extend(tool.status.iter().flat_map(|s| s.tools_seen.iter().cloned()));
+        names.extend(
+            tool.status
+                .iter()
+                .flat_map(|s| s.tools_seen.iter().cloned()),
+        );
         for policy in &bundle.policies {
             let names_here = policy
                 .spec
@@ -267,7 +273,9 @@ pub fn build(inventory: &Inventory, namespace: Option<&str>, now: Timestamp) -> 
                 phase,
                 expires_at: client.spec.expires_at.as_ref().map(|t| t.0),
                 review_due: lifecycle::review_due(client),
-                last_reviewed_at: review.and_then(|r| r.last_reviewed_at.as_ref()).map(|t| t.0),
+                last_reviewed_at: review
+                    .and_then(|r| r.last_reviewed_at.as_ref())
+                    .map(|t| t.0),
                 last_reviewed_by: review.and_then(|r| r.last_reviewed_by.clone()),
                 last_seen,
                 calls_24h: status.and_then(|s| s.calls_24h),

@@ -127,12 +127,24 @@ pub fn csv(report: &ReviewReport) -> String {
     out
 }
 
-/// A Markdown table cell: `|` escaped, line breaks flattened, `—` when empty.
+/// A Markdown table cell: `|` escaped, `<` as an entity (no HTML from CR text), line breaks
+/// flattened, `—` when empty.
 fn cell(value: &str) -> String {
     if value.is_empty() {
         return "—".into();
     }
-    value.replace('|', "\\|").replace(['\r', '\n'], " ")
+    value
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace(['\r', '\n'], " ")
+}
+
+/// A name in a code span (so `refund_*` is not read as emphasis), as a table cell.
+fn code(value: &str) -> String {
+    if value.is_empty() || value.contains('`') {
+        return cell(value);
+    }
+    format!("`{}`", value.replace('|', "\\|").replace(['\r', '\n'], " "))
 }
 
 /// The report as Markdown: a summary table, then a section per client.
@@ -198,8 +210,8 @@ pub fn markdown(report: &ReviewReport) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {} | {:?} | {} | {} |",
-                cell(&g.tool),
-                cell(&g.policy),
+                code(&g.tool),
+                code(&g.policy),
                 g.mode,
                 cell(&g.scopes.join(" ")),
                 cell(&time(g.last_used)),
@@ -237,6 +249,9 @@ mod tests {
     #[test]
     fn markdown_cells_cannot_break_the_table() {
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell("<img src=x>"), "&lt;img src=x>");
         assert_eq!(cell(""), "—");
+        assert_eq!(code("ns/t/refund_*"), "`ns/t/refund_*`");
+        assert_eq!(code("a`b"), "a`b");
     }
 }

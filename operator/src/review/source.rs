@@ -53,12 +53,11 @@ pub fn from_files(
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        unmatched = apply_snapshot(&mut inventory, &text).map_err(|message| {
-            ReviewError::Snapshot {
+        unmatched =
+            apply_snapshot(&mut inventory, &text).map_err(|message| ReviewError::Snapshot {
                 path: path.display().to_string(),
                 message,
-            }
-        })?;
+            })?;
     }
     Ok((inventory, unmatched))
 }
@@ -75,7 +74,10 @@ pub fn apply_snapshot(inventory: &mut Inventory, text: &str) -> Result<Vec<Strin
     };
     let mut unmatched = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let kind = item.get("kind").and_then(Value::as_str).unwrap_or("McpClient");
+        let kind = item
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("McpClient");
         let meta = item.get("metadata");
         let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
         let Some(name) = field("name") else {
@@ -88,9 +90,8 @@ pub fn apply_snapshot(inventory: &mut Inventory, text: &str) -> Result<Vec<Strin
         let Some(status) = item.get("status").filter(|s| !s.is_null()) else {
             continue;
         };
-        let bad = |e: serde_json::Error| {
-            format!("items[{i}] ({kind} {}/{}): status: {e}", key.0, key.1)
-        };
+        let bad =
+            |e: serde_json::Error| format!("items[{i}] ({kind} {}/{}): status: {e}", key.0, key.1);
         let applied = match kind {
             "McpClient" => {
                 let status: McpClientStatus =
