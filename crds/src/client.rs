@@ -215,11 +215,5 @@ pub struct ToolUsage {
 
 /// Schema of `toolUsage`: a list-map keyed by `tool`, so server-side apply merges per tool.
 fn tool_usage_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let mut schema = generator.subschema_for::<Vec<ToolUsage>>();
-    schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["tool"]),
-    );
-    schema
+    list_map_schema::<ToolUsage>(generator, "tool")
 }

@@ -7,9 +7,7 @@
 
 mod support;
 
-use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use jiff::Timestamp;
 use kube::Api;
 use mcp_warden_crds::{ClientPhase, McpClient};
@@ -286,25 +284,8 @@ spec: {owner: me, identity: {issuer: "https://idp.example.com", clientId: no-cad
     );
 }
 
-/// POSTs JSON over plain HTTP to 127.0.0.1:`port`.
 async fn post(port: u16, path: &str, body: serde_json::Value) -> (StatusCode, String) {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::post(path)
-        .header(header::HOST, "localhost")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    support::http(port, http::Method::POST, path, Some(body)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
