@@ -30,5 +30,6 @@ pub mod run;
 pub mod status;
 pub mod status_writer;
 pub mod tokenreview;
+pub mod tool_usage;
 pub mod usage;
 pub mod watch;

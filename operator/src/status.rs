@@ -10,8 +10,7 @@
 //! - **McpClient**: `phase` (Suspended > Expired > ReviewOverdue > Active, a runaway suspension
 //!   counting as Suspended), conditions `Ready`, `Suspended`, `Expired`, `ReviewOverdue`,
 //!   `RunawayDetected`, `reviewDue`, `lastSeen`, `calls24h`, `denials24h`, `effectiveTools`,
-//!   `toolUsage` (per `<ns>/<McpTool>/<tool>`: the reporting pod is resolved to the McpTool
-//!   whose selector matches it; `lastUsed` is kept from the current status for 90 days).
+//!   `toolUsage` (see `tool_usage`).
 //! - **McpPolicy**: `Accepted` (false when it references no existing McpTool, or does not
 //!   deserialize), `ResolvedRefs` (the message names every missing McpTool and McpClient).
 //! - **McpTool**: `governedPods`, `toolsSeen`, `undeclaredTools`, `Ready`.
@@ -21,14 +20,14 @@
 
 use crate::{
     index::PodKey,
-    usage::{ClientView, ToolView, UsageView},
+    tool_usage,
+    usage::{ClientView, UsageView},
 };
-use jiff::SignedDuration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use mcp_warden_crds::{
     ClientPhase, DefaultAction, McpClient, McpClientStatus, McpPolicy, McpPolicyStatus, McpTool,
-    McpToolStatus, PolicyMode, ToolUsage,
+    McpToolStatus, PolicyMode,
 };
 use mcp_warden_policy::{
     Inventory, bundle::granted_clients, glob::Glob, inventory::Key, lifecycle, selector,
@@ -318,7 +317,7 @@ pub fn client_status(
         denials_24h: Some(usage.map_or(0, |u| u.denials_24h)),
         effective_tools: effective,
         // compute() adds this window's use; alone, the current entries carry over.
-        tool_usage: tool_usage(client, &BTreeMap::new(), now),
+        tool_usage: tool_usage::merge(client, &BTreeMap::new(), now),
     }
 }
 
@@ -521,109 +520,10 @@ pub fn tool_status(
     }
 }
 
-/// How long `toolUsage[].lastUsed` is kept after the last use.
-pub const TOOL_USAGE_RETENTION: SignedDuration = SignedDuration::from_hours(24 * 90);
-/// Most `toolUsage` entries per McpClient (the most recently used are kept).
-pub const MAX_TOOL_USAGE: usize = 256;
-
-/// The McpTool governing each reporting pod of `usage`: the one McpTool in the pod's namespace
-/// whose `server.selector` matches its labels (as `select` picks it). Pods that are gone, or
-/// that no single McpTool selects, are left out.
-fn reporting_pods(inventory: &Inventory, pods: &Pods, usage: &UsageView) -> HashMap<PodKey, Key> {
-    let reporting: BTreeSet<&PodKey> = usage
-        .clients
-        .values()
-        .flat_map(|c| c.tools.keys().map(|(pod, _)| pod))
-        .collect();
-    let mut out = HashMap::new();
-    for pod in reporting {
-        let Some(labels) = pods.get(pod) else {
-            continue;
-        };
-        let mut matching = inventory
-            .tools()
-            .range((pod.0.clone(), String::new())..)
-            .take_while(|((ns, _), _)| *ns == pod.0)
-            .filter(|(_, t)| {
-                t.spec
-                    .server
-                    .selector
-                    .as_ref()
-                    .is_some_and(|s| selector::matches(s, labels))
-            });
-        if let (Some((key, _)), None) = (matching.next(), matching.next()) {
-            out.insert(pod.clone(), key.clone());
-        }
-    }
-    out
-}
-
-/// One client's per-tool usage keyed by `<ns>/<McpTool>/<tool>`, summed over reporting pods.
-fn resolved_tools(
-    usage: Option<&ClientView>,
-    governing: &HashMap<PodKey, Key>,
-) -> BTreeMap<String, ToolView> {
-    let mut out: BTreeMap<String, ToolView> = BTreeMap::new();
-    for ((pod, tool), view) in usage.map(|u| &u.tools).into_iter().flatten() {
-        let Some((ns, name)) = governing.get(pod) else {
-            continue;
-        };
-        let t = out.entry(format!("{ns}/{name}/{tool}")).or_default();
-        t.calls_24h = t.calls_24h.saturating_add(view.calls_24h);
-        t.last_used = t.last_used.max(view.last_used);
-    }
-    out
-}
-
-/// `status.toolUsage` of one McpClient: the tools used in the window (calls over 24 h, last use),
-/// merged with the current status's entries (their `lastUsed` kept, calls back to 0) until
-/// [`TOOL_USAGE_RETENTION`] after their last use; at most [`MAX_TOOL_USAGE`], most recent first
-/// kept, sorted by tool.
-pub fn tool_usage(
-    client: &McpClient,
-    used: &BTreeMap<String, ToolView>,
-    now: Timestamp,
-) -> Vec<ToolUsage> {
-    let mut merged: BTreeMap<String, (Option<Timestamp>, u64)> = BTreeMap::new();
-    for previous in client.status.iter().flat_map(|s| &s.tool_usage) {
-        merged.insert(
-            previous.tool.clone(),
-            (previous.last_used.as_ref().map(|t| t.0), 0),
-        );
-    }
-    for (tool, view) in used {
-        let entry = merged.entry(tool.clone()).or_default();
-        entry.0 = entry.0.max(view.last_used);
-        entry.1 = view.calls_24h;
-    }
-    let mut entries: Vec<ToolUsage> = merged
-        .into_iter()
-        .filter(|(_, (last, calls))| {
-            *calls > 0 || last.is_some_and(|t| now.duration_since(t) <= TOOL_USAGE_RETENTION)
-        })
-        .map(|(tool, (last, calls))| ToolUsage {
-            tool,
-            last_used: last.map(time),
-            calls_24h: calls,
-        })
-        .collect();
-    if entries.len() > MAX_TOOL_USAGE {
-        entries.sort_by(|a, b| {
-            b.last_used
-                .as_ref()
-                .map(|t| t.0)
-                .cmp(&a.last_used.as_ref().map(|t| t.0))
-        });
-        entries.truncate(MAX_TOOL_USAGE);
-        entries.sort_by(|a, b| a.tool.cmp(&b.tool));
-    }
-    entries
-}
-
 /// The status every object of the inventory should have at `now`.
 pub fn compute(inventory: &Inventory, pods: &Pods, usage: &UsageView, now: Timestamp) -> Desired {
     let granted = effective_tools(inventory);
-    let governing = reporting_pods(inventory, pods, usage);
+    let attribution = tool_usage::Attribution::new(inventory, pods, usage);
     Desired {
         tools: inventory
             .tools()
@@ -636,7 +536,7 @@ pub fn compute(inventory: &Inventory, pods: &Pods, usage: &UsageView, now: Times
             .map(|(k, c)| {
                 let view = usage.clients.get(k);
                 let mut status = client_status(c, granted.get(k), view, now);
-                status.tool_usage = tool_usage(c, &resolved_tools(view, &governing), now);
+                status.tool_usage = tool_usage::merge(c, &attribution.resolve(view), now);
                 (k.clone(), status)
             })
             .collect(),
@@ -829,70 +729,6 @@ spec:
         assert_eq!(
             (none.governed_pods, none.conditions[0].reason.as_str()),
             (Some(0), "NoPods")
-        );
-    }
-
-    #[test]
-    fn tool_usage_resolves_the_reporting_pod_and_keeps_last_use() {
-        let inv = inventory();
-        let key = ("agents".to_string(), "bot".to_string());
-        let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
-        let pods: Pods = BTreeMap::from([
-            (("team".into(), "pay-0".into()), labels("pay")),
-            (("team".into(), "web-0".into()), labels("web")),
-        ]);
-        let used = |at: &str, calls| ToolView {
-            calls_24h: calls,
-            last_used: Some(t(at)),
-        };
-        let mut usage = UsageView::default();
-        usage.clients.insert(
-            key.clone(),
-            ClientView {
-                tools: BTreeMap::from([
-                    (
-                        (("team".into(), "pay-0".into()), "get_balance".into()),
-                        used("2030-01-31T10:00:00Z", 4),
-                    ),
-                    // web-0 is governed by no McpTool: its use cannot be attributed.
-                    (
-                        (("team".into(), "web-0".into()), "anything".into()),
-                        used("2030-01-31T11:00:00Z", 1),
-                    ),
-                ]),
-                ..ClientView::default()
-            },
-        );
-        let now = t("2030-02-01T00:00:00Z");
-        let s = &compute(&inv, &pods, &usage, now).clients[&key];
-        assert_eq!(
-            s.tool_usage,
-            vec![ToolUsage {
-                tool: "team/pay/get_balance".into(),
-                last_used: Some(time(t("2030-01-31T10:00:00Z"))),
-                calls_24h: 4,
-            }]
-        );
-        // A day later the window is empty: lastUsed stays, calls go back to 0.
-        let mut client = inv.clients()[&key].clone();
-        client.status = Some(s.clone());
-        let mut inv2 = inv.clone();
-        inv2.apply(Resource::Client(client.clone()));
-        let later = t("2030-02-02T12:00:00Z");
-        let s2 = &compute(&inv2, &pods, &UsageView::default(), later).clients[&key];
-        assert_eq!(s2.tool_usage[0].calls_24h, 0);
-        assert_eq!(s2.tool_usage[0].last_used, s.tool_usage[0].last_used);
-        // client_status alone carries the entries over too.
-        assert_eq!(
-            client_status(&client, None, None, later).tool_usage,
-            s2.tool_usage
-        );
-        // After the retention the entry is dropped.
-        let gone = t("2030-05-01T10:00:01Z");
-        assert!(
-            compute(&inv2, &pods, &UsageView::default(), gone).clients[&key]
-                .tool_usage
-                .is_empty()
         );
     }
 
