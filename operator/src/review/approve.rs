@@ -141,3 +141,43 @@ pub async fn approve(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_named_by_namespace_slash_name_or_with_n() {
+        let ok = |c: &str, n: Option<&str>| target(c, n, "default").expect("valid");
+        assert_eq!(ok("agents/bot", None), ("agents".into(), "bot".into()));
+        assert_eq!(
+            ok("agents/bot", Some("agents")),
+            ("agents".into(), "bot".into())
+        );
+        assert_eq!(ok("bot", Some("agents")), ("agents".into(), "bot".into()));
+        assert_eq!(ok("bot", None), ("default".into(), "bot".into()));
+        for (c, n) in [
+            ("agents/bot", Some("other")),
+            ("/bot", None),
+            ("a/b/c", None),
+            ("", None),
+        ] {
+            assert!(
+                matches!(target(c, n, "default"), Err(ReviewError::Usage(_))),
+                "{c:?} -n {n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_patch_sets_only_the_review_record() {
+        let now: Timestamp = "2026-12-10T12:00:00Z".parse().expect("time");
+        let at: Timestamp = "2026-12-10T11:00:00.750Z".parse().expect("time");
+        let a = Approval::new("agents", "bot", " alice@example.com ", at, now).expect("valid");
+        assert_eq!(
+            a.patch(),
+            json!({"spec": {"review": {"lastReviewedAt": "2026-12-10T11:00:00Z",
+                                       "lastReviewedBy": "alice@example.com"}}})
+        );
+    }
+}

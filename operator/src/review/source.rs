@@ -22,14 +22,31 @@ pub async fn from_cluster(
     namespace: Option<&str>,
 ) -> Result<Inventory, ReviewError> {
     let lp = ListParams::default();
-    let tools = Api::<McpTool>::all(client.clone()).list(&lp).await?;
-    let policies = Api::<McpPolicy>::all(client.clone()).list(&lp).await?;
+    let hint = |what: &'static str| {
+        move |e: kube::Error| match e {
+            kube::Error::Api(s) if s.code == 403 => ReviewError::Usage(format!(
+                "not allowed to list {what}: the report needs list on mcptools and mcppolicies in \
+                 every namespace and on the mcpclients reviewed ({})",
+                s.message
+            )),
+            e => e.into(),
+        }
+    };
+    let tools = Api::<McpTool>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(hint("McpTools"))?;
+    let policies = Api::<McpPolicy>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(hint("McpPolicies"))?;
     let clients = match namespace {
         Some(ns) => Api::<McpClient>::namespaced(client.clone(), ns),
         None => Api::<McpClient>::all(client.clone()),
     }
     .list(&lp)
-    .await?;
+    .await
+    .map_err(hint("McpClients"))?;
     Ok(Inventory::from_resources(
         tools
             .items
@@ -119,4 +136,36 @@ pub fn apply_snapshot(inventory: &mut Inventory, text: &str) -> Result<Vec<Strin
         }
     }
     Ok(unmatched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_snapshot_is_refused_with_the_item_named() {
+        let mut inventory = Inventory::default();
+        let err = apply_snapshot(
+            &mut inventory,
+            "items:\n- {kind: McpClient, metadata: {name: bot, namespace: agents}, status: {calls24h: many}}\n",
+        )
+        .expect_err("a string is no count");
+        assert!(
+            err.starts_with("items[0] (McpClient agents/bot): status: "),
+            "{err}"
+        );
+        let err = apply_snapshot(&mut inventory, "items: {}").expect_err("not a list");
+        assert!(err.contains("`items` must be a list"), "{err}");
+        let err = apply_snapshot(&mut inventory, "- [unclosed").expect_err("not YAML");
+        assert!(err.starts_with("not YAML or JSON"), "{err}");
+        let unmatched = apply_snapshot(
+            &mut inventory,
+            "{kind: McpClient, metadata: {name: ghost, namespace: agents}, status: {calls24h: 1}}",
+        )
+        .expect("one object is fine");
+        assert_eq!(
+            unmatched,
+            vec!["the status snapshot has McpClient agents/ghost, which no CR file declares"]
+        );
+    }
 }
