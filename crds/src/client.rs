@@ -188,4 +188,32 @@ pub struct McpClientStatus {
     /// Tools this client may call, as `<namespace>/<McpTool>/<tool pattern>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effective_tools: Vec<String>,
+    /// Per tool: when the client last called it and how often over the last 24 hours, from the
+    /// sidecars' usage reports. `lastUsed` outlives the 24-hour window (kept 90 days), so an
+    /// access review can tell granted tools that go unused. Sorted by `tool`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "tool_usage_schema")]
+    pub tool_usage: Vec<ToolUsage>,
+}
+
+/// What one McpClient did with one tool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolUsage {
+    /// The tool, as `<namespace>/<McpTool>/<tool name>` (the form of `effectiveTools`).
+    #[schemars(length(max = 1024))]
+    pub tool: String,
+    /// The last report of a call of this tool (the reporting sidecar's last request from the
+    /// client, so at most a report interval late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<Time>,
+    /// Calls of this tool over the last 24 hours.
+    #[serde(default)]
+    #[serde(rename = "calls24h")]
+    pub calls_24h: u64,
+}
+
+/// Schema of `toolUsage`: a list-map keyed by `tool`, so server-side apply merges per tool.
+fn tool_usage_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    list_map_schema::<ToolUsage>(generator, "tool")
 }

@@ -56,11 +56,19 @@ pub struct RateLimit {
 /// Schema of a `conditions` list: a list-map keyed by `type`, so server-side apply merges per
 /// condition.
 pub fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
-    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    list_map_schema::<Condition>(generator, "type")
+}
+
+/// Schema of a list of `T` as a list-map keyed by `key` (server-side apply merges per item).
+pub fn list_map_schema<T: schemars::JsonSchema>(
+    generator: &mut SchemaGenerator,
+    key: &str,
+) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<T>>();
     schema.insert("x-kubernetes-list-type".into(), "map".into());
     schema.insert(
         "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["type"]),
+        serde_json::json!([key]),
     );
     schema
 }

@@ -5,6 +5,7 @@
 //!   TokenReview, takes usage reports, and writes status while it holds the leader Lease.
 //! - `run --source files:<dir>`: serves bundles from CR files (demos, parity tests), no cluster.
 //! - `crds`: prints the CustomResourceDefinitions.
+//! - `review report|approve`: access reviews, with the caller's credentials (`review`).
 
 use clap::{ArgAction, Parser, Subcommand};
 use mcp_warden_operator::{
@@ -38,6 +39,8 @@ enum Command {
     Crds,
     /// Serve sidecars their bundles (and, with a cluster, write status).
     Run(Box<RunArgs>),
+    /// Access reviews: report every McpClient's grants and flags, record reviews.
+    Review(mcp_warden_operator::review::cli::ReviewArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Review(args) => mcp_warden_operator::review::cli::run(args),
         Command::Run(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

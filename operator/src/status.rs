@@ -9,7 +9,8 @@
 //!
 //! - **McpClient**: `phase` (Suspended > Expired > ReviewOverdue > Active, a runaway suspension
 //!   counting as Suspended), conditions `Ready`, `Suspended`, `Expired`, `ReviewOverdue`,
-//!   `RunawayDetected`, `reviewDue`, `lastSeen`, `calls24h`, `denials24h`, `effectiveTools`.
+//!   `RunawayDetected`, `reviewDue`, `lastSeen`, `calls24h`, `denials24h`, `effectiveTools`,
+//!   `toolUsage` (see `tool_usage`).
 //! - **McpPolicy**: `Accepted` (false when it references no existing McpTool, or does not
 //!   deserialize), `ResolvedRefs` (the message names every missing McpTool and McpClient).
 //! - **McpTool**: `governedPods`, `toolsSeen`, `undeclaredTools`, `Ready`.
@@ -19,6 +20,7 @@
 
 use crate::{
     index::PodKey,
+    tool_usage,
     usage::{ClientView, UsageView},
 };
 use jiff::Timestamp;
@@ -314,6 +316,8 @@ pub fn client_status(
         calls_24h: Some(usage.map_or(0, |u| u.calls_24h)),
         denials_24h: Some(usage.map_or(0, |u| u.denials_24h)),
         effective_tools: effective,
+        // compute() adds this window's use; alone, the current entries carry over.
+        tool_usage: tool_usage::merge(client, &BTreeMap::new(), now),
     }
 }
 
@@ -519,6 +523,7 @@ pub fn tool_status(
 /// The status every object of the inventory should have at `now`.
 pub fn compute(inventory: &Inventory, pods: &Pods, usage: &UsageView, now: Timestamp) -> Desired {
     let granted = effective_tools(inventory);
+    let attribution = tool_usage::Attribution::new(inventory, pods, usage);
     Desired {
         tools: inventory
             .tools()
@@ -529,10 +534,10 @@ pub fn compute(inventory: &Inventory, pods: &Pods, usage: &UsageView, now: Times
             .clients()
             .iter()
             .map(|(k, c)| {
-                (
-                    k.clone(),
-                    client_status(c, granted.get(k), usage.clients.get(k), now),
-                )
+                let view = usage.clients.get(k);
+                let mut status = client_status(c, granted.get(k), view, now);
+                status.tool_usage = tool_usage::merge(c, &attribution.resolve(view), now);
+                (k.clone(), status)
             })
             .collect(),
         policies: inventory

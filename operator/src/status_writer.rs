@@ -304,7 +304,7 @@ impl StatusWriter {
                 Kind::McpClient,
                 key,
                 current != Some(s),
-                explicit(s, &["conditions", "effectiveTools"]),
+                explicit(s, &["conditions", "effectiveTools", "toolUsage"]),
             );
         }
         for (key, s) in &desired.policies {

@@ -5,11 +5,13 @@
 //! sidecar ──POST /v1/usage (UsageReport, Bearer: projected SA token)──► authorize(report's pod)
 //!    every few seconds, counts since its previous report                 │ drop a retried report
 //!                                                                        ▼ (same bootId, seq ≤ last)
-//!   UsageStore { per McpClient: 10-minute buckets over 24 h, last seen;
+//!   UsageStore { per McpClient: 10-minute buckets over 24 h (calls, denials, calls per
+//!                  reporting pod and tool), last seen, last use of each tool;
 //!                per reporting pod: runaway flags, tools its upstream lists }
 //!        │ view(now)
 //!        ▼
-//!   status::compute ── calls24h, denials24h, lastSeen, RunawayDetected, toolsSeen
+//!   status::compute ── calls24h, denials24h, lastSeen, RunawayDetected, toolsSeen,
+//!                      toolUsage (the reporting pod resolved to the McpTool that selects it)
 //! ```
 //!
 //! Counts are deltas (what happened since the previous report of the same sidecar process), so
@@ -56,7 +58,7 @@ pub const REPORTER_TTL: SignedDuration = SignedDuration::from_mins(10);
 ///  "bundleVersion": "sha256:…",
 ///  "clients": [{"namespace": "agents", "name": "bot", "calls": 12,
 ///               "denials": {"not_granted": 2, "rate_limited": 1},
-///               "lastSeen": "2026-01-05T10:00:09Z"}],
+///               "lastSeen": "2026-01-05T10:00:09Z", "tools": {"get_balance": 12}}],
 ///  "runaway": [{"namespace": "agents", "name": "bot",
 ///               "flaggedAt": "2026-01-05T09:58:00Z", "suspended": true}],
 ///  "tools": [{"namespace": "team-a", "name": "pay", "toolsSeen": ["get_balance", "refund"]}]}
@@ -110,6 +112,9 @@ pub struct ClientUsage {
     /// The last request from this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Timestamp>,
+    /// Tool calls by tool name (as the upstream names it), since the previous report.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, u64>,
 }
 
 /// A client a sidecar holds flagged as running away.
@@ -161,6 +166,19 @@ pub struct ClientView {
     pub last_seen: Option<Timestamp>,
     /// Current runaway flags, by reporting pod.
     pub runaway: Vec<(Key, RunawayFlag)>,
+    /// Per reporting pod and tool name: calls over the window and the last use (uses older
+    /// than the window are left out; status keeps them). `status::compute` resolves each pod
+    /// to the McpTool that selects it.
+    pub tools: BTreeMap<(Key, String), ToolView>,
+}
+
+/// The usage of one tool by one McpClient, as seen by one sidecar.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToolView {
+    /// Calls over the window.
+    pub calls_24h: u64,
+    /// The last report of a call (the client's `lastSeen` in that report, or its receipt time).
+    pub last_used: Option<Timestamp>,
 }
 
 /// A snapshot of the store for status computation.
@@ -178,12 +196,16 @@ struct Bucket {
     index: i64,
     calls: u64,
     denials: BTreeMap<String, u64>,
+    /// Calls by (reporting pod, tool name).
+    tools: BTreeMap<(Key, String), u64>,
 }
 
 #[derive(Clone, Debug, Default)]
 struct ClientWindow {
     buckets: VecDeque<Bucket>,
     last_seen: Option<Timestamp>,
+    /// Last use by (reporting pod, tool name), within the window.
+    tools_last_used: BTreeMap<(Key, String), Timestamp>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -222,7 +244,7 @@ impl UsageStore {
     pub fn record(&self, report: UsageReport, now: Timestamp) -> Recorded {
         let mut state = self.state.lock().expect("usage lock");
         let pod = (report.namespace.clone(), report.pod.clone());
-        let reporter = state.reporters.entry(pod).or_default();
+        let reporter = state.reporters.entry(pod.clone()).or_default();
         if reporter.boot_id == report.boot_id
             && report.seq <= reporter.seq
             && reporter.last_report.is_some()
@@ -269,13 +291,25 @@ impl UsageStore {
                 *slot = slot.saturating_add(n);
             }
             // A sidecar clock ahead of ours must not put lastSeen in the future.
-            if let Some(seen) = usage.last_seen.map(|t| t.min(now)) {
+            let seen = usage.last_seen.map(|t| t.min(now));
+            if let Some(seen) = seen {
                 window.last_seen = Some(window.last_seen.map_or(seen, |l| l.max(seen)));
+            }
+            for (tool, n) in usage.tools {
+                let key = (pod.clone(), tool);
+                let used = seen.unwrap_or(now);
+                let last = window.tools_last_used.entry(key.clone()).or_insert(used);
+                *last = (*last).max(used);
+                let slot = bucket.tools.entry(key).or_default();
+                *slot = slot.saturating_add(n);
             }
             let oldest = bucket_of(now - WINDOW);
             while window.buckets.front().is_some_and(|b| b.index <= oldest) {
                 window.buckets.pop_front();
             }
+            window
+                .tools_last_used
+                .retain(|_, t| now.duration_since(*t) <= WINDOW);
         }
         drop(state);
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -301,6 +335,15 @@ impl UsageStore {
                 for (reason, n) in &b.denials {
                     c.denials_24h = c.denials_24h.saturating_add(*n);
                     *c.denials_by_reason.entry(reason.clone()).or_default() += n;
+                }
+                for (tool, n) in &b.tools {
+                    let t = c.tools.entry(tool.clone()).or_default();
+                    t.calls_24h = t.calls_24h.saturating_add(*n);
+                }
+            }
+            for (tool, at) in &window.tools_last_used {
+                if now.duration_since(*at) <= WINDOW {
+                    c.tools.entry(tool.clone()).or_default().last_used = Some(*at);
                 }
             }
             view.clients.insert(key.clone(), c);
@@ -376,7 +419,9 @@ pub fn validate(report: &UsageReport) -> Result<(), String> {
     if report.boot_id.is_empty() || report.boot_id.len() > 128 {
         return Err("bootId is required (at most 128 characters)".into());
     }
-    if report.clients.len() + report.runaway.len() + report.tools.len() > MAX_ENTRIES {
+    let tool_counts: usize = report.clients.iter().map(|c| c.tools.len()).sum();
+    if report.clients.len() + report.runaway.len() + report.tools.len() + tool_counts > MAX_ENTRIES
+    {
         return Err(format!("at most {MAX_ENTRIES} entries per report"));
     }
     let bad_client = report
@@ -401,6 +446,14 @@ pub fn validate(report: &UsageReport) -> Result<(), String> {
         .any(|r| r.is_empty() || r.len() > 64);
     if bad_reason {
         return Err("denial reasons must be 1 to 64 characters".into());
+    }
+    let bad_tool = report
+        .clients
+        .iter()
+        .flat_map(|c| c.tools.keys())
+        .any(|t| t.is_empty() || t.len() > 128 || t.chars().any(char::is_control));
+    if bad_tool {
+        return Err("tool names must be 1 to 128 characters, without control characters".into());
     }
     Ok(())
 }
@@ -507,9 +560,49 @@ mod tests {
                 calls,
                 denials: BTreeMap::from([("not_granted".into(), 1)]),
                 last_seen: Some(t("2030-01-01T00:00:00Z")),
+                tools: BTreeMap::new(),
             }],
             ..UsageReport::default()
         }
+    }
+
+    #[test]
+    fn per_tool_calls_and_last_use_are_kept_per_reporting_pod() {
+        let store = UsageStore::default();
+        let key = ("agents".to_string(), "bot".to_string());
+        let pod = ("team".to_string(), "pay-0".to_string());
+        let t0 = t("2030-01-01T00:00:05Z");
+        let mut r = report(1, 3);
+        r.clients[0].tools = BTreeMap::from([("get_balance".into(), 2), ("refund".into(), 1)]);
+        store.record(r, t0);
+        let mut r = report(2, 4);
+        r.clients[0].tools = BTreeMap::from([("get_balance".into(), 4)]);
+        r.clients[0].last_seen = Some(t0 + SignedDuration::from_hours(2));
+        store.record(r, t0 + SignedDuration::from_hours(3));
+        let v = store.view(t0 + SignedDuration::from_hours(3));
+        let tools = &v.clients[&key].tools;
+        let balance = tools[&(pod.clone(), "get_balance".to_string())];
+        assert_eq!(balance.calls_24h, 6);
+        assert_eq!(
+            balance.last_used,
+            Some(t0 + SignedDuration::from_hours(2)),
+            "the client's lastSeen in the report"
+        );
+        let refund = tools[&(pod.clone(), "refund".to_string())];
+        assert_eq!(
+            (refund.calls_24h, refund.last_used),
+            (1, Some(t("2030-01-01T00:00:00Z")))
+        );
+        // Past the window both fall out of the view (status keeps lastUsed).
+        let v = store.view(t0 + SignedDuration::from_hours(30));
+        assert!(
+            v.clients[&key].tools.is_empty(),
+            "{:?}",
+            v.clients[&key].tools
+        );
+        let mut bad = report(3, 1);
+        bad.clients[0].tools = BTreeMap::from([(String::new(), 1)]);
+        assert!(validate(&bad).is_err());
     }
 
     #[test]
@@ -580,11 +673,12 @@ mod tests {
     #[test]
     fn report_schema_round_trips() {
         let text = r#"{"namespace":"team-a","pod":"pay-0","bootId":"x","seq":3,
-            "clients":[{"namespace":"agents","name":"bot","calls":2,"denials":{"rate_limited":1},"lastSeen":"2030-01-01T00:00:00Z"}],
+            "clients":[{"namespace":"agents","name":"bot","calls":2,"denials":{"rate_limited":1},"lastSeen":"2030-01-01T00:00:00Z","tools":{"get_balance":2}}],
             "runaway":[{"namespace":"agents","name":"bot","flaggedAt":"2030-01-01T00:00:00Z","suspended":true}],
             "tools":[{"namespace":"team-a","name":"pay","toolsSeen":["b","a"]}]}"#;
         let r: UsageReport = serde_json::from_str(text).expect("parses");
         assert_eq!(r.clients[0].denials["rate_limited"], 1);
+        assert_eq!(r.clients[0].tools["get_balance"], 2);
         assert!(validate(&r).is_ok());
         let again: UsageReport =
             serde_json::from_value(serde_json::to_value(&r).expect("ser")).expect("de");

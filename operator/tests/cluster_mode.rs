@@ -172,22 +172,7 @@ async fn next_line(rx: &mut mpsc::UnboundedReceiver<String>) -> Value {
 }
 
 async fn admin_get(port: u16, path: &str) -> (StatusCode, String) {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header(header::HOST, "localhost")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    support::http(port, http::Method::GET, path, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -300,11 +300,7 @@ impl<'r> Caller<'r> {
     /// The tool-level scopes, or `None` when the tool is not declared and undeclared tools
     /// are denied.
     fn tool_scopes(&self, tool: &str) -> Option<&'r [String]> {
-        match self.rules.entry(tool) {
-            Some(entry) => Some(&entry.scopes),
-            None if self.rules.default_action == DefaultAction::Allow => Some(&[]),
-            None => None,
-        }
+        self.rules.tool_scopes(tool)
     }
 
     /// Decides a `tools/call` of `tool`.
@@ -377,7 +373,21 @@ impl<'r> Caller<'r> {
     }
 }
 
-fn needed_scopes(tool: &[String], policy: &[String]) -> Vec<String> {
+impl RuleSet {
+    /// The tool-level scopes of `tool`, or `None` when it is not declared and undeclared tools
+    /// are denied (nobody may call it, whatever the grants).
+    pub fn tool_scopes(&self, tool: &str) -> Option<&[String]> {
+        match self.entry(tool) {
+            Some(entry) => Some(&entry.scopes),
+            None if self.default_action == DefaultAction::Allow => Some(&[]),
+            None => None,
+        }
+    }
+}
+
+/// The scopes a token needs to call a tool through a policy: the tool's and the policy's,
+/// sorted and deduplicated.
+pub fn needed_scopes(tool: &[String], policy: &[String]) -> Vec<String> {
     let set: BTreeSet<&String> = tool.iter().chain(policy).collect();
     set.into_iter().cloned().collect()
 }

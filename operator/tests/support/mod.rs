@@ -479,3 +479,35 @@ impl Drop for Operator {
         }
     }
 }
+
+/// A plain-HTTP request to 127.0.0.1:`port` (JSON body when given): status and body text.
+pub async fn http(
+    port: u16,
+    method: http::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (http::StatusCode, String) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, "localhost");
+    if body.is_some() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let resp = sender
+        .send_request(req.body(Full::new(bytes)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
