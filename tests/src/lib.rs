@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod helm;
 pub mod mcp;
 pub mod procs;
 

@@ -63,3 +63,34 @@ helm.sh/chart: {{ include "mcp-warden.chart" . }}
 {{- define "mcp-warden.tlsDir" -}}
 /etc/mcp-warden/tls
 {{- end -}}
+
+{{/* Cluster-scoped objects carry the release namespace, so two installs never collide. */}}
+{{- define "mcp-warden.clusterName" -}}
+{{- printf "%s-%s" (include "mcp-warden.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* What both webhook entries share: the endpoint (Service, path /mutate), the caBundle (self-signed
+mode) and the rule (pod CREATE). Called with (dict "root" $ "caBundle" ...). */}}
+{{- define "mcp-warden.webhookEntry" }}
+    admissionReviewVersions: ["v1"]
+    sideEffects: None
+    failurePolicy: {{ .root.Values.webhook.failurePolicy }}
+    matchPolicy: Equivalent
+    timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
+    reinvocationPolicy: {{ .root.Values.webhook.reinvocationPolicy }}
+    clientConfig:
+      service:
+        name: {{ include "mcp-warden.fullname" .root }}
+        namespace: {{ .root.Release.Namespace }}
+        path: /mutate
+        port: 443
+      {{- with .caBundle }}
+      caBundle: {{ . }}
+      {{- end }}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE"]
+        resources: ["pods"]
+        scope: Namespaced
+{{- end }}

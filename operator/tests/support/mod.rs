@@ -479,3 +479,33 @@ impl Drop for Operator {
         }
     }
 }
+
+/// The shimmed fake for everything, except TokenReview: `token-<pod>` is pod `team/<pod>`'s
+/// projected token for `audience`.
+pub fn with_tokenreview(shimmed: kube::Client, audience: &'static str) -> kube::Client {
+    let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+        let shimmed = shimmed.clone();
+        async move {
+            if req.uri().path() != "/apis/authentication.k8s.io/v1/tokenreviews" {
+                return shimmed.send(req).await.map_err(|e| Box::new(e) as BoxError);
+            }
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let review: Value = serde_json::from_slice(&body).unwrap();
+            let token = review["spec"]["token"].as_str().unwrap_or_default();
+            let audience_ok = review["spec"]["audiences"] == json!([audience]);
+            let status = match token.strip_prefix("token-") {
+                Some(pod) if audience_ok => json!({
+                    "authenticated": true, "audiences": [audience],
+                    "user": {"username": "system:serviceaccount:team:pay",
+                             "extra": {"authentication.kubernetes.io/pod-name": [pod]}}}),
+                _ => json!({"authenticated": false, "error": "invalid bearer token"}),
+            };
+            let answer = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                "spec": review["spec"], "status": status});
+            Ok(Response::new(kube::client::Body::from(
+                serde_json::to_vec(&answer).unwrap(),
+            )))
+        }
+    });
+    kube::Client::new(svc, "default")
+}
