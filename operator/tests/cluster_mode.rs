@@ -7,7 +7,7 @@
 mod support;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{

@@ -27,7 +27,7 @@ use mcp_warden_operator::{
     status_writer::StatusSettings, watch::WatchSettings,
 };
 use mcp_warden_tests::helm;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::{
     collections::BTreeSet,
     sync::{Arc, Mutex},
