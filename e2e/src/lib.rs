@@ -170,9 +170,13 @@ impl Images {
 /// with helm-python-sdk; then waits for the operator's rollout.
 pub fn helm_install(values: &serde_json::Value) -> Result<(), String> {
     let chart = repo_root().join("charts/mcp-warden");
-    let values_file = std::env::temp_dir().join(format!("mcp-warden-e2e-values-{}.json", std::process::id()));
+    let values_file =
+        std::env::temp_dir().join(format!("mcp-warden-e2e-values-{}.json", std::process::id()));
     std::fs::write(&values_file, values.to_string()).map_err(|e| e.to_string())?;
-    let has_helm = Command::new("helm").arg("version").output().is_ok_and(|o| o.status.success());
+    let has_helm = Command::new("helm")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if has_helm {
         let mut cmd = Command::new("helm");
         cmd.args(["upgrade", "--install", RELEASE])
@@ -214,9 +218,12 @@ pub fn port_forward(namespace: &str, pod: &str, port: u16) -> Result<(Proc, u16)
         &format!("pod/{pod}"),
         &format!("{local}:{port}"),
     ]);
-    let (proc, ()) = Proc::spawn("kubectl port-forward", cmd, Duration::from_secs(30), |line| {
-        line.starts_with("Forwarding from").then_some(())
-    })?;
+    let (proc, ()) = Proc::spawn(
+        "kubectl port-forward",
+        cmd,
+        Duration::from_secs(30),
+        |line| line.starts_with("Forwarding from").then_some(()),
+    )?;
     Ok((proc, local))
 }
 

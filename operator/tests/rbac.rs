@@ -96,7 +96,11 @@ fn classify_reads_paths_like_the_api_server() {
     };
     let s = |x: &str| x.to_owned();
     assert_eq!(
-        c(Method::GET, "/apis/mcpwarden.io/v1alpha1/mcptools", "watch=true&resourceVersion=1"),
+        c(
+            Method::GET,
+            "/apis/mcpwarden.io/v1alpha1/mcptools",
+            "watch=true&resourceVersion=1"
+        ),
         (s("mcpwarden.io"), s("mcptools"), s("watch"), None)
     );
     assert_eq!(
@@ -104,16 +108,43 @@ fn classify_reads_paths_like_the_api_server() {
         (s(""), s("pods"), s("list"), None)
     );
     assert_eq!(
-        c(Method::PATCH, "/apis/mcpwarden.io/v1alpha1/namespaces/a/mcpclients/b/status", ""),
-        (s("mcpwarden.io"), s("mcpclients/status"), s("patch"), Some(s("a")))
+        c(
+            Method::PATCH,
+            "/apis/mcpwarden.io/v1alpha1/namespaces/a/mcpclients/b/status",
+            ""
+        ),
+        (
+            s("mcpwarden.io"),
+            s("mcpclients/status"),
+            s("patch"),
+            Some(s("a"))
+        )
     );
     assert_eq!(
-        c(Method::PUT, "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l", ""),
-        (s("coordination.k8s.io"), s("leases"), s("update"), Some(s("ns")))
+        c(
+            Method::PUT,
+            "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l",
+            ""
+        ),
+        (
+            s("coordination.k8s.io"),
+            s("leases"),
+            s("update"),
+            Some(s("ns"))
+        )
     );
     assert_eq!(
-        c(Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews", ""),
-        (s("authentication.k8s.io"), s("tokenreviews"), s("create"), None)
+        c(
+            Method::POST,
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            ""
+        ),
+        (
+            s("authentication.k8s.io"),
+            s("tokenreviews"),
+            s("create"),
+            None
+        )
     );
 }
 
@@ -245,7 +276,10 @@ fn grants(render: &helm::Render, kind: &str) -> BTreeSet<(String, String, String
             for g in list("apiGroups") {
                 for r in list("resources") {
                     for v in list("verbs") {
-                        assert!(g != "*" && r != "*" && v != "*", "{kind} uses a wildcard: {rule}");
+                        assert!(
+                            g != "*" && r != "*" && v != "*",
+                            "{kind} uses a wildcard: {rule}"
+                        );
                         out.insert((g.clone(), r.clone(), v));
                     }
                 }
@@ -291,8 +325,15 @@ async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
         assert!(cluster.contains(&must), "the run did not exercise {must:?}");
     }
     for verb in ["create", "get", "update"] {
-        let must = ("coordination.k8s.io".to_owned(), "leases".to_owned(), verb.to_owned());
-        assert!(own_namespace.contains(&must), "the run did not exercise {must:?}");
+        let must = (
+            "coordination.k8s.io".to_owned(),
+            "leases".to_owned(),
+            verb.to_owned(),
+        );
+        assert!(
+            own_namespace.contains(&must),
+            "the run did not exercise {must:?}"
+        );
     }
 
     let cluster_role = grants(&render, "ClusterRole");
@@ -315,7 +356,10 @@ async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
     // The grants reach the operator: bindings name the roles and the Deployment's ServiceAccount,
     // the Role lives where the Lease does.
     let sa = render.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"].clone();
-    for (binding, role_kind) in [("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")] {
+    for (binding, role_kind) in [
+        ("ClusterRoleBinding", "ClusterRole"),
+        ("RoleBinding", "Role"),
+    ] {
         let b = render.one(binding);
         let r = render.one(role_kind);
         assert_eq!(b["roleRef"]["kind"], role_kind);

@@ -47,7 +47,10 @@ fn option_sets() -> Vec<(&'static str, Value)> {
             json!({"networkPolicy": {"namespaces": ["demo", "payments"],
                                      "monitoringNamespaces": ["monitoring"]}}),
         ),
-        ("failurePolicy Ignore", json!({"webhook": {"failurePolicy": "Ignore"}})),
+        (
+            "failurePolicy Ignore",
+            json!({"webhook": {"failurePolicy": "Ignore"}}),
+        ),
         (
             "scoped watches, single writer",
             json!({"replicaCount": 1,
@@ -102,7 +105,11 @@ fn every_option_set_passes_kubernetes_validate_strict_for_1_29_and_1_36() {
         for o in &render.objects {
             let kind = o["kind"].as_str().unwrap();
             if !FOREIGN_KINDS.contains(&kind) {
-                let id = format!("{}/{}", kind.to_lowercase(), o["metadata"]["name"].as_str().unwrap());
+                let id = format!(
+                    "{}/{}",
+                    kind.to_lowercase(),
+                    o["metadata"]["name"].as_str().unwrap()
+                );
                 expected.push((file.clone(), id, *name));
             }
         }
@@ -113,7 +120,10 @@ fn every_option_set_passes_kubernetes_validate_strict_for_1_29_and_1_36() {
         let file = dir.join(file_name);
         std::fs::write(&file, text).unwrap();
         let crd: Value = serde_yaml::from_str(text).unwrap();
-        let id = format!("customresourcedefinition/{}", crd["metadata"]["name"].as_str().unwrap());
+        let id = format!(
+            "customresourcedefinition/{}",
+            crd["metadata"]["name"].as_str().unwrap()
+        );
         expected.push((file.clone(), id, "crds/"));
         files.push(file);
     }
@@ -128,19 +138,27 @@ fn every_option_set_passes_kubernetes_validate_strict_for_1_29_and_1_36() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "kubernetes-validate --strict -k {version}:\n{text}");
+        assert!(
+            out.status.success(),
+            "kubernetes-validate --strict -k {version}:\n{text}"
+        );
         let short = version.rsplit_once('.').unwrap().0;
         for (file, id, name) in &expected {
             let passed = text.lines().any(|l| {
                 l.contains(&*file.to_string_lossy())
                     && l.contains(&format!("passed for resource {id} against version {short}"))
             });
-            assert!(passed, "{id} ({name}) not reported as passed for {version}:\n{text}");
+            assert!(
+                passed,
+                "{id} ({name}) not reported as passed for {version}:\n{text}"
+            );
         }
         // Only the foreign kinds may be skipped.
         for line in text.lines().filter(|l| l.contains("Couldn't find schema")) {
             assert!(
-                FOREIGN_KINDS.iter().any(|k| line.contains(&format!("kind {k} "))),
+                FOREIGN_KINDS
+                    .iter()
+                    .any(|k| line.contains(&format!("kind {k} "))),
                 "kubernetes-validate skipped a kind it should know: {line}"
             );
         }
@@ -152,7 +170,9 @@ fn every_option_set_lints_strict_without_warnings() {
     let mut jobs = Vec::new();
     for (_, values) in option_sets() {
         for kube in ["v1.29.0", "v1.36.0"] {
-            jobs.push(json!({"op": "lint", "values": values, "strict": true, "kube_version": kube}));
+            jobs.push(
+                json!({"op": "lint", "values": values, "strict": true, "kube_version": kube}),
+            );
         }
     }
     for (job, result) in jobs.iter().zip(helm::run(&jobs)) {
@@ -175,21 +195,54 @@ fn every_option_set_lints_strict_without_warnings() {
 fn values_that_break_the_schema_are_refused() {
     let cases = [
         (json!({"replicas": 2}), "additional properties 'replicas'"),
-        (json!({"webhook": {"failurePolicy": "Fail", "path": "/x"}}), "'path' not allowed"),
+        (
+            json!({"webhook": {"failurePolicy": "Fail", "path": "/x"}}),
+            "'path' not allowed",
+        ),
         (json!({"replicaCount": "two"}), "/replicaCount"),
         (json!({"replicaCount": 0}), "minimum: got 0, want 1"),
-        (json!({"webhook": {"failurePolicy": "Sometimes"}}), "'Fail', 'Ignore'"),
-        (json!({"webhook": {"reinvocationPolicy": "Always"}}), "/webhook/reinvocationPolicy"),
-        (json!({"webhook": {"timeoutSeconds": 31}}), "/webhook/timeoutSeconds"),
+        (
+            json!({"webhook": {"failurePolicy": "Sometimes"}}),
+            "'Fail', 'Ignore'",
+        ),
+        (
+            json!({"webhook": {"reinvocationPolicy": "Always"}}),
+            "/webhook/reinvocationPolicy",
+        ),
+        (
+            json!({"webhook": {"timeoutSeconds": 31}}),
+            "/webhook/timeoutSeconds",
+        ),
         (json!({"antiAffinity": "maybe"}), "/antiAffinity"),
-        (json!({"image": {"pullPolicy": "Sometimes"}}), "/image/pullPolicy"),
-        (json!({"certManager": {"enabled": "yes"}}), "/certManager/enabled"),
-        (json!({"certManager": {"issuerRef": {"kind": "Vault"}}}), "/certManager/issuerRef/kind"),
-        (json!({"sidecar": {"memoryLimit": "lots"}}), "/sidecar/memoryLimit"),
+        (
+            json!({"image": {"pullPolicy": "Sometimes"}}),
+            "/image/pullPolicy",
+        ),
+        (
+            json!({"certManager": {"enabled": "yes"}}),
+            "/certManager/enabled",
+        ),
+        (
+            json!({"certManager": {"issuerRef": {"kind": "Vault"}}}),
+            "/certManager/issuerRef/kind",
+        ),
+        (
+            json!({"sidecar": {"memoryLimit": "lots"}}),
+            "/sidecar/memoryLimit",
+        ),
         (json!({"ports": {"push": 70000}}), "/ports/push"),
-        (json!({"networkPolicy": {"namespaces": ["Not_A_Name"]}}), "/networkPolicy/namespaces/0"),
-        (json!({"serviceMonitor": {"interval": "often"}}), "/serviceMonitor/interval"),
-        (json!({"tolerations": [{"key": "k", "operatorr": "Exists"}]}), "'operatorr' not allowed"),
+        (
+            json!({"networkPolicy": {"namespaces": ["Not_A_Name"]}}),
+            "/networkPolicy/namespaces/0",
+        ),
+        (
+            json!({"serviceMonitor": {"interval": "often"}}),
+            "/serviceMonitor/interval",
+        ),
+        (
+            json!({"tolerations": [{"key": "k", "operatorr": "Exists"}]}),
+            "'operatorr' not allowed",
+        ),
         (json!({"fullnameOverride": "Bad_Name"}), "/fullnameOverride"),
     ];
     let mut jobs: Vec<Value> = cases
@@ -202,7 +255,10 @@ fn values_that_break_the_schema_are_refused() {
     for (((values, needle), s), r) in cases.iter().zip(schema).zip(render) {
         assert_eq!(s["ok"], false, "the schema accepted {values}");
         let error = s["error"].as_str().unwrap();
-        assert!(error.contains(needle), "{values}: expected {needle:?} in {error:?}");
+        assert!(
+            error.contains(needle),
+            "{values}: expected {needle:?} in {error:?}"
+        );
         // Installing is refused too (Helm validates values before rendering).
         assert_eq!(r["ok"], false, "rendering accepted {values}");
     }
@@ -231,7 +287,9 @@ fn args(render: &Render) -> Vec<(String, String)> {
         .iter()
         .map(|a| {
             let a = a.as_str().unwrap();
-            let (k, v) = a.split_once('=').unwrap_or_else(|| panic!("{a} is not --flag=value"));
+            let (k, v) = a
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{a} is not --flag=value"));
             (k.to_owned(), v.to_owned())
         })
         .collect()
@@ -271,17 +329,30 @@ fn the_render_matches_the_install_contract() {
     let fullname = "mcp-warden-operator";
     let service = render.one("Service");
     assert_eq!(service["metadata"]["name"], fullname);
-    let ports: Vec<&Value> = service["spec"]["ports"].as_array().unwrap().iter().collect();
+    let ports: Vec<&Value> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
     let by_name = |n: &str| *ports.iter().find(|p| p["name"] == n).unwrap();
     // push 8443→--listen, webhook 443→--webhook-listen, metrics 9090→--admin-listen.
     assert_eq!(by_name("push")["port"], 8443);
-    assert_eq!(target(&render, by_name("push")), port_of(&arg(&render, "--listen")));
+    assert_eq!(
+        target(&render, by_name("push")),
+        port_of(&arg(&render, "--listen"))
+    );
     assert_eq!(target(&render, by_name("push")), 8443);
     assert_eq!(by_name("webhook")["port"], 443);
-    assert_eq!(target(&render, by_name("webhook")), port_of(&arg(&render, "--webhook-listen")));
+    assert_eq!(
+        target(&render, by_name("webhook")),
+        port_of(&arg(&render, "--webhook-listen"))
+    );
     assert_eq!(target(&render, by_name("webhook")), 9443);
     assert_eq!(by_name("metrics")["port"], 9090);
-    assert_eq!(target(&render, by_name("metrics")), port_of(&arg(&render, "--admin-listen")));
+    assert_eq!(
+        target(&render, by_name("metrics")),
+        port_of(&arg(&render, "--admin-listen"))
+    );
     // The Service selects the operator pods.
     let pod_labels = &render.one("Deployment")["spec"]["template"]["metadata"]["labels"];
     for (k, v) in service["spec"]["selector"].as_object().unwrap() {
@@ -320,9 +391,15 @@ fn the_render_matches_the_install_contract() {
                     && e["operator"] == "NotIn"
                     && e["values"].as_array().unwrap().contains(operator_name)
             });
-        assert!(excludes_operator, "{} does not exclude the operator: {hook}", hook["name"]);
+        assert!(
+            excludes_operator,
+            "{} does not exclude the operator: {hook}",
+            hook["name"]
+        );
         // Self-signed mode: the caBundle is the CA in the Secret the operator serves with.
-        let ca_bundle = hook["clientConfig"]["caBundle"].as_str().unwrap_or_default();
+        let ca_bundle = hook["clientConfig"]["caBundle"]
+            .as_str()
+            .unwrap_or_default();
         assert!(!ca_bundle.is_empty(), "no caBundle in {}", hook["name"]);
         assert_eq!(ca_bundle, secret["data"]["ca.crt"].as_str().unwrap());
     }
@@ -334,34 +411,67 @@ fn the_render_matches_the_install_contract() {
             .flatten()
             .any(|e| e["key"] == key && e["operator"] == op && e["values"] == values)
     };
-    assert!(selects(&hooks[0], "mcpwarden.io/inject", "In", json!(["enabled"])));
-    assert!(selects(&hooks[0], "mcpwarden.io/inject", "NotIn", json!(["false"])));
-    assert!(selects(&hooks[1], "mcpwarden.io/inject", "NotIn", json!(["enabled", "disabled"])));
-    assert!(selects(&hooks[1], "mcpwarden.io/inject", "In", json!(["true"])));
+    assert!(selects(
+        &hooks[0],
+        "mcpwarden.io/inject",
+        "In",
+        json!(["enabled"])
+    ));
+    assert!(selects(
+        &hooks[0],
+        "mcpwarden.io/inject",
+        "NotIn",
+        json!(["false"])
+    ));
+    assert!(selects(
+        &hooks[1],
+        "mcpwarden.io/inject",
+        "NotIn",
+        json!(["enabled", "disabled"])
+    ));
+    assert!(selects(
+        &hooks[1],
+        "mcpwarden.io/inject",
+        "In",
+        json!(["true"])
+    ));
 
     // TLS: the Secret the pod mounts is `<fullname>-tls`, and the flags point into the mount.
     let pod = &render.one("Deployment")["spec"]["template"]["spec"];
     assert_eq!(secret["metadata"]["name"], format!("{fullname}-tls"));
-    assert_eq!(pod["volumes"][0]["secret"]["secretName"], secret["metadata"]["name"]);
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        secret["metadata"]["name"]
+    );
     let mount = &pod["containers"][0]["volumeMounts"][0];
     assert_eq!(mount["name"], pod["volumes"][0]["name"]);
     assert_eq!(mount["mountPath"], "/etc/mcp-warden/tls");
     assert_eq!(arg(&render, "--tls-cert"), "/etc/mcp-warden/tls/tls.crt");
     assert_eq!(arg(&render, "--tls-key"), "/etc/mcp-warden/tls/tls.key");
-    assert_eq!(arg(&render, "--operator-ca-file"), "/etc/mcp-warden/tls/ca.crt");
+    assert_eq!(
+        arg(&render, "--operator-ca-file"),
+        "/etc/mcp-warden/tls/ca.crt"
+    );
     let cert = &render.certs[0];
     assert_eq!(cert["signed_by_ca"], true, "{cert}");
     assert_eq!(cert["ca_is_ca"], true, "{cert}");
     assert_eq!(
         cert["dns_names"],
-        json!([fullname, "mcp-warden-operator.mcp-warden", "mcp-warden-operator.mcp-warden.svc",
-               "mcp-warden-operator.mcp-warden.svc.cluster.local"])
+        json!([
+            fullname,
+            "mcp-warden-operator.mcp-warden",
+            "mcp-warden-operator.mcp-warden.svc",
+            "mcp-warden-operator.mcp-warden.svc.cluster.local"
+        ])
     );
 
     // The rest of the contract's flags, with their defaults.
     for (flag, value) in [
         ("--audience", "mcp-warden-operator"),
-        ("--sidecar-image", "ghcr.io/mcp-warden/mcp-warden-sidecar:0.1.0"),
+        (
+            "--sidecar-image",
+            "ghcr.io/mcp-warden/mcp-warden-sidecar:0.1.0",
+        ),
         ("--sidecar-image-pull-policy", "IfNotPresent"),
         ("--sidecar-cpu-request", "50m"),
         ("--sidecar-memory-request", "32Mi"),
@@ -379,7 +489,10 @@ fn the_operator_pod_is_hardened_and_probed() {
     assert_eq!(deployment["spec"]["replicas"], 2);
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     assert!(pod["affinity"]["podAntiAffinity"].is_object());
     let c = &pod["containers"][0];
     let sc = &c["securityContext"];
@@ -387,22 +500,48 @@ fn the_operator_pod_is_hardened_and_probed() {
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
-    let admin_port = c["ports"].as_array().unwrap().iter().find(|p| p["name"] == "admin").unwrap();
-    assert_eq!(admin_port["containerPort"], port_of(&arg(&render, "--admin-listen")));
-    for (probe, path) in [("startupProbe", "/live"), ("readinessProbe", "/ready"), ("livenessProbe", "/live")] {
+    let admin_port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "admin")
+        .unwrap();
+    assert_eq!(
+        admin_port["containerPort"],
+        port_of(&arg(&render, "--admin-listen"))
+    );
+    for (probe, path) in [
+        ("startupProbe", "/live"),
+        ("readinessProbe", "/ready"),
+        ("livenessProbe", "/live"),
+    ] {
         assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
         assert_eq!(c[probe]["httpGet"]["port"], "admin", "{probe}");
     }
     // The admin server answers those paths (operator/src/admin.rs routes).
     let admin = read(&repo_root().join("operator/src/admin.rs"));
     for route in ["\"/ready\"", "\"/live\"", "\"/metrics\""] {
-        assert!(admin.contains(route), "operator/src/admin.rs has no route {route}");
+        assert!(
+            admin.contains(route),
+            "operator/src/admin.rs has no route {route}"
+        );
     }
-    let env: BTreeSet<&str> = c["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert!(env.contains("POD_NAME") && env.contains("POD_NAMESPACE"), "{env:?}");
+    let env: BTreeSet<&str> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains("POD_NAME") && env.contains("POD_NAMESPACE"),
+        "{env:?}"
+    );
     let pdb = render.one("PodDisruptionBudget");
     assert_eq!(pdb["apiVersion"], "policy/v1");
-    assert_eq!(pdb["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"]);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
 }
 
 #[test]
@@ -412,12 +551,19 @@ fn documented_options_change_what_they_say() {
         helm::render_job(&json!({"certManager": {"enabled": true,
                                  "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}})),
         helm::render_job(&json!({"serviceMonitor": {"enabled": true}})),
-        helm::render_job(&json!({"replicaCount": 3, "webhook": {"failurePolicy": "Ignore"},
-                                 "networkPolicy": {"namespaces": ["demo"]}})),
-        helm::render_job(&json!({"networkPolicy": {"enabled": false}, "replicaCount": 1,
-                                 "operator": {"leaderElection": false}})),
+        helm::render_job(
+            &json!({"replicaCount": 3, "webhook": {"failurePolicy": "Ignore"},
+                                 "networkPolicy": {"namespaces": ["demo"]}}),
+        ),
+        helm::render_job(
+            &json!({"networkPolicy": {"enabled": false}, "replicaCount": 1,
+                                 "operator": {"leaderElection": false}}),
+        ),
     ]);
-    let r: Vec<Render> = results.iter().map(|x| helm::parse_render(x).unwrap()).collect();
+    let r: Vec<Render> = results
+        .iter()
+        .map(|x| helm::parse_render(x).unwrap())
+        .collect();
 
     // cert-manager: no generated Secret, no caBundle; the CA injector fills it from the
     // Certificate that writes the Secret the pod mounts, for the Service's names.
@@ -437,7 +583,10 @@ fn documented_options_change_what_they_say() {
         assert!(hook["clientConfig"].get("caBundle").is_none());
     }
     assert_eq!(cert["spec"]["dnsNames"].as_array().unwrap().len(), 4);
-    assert_eq!(cert["spec"]["dnsNames"][2], "mcp-warden-operator.mcp-warden.svc");
+    assert_eq!(
+        cert["spec"]["dnsNames"][2],
+        "mcp-warden-operator.mcp-warden.svc"
+    );
     assert_eq!(cm.all("Issuer").len(), 2, "self-signed → CA → Issuer chain");
     assert_eq!(cert["spec"]["issuerRef"]["name"], "mcp-warden-operator-ca");
     assert_eq!(
@@ -448,19 +597,28 @@ fn documented_options_change_what_they_say() {
     let own = &r[1];
     assert!(own.all("Issuer").is_empty());
     let cert = own.one("Certificate");
-    assert_eq!(cert["spec"]["issuerRef"], json!({"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}));
+    assert_eq!(
+        cert["spec"]["issuerRef"],
+        json!({"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
 
     // ServiceMonitor scrapes the Service's metrics port.
     let sm = r[2].one("ServiceMonitor");
     assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
-    assert_eq!(sm["spec"]["selector"]["matchLabels"], r[2].one("Service")["spec"]["selector"]);
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        r[2].one("Service")["spec"]["selector"]
+    );
     assert!(r[0].all("ServiceMonitor").is_empty());
 
     // Replicas, failurePolicy, governed-pod NetworkPolicy.
     assert_eq!(r[3].one("Deployment")["spec"]["replicas"], 3);
-    for hook in r[3].one("MutatingWebhookConfiguration")["webhooks"].as_array().unwrap() {
+    for hook in r[3].one("MutatingWebhookConfiguration")["webhooks"]
+        .as_array()
+        .unwrap()
+    {
         assert_eq!(hook["failurePolicy"], "Ignore");
     }
     let governed = r[3]
@@ -468,9 +626,18 @@ fn documented_options_change_what_they_say() {
         .into_iter()
         .find(|p| p["metadata"]["namespace"] == "demo")
         .unwrap();
-    assert_eq!(governed["spec"]["podSelector"]["matchLabels"], json!({"mcpwarden.io/governed": "true"}));
-    assert_eq!(governed["spec"]["ingress"][0], json!({"ports": [{"port": "mcp", "protocol": "TCP"}]}));
-    assert_eq!(governed["spec"]["ingress"][1]["ports"][0]["port"], "mcp-warden-admin");
+    assert_eq!(
+        governed["spec"]["podSelector"]["matchLabels"],
+        json!({"mcpwarden.io/governed": "true"})
+    );
+    assert_eq!(
+        governed["spec"]["ingress"][0],
+        json!({"ports": [{"port": "mcp", "protocol": "TCP"}]})
+    );
+    assert_eq!(
+        governed["spec"]["ingress"][1]["ports"][0]["port"],
+        "mcp-warden-admin"
+    );
     let operator_policy = r[3]
         .all("NetworkPolicy")
         .into_iter()
@@ -482,7 +649,10 @@ fn documented_options_change_what_they_say() {
         .iter()
         .map(|p| &p["port"])
         .collect();
-    assert_eq!(allowed, [&json!("push"), &json!("webhook"), &json!("admin")]);
+    assert_eq!(
+        allowed,
+        [&json!("push"), &json!("webhook"), &json!("admin")]
+    );
 
     // No NetworkPolicy; a single writer needs no Lease, so no Role.
     assert!(r[4].all("NetworkPolicy").is_empty());
@@ -510,17 +680,27 @@ fn every_flag_the_chart_passes_is_one_the_operator_knows() {
     let out = Command::new(&bin).args(["run", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
-    let known = |flag: &str| help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n"));
+    let known =
+        |flag: &str| help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n"));
     let mut all_options = option_sets();
-    all_options.push(("scoped", json!({"operator": {"watchNamespaces": ["a"], "podSelector": "x=y"}})));
-    let jobs: Vec<Value> = all_options.iter().map(|(_, v)| helm::render_job(v)).collect();
+    all_options.push((
+        "scoped",
+        json!({"operator": {"watchNamespaces": ["a"], "podSelector": "x=y"}}),
+    ));
+    let jobs: Vec<Value> = all_options
+        .iter()
+        .map(|(_, v)| helm::render_job(v))
+        .collect();
     for result in helm::run(&jobs) {
         let render = helm::parse_render(&result).unwrap();
         for (flag, _) in args(&render) {
             if PENDING_FLAGS.contains(&flag.as_str()) {
                 continue;
             }
-            assert!(known(&flag), "the chart passes {flag}, which `mcp-warden-operator run` does not know:\n{help}");
+            assert!(
+                known(&flag),
+                "the chart passes {flag}, which `mcp-warden-operator run` does not know:\n{help}"
+            );
         }
     }
     for flag in PENDING_FLAGS {
@@ -536,8 +716,15 @@ fn the_chart_crds_are_the_generated_ones() {
     // crds/ is what crdgen writes (tests/tests/crd_yaml.rs checks the files); Helm loads them all.
     let render = helm::render(&json!({})).unwrap();
     let names: BTreeSet<&str> = render.crds.keys().map(String::as_str).collect();
-    assert_eq!(names, BTreeSet::from(["mcpclients.yaml", "mcppolicies.yaml", "mcptools.yaml"]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["mcpclients.yaml", "mcppolicies.yaml", "mcptools.yaml"])
+    );
     for (name, text) in &render.crds {
-        assert_eq!(text, &read(&repo_root().join("charts/mcp-warden/crds").join(name)), "{name}");
+        assert_eq!(
+            text,
+            &read(&repo_root().join("charts/mcp-warden/crds").join(name)),
+            "{name}"
+        );
     }
 }
