@@ -87,6 +87,22 @@ fn token() -> Result<String, String> {
     .map(|t| t.trim().to_owned())
 }
 
+/// `kubectl patch` the agent's McpClient `spec.suspended`.
+fn suspend(suspended: bool) -> Result<String, String> {
+    let patch = json!({"spec": {"suspended": suspended}}).to_string();
+    kubectl(&[
+        "-n",
+        AGENTS_NS,
+        "patch",
+        "mcpclient",
+        "e2e-agent",
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ])
+}
+
 fn scenario() -> Result<(), String> {
     install()?;
     apply_examples()?;
@@ -154,17 +170,7 @@ fn scenario() -> Result<(), String> {
     );
 
     // Suspend the client: denied within a second.
-    kubectl(&[
-        "-n",
-        AGENTS_NS,
-        "patch",
-        "mcpclient",
-        "e2e-agent",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"suspended":true}}"#,
-    ])?;
+    suspend(true)?;
     let patched = Instant::now();
     let denied_after = eventually(
         "the suspension to be enforced",
@@ -218,17 +224,7 @@ fn scenario() -> Result<(), String> {
     eprintln!("{table}\n{wide}");
 
     // Un-suspend, so a re-run starts from the same state.
-    kubectl(&[
-        "-n",
-        AGENTS_NS,
-        "patch",
-        "mcpclient",
-        "e2e-agent",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"suspended":false}}"#,
-    ])?;
+    suspend(false)?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use mcp_warden_operator::{
 };
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use support::{create, create_pod, eventually_some, fake_cluster, with_tokenreview};
+use support::{create, create_pod, eventually_some, fake_cluster, http_get, with_tokenreview};
 use tokio::sync::mpsc;
 
 const AUDIENCE: &str = "mcp-warden-operator";
@@ -139,19 +139,7 @@ async fn next_line(rx: &mut mpsc::UnboundedReceiver<String>) -> Value {
 }
 
 async fn admin_get(port: u16, path: &str) -> (StatusCode, String) {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header(header::HOST, "localhost")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = http_get(port, path, None).await;
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())

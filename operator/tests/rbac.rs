@@ -18,9 +18,7 @@
 
 mod support;
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
-use http_body_util::Full;
+use http::{Method, Request, StatusCode};
 use mcp_warden_crds::McpClient;
 use mcp_warden_operator::{
     clock::SystemClock, leader::LeaseSettings, metrics::Metrics, run,
@@ -33,7 +31,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use support::{create, create_pod, eventually_some, fake_cluster, with_tokenreview};
+use support::{create, create_pod, eventually_some, fake_cluster, http_get, with_tokenreview};
 
 const AUDIENCE: &str = "mcp-warden-operator";
 
@@ -168,22 +166,12 @@ fn recorder(inner: kube::Client, calls: Arc<Mutex<BTreeSet<Call>>>) -> kube::Cli
     kube::Client::new(svc, "default")
 }
 
-/// `GET /v1/watch` on the push API (plain HTTP) with a bearer token: the status code.
+/// `GET /v1/watch` on the push API (plain HTTP) with the pod's token: the status code.
 async fn push_watch(port: u16, pod: &str) -> StatusCode {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let path = format!("/v1/watch?namespace=team&pod={pod}");
+    http_get(port, &path, Some(&format!("token-{pod}")))
         .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get(format!("/v1/watch?namespace=team&pod={pod}"))
-        .header(header::HOST, "localhost")
-        .header(header::AUTHORIZATION, format!("Bearer token-{pod}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    sender.send_request(req).await.unwrap().status()
+        .status()
 }
 
 /// Every call the operator makes in a run that exercises all its API paths.
@@ -336,22 +324,19 @@ async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
         );
     }
 
-    let cluster_role = grants(&render, "ClusterRole");
-    assert_eq!(
-        cluster_role,
-        cluster,
-        "ClusterRole ≠ cluster-wide calls.\nmissing from the chart:\n{}\nnever used by the operator:\n{}",
-        show(&cluster.difference(&cluster_role).cloned().collect()),
-        show(&cluster_role.difference(&cluster).cloned().collect()),
-    );
-    let role = grants(&render, "Role");
-    assert_eq!(
-        role,
-        own_namespace,
-        "Role ≠ release-namespace calls.\nmissing from the chart:\n{}\nnever used by the operator:\n{}",
-        show(&own_namespace.difference(&role).cloned().collect()),
-        show(&role.difference(&own_namespace).cloned().collect()),
-    );
+    for (kind, used, scope) in [
+        ("ClusterRole", &cluster, "cluster-wide"),
+        ("Role", &own_namespace, "release-namespace"),
+    ] {
+        let granted = grants(&render, kind);
+        assert_eq!(
+            &granted,
+            used,
+            "{kind} ≠ {scope} calls.\nmissing from the chart:\n{}\nnever used by the operator:\n{}",
+            show(&used.difference(&granted).cloned().collect()),
+            show(&granted.difference(used).cloned().collect()),
+        );
+    }
 
     // The grants reach the operator: bindings name the roles and the Deployment's ServiceAccount,
     // the Role lives where the Lease does.

@@ -509,3 +509,28 @@ pub fn with_tokenreview(shimmed: kube::Client, audience: &'static str) -> kube::
     });
     kube::Client::new(svc, "default")
 }
+
+/// A plain-HTTP `GET` on 127.0.0.1 (admin port, or the push API without TLS), with a bearer
+/// token when given; the response with its body unread (push streams never end).
+pub async fn http_get(
+    port: u16,
+    path: &str,
+    bearer: Option<&str>,
+) -> Response<hyper::body::Incoming> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header(http::header::HOST, "localhost");
+    if let Some(token) = bearer {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap()
+}
