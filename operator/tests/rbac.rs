@@ -27,7 +27,7 @@ use mcp_warden_operator::{
 use mcp_warden_tests::helm;
 use serde_json::json;
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -44,6 +44,8 @@ struct Call {
     verb: String,
     /// `None`: cluster-wide (all namespaces, or a cluster-scoped resource).
     namespace: Option<String>,
+    /// The object's name, for requests on one object (RBAC's `resourceNames`).
+    name: Option<String>,
 }
 
 /// What RBAC checks for a request (the API server's RequestInfo, for resource requests).
@@ -83,6 +85,7 @@ fn classify(method: &Method, path: &str, query: &str) -> Call {
         resource,
         verb: verb.to_owned(),
         namespace,
+        name: named.then(|| rest[1].to_owned()),
     }
 }
 
@@ -175,7 +178,7 @@ async fn push_watch(port: u16, pod: &str) -> StatusCode {
 }
 
 /// Every call the operator makes in a run that exercises all its API paths.
-async fn recorded_calls(lease_namespace: &str) -> BTreeSet<Call> {
+async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Call> {
     let (shimmed, _) = fake_cluster().await;
     create_pod(&shimmed, "team", "pay-0", &[("app", "pay")]).await;
     create(&shimmed, include_str!("fixtures/team.yaml")).await;
@@ -184,7 +187,7 @@ async fn recorded_calls(lease_namespace: &str) -> BTreeSet<Call> {
 
     let push = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let push_port = push.local_addr().unwrap().port();
-    let mut lease = LeaseSettings::new("mcp-warden-operator", lease_namespace, "operator-0");
+    let mut lease = LeaseSettings::new(lease_name, lease_namespace, "operator-0");
     lease.lease_duration = Duration::from_secs(2);
     lease.retry_period = Duration::from_millis(100);
     let cluster = run::Cluster {
@@ -243,10 +246,12 @@ async fn recorded_calls(lease_namespace: &str) -> BTreeSet<Call> {
     calls.lock().unwrap().clone()
 }
 
-/// (group, resource, verb) granted by the rules of the rendered `kind` objects, with where they
-/// apply.
-fn grants(render: &helm::Render, kind: &str) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
+/// (group, resource, verb) → the names it is limited to (`None`: any), granted by the rules of
+/// the rendered `kind` objects.
+type Grants = BTreeMap<(String, String, String), Option<BTreeSet<String>>>;
+
+fn grants(render: &helm::Render, kind: &str) -> Grants {
+    let mut out = Grants::new();
     for role in render.all(kind) {
         for rule in role["rules"].as_array().unwrap() {
             assert!(
@@ -261,6 +266,9 @@ fn grants(render: &helm::Render, kind: &str) -> BTreeSet<(String, String, String
                     .map(|v| v.as_str().unwrap().to_owned())
                     .collect()
             };
+            let names = rule
+                .get("resourceNames")
+                .map(|_| list("resourceNames").into_iter().collect::<BTreeSet<_>>());
             for g in list("apiGroups") {
                 for r in list("resources") {
                     for v in list("verbs") {
@@ -268,7 +276,14 @@ fn grants(render: &helm::Render, kind: &str) -> BTreeSet<(String, String, String
                             g != "*" && r != "*" && v != "*",
                             "{kind} uses a wildcard: {rule}"
                         );
-                        out.insert((g.clone(), r.clone(), v));
+                        // Two rules for one triple: the union of their names (any name wins).
+                        let entry = out
+                            .entry((g.clone(), r.clone(), v))
+                            .or_insert(Some(BTreeSet::new()));
+                        match (entry.as_mut(), &names) {
+                            (Some(all), Some(these)) => all.extend(these.iter().cloned()),
+                            _ => *entry = None,
+                        }
                     }
                 }
             }
@@ -280,7 +295,17 @@ fn grants(render: &helm::Render, kind: &str) -> BTreeSet<(String, String, String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
     let render = helm::render(&json!({})).unwrap_or_else(|e| panic!("the chart renders: {e}"));
-    let calls = recorded_calls(helm::NAMESPACE).await;
+    // The Lease the chart names (`--lease-name`), in the release namespace.
+    let args =
+        render.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    let lease_name = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|a| a.as_str().unwrap().strip_prefix("--lease-name="))
+        .expect("the chart passes --lease-name")
+        .to_owned();
+    let calls = recorded_calls(helm::NAMESPACE, &lease_name).await;
 
     let triple = |c: &Call| (c.group.clone(), c.resource.clone(), c.verb.clone());
     let cluster: BTreeSet<_> = calls
@@ -328,7 +353,8 @@ async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
         ("ClusterRole", &cluster, "cluster-wide"),
         ("Role", &own_namespace, "release-namespace"),
     ] {
-        let granted = grants(&render, kind);
+        let by_triple = grants(&render, kind);
+        let granted: BTreeSet<_> = by_triple.keys().cloned().collect();
         assert_eq!(
             &granted,
             used,
@@ -336,6 +362,20 @@ async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
             show(&used.difference(&granted).cloned().collect()),
             show(&granted.difference(used).cloned().collect()),
         );
+        // Grants limited by resourceNames cover the names the operator uses.
+        let in_scope =
+            |c: &&Call| (c.namespace.as_deref() == Some(helm::NAMESPACE)) == (kind == "Role");
+        for call in calls.iter().filter(in_scope) {
+            if let Some(Some(names)) = by_triple.get(&triple(call)) {
+                let name = call.name.clone().unwrap_or_default();
+                assert!(
+                    names.contains(&name),
+                    "{kind} limits {} {} to {names:?}, but the operator uses {name:?}",
+                    call.resource,
+                    call.verb
+                );
+            }
+        }
     }
 
     // The grants reach the operator: bindings name the roles and the Deployment's ServiceAccount,
