@@ -728,3 +728,39 @@ fn the_chart_crds_are_the_generated_ones() {
         );
     }
 }
+
+#[test]
+fn every_value_is_documented_in_values_yaml() {
+    // A leaf value (`key: value`) needs a comment right above it, or above its parent mapping
+    // (e.g. `resources.requests.cpu` under "Operator container resources").
+    let text = read(&repo_root().join("charts/mcp-warden/values.yaml"));
+    let lines: Vec<&str> = text.lines().collect();
+    let commented = |i: usize| i > 0 && lines[i - 1].trim_start().starts_with('#');
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut undocumented = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') || t.starts_with('-') {
+            continue;
+        }
+        let Some((_, value)) = t.split_once(':') else {
+            continue;
+        };
+        if value.trim().is_empty() || commented(i) {
+            continue; // a parent mapping, or documented
+        }
+        let parent = (0..i).rev().find(|&j| {
+            !lines[j].trim().is_empty()
+                && !lines[j].trim_start().starts_with('#')
+                && indent(lines[j]) < indent(line)
+        });
+        if !parent.is_some_and(commented) {
+            undocumented.push(format!("line {}: {t}", i + 1));
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "values without a comment in values.yaml:\n{}",
+        undocumented.join("\n")
+    );
+}
