@@ -36,14 +36,29 @@ pub const RELEASE: &str = "mcp-warden";
 /// See [`RELEASE`].
 pub const NAMESPACE: &str = "mcp-warden";
 
-/// The current kube context, or `None` when none is configured (the tests then skip).
-pub fn kube_context() -> Option<String> {
-    let out = Command::new("kubectl")
+/// The current kube context; `Ok(None)` when none is configured (the tests then skip), an error
+/// when a kubeconfig exists but kubectl is missing.
+pub fn kube_context() -> Result<Option<String>, String> {
+    let out = match Command::new("kubectl")
         .args(["config", "current-context"])
         .output()
-        .ok()?;
+    {
+        Ok(out) => out,
+        Err(e) => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let kubeconfig = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+                || home.is_some_and(|h| h.join(".kube/config").is_file());
+            return if kubeconfig {
+                Err(format!(
+                    "a kubeconfig exists but kubectl cannot run ({e}): install kubectl"
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+    };
     let context = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    (out.status.success() && !context.is_empty()).then_some(context)
+    Ok((out.status.success() && !context.is_empty()).then_some(context))
 }
 
 /// What to print when there is no cluster.
@@ -147,7 +162,9 @@ impl Images {
             build
                 .args(["build", "--target", target, "-t", &image, "."])
                 .current_dir(repo_root());
-            run(build)?;
+            run(build).map_err(|e| {
+                format!("{e}\n(building the images needs docker; or load them yourself and set MCP_WARDEN_E2E_BUILD=0)")
+            })?;
             if let Some(cluster) = context.strip_prefix("kind-") {
                 let mut load = Command::new("kind");
                 load.args(["load", "docker-image", &image, "--name", cluster]);
