@@ -764,3 +764,55 @@ fn every_value_is_documented_in_values_yaml() {
         undocumented.join("\n")
     );
 }
+
+#[test]
+fn an_upgrade_keeps_the_generated_tls_and_its_ca_bundle() {
+    // The first install's Secret, then upgrades rendered as Helm does against a cluster (`lookup`
+    // answered by a stand-in API server holding that Secret, a damaged copy, or nothing).
+    let first = helm::render(&json!({})).unwrap();
+    let secret = first.one("Secret").clone();
+    let mut damaged = secret.clone();
+    damaged["data"].as_object_mut().unwrap().remove("ca.crt");
+    let live = |objects: Value| json!({"op": "render-live", "values": {}, "objects": objects});
+    let results = helm::run(&[
+        live(json!([secret])),
+        live(json!([damaged])),
+        live(json!([])),
+    ]);
+    for r in &results {
+        let asked = r["requests"].as_array().map(|a| {
+            a.contains(&json!(
+                "/api/v1/namespaces/mcp-warden/secrets/mcp-warden-operator-tls"
+            ))
+        });
+        assert_eq!(asked, Some(true), "Helm did not look the Secret up: {r}");
+    }
+    let upgrades: Vec<Render> = results
+        .iter()
+        .map(|r| helm::parse_render(r).unwrap())
+        .collect();
+    let ca_bundles = |r: &Render| -> BTreeSet<String> {
+        r.one("MutatingWebhookConfiguration")["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["clientConfig"]["caBundle"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Kept: same Secret, same caBundle (sidecars keep trusting the operator).
+    assert_eq!(upgrades[0].one("Secret")["data"], secret["data"]);
+    assert_eq!(
+        ca_bundles(&upgrades[0]),
+        BTreeSet::from([secret["data"]["ca.crt"].as_str().unwrap().to_owned()])
+    );
+    // Incomplete or missing: a new, consistent pair.
+    for upgrade in &upgrades[1..] {
+        let new = upgrade.one("Secret");
+        assert_ne!(new["data"]["ca.crt"], secret["data"]["ca.crt"]);
+        assert_eq!(
+            ca_bundles(upgrade),
+            BTreeSet::from([new["data"]["ca.crt"].as_str().unwrap().to_owned()])
+        );
+        assert_eq!(upgrade.certs[0]["signed_by_ca"], true);
+    }
+}

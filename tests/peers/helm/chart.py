@@ -11,6 +11,10 @@ jobs.json is a JSON list; each job is one of
       -> {"ok": true, "report": <helm lint report>}
   {"op": "schema", "values": {...}}
       -> {"ok": true} or {"ok": false, "error": "<Helm's message>"}
+  {"op": "render-live", "values": {...}, "objects": [<Secret>, ...], ...}
+      -> like render, but cluster-aware (as `helm upgrade` renders): `lookup` asks a stand-in API
+         server on 127.0.0.1 that serves exactly `objects` (core v1 Secrets), and records in
+         "requests" the paths Helm asked for.
 A job Helm refuses answers {"ok": false, "error": "<type>: <message>"}; the script itself only fails
 (exit 2) on unusable input. Run it from outside the helm_python package directory (its logging.py
 shadows the standard library's).
@@ -18,6 +22,8 @@ shadows the standard library's).
 import base64
 import json
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import helm_python as helm
 import yaml
@@ -52,9 +58,74 @@ def cert_facts(manifests):
     return facts
 
 
+class StandIn(ThreadingHTTPServer):
+    """Just enough of the API server for Helm's `lookup` of core v1 Secrets: discovery of
+    /api/v1 and GET of one Secret; 404 (a Kubernetes Status) for anything else."""
+
+    def __init__(self, objects):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.objects = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+        self.requests = []
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 - the http.server interface
+        path = self.path.split("?")[0]
+        self.server.requests.append(path)
+        parts = path.strip("/").split("/")
+        if path == "/api/v1":
+            self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1",
+                                 "resources": [{"name": "secrets", "singularName": "secret",
+                                                "namespaced": True, "kind": "Secret",
+                                                "verbs": ["get", "list"]}]})
+        elif path == "/api":
+            self.send_json(200, {"kind": "APIVersions", "versions": ["v1"]})
+        elif len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
+            obj = self.server.objects.get((parts[3], parts[5]))
+            if obj:
+                self.send_json(200, obj)
+            else:
+                self.not_found()
+        else:
+            self.not_found()
+
+    def not_found(self):
+        self.send_json(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                             "reason": "NotFound", "code": 404, "message": "not found"})
+
+
+def render_live(chart_dir, job):
+    server = StandIn(job.get("objects", []))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = helm.Config(kube_apiserver=f"http://127.0.0.1:{server.server_address[1]}",
+                          namespace=job.get("namespace", "mcp-warden"), storage_driver="memory")
+        with helm.Chart.load(chart_dir) as chart:
+            manifests = cfg.render(chart, job.get("values", {}), name=job.get("release", "mcp-warden"),
+                                   namespace=job.get("namespace", "mcp-warden"), is_upgrade=True)
+        cfg.close()
+        return {"ok": True, "manifests": manifests, "crds": {}, "certs": cert_facts(manifests),
+                "requests": server.requests}
+    finally:
+        server.shutdown()
+
+
 def run(chart_dir, job):
     op = job["op"]
     values = job.get("values", {})
+    if op == "render-live":
+        return render_live(chart_dir, job)
     if op == "lint":
         report = helm.lint(chart_dir, values, strict=job.get("strict", True),
                            kube_version=job.get("kube_version"))
