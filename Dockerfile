@@ -4,7 +4,8 @@
 # Both run as the distroless `nonroot` user (65532), with nothing but the binary and CA roots.
 # (Building needs crates.io; the build machines of this project cannot run Docker, see docs/e2e.md.)
 
-FROM rust:1.89-bookworm AS build
+# The toolchain the workspace is built and tested with.
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
