@@ -35,7 +35,7 @@ test: peers ## lint, then run the workspace tests with the peers on PATH
 	@. "$(PEERS_ENV)"; SECONDS=0; echo "+ $(TEST_CMD)"; $(TEST_CMD); echo "== tests: $${SECONDS}s"
 
 e2e: peers ## run the ignored end-to-end tests (they skip when there is no kube context)
-	. "$(PEERS_ENV)"; $(CARGO) test -p mcp-warden-e2e -- --ignored
+	. "$(PEERS_ENV)"; $(CARGO) test -p mcp-warden-e2e -- --ignored --nocapture
 
 demo: peers ## the main job: a standalone sidecar in front of a real MCP server, calls allowed and denied
 	@bash scripts/demo.sh

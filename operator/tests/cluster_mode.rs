@@ -7,7 +7,7 @@
 mod support;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{
@@ -21,7 +21,7 @@ use mcp_warden_operator::{
 };
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use support::{create, create_pod, eventually_some, fake_cluster};
+use support::{create, create_pod, eventually_some, fake_cluster, http_get, with_tokenreview};
 use tokio::sync::mpsc;
 
 const AUDIENCE: &str = "mcp-warden-operator";
@@ -45,39 +45,6 @@ kind: McpPolicy
 metadata: {name: bot-pay, namespace: team}
 spec: {clients: [{name: bot, namespace: agents}], tools: [{toolRef: pay}]}
 "#;
-
-/// The shimmed fake for everything, except TokenReview: `token-<pod>` is pod `team/<pod>`'s
-/// projected token for the operator's audience.
-fn with_tokenreview(shimmed: kube::Client) -> kube::Client {
-    let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
-        let shimmed = shimmed.clone();
-        async move {
-            if req.uri().path() != "/apis/authentication.k8s.io/v1/tokenreviews" {
-                return shimmed
-                    .send(req)
-                    .await
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            let body = req.into_body().collect().await.unwrap().to_bytes();
-            let review: Value = serde_json::from_slice(&body).unwrap();
-            let token = review["spec"]["token"].as_str().unwrap_or_default();
-            let audience_ok = review["spec"]["audiences"] == json!([AUDIENCE]);
-            let status = match token.strip_prefix("token-") {
-                Some(pod) if audience_ok => json!({
-                    "authenticated": true, "audiences": [AUDIENCE],
-                    "user": {"username": "system:serviceaccount:team:pay",
-                             "extra": {"authentication.kubernetes.io/pod-name": [pod]}}}),
-                _ => json!({"authenticated": false, "error": "invalid bearer token"}),
-            };
-            let answer = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                                "spec": review["spec"], "status": status});
-            Ok(Response::new(kube::client::Body::from(
-                serde_json::to_vec(&answer).unwrap(),
-            )))
-        }
-    });
-    kube::Client::new(svc, "default")
-}
 
 struct Tls {
     server: Arc<rustls::ServerConfig>,
@@ -178,7 +145,7 @@ async fn admin_get(port: u16, path: &str) -> (StatusCode, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
     let (shimmed, _) = fake_cluster().await;
-    let client = with_tokenreview(shimmed.clone());
+    let client = with_tokenreview(shimmed.clone(), AUDIENCE);
     create_pod(&shimmed, "team", "pay-0", &[("app", "pay")]).await;
     create_pod(&shimmed, "team", "web-0", &[("app", "web")]).await;
     create(&shimmed, CRS).await;

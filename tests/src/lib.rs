@@ -9,9 +9,11 @@
 //! | `kubernetes_validate` | the CRD YAML passes `kubernetes-validate --strict` for Kubernetes 1.29 and 1.36 |
 //! | `examples` | every configuration under `examples/` loads, and validates against the CRD schemas |
 //! | `broken_samples` | every fixture under `tests/fixtures/broken/` is rejected at the field it names |
+//! | `chart` | the Helm chart renders, lints and validates for every option, and matches the install contract ([`helm`]) |
 
 #![forbid(unsafe_code)]
 
+pub mod helm;
 pub mod mcp;
 pub mod procs;
 

@@ -480,6 +480,48 @@ impl Drop for Operator {
     }
 }
 
+/// The shimmed fake for everything, except TokenReview: `token-<pod>` is pod `team/<pod>`'s
+/// projected token for `audience`.
+pub fn with_tokenreview(shimmed: kube::Client, audience: &'static str) -> kube::Client {
+    let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+        let shimmed = shimmed.clone();
+        async move {
+            if req.uri().path() != "/apis/authentication.k8s.io/v1/tokenreviews" {
+                return shimmed.send(req).await.map_err(|e| Box::new(e) as BoxError);
+            }
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let review: Value = serde_json::from_slice(&body).unwrap();
+            let token = review["spec"]["token"].as_str().unwrap_or_default();
+            let audience_ok = review["spec"]["audiences"] == json!([audience]);
+            let status = match token.strip_prefix("token-") {
+                Some(pod) if audience_ok => json!({
+                    "authenticated": true, "audiences": [audience],
+                    "user": {"username": "system:serviceaccount:team:pay",
+                             "extra": {"authentication.kubernetes.io/pod-name": [pod]}}}),
+                _ => json!({"authenticated": false, "error": "invalid bearer token"}),
+            };
+            let answer = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                "spec": review["spec"], "status": status});
+            Ok(Response::new(kube::client::Body::from(
+                serde_json::to_vec(&answer).unwrap(),
+            )))
+        }
+    });
+    kube::Client::new(svc, "default")
+}
+
+/// An HTTP/1 connection to 127.0.0.1:`port`.
+async fn connect(port: u16) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// A plain-HTTP request to 127.0.0.1:`port` (JSON body when given): status and body text.
 pub async fn http(
     port: u16,
@@ -487,14 +529,7 @@ pub async fn http(
     path: &str,
     body: Option<Value>,
 ) -> (http::StatusCode, String) {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = connect(port).await;
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -510,4 +545,22 @@ pub async fn http(
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A plain-HTTP `GET` on 127.0.0.1 (admin port, or the push API without TLS), with a bearer
+/// token when given; the response with its body unread (push streams never end).
+pub async fn http_get(
+    port: u16,
+    path: &str,
+    bearer: Option<&str>,
+) -> Response<hyper::body::Incoming> {
+    let mut sender = connect(port).await;
+    let mut req = Request::get(path).header(http::header::HOST, "localhost");
+    if let Some(token) = bearer {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap()
 }
