@@ -21,7 +21,7 @@ use mcp_warden_operator::{
 };
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use support::{create, create_pod, eventually_some, fake_cluster, http_get, with_tokenreview};
+use support::{create, create_pod, eventually_some, fake_cluster, with_tokenreview};
 use tokio::sync::mpsc;
 
 const AUDIENCE: &str = "mcp-warden-operator";
