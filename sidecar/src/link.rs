@@ -79,12 +79,13 @@ impl Link {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(url_error("the scheme must be https (or http)".into()));
         }
-        let builder = HttpsConnectorBuilder::new();
+        let ring = || rustls::crypto::ring::default_provider();
         let builder = match trust {
-            Trust::System => builder
-                .with_native_roots()
-                .unwrap_or_else(|_| HttpsConnectorBuilder::new().with_webpki_roots()),
-            Trust::Pem(pem) => builder.with_tls_config(client_config(pem)?),
+            Trust::System => HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(ring())
+                .or_else(|_| HttpsConnectorBuilder::new().with_provider_and_webpki_roots(ring()))
+                .map_err(|e| LinkError::Ca(e.to_string()))?,
+            Trust::Pem(pem) => HttpsConnectorBuilder::new().with_tls_config(client_config(pem)?),
         };
         let connector = builder
             .https_or_http()
