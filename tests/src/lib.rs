@@ -6,7 +6,7 @@
 //! | test | checks |
 //! | --- | --- |
 //! | `crd_yaml` | the committed CRD YAML equals what the Rust types generate (`REFRESH_GOLDEN=1` rewrites it) |
-//! | `kubernetes_validate` | the CRD YAML passes `kubernetes-validate --strict` for Kubernetes 1.29 and 1.36 |
+//! | `kubernetes_validate` | the CRD YAML and the injected workloads (`operator/tests/golden/inject/`) pass `kubernetes-validate --strict` for Kubernetes 1.29 and 1.36 |
 //! | `examples` | every configuration under `examples/` loads, and validates against the CRD schemas |
 //! | `broken_samples` | every fixture under `tests/fixtures/broken/` is rejected at the field it names |
 
