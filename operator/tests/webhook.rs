@@ -6,6 +6,8 @@
 //! its metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use base64::Engine;
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
@@ -51,16 +53,7 @@ struct Server {
 
 /// The webhook on 127.0.0.1 with a fresh self-signed certificate for `localhost`.
 async fn server() -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()).into();
-    let mut tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tls = support::tls::self_signed();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let metrics = Metrics::new();
@@ -69,12 +62,12 @@ async fn server() -> Server {
         config: Arc::new(config()),
         metrics: metrics.clone(),
     };
-    tokio::spawn(webhook::serve(listener, Arc::new(tls), webhook, async {
+    tokio::spawn(webhook::serve(listener, tls.server, webhook, async {
         let _ = stopped.await;
     }));
     Server {
         port,
-        roots: Arc::new(roots),
+        roots: tls.roots,
         metrics,
         stop: Some(stop),
     }
@@ -95,24 +88,7 @@ async fn post(
     path: &str,
     body: String,
 ) -> (StatusCode, Value) {
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = support::tls::connect(port, roots).await;
     let req = Request::post(format!("{path}?timeout=10s"))
         .header(header::HOST, "localhost")
         .header(header::CONTENT_TYPE, "application/json")
@@ -530,12 +506,11 @@ impl Drop for Child {
 
 #[tokio::test]
 async fn the_real_binary_serves_the_webhook_with_its_flags() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let tls = support::tls::self_signed();
     let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
-    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&cert_file, &tls.cert_pem).unwrap();
+    std::fs::write(&key_file, &tls.key_pem).unwrap();
     let crs = dir.path().join("crs");
     std::fs::create_dir(&crs).unwrap();
     let ready = dir.path().join("ready.json");
@@ -583,9 +558,7 @@ async fn the_real_binary_serves_the_webhook_with_its_flags() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let roots = Arc::new(roots);
+    let roots = tls.roots.clone();
     let body = fixture("create-replicaset-pod.json");
     let request: Value = serde_json::from_str(&body).unwrap();
     let (status, review) = post(webhook_port, &roots, "/mutate", body).await;
@@ -604,7 +577,7 @@ async fn the_real_binary_serves_the_webhook_with_its_flags() {
         .flatten()
         .find(|e| e.name == "MCP_WARDEN_OPERATOR_CA")
         .and_then(|e| e.value.clone());
-    assert_eq!(ca, Some(cert.cert.pem()));
+    assert_eq!(ca, Some(tls.cert_pem.clone()));
     let token = serde_json::to_value(&pod.spec.as_ref().unwrap().volumes).unwrap();
     assert!(
         token.to_string().contains("\"audience\":\"warden-test\""),
