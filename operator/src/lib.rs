@@ -10,6 +10,9 @@
 //!                                         │ server-side apply, field manager mcp-warden-operator
 //!                                         ▼
 //!                             McpTool / McpClient / McpPolicy status
+//!
+//! kube-apiserver ──POST /mutate──► webhook ──► inject::inject (pure) ──► JSONPatch adding the sidecar
+//!                        `inject -f` ──────────┘  (serve: the HTTPS connection loop push/webhook/admin share)
 //! ```
 //!
 //! Every replica watches, indexes and serves the push API; only the Lease holder writes status
