@@ -41,6 +41,9 @@ pub const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
 /// The webhook's path.
 pub const PATH: &str = "/mutate";
 
+/// How long a request body may take to arrive (the API server's own timeout is at most 30 s).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The answer to one AdmissionReview, with its labels for the metrics.
 #[derive(Debug)]
 pub struct Outcome {
@@ -52,9 +55,22 @@ pub struct Outcome {
     pub result: &'static str,
     /// `namespace/name` (or `namespace/generateName*`) for the log; empty when unreadable.
     pub subject: String,
+    /// What the log says about the outcome: never a value taken from the object (a parser's
+    /// message can quote one, e.g. an env value), unlike the response's message to the client.
+    pub log: String,
 }
 
-fn invalid(uid: Option<&str>, message: String) -> Outcome {
+/// Where a parser failed, without the value it quotes.
+fn parse_error(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+fn invalid(uid: Option<&str>, message: String, log: String) -> Outcome {
     let mut response = AdmissionResponse::invalid(message);
     response.uid = uid.unwrap_or_default().to_owned();
     Outcome {
@@ -62,6 +78,7 @@ fn invalid(uid: Option<&str>, message: String) -> Outcome {
         operation: "unknown",
         result: "invalid",
         subject: String::new(),
+        log,
     }
 }
 
@@ -69,25 +86,38 @@ fn invalid(uid: Option<&str>, message: String) -> Outcome {
 pub fn review(body: &[u8], cfg: &InjectConfig) -> Outcome {
     let raw: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return invalid(None, format!("the request body is not JSON: {e}")),
+        Err(e) => {
+            return invalid(
+                None,
+                format!("the request body is not JSON: {e}"),
+                format!("not JSON: {}", parse_error(&e)),
+            );
+        }
     };
     let uid = raw.pointer("/request/uid").and_then(Value::as_str);
     if raw.get("apiVersion").and_then(Value::as_str) != Some("admission.k8s.io/v1")
         || raw.get("kind").and_then(Value::as_str) != Some("AdmissionReview")
     {
-        return invalid(
-            uid,
-            "expected an admission.k8s.io/v1 AdmissionReview (set admissionReviewVersions: [v1])"
-                .into(),
-        );
+        let message =
+            "expected an admission.k8s.io/v1 AdmissionReview (set admissionReviewVersions: [v1])";
+        return invalid(uid, message.into(), message.into());
     }
     let review: AdmissionReview<DynamicObject> = match serde_json::from_value(raw.clone()) {
         Ok(r) => r,
-        Err(e) => return invalid(uid, format!("unreadable AdmissionReview: {e}")),
+        Err(e) => {
+            return invalid(
+                uid,
+                format!("unreadable AdmissionReview: {e}"),
+                format!("unreadable AdmissionReview: {}", parse_error(&e)),
+            );
+        }
     };
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
-        Err(_) => return invalid(uid, "the AdmissionReview has no request".into()),
+        Err(_) => {
+            let message = "the AdmissionReview has no request";
+            return invalid(uid, message.into(), message.into());
+        }
     };
     admit(&request, cfg)
 }
@@ -117,14 +147,15 @@ pub fn admit(request: &AdmissionRequest<DynamicObject>, cfg: &InjectConfig) -> O
             .filter(|_| request.name.is_empty())
             .unwrap_or_else(|| request.name.clone())
     );
-    let outcome = |response, result| Outcome {
+    let outcome = |response, result, log: String| Outcome {
         response,
         operation,
         result,
         subject: subject.clone(),
+        log,
     };
     if !matches!(request.operation, Operation::Create) || request.sub_resource.is_some() {
-        return outcome(allowed, "allowed");
+        return outcome(allowed, "allowed", "not a pod creation".into());
     }
     let kind = &request.kind;
     if !(kind.group.is_empty() && kind.version == "v1" && kind.kind == "Pod") {
@@ -133,32 +164,36 @@ pub fn admit(request: &AdmissionRequest<DynamicObject>, cfg: &InjectConfig) -> O
              MutatingWebhookConfiguration's rules",
             kind.group, kind.version, kind.kind
         );
-        return outcome(allowed.deny(message), "denied");
+        return outcome(allowed.deny(&message), "denied", message);
     }
-    let pod: Pod = match request
-        .object
-        .as_ref()
-        .ok_or_else(|| "the CREATE request has no object".to_owned())
-        .and_then(|o| {
-            serde_json::to_value(o)
-                .and_then(serde_json::from_value)
-                .map_err(|e| format!("the object is not a valid v1 Pod: {e}"))
-        }) {
+    let Some(object) = &request.object else {
+        let message = "the CREATE request has no object";
+        return outcome(allowed.deny(message), "denied", message.into());
+    };
+    let pod: Pod = match serde_json::to_value(object).and_then(serde_json::from_value) {
         Ok(pod) => pod,
-        Err(message) => return outcome(allowed.deny(message), "denied"),
+        Err(e) => {
+            return outcome(
+                allowed.deny(format!("the object is not a valid v1 Pod: {e}")),
+                "denied",
+                format!("the object is not a valid v1 Pod: {}", parse_error(&e)),
+            );
+        }
     };
     match inject::inject(&pod, None, cfg) {
-        Ok(Injection::Skip(_)) => outcome(allowed, "skipped"),
+        Ok(Injection::Skip(reason)) => outcome(allowed, "skipped", reason.to_string()),
         Ok(Injection::Patch {
-            patch, warnings, ..
+            patch,
+            warnings,
+            upstream,
         }) => match allowed.clone().with_patch(patch) {
             Ok(mut response) => {
                 response.warnings = (!warnings.is_empty()).then_some(warnings);
-                outcome(response, "injected")
+                outcome(response, "injected", format!("upstream {upstream}"))
             }
-            Err(e) => outcome(allowed.deny(e), "denied"),
+            Err(e) => outcome(allowed.deny(&e), "denied", e.to_string()),
         },
-        Err(e) => outcome(allowed.deny(e), "denied"),
+        Err(e) => outcome(allowed.deny(&e), "denied", e.to_string()),
     }
 }
 
@@ -212,15 +247,23 @@ async fn handle(req: Request<Incoming>, webhook: &Webhook) -> Response<Full<Byte
             &json!({"error": "POST an admission.k8s.io/v1 AdmissionReview"}),
         );
     }
-    let outcome = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => review(&body.to_bytes(), &webhook.config),
-        Err(e) => invalid(
-            None,
-            format!("the request body is unreadable or larger than {MAX_REVIEW_BYTES} bytes: {e}"),
-        ),
+    let body = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_REVIEW_BYTES).collect(),
+    )
+    .await;
+    let outcome = match body {
+        Ok(Ok(body)) => review(&body.to_bytes(), &webhook.config),
+        Ok(Err(e)) => {
+            let message = format!(
+                "the request body is unreadable or larger than {MAX_REVIEW_BYTES} bytes: {e}"
+            );
+            invalid(None, message.clone(), message)
+        }
+        Err(_) => {
+            let message = format!("the request body did not arrive within {BODY_TIMEOUT:?}");
+            invalid(None, message.clone(), message)
+        }
     };
     webhook
         .metrics
@@ -233,7 +276,7 @@ async fn handle(req: Request<Incoming>, webhook: &Webhook) -> Response<Full<Byte
         operation = outcome.operation,
         result = outcome.result,
         object = %outcome.subject,
-        message = %response.result.message,
+        outcome = %outcome.log,
         "admission review"
     );
     reply(StatusCode::OK, &review_json(response))

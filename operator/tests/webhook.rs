@@ -616,3 +616,70 @@ fn the_webhook_needs_tls() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--tls-cert"), "{stderr}");
 }
+
+#[test]
+fn the_log_line_never_quotes_the_object() {
+    // A pod whose env value has the wrong type: serde's message quotes the value.
+    let mut review: Value = serde_json::from_str(&fixture("create-replicaset-pod.json")).unwrap();
+    review["request"]["object"]["spec"]["containers"][0]["env"] = "API_TOKEN=hunter2-secret".into();
+    let outcome = webhook::review(review.to_string().as_bytes(), &config());
+    assert_eq!(outcome.result, "denied");
+    assert!(
+        outcome
+            .response
+            .result
+            .message
+            .contains("not a valid v1 Pod"),
+        "{:?}",
+        outcome.response
+    );
+    assert!(!outcome.log.contains("hunter2"), "{}", outcome.log);
+    assert!(!format!("{:?}", outcome.subject).contains("hunter2"));
+    // The same for a body that is not JSON at all.
+    let outcome = webhook::review(b"{\"token\": \"hunter2-secret\" oops", &config());
+    assert_eq!(outcome.result, "invalid");
+    assert!(!outcome.log.contains("hunter2"), "{}", outcome.log);
+}
+
+#[tokio::test]
+async fn http2_like_the_api_server() {
+    let server = server().await;
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(server.roots.clone())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("https://localhost/mutate?timeout=10s")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(fixture(
+            "create-replicaset-pod.json",
+        ))))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let review: Value = serde_json::from_slice(&body).unwrap();
+    let response = response_of(
+        StatusCode::OK,
+        &review,
+        "5f3c1a52-7b0e-4d1e-9a55-0d2f7e1c9b01",
+    );
+    assert!(patch_of(&response).is_some());
+}
