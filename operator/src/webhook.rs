@@ -82,17 +82,20 @@ fn invalid(uid: Option<&str>, message: String, log: String) -> Outcome {
     }
 }
 
+/// `what` failed to parse: the client gets the parser's message, the log only where it failed.
+fn unparsable(uid: Option<&str>, what: &str, e: &serde_json::Error) -> Outcome {
+    invalid(
+        uid,
+        format!("{what}: {e}"),
+        format!("{what}: {}", parse_error(e)),
+    )
+}
+
 /// Answers the AdmissionReview in `body`. Pure: no I/O, never panics on input.
 pub fn review(body: &[u8], cfg: &InjectConfig) -> Outcome {
     let raw: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => {
-            return invalid(
-                None,
-                format!("the request body is not JSON: {e}"),
-                format!("not JSON: {}", parse_error(&e)),
-            );
-        }
+        Err(e) => return unparsable(None, "the request body is not JSON", &e),
     };
     let uid = raw.pointer("/request/uid").and_then(Value::as_str);
     if raw.get("apiVersion").and_then(Value::as_str) != Some("admission.k8s.io/v1")
@@ -104,13 +107,7 @@ pub fn review(body: &[u8], cfg: &InjectConfig) -> Outcome {
     }
     let review: AdmissionReview<DynamicObject> = match serde_json::from_value(raw.clone()) {
         Ok(r) => r,
-        Err(e) => {
-            return invalid(
-                uid,
-                format!("unreadable AdmissionReview: {e}"),
-                format!("unreadable AdmissionReview: {}", parse_error(&e)),
-            );
-        }
+        Err(e) => return unparsable(uid, "unreadable AdmissionReview", &e),
     };
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,

@@ -644,20 +644,7 @@ fn the_log_line_never_quotes_the_object() {
 #[tokio::test]
 async fn http2_like_the_api_server() {
     let server = server().await;
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(server.roots.clone())
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let tls = support::tls::tls_stream(server.port, &server.roots, &[b"h2"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
