@@ -590,6 +590,26 @@ async fn the_real_binary_serves_the_webhook_with_its_flags() {
         ),
         "{metrics}"
     );
+    // With --tls-cert, files mode serves the push API over HTTPS too (sidecars' --operator-ca).
+    let push_port = serde_json::from_str::<Value>(&std::fs::read_to_string(&ready).unwrap())
+        .unwrap()["listen"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let mut push = support::tls::connect(push_port, &roots).await;
+    let watch = Request::get("/v1/watch?namespace=team-a&pod=weather-0&labels=app%3Dweather")
+        .header(header::HOST, "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let watch = tokio::time::timeout(Duration::from_secs(10), push.send_request(watch))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
     // The webhook port is not the push API.
     let (status, _) = post(webhook_port, &roots, "/v1/watch", String::new()).await;
     assert_eq!(
