@@ -243,3 +243,34 @@ fn bad_flags_are_refused_at_start() {
         Err(ConfigError::Empty("--sidecar-image"))
     ));
 }
+
+#[test]
+fn manifests_inject_lists_and_leave_other_kinds_alone() {
+    let yaml = "apiVersion: v1\nkind: List\nitems:\n\
+                - {apiVersion: v1, kind: ConfigMap, metadata: {name: c}, data: {a: b}}\n\
+                - apiVersion: apps/v1\n  kind: DaemonSet\n  metadata: {name: d}\n  spec:\n    \
+                selector: {matchLabels: {app: d}}\n    template:\n      metadata: {labels: {app: d}}\n      \
+                spec: {containers: [{name: s, image: s, ports: [{containerPort: 7000}]}]}\n";
+    let out = mcp_warden_operator::inject::manifest::inject_manifests(yaml, &config()).unwrap();
+    let doc: serde_json::Value = serde_yaml::from_str(&out.yaml).unwrap();
+    assert_eq!(
+        doc["items"][0]["data"]["a"], "b",
+        "the ConfigMap is unchanged"
+    );
+    let template = &doc["items"][1]["spec"]["template"];
+    assert_eq!(
+        template["spec"]["initContainers"][0]["name"],
+        "mcp-warden-sidecar"
+    );
+    assert!(
+        template["spec"]["initContainers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&"http://127.0.0.1:7000/mcp".into())
+    );
+    assert_eq!(
+        template["metadata"]["labels"]["mcpwarden.io/governed"],
+        "true"
+    );
+    assert!(out.notes.is_empty(), "{:?}", out.notes);
+}
