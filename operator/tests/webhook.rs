@@ -2,47 +2,25 @@
 //! real `admission.k8s.io/v1` AdmissionReview bodies (`tests/fixtures/admission/`): every
 //! answer echoes the uid; each returned JSONPatch is applied with `json_patch::patch` and the
 //! result must deserialize as a `k8s_openapi` Pod carrying the sidecar exactly as the install
-//! contract says. The real binary (`run --source files --webhook-listen`) is exercised once, with
-//! its metrics.
+//! contract says. The real binary is in `webhook_binary.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use mcp_warden_operator::{
-    inject::{InjectConfig, cli::DEFAULT_SIDECAR_IMAGE},
+    inject::cli::DEFAULT_SIDECAR_IMAGE,
     metrics::Metrics,
     webhook::{self, Webhook},
 };
 use serde_json::Value;
-use std::{path::PathBuf, sync::Arc, time::Duration};
-
-const AUDIENCE: &str = "mcp-warden-operator";
-const OPERATOR_URL: &str = "https://mcp-warden-operator.mcp-warden.svc:8443";
-
-fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/admission")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn config() -> InjectConfig {
-    InjectConfig {
-        image: DEFAULT_SIDECAR_IMAGE.into(),
-        image_pull_policy: "IfNotPresent".into(),
-        operator_url: OPERATOR_URL.into(),
-        operator_ca: None,
-        audience: AUDIENCE.into(),
-        cpu_request: "50m".into(),
-        memory_request: "32Mi".into(),
-        memory_limit: "128Mi".into(),
-    }
-}
+use std::sync::Arc;
+use support::admission::{
+    AUDIENCE, OPERATOR_URL, config, fixture, patch_of, post, response_of, sidecar,
+};
 
 struct Server {
     port: u16,
@@ -81,54 +59,6 @@ impl Drop for Server {
     }
 }
 
-/// POSTs `body` to `https://localhost:<port><path>`; the status and the JSON answer.
-async fn post(
-    port: u16,
-    roots: &Arc<rustls::RootCertStore>,
-    path: &str,
-    body: String,
-) -> (StatusCode, Value) {
-    let mut sender = support::tls::connect(port, roots).await;
-    let req = Request::post(format!("{path}?timeout=10s"))
-        .header(header::HOST, "localhost")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
-        .await
-        .expect("the webhook answers within 10 s")
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
-    (status, json)
-}
-
-/// The AdmissionReview's `response`, after the checks every answer must pass.
-fn response_of(status: StatusCode, review: &Value, uid: &str) -> Value {
-    assert_eq!(status, StatusCode::OK, "{review}");
-    assert_eq!(review["apiVersion"], "admission.k8s.io/v1", "{review}");
-    assert_eq!(review["kind"], "AdmissionReview", "{review}");
-    assert_eq!(
-        review["response"]["uid"], uid,
-        "the uid is echoed: {review}"
-    );
-    review["response"].clone()
-}
-
-/// The patch, accepted as base64 (what the apiserver's Go `[]byte` expects) or a number array.
-fn patch_of(response: &Value) -> Option<json_patch::Patch> {
-    let bytes: Vec<u8> = match response.get("patch")? {
-        Value::String(s) => base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .expect("base64 patch"),
-        Value::Array(a) => a.iter().map(|v| v.as_u64().unwrap() as u8).collect(),
-        other => panic!("unexpected patch {other}"),
-    };
-    Some(serde_json::from_slice(&bytes).expect("the patch is a JSONPatch"))
-}
-
 /// Posts a fixture; the request, the response and (when patched) the patched Pod.
 async fn admit(server: &Server, name: &str) -> (Value, Value, Option<Pod>) {
     let body = fixture(name);
@@ -143,11 +73,6 @@ async fn admit(server: &Server, name: &str) -> (Value, Value, Option<Pod>) {
         serde_json::from_value::<Pod>(object).expect("the patched object is a valid Pod")
     });
     (request, response, pod)
-}
-
-fn sidecar(pod: &Pod) -> &Container {
-    let init = pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap();
-    &init[0]
 }
 
 /// The sidecar is exactly what the install contract specifies.
@@ -475,166 +400,6 @@ async fn malformed_and_wrong_requests_are_denied_with_a_reason_never_a_crash() {
         ),
         "{metrics}"
     );
-}
-
-/// A plain-HTTP GET on 127.0.0.1 (the admin port); the body.
-async fn get_plain(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
-    text
-}
-
-/// Kills the child when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[tokio::test]
-async fn the_real_binary_serves_the_webhook_with_its_flags() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = support::tls::self_signed();
-    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&cert_file, &tls.cert_pem).unwrap();
-    std::fs::write(&key_file, &tls.key_pem).unwrap();
-    let crs = dir.path().join("crs");
-    std::fs::create_dir(&crs).unwrap();
-    let ready = dir.path().join("ready.json");
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-warden-operator"))
-        .arg("run")
-        .arg(format!("--source=files:{}", crs.display()))
-        .args(["--listen", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0"])
-        .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
-        .arg("--tls-cert")
-        .arg(&cert_file)
-        .arg("--tls-key")
-        .arg(&key_file)
-        .arg("--ready-file")
-        .arg(&ready)
-        // The sidecars trust the CA that signed the push API: here the self-signed cert itself.
-        .arg("--operator-ca-file")
-        .arg(&cert_file)
-        .args(["--sidecar-image", "registry.example/sidecar:dev"])
-        .args(["--audience", "warden-test"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = Child(child);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let webhook_port = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready)
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && let Some(addr) = v["webhook"].as_str()
-        {
-            break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
-        }
-        assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "the operator exited before it was ready"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no ready file in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let roots = tls.roots.clone();
-    let body = fixture("create-replicaset-pod.json");
-    let request: Value = serde_json::from_str(&body).unwrap();
-    let (status, review) = post(webhook_port, &roots, "/mutate", body).await;
-    let response = response_of(status, &review, "5f3c1a52-7b0e-4d1e-9a55-0d2f7e1c9b01");
-    let mut object = request["request"]["object"].clone();
-    json_patch::patch(&mut object, &patch_of(&response).expect("a patch")).unwrap();
-    let pod: Pod = serde_json::from_value(object).unwrap();
-    let sidecar = sidecar(&pod);
-    assert_eq!(
-        sidecar.image.as_deref(),
-        Some("registry.example/sidecar:dev")
-    );
-    let ca = sidecar
-        .env
-        .iter()
-        .flatten()
-        .find(|e| e.name == "MCP_WARDEN_OPERATOR_CA")
-        .and_then(|e| e.value.clone());
-    assert_eq!(ca, Some(tls.cert_pem.clone()));
-    let token = serde_json::to_value(&pod.spec.as_ref().unwrap().volumes).unwrap();
-    assert!(
-        token.to_string().contains("\"audience\":\"warden-test\""),
-        "{token}"
-    );
-    let metrics = get_plain(admin_port, "/metrics").await;
-    assert!(
-        metrics.contains(
-            "mcp_warden_operator_admission_requests_total{operation=\"CREATE\",result=\"injected\"} 1"
-        ),
-        "{metrics}"
-    );
-    // With --tls-cert, files mode serves the push API over HTTPS too (sidecars' --operator-ca).
-    let push_port = serde_json::from_str::<Value>(&std::fs::read_to_string(&ready).unwrap())
-        .unwrap()["listen"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse::<u16>()
-        .unwrap();
-    let mut push = support::tls::connect(push_port, &roots).await;
-    let watch = Request::get("/v1/watch?namespace=team-a&pod=weather-0&labels=app%3Dweather")
-        .header(header::HOST, "localhost")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let watch = tokio::time::timeout(Duration::from_secs(10), push.send_request(watch))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(watch.status(), StatusCode::OK);
-    // The webhook port is not the push API.
-    let (status, _) = post(webhook_port, &roots, "/v1/watch", String::new()).await;
-    assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "the webhook port serves only /mutate"
-    );
-}
-
-#[test]
-fn the_webhook_needs_tls() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-warden-operator"))
-        .args([
-            "run",
-            "--source",
-            "files:/nonexistent",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--webhook-listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--tls-cert"), "{stderr}");
 }
 
 #[test]

@@ -37,6 +37,7 @@ use std::{
 };
 use tokio::{sync::broadcast, task::JoinHandle};
 
+pub mod admission;
 pub mod tls;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
