@@ -9,6 +9,7 @@
 //! | `kubernetes_validate` | the CRD YAML and the injected workloads (`operator/tests/golden/inject/`) pass `kubernetes-validate --strict` for Kubernetes 1.29 and 1.36 |
 //! | `examples` | every configuration under `examples/` loads, and validates against the CRD schemas |
 //! | `broken_samples` | every fixture under `tests/fixtures/broken/` is rejected at the field it names |
+//! | `injected_sidecar` | the sidecar `inject -f` writes starts with those args, reaches a files-mode operator and enforces its bundle |
 
 #![forbid(unsafe_code)]
 
