@@ -4,9 +4,7 @@ use crate::{index::Index, metrics::Metrics, watch::InvalidObjects};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 /// Whether the operator is ready to serve (the push API answers from a complete index).
@@ -19,24 +17,11 @@ pub async fn serve(
     ready: ReadyCheck,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let (metrics, ready) = (metrics.clone(), ready.clone());
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = answer(&req, &metrics, &ready);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let handler = move |req: Request<hyper::body::Incoming>| {
+        let response = answer(&req, &metrics, &ready);
+        async move { response }
+    };
+    crate::serve::connections(listener, None, handler, shutdown).await;
 }
 
 fn answer<B>(req: &Request<B>, metrics: &Metrics, ready: &ReadyCheck) -> Response<Full<Bytes>> {

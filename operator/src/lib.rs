@@ -10,6 +10,9 @@
 //!                                         │ server-side apply, field manager mcp-warden-operator
 //!                                         ▼
 //!                             McpTool / McpClient / McpPolicy status
+//!
+//! kube-apiserver ──POST /mutate──► webhook ──► inject::inject (pure) ──► JSONPatch adding the sidecar
+//!                        `inject -f` ──────────┘  (serve: the HTTPS connection loop push/webhook/admin share)
 //! ```
 //!
 //! Every replica watches, indexes and serves the push API; only the Lease holder writes status
@@ -22,14 +25,17 @@ pub mod admin;
 pub mod clock;
 pub mod files;
 pub mod index;
+pub mod inject;
 pub mod leader;
 pub mod metrics;
 pub mod push;
 pub mod review;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod status_writer;
 pub mod tokenreview;
 pub mod tool_usage;
 pub mod usage;
 pub mod watch;
+pub mod webhook;

@@ -6,6 +6,8 @@
 //! - `run --source files:<dir>`: serves bundles from CR files (demos, parity tests), no cluster.
 //! - `crds`: prints the CustomResourceDefinitions.
 //! - `review report|approve`: access reviews, with the caller's credentials (`review`).
+//! - `inject -f <file|->`: prints the manifests with the sidecar injected (like `istioctl
+//!   kube-inject`); `run --webhook-listen` serves the same injector as a mutating webhook.
 
 use clap::{ArgAction, Parser, Subcommand};
 use mcp_warden_operator::{
@@ -13,12 +15,14 @@ use mcp_warden_operator::{
     clock::SystemClock,
     files,
     index::Index,
+    inject::cli::{InjectArgs, SidecarArgs},
     leader::LeaseSettings,
     metrics::Metrics,
     push, run,
     status_writer::StatusSettings,
     usage::{UsageEndpoint, UsageStore},
     watch::{InvalidObjects, WatchSettings},
+    webhook,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -41,6 +45,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Access reviews: report every McpClient's grants and flags, record reviews.
     Review(mcp_warden_operator::review::cli::ReviewArgs),
+    /// Print manifests with the mcp-warden sidecar injected (Pods and workload templates).
+    Inject(Box<InjectArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +108,13 @@ struct RunArgs {
     /// Seconds between refreshes of usage counts in status.
     #[arg(long, default_value_t = 60)]
     usage_refresh_seconds: u64,
+    /// Serve the mutating admission webhook (`POST /mutate`, HTTPS with --tls-cert/--tls-key)
+    /// here; unset: no webhook.
+    #[arg(long)]
+    webhook_listen: Option<SocketAddr>,
+    /// What the webhook injects.
+    #[command(flatten)]
+    sidecar: SidecarArgs,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +130,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Review(args) => mcp_warden_operator::review::cli::run(args),
+        Command::Inject(args) => mcp_warden_operator::inject::cli::run(&args),
         Command::Run(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -171,15 +185,55 @@ async fn bind(addr: SocketAddr, what: &str) -> Option<tokio::net::TcpListener> {
     }
 }
 
-fn write_ready_file(file: Option<&PathBuf>, listener: &tokio::net::TcpListener) -> String {
+fn write_ready_file(
+    file: Option<&PathBuf>,
+    listener: &tokio::net::TcpListener,
+    webhook: Option<SocketAddr>,
+) -> String {
     let bound = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     if let Some(file) = file {
-        let _ = std::fs::write(file, serde_json::json!({ "listen": bound }).to_string());
+        let mut ready = serde_json::json!({ "listen": bound });
+        if let Some(webhook) = webhook {
+            ready["webhook"] = webhook.to_string().into();
+        }
+        let _ = std::fs::write(file, ready.to_string());
     }
     bound
+}
+
+/// Starts the admission webhook when `--webhook-listen` is set; its bound address.
+async fn start_webhook(
+    args: &RunArgs,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    metrics: &Metrics,
+) -> Result<Option<SocketAddr>, ExitCode> {
+    let Some(addr) = args.webhook_listen else {
+        return Ok(None);
+    };
+    let Some(tls) = tls else {
+        tracing::error!(
+            "--webhook-listen: the webhook is served over HTTPS only; give --tls-cert and --tls-key"
+        );
+        return Err(ExitCode::from(2));
+    };
+    let config = args.sidecar.config(&args.audience).map_err(|e| {
+        tracing::error!("{e}");
+        ExitCode::from(2)
+    })?;
+    let listener = bind(addr, "admission webhook")
+        .await
+        .ok_or(ExitCode::from(1))?;
+    let bound = listener.local_addr().map_err(|_| ExitCode::from(1))?;
+    tracing::info!(webhook = %bound, "admission webhook listening");
+    let webhook = webhook::Webhook {
+        config: Arc::new(config),
+        metrics: metrics.clone(),
+    };
+    tokio::spawn(webhook::serve(listener, tls.clone(), webhook, terminated()));
+    Ok(Some(bound))
 }
 
 async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
@@ -196,6 +250,20 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
     }
     tokio::spawn(files::watch(dir, index.clone()));
     let metrics = Metrics::new();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls_config(cert, key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    let webhook = match start_webhook(&args, tls.as_ref(), &metrics).await {
+        Ok(bound) => bound,
+        Err(code) => return code,
+    };
     if let Some(addr) = args.admin_listen {
         let Some(admin_listener) = bind(addr, "admin").await else {
             return ExitCode::from(1);
@@ -216,8 +284,8 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
     let Some(listener) = bind(args.listen, "push API").await else {
         return ExitCode::from(1);
     };
-    let bound = write_ready_file(args.ready_file.as_ref(), &listener);
-    tracing::info!(listen = %bound, "push API listening");
+    let bound = write_ready_file(args.ready_file.as_ref(), &listener, webhook);
+    tracing::info!(listen = %bound, tls = tls.is_some(), "push API listening");
     let settings = push::PushSettings {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         labels_from_query: true,
@@ -230,7 +298,7 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
         metrics: Some(metrics),
     };
     let extensions = push::Extensions {
-        tls: None,
+        tls,
         usage: Some(Arc::new(usage)),
     };
     push::serve_with(
@@ -291,10 +359,15 @@ async fn run_cluster(args: RunArgs) -> ExitCode {
     let Some(admin_listener) = bind(admin_addr, "admin").await else {
         return ExitCode::from(1);
     };
+    let metrics = Metrics::new();
+    let webhook = match start_webhook(&args, tls.as_ref(), &metrics).await {
+        Ok(bound) => bound,
+        Err(code) => return code,
+    };
     let Some(listener) = bind(args.listen, "push API").await else {
         return ExitCode::from(1);
     };
-    let bound = write_ready_file(args.ready_file.as_ref(), &listener);
+    let bound = write_ready_file(args.ready_file.as_ref(), &listener, webhook);
     tracing::info!(listen = %bound, tls = tls.is_some(), "push API bound; serving once every watch has listed");
     let lease = args.leader_election.then(|| {
         let identity = args
@@ -321,7 +394,7 @@ async fn run_cluster(args: RunArgs) -> ExitCode {
             ..StatusSettings::default()
         },
         clock: Arc::new(SystemClock),
-        metrics: Metrics::new(),
+        metrics,
     };
     run::run(
         client,

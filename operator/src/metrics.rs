@@ -35,6 +35,10 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// `mcp_warden_operator_leader`: 1 while this replica holds the Lease.
     pub leader: IntGauge,
+    /// `mcp_warden_operator_admission_requests_total{operation,result}`: admission webhook
+    /// requests; result is `injected`, `skipped`, `allowed` (not a pod creation), `denied` or
+    /// `invalid` (unreadable request).
+    pub admission_requests: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -137,6 +141,11 @@ impl Metrics {
             leader: gauge(
                 "mcp_warden_operator_leader",
                 "1 while this replica holds the leader Lease",
+            ),
+            admission_requests: counter_vec(
+                "mcp_warden_operator_admission_requests_total",
+                "Admission webhook requests, by operation and result",
+                &["operation", "result"],
             ),
             registry,
         }

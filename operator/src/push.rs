@@ -21,11 +21,7 @@ use bytes::Bytes;
 use futures::{StreamExt, future::BoxFuture};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
-use hyper::{
-    body::{Frame, Incoming},
-    service::service_fn,
-};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::body::{Frame, Incoming};
 use serde_json::json;
 use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
@@ -120,60 +116,26 @@ pub async fn serve_with(
     extensions: Extensions,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    let acceptor = extensions.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let (index, settings, authorizer) = (index.clone(), settings.clone(), authorizer.clone());
-        let (usage, acceptor) = (extensions.usage.clone(), acceptor.clone());
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let (index, settings, authorizer, usage) = (
-                    index.clone(),
-                    settings.clone(),
-                    authorizer.clone(),
-                    usage.clone(),
-                );
-                async move {
-                    Ok::<_, Infallible>(
-                        handle(
-                            req,
-                            &index,
-                            &settings,
-                            authorizer.as_ref(),
-                            usage.as_deref(),
-                        )
-                        .await,
-                    )
-                }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            match acceptor {
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!("TLS handshake timed out"),
-                    };
-                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-                }
-                None => {
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                }
-            }
-        });
-    }
+    let usage = extensions.usage.clone();
+    let handler = move |req: Request<Incoming>| {
+        let (index, settings, authorizer, usage) = (
+            index.clone(),
+            settings.clone(),
+            authorizer.clone(),
+            usage.clone(),
+        );
+        async move {
+            handle(
+                req,
+                &index,
+                &settings,
+                authorizer.as_ref(),
+                usage.as_deref(),
+            )
+            .await
+        }
+    };
+    crate::serve::connections(listener, extensions.tls.clone(), handler, shutdown).await;
 }
 
 async fn handle(

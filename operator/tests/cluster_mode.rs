@@ -46,27 +46,6 @@ metadata: {name: bot-pay, namespace: team}
 spec: {clients: [{name: bot, namespace: agents}], tools: [{toolRef: pay}]}
 "#;
 
-struct Tls {
-    server: Arc<rustls::ServerConfig>,
-    roots: Arc<rustls::RootCertStore>,
-}
-
-fn tls() -> Tls {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()).into();
-    let mut server = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Tls {
-        server: Arc::new(server),
-        roots: Arc::new(roots),
-    }
-}
-
 /// One HTTPS request; the response status and its body as a stream of lines.
 async fn https(
     port: u16,
@@ -76,24 +55,7 @@ async fn https(
     token: &str,
     body: Option<Value>,
 ) -> (StatusCode, mpsc::UnboundedReceiver<String>) {
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = support::tls::connect(port, roots).await;
     let req = Request::builder()
         .method(method)
         .uri(path)
@@ -150,7 +112,7 @@ async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
     create_pod(&shimmed, "team", "web-0", &[("app", "web")]).await;
     create(&shimmed, CRS).await;
 
-    let tls = tls();
+    let tls = support::tls::self_signed();
     let push = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (push_port, admin_port) = (

@@ -239,25 +239,7 @@ async fn https(
     token: &str,
     body: Option<Value>,
 ) -> (StatusCode, String) {
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = support::tls::connect(port, &roots).await;
     let req = Request::builder()
         .method(method)
         .uri(path)
@@ -298,15 +280,7 @@ async fn push_api_over_https_refuses_pod_a_token_for_pod_b() {
     support::init();
     let (client, _) = tokenreview_api(tokens());
     let authorizer: Arc<dyn Authorizer> = Arc::new(TokenReviewAuthorizer::new(client, AUDIENCE));
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()).into();
-    let mut tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let support::tls::SelfSigned { server, roots, .. } = support::tls::self_signed();
 
     let index = Index::default();
     index.apply_pod("team", "pay-a", Default::default());
@@ -325,7 +299,7 @@ async fn push_api_over_https_refuses_pod_a_token_for_pod_b() {
         labels_from_query: false,
     };
     let extensions = Extensions {
-        tls: Some(Arc::new(tls)),
+        tls: Some(server),
         usage: Some(Arc::new(usage)),
     };
     tokio::spawn(push::serve_with(
@@ -336,7 +310,6 @@ async fn push_api_over_https_refuses_pod_a_token_for_pod_b() {
         extensions,
         std::future::pending(),
     ));
-    let roots = Arc::new(roots);
 
     let (status, line) = https(
         port,

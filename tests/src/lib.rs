@@ -6,10 +6,11 @@
 //! | test | checks |
 //! | --- | --- |
 //! | `crd_yaml` | the committed CRD YAML equals what the Rust types generate (`REFRESH_GOLDEN=1` rewrites it) |
-//! | `kubernetes_validate` | the CRD YAML passes `kubernetes-validate --strict` for Kubernetes 1.29 and 1.36 |
+//! | `kubernetes_validate` | the CRD YAML and the injected workloads (`operator/tests/golden/inject/`) pass `kubernetes-validate --strict` for Kubernetes 1.29 and 1.36 |
 //! | `examples` | every configuration under `examples/` loads, and validates against the CRD schemas |
 //! | `broken_samples` | every fixture under `tests/fixtures/broken/` is rejected at the field it names |
 //! | `chart` | the Helm chart renders, lints and validates for every option, and matches the install contract ([`helm`]) |
+//! | `injected_sidecar` | the sidecar `inject -f` writes starts with those args, reaches a files-mode operator and enforces its bundle |
 
 #![forbid(unsafe_code)]
 

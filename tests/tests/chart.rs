@@ -636,7 +636,8 @@ fn documented_options_change_what_they_say() {
     );
     assert_eq!(
         governed["spec"]["ingress"][1]["ports"][0]["port"],
-        "mcp-warden-admin"
+        mcp_warden_operator::inject::ADMIN_PORT_NAME,
+        "the port name the injector gives the sidecar's admin port"
     );
     let operator_policy = r[3]
         .all("NetworkPolicy")
@@ -660,20 +661,6 @@ fn documented_options_change_what_they_say() {
     assert_eq!(arg(&r[4], "--leader-election"), "false");
 }
 
-/// Flags the chart passes that the injector branch adds to `mcp-warden-operator run` (install
-/// contract). Remove each one here when it lands; the test fails if one is listed but already
-/// known, so this list cannot go stale.
-const PENDING_FLAGS: [&str; 8] = [
-    "--webhook-listen",
-    "--sidecar-image",
-    "--sidecar-image-pull-policy",
-    "--operator-url",
-    "--operator-ca-file",
-    "--sidecar-cpu-request",
-    "--sidecar-memory-request",
-    "--sidecar-memory-limit",
-];
-
 #[test]
 fn every_flag_the_chart_passes_is_one_the_operator_knows() {
     let bin = workspace_bin("mcp-warden-operator").unwrap_or_else(|m| panic!("{m}"));
@@ -694,20 +681,11 @@ fn every_flag_the_chart_passes_is_one_the_operator_knows() {
     for result in helm::run(&jobs) {
         let render = helm::parse_render(&result).unwrap();
         for (flag, _) in args(&render) {
-            if PENDING_FLAGS.contains(&flag.as_str()) {
-                continue;
-            }
             assert!(
                 known(&flag),
                 "the chart passes {flag}, which `mcp-warden-operator run` does not know:\n{help}"
             );
         }
-    }
-    for flag in PENDING_FLAGS {
-        assert!(
-            !known(flag),
-            "{flag} is now known to the operator: remove it from PENDING_FLAGS in tests/tests/chart.rs"
-        );
     }
 }
 

@@ -9,6 +9,7 @@
 use mcp_warden_tests::{
     CRD_DIRS, KUBERNETES_VERSIONS, display, kubernetes_validate, repo_root, yaml_files,
 };
+use serde::Deserialize;
 use serde_yaml::Value;
 use std::{
     path::{Path, PathBuf},
@@ -145,4 +146,44 @@ fn kubernetes_validate_rejects_a_crd_with_a_wrongly_typed_field() {
         crd["spec"]["scope"] = 42.into();
     });
     assert_rejected(&path, "42 is not of type 'string'");
+}
+
+/// The golden output of `mcp-warden-operator inject -f` (a Pod, a Deployment, a StatefulSet, a
+/// CronJob, …, with the sidecar injected; kept current by the operator's `inject_cli` test) is
+/// valid for both Kubernetes versions: native sidecar fields, probes, security context and the
+/// projected token volume included.
+#[test]
+fn injected_workloads_pass_strict_validation() {
+    let files = yaml_files(&repo_root().join("operator/tests/golden/inject"));
+    assert!(files.len() >= 3, "golden files missing: {files:?}");
+    for version in KUBERNETES_VERSIONS {
+        let run = run(version, &files);
+        assert!(
+            run.success,
+            "kubernetes-validate --strict -k {version} rejected injected manifests:\n{}",
+            run.output
+        );
+        let short = version.rsplit_once('.').map_or(version, |(mm, _)| mm);
+        for file in &files {
+            let text = mcp_warden_tests::read(file);
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let doc = Value::deserialize(doc).expect("golden files are YAML");
+                let (Some(kind), Some(name)) =
+                    (doc["kind"].as_str(), doc["metadata"]["name"].as_str())
+                else {
+                    continue;
+                };
+                let expected = format!(
+                    "{} passed for resource {}/{name} against version {short}",
+                    file.to_string_lossy(),
+                    kind.to_lowercase()
+                );
+                assert!(
+                    run.output.contains(&expected),
+                    "not reported as passed (skipped?): {expected}\n{}",
+                    run.output
+                );
+            }
+        }
+    }
 }

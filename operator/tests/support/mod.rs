@@ -37,6 +37,9 @@ use std::{
 };
 use tokio::{sync::broadcast, task::JoinHandle};
 
+pub mod admission;
+pub mod tls;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Installs ring as rustls' provider (kube-fake-client also links aws-lc-rs; with both present
