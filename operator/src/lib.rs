@@ -34,6 +34,7 @@ pub mod run;
 pub mod serve;
 pub mod status;
 pub mod status_writer;
+pub mod tls;
 pub mod tokenreview;
 pub mod tool_usage;
 pub mod usage;

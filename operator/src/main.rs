@@ -251,13 +251,15 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
     tokio::spawn(files::watch(dir, index.clone()));
     let metrics = Metrics::new();
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => match tls_config(cert, key) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::from(2);
+        (Some(cert), Some(key)) => {
+            match mcp_warden_operator::tls::server_config(cert, key).map_err(|e| e.to_string()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         _ => None,
     };
     let webhook = match start_webhook(&args, tls.as_ref(), &metrics).await {
@@ -313,30 +315,17 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn tls_config(cert: &PathBuf, key: &PathBuf) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read the certificate {}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read the key {}: {e}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("invalid certificate or key: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 async fn run_cluster(args: RunArgs) -> ExitCode {
     let tls = match (&args.tls_cert, &args.tls_key, args.plaintext) {
-        (Some(cert), Some(key), _) => match tls_config(cert, key) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::from(2);
+        (Some(cert), Some(key), _) => {
+            match mcp_warden_operator::tls::server_config(cert, key).map_err(|e| e.to_string()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
         (_, _, true) => {
             tracing::warn!("--plaintext: sidecars' tokens travel unencrypted (development only)");
             None
