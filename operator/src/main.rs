@@ -298,6 +298,7 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
         authorizer: Arc::new(push::AllowAll),
         clock: Arc::new(SystemClock),
         metrics: Some(metrics),
+        leading: None,
     };
     let extensions = push::Extensions {
         tls,

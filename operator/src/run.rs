@@ -114,6 +114,7 @@ pub async fn run(
             None
         }
     };
+    let leading = cluster.lease.is_some().then(|| leader_rx.clone());
     let writer = StatusWriter::new(
         client.clone(),
         index.clone(),
@@ -140,6 +141,7 @@ pub async fn run(
         authorizer: authorizer.clone(),
         clock: cluster.clock.clone(),
         metrics: Some(metrics.clone()),
+        leading,
     };
     let settings = push::PushSettings {
         heartbeat: cluster.heartbeat,

@@ -19,8 +19,10 @@
 //! report carries every client the sidecar currently holds flagged, and the latest `tools/list`
 //! of its upstream.
 //!
-//! Every replica accepts reports, but only the leader writes status: with several replicas, a
-//! report that reaches a follower is counted only there (see the operator README's open points).
+//! Only the leader takes reports (it alone writes status): a follower answers 503 and the sidecar
+//! sends the report again on a new connection, which the Service balances to another replica.
+//! A new leader starts with an empty window (the 24 h counts restart; `lastSeen` and per-tool
+//! last use are kept in status).
 
 use crate::{clock::Clock, push::Authorizer};
 use bytes::Bytes;
@@ -477,8 +479,13 @@ pub struct UsageEndpoint {
     pub authorizer: Arc<dyn Authorizer>,
     /// Receipt time.
     pub clock: Arc<dyn Clock>,
-    /// Counts reports (`accepted`, `duplicate`, `invalid`, `refused`).
+    /// Counts reports (`accepted`, `duplicate`, `invalid`, `refused`, `not_leader`).
     pub metrics: Option<crate::metrics::Metrics>,
+    /// With leader election: whether this replica leads. A follower answers 503 so that the
+    /// sidecar sends the report again (on a new connection, so through the Service to another
+    /// replica) until the leader, the only one writing status, has it. `None`: every report is
+    /// taken (files mode, a single replica).
+    pub leading: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for UsageEndpoint {
@@ -513,6 +520,13 @@ impl UsageSink for UsageEndpoint {
             if let Err(e) = validate(&report) {
                 count("invalid");
                 return (StatusCode::BAD_REQUEST, json!({"error": e}));
+            }
+            if this.leading.as_ref().is_some_and(|l| !*l.borrow()) {
+                count("not_leader");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "this replica does not lead: send the report again"}),
+                );
             }
             if let Err(reason) = this
                 .authorizer
@@ -667,6 +681,28 @@ mod tests {
             store.view(t0 + SignedDuration::from_secs(10)).clients[&key]
                 .runaway
                 .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_takes_reports() {
+        let (lead, leading) = watch::channel(false);
+        let endpoint = UsageEndpoint {
+            store: UsageStore::default(),
+            authorizer: Arc::new(crate::push::AllowAll),
+            clock: Arc::new(crate::clock::SystemClock),
+            metrics: None,
+            leading: Some(leading),
+        };
+        let body = Bytes::from(serde_json::to_vec(&report(1, 3)).unwrap());
+        let (status, _) = endpoint.post(http::HeaderMap::new(), body.clone()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a follower");
+        assert!(endpoint.store.reporters().is_empty(), "and it kept nothing");
+        lead.send(true).unwrap();
+        let (status, answer) = endpoint.post(http::HeaderMap::new(), body).await;
+        assert_eq!(
+            (status, answer["accepted"].as_bool()),
+            (StatusCode::OK, Some(true))
         );
     }
 

@@ -309,6 +309,7 @@ async fn per_tool_usage_reaches_status_and_the_cluster_report() {
         authorizer: Arc::new(AllowAll),
         clock: clock.clone(),
         metrics: None,
+        leading: None,
     };
     let server = tokio::spawn(push::serve_with(
         listener,

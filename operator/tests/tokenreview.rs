@@ -291,6 +291,7 @@ async fn push_api_over_https_refuses_pod_a_token_for_pod_b() {
         authorizer: authorizer.clone(),
         clock: Arc::new(SystemClock),
         metrics: None,
+        leading: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

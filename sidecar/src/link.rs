@@ -65,6 +65,7 @@ pub struct Link {
     base: url::Url,
     token_file: Option<PathBuf>,
     client: HttpsClient,
+    trust: Trust,
 }
 
 impl Link {
@@ -79,24 +80,24 @@ impl Link {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(url_error("the scheme must be https (or http)".into()));
         }
-        let ring = || rustls::crypto::ring::default_provider();
-        let builder = match trust {
-            Trust::System => HttpsConnectorBuilder::new()
-                .with_provider_and_native_roots(ring())
-                .or_else(|_| HttpsConnectorBuilder::new().with_provider_and_webpki_roots(ring()))
-                .map_err(|e| LinkError::Ca(e.to_string()))?,
-            Trust::Pem(pem) => HttpsConnectorBuilder::new().with_tls_config(client_config(pem)?),
-        };
-        let connector = builder
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
+        let connector = connector(trust)?;
         Ok(Self {
             base: parsed,
             token_file,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            trust: trust.clone(),
         })
+    }
+
+    /// The same operator, with a new connection for every request (no pooling): each request is
+    /// balanced anew across the operator's replicas by its Service. For usage reports, which
+    /// only the leader takes.
+    pub fn unpooled(&self) -> Result<Self, LinkError> {
+        let mut link = Self::new(self.base.as_str(), &self.trust, self.token_file.clone())?;
+        link.client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector(&self.trust)?);
+        Ok(link)
     }
 
     /// `{base}/{path}` with the query pairs.
@@ -154,6 +155,22 @@ impl Link {
     pub fn base(&self) -> &str {
         self.base.as_str()
     }
+}
+
+fn connector(trust: &Trust) -> Result<HttpsConnector<HttpConnector>, LinkError> {
+    let ring = || rustls::crypto::ring::default_provider();
+    let builder = match trust {
+        Trust::System => HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(ring())
+            .or_else(|_| HttpsConnectorBuilder::new().with_provider_and_webpki_roots(ring()))
+            .map_err(|e| LinkError::Ca(e.to_string()))?,
+        Trust::Pem(pem) => HttpsConnectorBuilder::new().with_tls_config(client_config(pem)?),
+    };
+    Ok(builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build())
 }
 
 /// A rustls client configuration trusting exactly the CA certificates in `pem`.

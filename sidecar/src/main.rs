@@ -284,7 +284,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             if args.usage_interval_seconds > 0 {
                 reporter = Some(usage::Reporter {
-                    link: link.clone(),
+                    link: link.unpooled().map_err(|e| e.to_string())?,
                     namespace: namespace.clone(),
                     pod: pod.clone(),
                     interval: Duration::from_secs(args.usage_interval_seconds),

@@ -122,7 +122,7 @@ impl Metrics {
         let usage_reports = IntCounterVec::new(
             Opts::new(
                 "mcp_warden_usage_reports_total",
-                "Usage reports to the operator, by result (sent, failed, dropped).",
+                "Usage reports to the operator, by result (sent, not_leader, failed, dropped).",
             ),
             &["result"],
         )

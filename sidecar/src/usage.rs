@@ -8,8 +8,10 @@
 //! every tools/list answer (proxy::relay)    ──► Usage::listed    the names the upstream lists
 //! every interval ──► Usage::take ──► UsageReport { bootId, seq, window, bundleVersion, clients,
 //!                                     runaway: Quotas::runaway_flags (complete), tools }
-//!   ──POST {operator}/v1/usage (Bearer: projected SA token)──► 2xx: sent
-//!                                  otherwise: kept with its seq and sent again first next time
+//!   ──POST {operator}/v1/usage (Bearer: projected SA token, a new connection each time)──►
+//!        2xx: sent │ 503 (a follower: only the leader takes reports): again at once, at most 4
+//!                    times, each on a new connection the Service balances to some replica
+//!                  │ otherwise: kept with its seq and sent again first next time
 //!                                  (the operator drops a report it already has: same bootId,
 //!                                  seq not newer), at most MAX_QUEUED kept
 //! ```
@@ -216,11 +218,18 @@ pub async fn run(reporter: Reporter, shared: Arc<Shared>) {
                 );
             }
         }
+        let mut follower_answers = 0;
         while let Some((seq, body)) = queue.front() {
             match send(&reporter.link, body.clone()).await {
                 Ok(()) => {
                     shared.metrics.usage_report("sent");
                     queue.pop_front();
+                }
+                // A follower: a new connection may reach the leader (a few tries now, the rest
+                // at the next tick).
+                Err(Failure::NotLeader) if follower_answers < 4 => {
+                    shared.metrics.usage_report("not_leader");
+                    follower_answers += 1;
                 }
                 Err(e) => {
                     shared.metrics.usage_report("failed");
@@ -280,19 +289,30 @@ fn build(
     })
 }
 
-async fn send(link: &Link, body: Bytes) -> Result<(), String> {
+/// Why a report did not arrive.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The replica reached does not lead (503): another may.
+    #[error("the replica reached does not lead")]
+    NotLeader,
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+async fn send(link: &Link, body: Bytes) -> Result<(), Failure> {
     let url = link.url("v1/usage", &[]);
     let request = link
         .request(Method::POST, &url, Some("application/json"), body)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::Other(e.to_string()))?;
     let response = tokio::time::timeout(Duration::from_secs(10), link.send(request))
         .await
-        .map_err(|_| "the operator did not answer in 10 s".to_owned())??;
-    let status = response.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("the operator answered {status}"))
+        .map_err(|_| Failure::Other("the operator did not answer in 10 s".to_owned()))?
+        .map_err(Failure::Other)?;
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        http::StatusCode::SERVICE_UNAVAILABLE => Err(Failure::NotLeader),
+        status => Err(Failure::Other(format!("the operator answered {status}"))),
     }
 }
 

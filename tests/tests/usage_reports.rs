@@ -51,7 +51,7 @@ struct Operator {
 }
 
 /// The push API with TLS (a self-signed certificate for `localhost`) and `/v1/usage`.
-fn operator(token: &str) -> Operator {
+fn operator(token: &str, leading: Option<tokio::sync::watch::Receiver<bool>>) -> Operator {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -71,6 +71,7 @@ fn operator(token: &str) -> Operator {
         authorizer: authorizer.clone(),
         clock: Arc::new(SystemClock),
         metrics: None,
+        leading,
     };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -117,7 +118,7 @@ fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "projected-sa-token\n").unwrap();
-    let op = operator("projected-sa-token");
+    let op = operator("projected-sa-token", None);
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &op.ca_pem).unwrap();
     let common = [
@@ -219,7 +220,7 @@ fn reports_with_a_wrong_token_are_refused_and_kept_for_later() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "right").unwrap();
-    let op = operator("right");
+    let op = operator("right", None);
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &op.ca_pem).unwrap();
     let (_sidecar, addrs) = sidecar(&[
@@ -277,4 +278,63 @@ fn reports_with_a_wrong_token_are_refused_and_kept_for_later() {
         1,
         "not counted twice"
     );
+}
+
+#[test]
+fn a_report_a_follower_refuses_is_sent_again_until_the_leader_takes_it() {
+    let (_upstream, upstream) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let (lead, leading) = tokio::sync::watch::channel(false);
+    let op = operator("t", Some(leading));
+    std::fs::write(&ca, &op.ca_pem).unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t").unwrap();
+    let (_sidecar, addrs) = sidecar(&[
+        "--operator",
+        op.url.as_str(),
+        "--operator-ca",
+        ca.to_str().unwrap(),
+        "--pod-namespace",
+        "demo",
+        "--pod-name",
+        "pod-3",
+        "--pod-labels",
+        "app=server-everything",
+        "--upstream",
+        upstream.as_str(),
+        "--anonymous-client",
+        "demo/agent-beta",
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--usage-interval-seconds",
+        "1",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_until("the first bundle", Duration::from_secs(10), || {
+        enforced_version(&addrs.admin).is_some()
+    });
+    let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
+    assert!(
+        session
+            .call_tool("echo", json!({"message": "a"}))
+            .unwrap()
+            .is_success()
+    );
+    wait_until("a follower's answer", Duration::from_secs(10), || {
+        metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
+            .iter()
+            .any(|l| l.contains("result=\"not_leader\""))
+    });
+    let key = ("demo".to_owned(), "agent-beta".to_owned());
+    assert!(!op.store.view(Timestamp::now()).clients.contains_key(&key));
+    // This replica becomes the leader: the kept report arrives, once.
+    lead.send(true).unwrap();
+    wait_until("the report at the leader", Duration::from_secs(10), || {
+        op.store
+            .view(Timestamp::now())
+            .clients
+            .get(&key)
+            .is_some_and(|c| c.calls_24h == 1)
+    });
 }
