@@ -13,6 +13,7 @@
 mod audit_support;
 mod proxy_support;
 
+use audit_support::outcome;
 use mcp_warden_sidecar::audit::{AuditConfig, Auditor, Outcome};
 use proxy_support::*;
 use serde_json::{Value, json};
@@ -24,21 +25,9 @@ use std::{
 
 const BETA: &str = "demo/agent-beta";
 
-/// The call and refusal records (no checkpoints) shipped to `<dir>/audit.jsonl`.
-fn records(dir: &Path) -> Vec<Value> {
-    audit_support::read_jsonl(&dir.join("audit.jsonl"))
-        .into_iter()
-        .filter(|r| r.pointer("/unmapped/mcp_warden/outcome").is_some())
-        .collect()
-}
-
-fn outcome(r: &Value) -> &str {
-    r["unmapped"]["mcp_warden"]["outcome"].as_str().unwrap()
-}
-
 async fn wait_records(dir: &Path, n: usize) -> Vec<Value> {
     let records = audit_support::eventually(Duration::from_secs(15), "the records", || {
-        let r = records(dir);
+        let r = audit_support::call_records(dir);
         (r.len() >= n).then_some(r)
     })
     .await;

@@ -7,11 +7,11 @@
 mod audit_support;
 mod proxy_support;
 
+use audit_support::outcome;
 use mcp_warden_sidecar::audit::{AuditConfig, Auditor, Outcome, Redaction};
 use proxy_support::*;
 use serde_json::{Value, json};
 use std::{
-    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -23,18 +23,6 @@ fn tools_call(id: u64, tool: &str, arguments: Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": tool, "arguments": arguments}})
     .to_string()
-}
-
-/// The call records (no checkpoints) shipped to `<dir>/audit.jsonl`.
-fn call_records(dir: &Path) -> Vec<Value> {
-    audit_support::read_jsonl(&dir.join("audit.jsonl"))
-        .into_iter()
-        .filter(|r| r.pointer("/unmapped/mcp_warden/outcome").is_some())
-        .collect()
-}
-
-fn outcome(r: &Value) -> &str {
-    r["unmapped"]["mcp_warden"]["outcome"].as_str().unwrap()
 }
 
 fn call_uid(r: &Value) -> &str {
@@ -100,13 +88,13 @@ async fn every_call_and_refusal_is_recorded_once_redacted_and_valid() {
     assert_eq!(unauth.status, 401, "{}", unauth.text());
 
     let records = audit_support::eventually(Duration::from_secs(15), "6 call records", || {
-        let r = call_records(&dir);
+        let r = audit_support::call_records(&dir);
         (r.len() >= 6).then_some(r)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let records = {
-        let again = call_records(&dir);
+        let again = audit_support::call_records(&dir);
         assert_eq!(again.len(), records.len(), "no extra records: {again:#?}");
         again
     };
@@ -307,7 +295,7 @@ async fn a_client_that_leaves_before_the_answer_is_recorded_as_disconnected() {
     assert_eq!(response.status(), 200);
     drop(response);
     let records = audit_support::eventually(Duration::from_secs(15), "2 call records", || {
-        let r = call_records(&dir);
+        let r = audit_support::call_records(&dir);
         (r.len() >= 2).then_some(r)
     })
     .await;

@@ -18,11 +18,12 @@ use mcp_warden_operator::{
 };
 use mcp_warden_tests::{
     mcp::Session,
-    procs::{enforced_version, metric_lines, server_everything, sidecar},
+    procs::{Proc, SidecarAddrs, enforced_version, metric_lines, server_everything, sidecar},
     repo_root,
 };
 use serde_json::json;
 use std::{
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -104,6 +105,39 @@ fn operator(token: &str, leading: Option<tokio::sync::watch::Receiver<bool>>) ->
     }
 }
 
+/// The real sidecar in operator mode for pod `demo/<pod>`, trusting `ca` (when given), sending
+/// the token in `token_file`, reporting every second; tokenless calls act as agent-beta.
+fn reporting_sidecar(
+    op: &Operator,
+    upstream: &str,
+    pod: &str,
+    ca: Option<&Path>,
+    token_file: &Path,
+) -> (Proc, SidecarAddrs) {
+    let mut args = vec![
+        "--operator",
+        op.url.as_str(),
+        "--pod-namespace",
+        "demo",
+        "--pod-name",
+        pod,
+        "--pod-labels",
+        "app=server-everything",
+        "--upstream",
+        upstream,
+        "--anonymous-client",
+        "demo/agent-beta",
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--usage-interval-seconds",
+        "1",
+    ];
+    if let Some(ca) = ca {
+        args.extend(["--operator-ca", ca.to_str().unwrap()]);
+    }
+    sidecar(&args).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while !ok() {
@@ -121,26 +155,8 @@ fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
     let op = operator("projected-sa-token", None);
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &op.ca_pem).unwrap();
-    let common = [
-        "--operator",
-        op.url.as_str(),
-        "--pod-namespace",
-        "demo",
-        "--pod-labels",
-        "app=server-everything",
-        "--upstream",
-        upstream.as_str(),
-        "--anonymous-client",
-        "demo/agent-beta",
-        "--token-file",
-        token_file.to_str().unwrap(),
-        "--usage-interval-seconds",
-        "1",
-    ];
-
     // Without the CA the operator's certificate is not trusted: nothing is enforced.
-    let (_untrusting, addrs) = sidecar(&[&common[..], &["--pod-name", "pod-0"]].concat())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_untrusting, addrs) = reporting_sidecar(&op, &upstream, "pod-0", None, &token_file);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         enforced_version(&addrs.admin),
@@ -148,14 +164,7 @@ fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
         "a self-signed operator is not trusted by default"
     );
 
-    let (sidecar, addrs) = sidecar(
-        &[
-            &common[..],
-            &["--pod-name", "pod-1", "--operator-ca", ca.to_str().unwrap()],
-        ]
-        .concat(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (sidecar, addrs) = reporting_sidecar(&op, &upstream, "pod-1", Some(&ca), &token_file);
     wait_until(
         "the first bundle over HTTPS",
         Duration::from_secs(10),
@@ -223,27 +232,7 @@ fn reports_with_a_wrong_token_are_refused_and_kept_for_later() {
     let op = operator("right", None);
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &op.ca_pem).unwrap();
-    let (_sidecar, addrs) = sidecar(&[
-        "--operator",
-        op.url.as_str(),
-        "--operator-ca",
-        ca.to_str().unwrap(),
-        "--pod-namespace",
-        "demo",
-        "--pod-name",
-        "pod-2",
-        "--pod-labels",
-        "app=server-everything",
-        "--upstream",
-        upstream.as_str(),
-        "--anonymous-client",
-        "demo/agent-beta",
-        "--token-file",
-        token_file.to_str().unwrap(),
-        "--usage-interval-seconds",
-        "1",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (_sidecar, addrs) = reporting_sidecar(&op, &upstream, "pod-2", Some(&ca), &token_file);
     wait_until("the first bundle", Duration::from_secs(10), || {
         enforced_version(&addrs.admin).is_some()
     });
@@ -290,27 +279,7 @@ fn a_report_a_follower_refuses_is_sent_again_until_the_leader_takes_it() {
     std::fs::write(&ca, &op.ca_pem).unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "t").unwrap();
-    let (_sidecar, addrs) = sidecar(&[
-        "--operator",
-        op.url.as_str(),
-        "--operator-ca",
-        ca.to_str().unwrap(),
-        "--pod-namespace",
-        "demo",
-        "--pod-name",
-        "pod-3",
-        "--pod-labels",
-        "app=server-everything",
-        "--upstream",
-        upstream.as_str(),
-        "--anonymous-client",
-        "demo/agent-beta",
-        "--token-file",
-        token_file.to_str().unwrap(),
-        "--usage-interval-seconds",
-        "1",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (_sidecar, addrs) = reporting_sidecar(&op, &upstream, "pod-3", Some(&ca), &token_file);
     wait_until("the first bundle", Duration::from_secs(10), || {
         enforced_version(&addrs.admin).is_some()
     });

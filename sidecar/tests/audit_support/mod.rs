@@ -701,3 +701,17 @@ impl Capture {
             .collect()
     }
 }
+
+/// The call and refusal records (no checkpoints) a `--audit-dir` layout shipped to
+/// `<dir>/audit.jsonl`.
+pub fn call_records(dir: &Path) -> Vec<Value> {
+    read_jsonl(&dir.join("audit.jsonl"))
+        .into_iter()
+        .filter(|r| r.pointer("/unmapped/mcp_warden/outcome").is_some())
+        .collect()
+}
+
+/// A record's `unmapped.mcp_warden.outcome`.
+pub fn outcome(r: &Value) -> &str {
+    r["unmapped"]["mcp_warden"]["outcome"].as_str().unwrap()
+}
