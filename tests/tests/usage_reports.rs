@@ -138,6 +138,63 @@ fn reporting_sidecar(
     sidecar(&args).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Starts a reporting sidecar for `pod`, runs `block` (which makes its reports fail), makes one
+/// call, and waits until a report failed with `result`: nothing reached the store yet.
+fn one_call_held_back(
+    op: &Operator,
+    upstream: &str,
+    pod: &str,
+    files: (&Path, &Path),
+    block: impl FnOnce(),
+    result: &str,
+) -> Proc {
+    let (ca, token_file) = files;
+    let (sidecar, addrs) = reporting_sidecar(op, upstream, pod, Some(ca), token_file);
+    wait_until("the first bundle", Duration::from_secs(10), || {
+        enforced_version(&addrs.admin).is_some()
+    });
+    block();
+    let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
+    let reply = session.call_tool("echo", json!({"message": "a"})).unwrap();
+    assert!(reply.is_success());
+    wait_until(
+        &format!("a report failing with {result}"),
+        Duration::from_secs(10),
+        || {
+            metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
+                .iter()
+                .any(|l| l.contains(&format!("result=\"{result}\"")))
+        },
+    );
+    assert!(
+        !op.store
+            .view(Timestamp::now())
+            .clients
+            .contains_key(&beta())
+    );
+    sidecar
+}
+
+fn beta() -> (String, String) {
+    ("demo".to_owned(), "agent-beta".to_owned())
+}
+
+/// Waits until the store counts exactly one call of agent-beta, and still one a while later.
+fn arrives_once(op: &Operator) {
+    let calls = || {
+        op.store
+            .view(Timestamp::now())
+            .clients
+            .get(&beta())
+            .map(|c| c.calls_24h)
+    };
+    wait_until("the kept report", Duration::from_secs(10), || {
+        calls() == Some(1)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(calls(), Some(1), "not counted twice");
+}
+
 fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while !ok() {
@@ -232,41 +289,13 @@ fn reports_with_a_wrong_token_are_refused_and_kept_for_later() {
     let op = operator("right", None);
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &op.ca_pem).unwrap();
-    let (_sidecar, addrs) = reporting_sidecar(&op, &upstream, "pod-2", Some(&ca), &token_file);
-    wait_until("the first bundle", Duration::from_secs(10), || {
-        enforced_version(&addrs.admin).is_some()
-    });
     // The kubelet rotates the token to one the operator refuses: reports fail and are kept.
-    std::fs::write(&token_file, "wrong").unwrap();
-    let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
-    assert!(
-        session
-            .call_tool("echo", json!({"message": "a"}))
-            .unwrap()
-            .is_success()
-    );
-    wait_until("a refused report", Duration::from_secs(10), || {
-        metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
-            .iter()
-            .any(|l| l.contains("result=\"failed\""))
-    });
-    let key = ("demo".to_owned(), "agent-beta".to_owned());
-    assert!(!op.store.view(Timestamp::now()).clients.contains_key(&key));
+    let rotate = || std::fs::write(&token_file, "wrong").unwrap();
+    let files = (ca.as_path(), token_file.as_path());
+    let _sidecar = one_call_held_back(&op, &upstream, "pod-2", files, rotate, "failed");
     // A valid token again: the kept report arrives, counted once.
     std::fs::write(&token_file, "right").unwrap();
-    wait_until("the kept report", Duration::from_secs(10), || {
-        op.store
-            .view(Timestamp::now())
-            .clients
-            .get(&key)
-            .is_some_and(|c| c.calls_24h == 1)
-    });
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(
-        op.store.view(Timestamp::now()).clients[&key].calls_24h,
-        1,
-        "not counted twice"
-    );
+    arrives_once(&op);
 }
 
 #[test]
@@ -279,31 +308,9 @@ fn a_report_a_follower_refuses_is_sent_again_until_the_leader_takes_it() {
     std::fs::write(&ca, &op.ca_pem).unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "t").unwrap();
-    let (_sidecar, addrs) = reporting_sidecar(&op, &upstream, "pod-3", Some(&ca), &token_file);
-    wait_until("the first bundle", Duration::from_secs(10), || {
-        enforced_version(&addrs.admin).is_some()
-    });
-    let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
-    assert!(
-        session
-            .call_tool("echo", json!({"message": "a"}))
-            .unwrap()
-            .is_success()
-    );
-    wait_until("a follower's answer", Duration::from_secs(10), || {
-        metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
-            .iter()
-            .any(|l| l.contains("result=\"not_leader\""))
-    });
-    let key = ("demo".to_owned(), "agent-beta".to_owned());
-    assert!(!op.store.view(Timestamp::now()).clients.contains_key(&key));
+    let files = (ca.as_path(), token_file.as_path());
+    let _sidecar = one_call_held_back(&op, &upstream, "pod-3", files, || {}, "not_leader");
     // This replica becomes the leader: the kept report arrives, once.
     lead.send(true).unwrap();
-    wait_until("the report at the leader", Duration::from_secs(10), || {
-        op.store
-            .view(Timestamp::now())
-            .clients
-            .get(&key)
-            .is_some_and(|c| c.calls_24h == 1)
-    });
+    arrives_once(&op);
 }
