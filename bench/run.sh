@@ -7,7 +7,7 @@
 # the summary to docs/performance.md and the README table (bench-tool report).
 #
 # Knobs (environment): BENCH_REPS (5), BENCH_SECONDS (10), BENCH_RATES ("1000 4000"),
-# BENCH_CONNECTIONS (32), BENCH_SKIP_BUILD=1, BENCH_SKIP_CRITERION=1, BENCH_SKIP_PROFILE=1.
+# BENCH_CONNECTIONS (32), BENCH_SAMPLES (20, revocation and push), BENCH_SKIP_BUILD=1, BENCH_SKIP_CRITERION=1, BENCH_SKIP_PROFILE=1.
 # Pinning: sidecar (and operator) on CPU 0; upstream, issuer and load generators on CPU 1.
 set -euo pipefail
 
@@ -20,6 +20,7 @@ REPS=${BENCH_REPS:-5}
 SECS=${BENCH_SECONDS:-10}
 RATES=${BENCH_RATES:-"1000 4000"}
 CONNS=${BENCH_CONNECTIONS:-32}
+SAMPLES=${BENCH_SAMPLES:-20}
 OHA_VERSION=1.16.0
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$REPO/bench/results/$STAMP
@@ -197,7 +198,7 @@ if [[ ${BENCH_SKIP_PROFILE:-0} != 1 ]] && perf record -e cpu-clock -o "$SCRATCH/
   perf record -e cpu-clock -F 999 -o "$SCRATCH/perf.data" -p "$SC" -- sleep 10 >/dev/null 2>&1 || true
   wait "$W" || true
   perf report -i "$SCRATCH/perf.data" --stdio --no-children --percent-limit 0.7 2>/dev/null \
-    | grep -v '^$' | head -80 >"$OUT/perf-top.txt" || true
+    | grep -v -e '^$' -e '^#' | head -80 >"$OUT/perf-top.txt" || true
   perf report -i "$SCRATCH/perf.data" --stdio --no-children --percent-limit 1 --sort dso 2>/dev/null \
     | grep -v '^$' | head -30 >"$OUT/perf-dso.txt" || true
 fi
@@ -206,7 +207,7 @@ fi
 log "revocation, file mode (20 samples)"
 on_load "$BIN/bench-tool" revocation --what "file mode: config write → first 403" --url "$THROUGH" \
   --token-file "$FX/tokens.txt" --file "$FX/config/clients.yaml" --active "$FX/clients-active.yaml" \
-  --suspended "$FX/clients-suspended.yaml" --out "$OUT/revocation-file.json"
+  --suspended "$FX/clients-suspended.yaml" --samples "$SAMPLES" --out "$OUT/revocation-file.json"
 stop "$SC"
 
 # ---- tools/list filtering with 1,000 tools -----------------------------------------------------
@@ -238,7 +239,7 @@ start_sidecar --operator "http://127.0.0.1:$P_OP" --pod-namespace bench --pod-na
   --state-dir "$SCRATCH/state" --upstream "$DIRECT"
 on_load "$BIN/bench-tool" revocation --what "operator mode: CR file write → operator → push → first 403" \
   --url "$THROUGH" --token-file "$FX/tokens.txt" --file "$OPDIR/clients.yaml" --active "$FX/clients-active.yaml" \
-  --suspended "$FX/clients-suspended.yaml" --out "$OUT/revocation-operator.json"
+  --suspended "$FX/clients-suspended.yaml" --samples "$SAMPLES" --out "$OUT/revocation-operator.json"
 stop "$SC"; stop "$OP"
 
 # ---- operator scale: 10,000 clients / 1,000 tools / 2,000 policies ----------------------------
@@ -250,7 +251,8 @@ taskset -c "$SC_CPU" "$BIN/mcp-warden-operator" run --source "files:$INV" --list
   2>"$OUT/operator-scale.log" & OP=$!; PIDS+=($OP)
 wait_http "http://127.0.0.1:$P_OP/" 120
 echo "$(status_kb "$OP" VmRSS)" >"$OUT/operator-rss-loaded-kb.txt"
-on_load "$BIN/bench-tool" push --operator "http://127.0.0.1:$P_OP" --dir "$INV" --out "$OUT/operator-push.json"
+on_load "$BIN/bench-tool" push --operator "http://127.0.0.1:$P_OP" --dir "$INV" --samples "$SAMPLES" --out "$OUT/operator-push.json" \
+  || log "operator push probe failed (the report shows n/a)"
 echo "$(status_kb "$OP" VmHWM)" >"$OUT/operator-rss-peak-kb.txt"
 stop "$OP"
 scale_test=$(ls -t "$TARGET"/release/deps/scale-* 2>/dev/null | grep -v '\.d$' | head -1 || true)

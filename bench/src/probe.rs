@@ -159,7 +159,8 @@ pub fn push_latency(
     let url = format!("{operator}/v1/watch?namespace={namespace}&pod={pod}&labels={labels}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
+        // Bounded, but long enough for 20 full reloads of a large inventory.
+        .timeout_global(Some(Duration::from_secs(900)))
         .build()
         .into();
     let reply = agent

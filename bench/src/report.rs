@@ -250,6 +250,8 @@ pub struct Figures {
     pub perf: (Option<String>, Option<String>),
     /// Targets met or missed.
     pub targets: Vec<Target>,
+    /// `bench/analysis.md` (hand-written hot spots and findings), when present.
+    pub analysis: Option<String>,
 }
 
 impl Figures {
@@ -394,6 +396,17 @@ impl Results<'_> {
             .unwrap_or_default();
         f.perf = (self.text("perf-top.txt"), self.text("perf-dso.txt"));
         f.targets = crate::report_render::targets(&f);
+        f.analysis = self
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .and_then(|bench| std::fs::read_to_string(bench.join("analysis.md")).ok())
+            .map(|t| {
+                t.lines()
+                    .skip_while(|l| l.starts_with('#'))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         f
     }
 }

@@ -357,11 +357,26 @@ The build machines are shared: other compiles may have run during the measuremen
     }
     if let (Some(top), dso) = &f.perf {
         o.push_str("\n## Profile of the sidecar under wrk load (perf, 10 s)\n\nSelf time by symbol (`perf report --no-children`):\n\n");
-        code_block(&mut o, top, 60);
+        let top: String = top
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect();
+        code_block(&mut o, &top, 60);
         if let Some(dso) = dso {
             o.push_str("By shared object:\n\n");
-            code_block(&mut o, dso, 25);
+            let dso: String = dso
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| format!("{}\n", l.trim_end()))
+                .collect();
+            code_block(&mut o, &dso, 25);
         }
+    }
+    if let Some(analysis) = &f.analysis {
+        o.push_str("\n## Analysis (hand-written in `bench/analysis.md`, not regenerated)\n\n");
+        o.push_str(analysis.trim_end());
+        o.push('\n');
     }
     let _ = write!(
         o,
