@@ -23,7 +23,7 @@ use mcp_warden_sidecar::{
     proxy::{filter::filter_list, jsonrpc},
     quota::{QuotaConfig, Quotas},
 };
-use std::{hint::black_box, net::TcpListener, time::Duration};
+use std::{hint::black_box, time::Duration};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -32,25 +32,16 @@ struct Setup {
     rt: tokio::runtime::Runtime,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
 /// The fixture in a temp folder, its issuers served from a background thread, the RuleSet.
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let params = fixture::Params {
-        clients: 1_000,
-        tools: 200,
-        policies: 2_000,
-        issuer_rs: format!("http://127.0.0.1:{}", free_port()),
-        issuer_es: format!("http://127.0.0.1:{}", free_port()),
-        resource: "http://127.0.0.1:9401/mcp".into(),
-        upstream: "http://127.0.0.1:9402/mcp".into(),
-    };
+    let params = fixture::Params::on_free_ports(
+        1_000,
+        200,
+        2_000,
+        "http://127.0.0.1:9401/mcp",
+        "http://127.0.0.1:9402/mcp",
+    );
     fixture::generate(dir.path(), &params).unwrap();
     let issuers: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("issuers.json")).unwrap())

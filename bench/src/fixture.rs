@@ -25,23 +25,58 @@ use std::{
     process::Command,
 };
 
-/// Sizes and addresses of the generated set.
-#[derive(Clone, Debug)]
+/// Sizes and addresses of the generated set (also the flags of `bench-tool gen`).
+#[derive(Clone, Debug, clap::Args)]
 pub struct Params {
-    /// McpClients (default 1,000).
+    /// McpClients.
+    #[arg(long, default_value_t = 1_000)]
     pub clients: usize,
-    /// Tool entries of the McpTool (default 200).
+    /// Tool entries of the McpTool.
+    #[arg(long, default_value_t = 200)]
     pub tools: usize,
-    /// McpPolicies (default 2,000; at least `clients`, so each client is granted `echo`).
+    /// McpPolicies (at least `clients`, so each client is granted `echo`).
+    #[arg(long, default_value_t = 2_000)]
     pub policies: usize,
     /// `http://127.0.0.1:<port>` of the RS256 issuer.
+    #[arg(long)]
     pub issuer_rs: String,
     /// `http://127.0.0.1:<port>` of the ES256 issuer.
+    #[arg(long)]
     pub issuer_es: String,
     /// The sidecar's public resource URL (token audience).
+    #[arg(long)]
     pub resource: String,
     /// The upstream MCP URL.
+    #[arg(long)]
     pub upstream: String,
+}
+
+impl Params {
+    /// A set of the given sizes whose two issuers get ports free on 127.0.0.1 right now (tests
+    /// and micro-benches).
+    pub fn on_free_ports(
+        clients: usize,
+        tools: usize,
+        policies: usize,
+        resource: &str,
+        upstream: &str,
+    ) -> Self {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| format!("http://{a}"))
+                .unwrap_or_else(|_| "http://127.0.0.1:1".into())
+        };
+        Self {
+            clients,
+            tools,
+            policies,
+            issuer_rs: free(),
+            issuer_es: free(),
+            resource: resource.to_owned(),
+            upstream: upstream.to_owned(),
+        }
+    }
 }
 
 /// Why the fixture could not be written.

@@ -52,13 +52,6 @@ fn start_upstream() -> (Upstream, String) {
     (Upstream(child), format!("http://{addr}/mcp"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
 /// POSTs `body` with `token` (blocking; run it off the runtime). Status and JSON body.
 fn post(url: &str, token: &str, body: &str) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -84,15 +77,7 @@ async fn both_issuers_tokens_go_through_the_full_chain_to_the_bench_upstream() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let params = fixture::Params {
-        clients: 10,
-        tools: 20,
-        policies: 20,
-        issuer_rs: format!("http://127.0.0.1:{}", free_port()),
-        issuer_es: format!("http://127.0.0.1:{}", free_port()),
-        resource: url.clone(),
-        upstream: upstream_url,
-    };
+    let params = fixture::Params::on_free_ports(10, 20, 20, &url, &upstream_url);
     fixture::generate(dir.path(), &params).unwrap();
     let issuers: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("issuers.json")).unwrap())

@@ -24,20 +24,8 @@ enum Command {
     Gen {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value_t = 1_000)]
-        clients: usize,
-        #[arg(long, default_value_t = 200)]
-        tools: usize,
-        #[arg(long, default_value_t = 2_000)]
-        policies: usize,
-        #[arg(long)]
-        issuer_rs: String,
-        #[arg(long)]
-        issuer_es: String,
-        #[arg(long)]
-        resource: String,
-        #[arg(long)]
-        upstream: String,
+        #[command(flatten)]
+        params: fixture::Params,
     },
     /// Serve discovery and JWKS for the issuers of an issuers.json (until killed).
     Issuer {
@@ -136,27 +124,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Gen {
-            dir,
-            clients,
-            tools,
-            policies,
-            issuer_rs,
-            issuer_es,
-            resource,
-            upstream,
-        } => {
-            let params = fixture::Params {
-                clients,
-                tools,
-                policies,
-                issuer_rs,
-                issuer_es,
-                resource,
-                upstream,
-            };
-            fixture::generate(&dir, &params).map_err(|e| e.to_string())
-        }
+        Command::Gen { dir, params } => fixture::generate(&dir, &params).map_err(|e| e.to_string()),
         Command::Issuer { issuers } => {
             let doc: serde_json::Value =
                 serde_json::from_str(&read(&issuers)?).map_err(|e| e.to_string())?;
