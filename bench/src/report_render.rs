@@ -1,0 +1,397 @@
+//! The text of `docs/performance.md` and of the README table, from [`Figures`].
+//!
+//! ```text
+//! Figures ──targets()──► met / missed per goal of issues #5, #6, #8
+//!         ──render()───► (performance.md, README block)
+//! ```
+
+use crate::report::{Figures, Spread, Target, row};
+use serde_json::Value;
+use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+
+fn spread_target(what: &'static str, target: &str, s: Spread, d: usize, met: bool) -> Target {
+    Target {
+        what,
+        target: target.to_owned(),
+        measured: s.show(d),
+        met: (s.n > 0).then_some(met),
+    }
+}
+
+fn added(f: &Figures, rate: u32, p: &str) -> Spread {
+    f.latency
+        .iter()
+        .find(|(r, q, ..)| *r == rate && *q == p)
+        .map(|(_, _, a, _, _)| *a)
+        .unwrap_or_default()
+}
+
+fn ms(v: &Value, key: &str) -> Option<f64> {
+    v[key].as_f64()
+}
+
+/// Every goal of the issues, met or missed.
+pub fn targets(f: &Figures) -> Vec<Target> {
+    let mut t = vec![
+        spread_target(
+            "tools/call per sidecar core (req/s)",
+            "≥ 17,000",
+            f.per_core,
+            0,
+            f.per_core.median >= 17_000.0,
+        ),
+        spread_target(
+            "sidecar CPU per tools/call (µs)",
+            "≤ 55",
+            f.cpu_us_per_call,
+            1,
+            f.cpu_us_per_call.median <= 55.0,
+        ),
+    ];
+    for (rate, p, goal) in [
+        (1000, "p50", 100.0),
+        (1000, "p99", 250.0),
+        (4000, "p99", 500.0),
+    ] {
+        let s = added(f, rate, p);
+        t.push(Target {
+            what: match (rate, p) {
+                (1000, "p50") => "added latency p50 at 1,000 req/s (µs)",
+                (1000, _) => "added latency p99 at 1,000 req/s (µs)",
+                _ => "added latency p99 at 4,000 req/s (µs)",
+            },
+            target: format!("≤ {goal}"),
+            measured: s.show(0),
+            met: (s.n > 0).then_some(s.median <= goal),
+        });
+    }
+    let mib = |what, goal: f64, v: Option<f64>| Target {
+        what,
+        target: format!("≤ {goal} MiB"),
+        measured: v.map_or("n/a".into(), |v| format!("{v:.1} MiB")),
+        met: v.map(|v| v <= goal),
+    };
+    t.push(mib(
+        "sidecar RSS idle, 1,000-client policy set",
+        20.0,
+        f.rss_idle,
+    ));
+    t.push(mib("sidecar RSS peak under load", 40.0, f.rss_peak));
+    for (mode, v) in &f.revocation {
+        let max = ms(v, "max_ms");
+        t.push(Target {
+            what: if mode == "file" {
+                "revocation, file mode, slowest of 20 (ms)"
+            } else {
+                "revocation, operator mode, slowest of 20 (ms)"
+            },
+            target: "≤ 1,000".into(),
+            measured: max.map_or("n/a".into(), |m| format!("{m:.0}")),
+            met: max.map(|m| m <= 1000.0),
+        });
+    }
+    if let Some(list) = f.audit.as_ref().and_then(Value::as_array) {
+        for a in list {
+            let ack = a["ack"].as_str().unwrap_or("?");
+            let rps = a["records_per_second"].as_f64();
+            let p50 = a["single_p50_us"].as_f64();
+            t.push(Target {
+                what: if ack == "durable" {
+                    "audit records/s into the spool, one core, ack: durable"
+                } else {
+                    "audit records/s into the spool, one core, ack: written"
+                },
+                target: "≥ 50,000".into(),
+                measured: rps.map_or("n/a".into(), |v| format!("{v:.0}")),
+                met: rps.map(|v| v >= 50_000.0),
+            });
+            t.push(Target {
+                what: if ack == "durable" {
+                    "audit cost of one record, median (µs), ack: durable"
+                } else {
+                    "audit cost of one record, median (µs), ack: written"
+                },
+                target: "≤ 20".into(),
+                measured: p50.map_or("n/a".into(), |v| format!("{v:.1}")),
+                met: p50.map(|v| v <= 20.0),
+            });
+        }
+    }
+    let push = f.push.as_ref().and_then(|v| ms(v, "p50_ms"));
+    t.push(Target {
+        what: "operator: one McpClient change pushed, median (ms), files source",
+        target: "≤ 100".into(),
+        measured: push.map_or("n/a".into(), |v| format!("{v:.0}")),
+        met: push.map(|v| v <= 100.0),
+    });
+    t.push(mib(
+        "operator RSS with 10,000 / 1,000 / 2,000 CRs",
+        300.0,
+        f.operator_rss.1.or(f.operator_rss.0),
+    ));
+    t
+}
+
+fn code_block(out: &mut String, text: &str, max_lines: usize) {
+    out.push_str("```text\n");
+    for line in text.lines().take(max_lines) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("```\n\n");
+}
+
+/// `(performance.md, README block)`.
+pub fn render(f: &Figures, machine: &BTreeMap<String, String>, results: &Path) -> (String, String) {
+    let m = |k: &str| machine.get(k).map_or("?", String::as_str);
+    let dir = results
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "# Performance\n\n<!-- Generated by `make bench` (bench/run.sh → bench-tool report); edit bench/src/report_render.rs, not this file. -->\n\n\
+Run `{dir}` on {date}, commit `{commit}`. Raw outputs: `bench/results/{dir}/` on the machine that ran it (git-ignored).\n\n\
+## Machine\n\n| | |\n| --- | --- |\n| CPU | {cpu} × {cpus} |\n| memory | {mem} |\n| kernel | {kernel} |\n| toolchain | {rustc} |\n| load generators | {wrk}, {oha} |\n| pinning | {pin} |\n| load average before / after | {lb} / {la} |\n\n\
+The build machines are shared: other compiles may have run during the measurement (see the load average); the interleaving (A B A B …) spreads such noise over both sides alike.\n\n",
+        date = m("date"),
+        commit = m("commit"),
+        cpu = m("cpu"),
+        cpus = m("cpus"),
+        mem = m("memory"),
+        kernel = m("kernel"),
+        rustc = m("rustc"),
+        wrk = m("wrk"),
+        oha = m("oha"),
+        pin = m("pinning"),
+        lb = m("loadavg_before"),
+        la = m("loadavg_after"),
+    );
+    o.push_str("## Targets\n\nAgainst the goals of issues #8 (proxy), #5 (audit) and #6 (operator). Medians over the repetitions, min–max in parentheses.\n\n");
+    row(&mut o, &["figure", "target", "measured", ""]);
+    row(&mut o, &["---", "---", "---", "---"]);
+    for r in f.target_rows() {
+        row(&mut o, &r.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let _ = write!(
+        o,
+        "\n## Method\n\n\
+- **Upstream**: `bench-upstream` (hyper, Streamable HTTP, JSON responses, stateless): `tools/list` with 20 tools, `tools/call echo`. It shares CPU {load} with the load generator and is never the bottleneck of the through runs (compare the direct figures).\n\
+- **Sidecar**: `mcp-warden-sidecar run --config` on CPU {sc} (tokio sees one CPU, so one worker), default log level (`info`: one decision line per call), full chain: JWT verification (RS256 and ES256 issuers, discovery + JWKS from a static issuer on 127.0.0.1, verified-token cache on), a policy set of 1,000 McpClients / 200 tool entries / 2,000 McpPolicies, per-client and per-policy rate limits of 100,000/s (never triggered), audit to the durable spool (`ack: durable`, fsync batching) with a file sink shipping.\n\
+- **Load**: `tools/call echo` with a bearer token. wrk (closed loop, 1 thread, {conns} connections, {secs} s) rotates through 200 tokens of 200 clients of both issuers (a Lua `request()`); oha (open loop at fixed rates, `--latency-correction` against coordinated omission, {conns} connections, {secs} s) sends one token per run, RS256 and ES256 in alternate repetitions. A 3 s warm-up verifies every token once; cold verification is measured by the micro-benches.\n\
+- **A/B**: every repetition runs direct then through, back to back ({reps} repetitions). Added latency = through − direct of the same repetition, per percentile.\n\
+- **CPU**: sidecar utime + stime from `/proc/<pid>/stat` over each loaded window ÷ requests answered. Throughput per sidecar core = 1 s ÷ CPU per request.\n\
+- **RSS**: `VmRSS` after start with the policy set loaded and two calls made (idle); `VmHWM` after all load runs (peak).\n\
+- **Revocation**: a client's `suspended` flipped in the CR file (atomic rename), then calls until the first 403; 20 samples. File mode: the sidecar reads the file. Operator mode: `mcp-warden-operator run --source files:` reads it and pushes to a sidecar run with `--operator`.\n\
+- **Operator**: `--source files:` with 10,000 McpClients / 1,000 McpTools / 2,000 McpPolicies; a watch as the pod of one McpTool; one McpClient file rewritten (the client is granted that tool), time until the new bundle arrives on the watch; RSS from `/proc`. The in-process index figure comes from `operator/tests/scale.rs` (release).\n\
+- **Audit**: `bench-tool audit`, in one process on one core (current-thread runtime): 256 concurrent appenders of a full `tools/call` record, then one caller timing `Auditor::record` alone; for `ack: durable` and `ack: written`.\n\n",
+        load = m("pinning").rsplit("CPU ").next().unwrap_or("1"),
+        sc = if m("pinning").contains("sidecar CPU 0") {
+            "0"
+        } else {
+            "?"
+        },
+        conns = m("reps").split("connections: ").nth(1).unwrap_or("?"),
+        secs = m("reps")
+            .split("seconds: ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .unwrap_or("?"),
+        reps = m("reps").split(';').next().unwrap_or("?"),
+    );
+    o.push_str("## Throughput (wrk, closed loop)\n\n");
+    row(&mut o, &["", "median (min–max)"]);
+    row(&mut o, &["---", "---"]);
+    row(&mut o, &["direct (req/s)", &f.wrk_direct.show(0)]);
+    row(
+        &mut o,
+        &["through the sidecar (req/s)", &f.wrk_through.show(0)],
+    );
+    row(
+        &mut o,
+        &[
+            "sidecar CPU utilization (1 = one core)",
+            &f.cpu_util.show(2),
+        ],
+    );
+    row(
+        &mut o,
+        &["sidecar CPU per call (µs)", &f.cpu_us_per_call.show(1)],
+    );
+    row(&mut o, &["per sidecar core (req/s)", &f.per_core.show(0)]);
+    o.push_str("\n## Latency (oha, open loop, coordinated-omission corrected)\n\nAll in µs.\n\n");
+    row(
+        &mut o,
+        &[
+            "rate",
+            "percentile",
+            "added (through − direct)",
+            "direct",
+            "through",
+        ],
+    );
+    row(&mut o, &["---", "---", "---", "---", "---"]);
+    for (rate, p, a, d, t) in &f.latency {
+        row(
+            &mut o,
+            &[&rate.to_string(), p, &a.show(0), &d.show(0), &t.show(0)],
+        );
+    }
+    o.push('\n');
+    row(
+        &mut o,
+        &[
+            "rate",
+            "achieved through (req/s)",
+            "sidecar CPU per call (µs)",
+            "non-200 answers",
+        ],
+    );
+    row(&mut o, &["---", "---", "---", "---"]);
+    for (rate, cpu, bad, achieved) in &f.rate_cpu {
+        row(
+            &mut o,
+            &[
+                &rate.to_string(),
+                &achieved.show(0),
+                &cpu.show(1),
+                &format!("{bad:.0}"),
+            ],
+        );
+    }
+    let _ = write!(
+        o,
+        "\n## Memory\n\n| | |\n| --- | --- |\n| sidecar RSS idle (1,000 clients, 2,000 policies loaded) | {} |\n| sidecar RSS peak (VmHWM after the load runs) | {} |\n\n",
+        f.rss_idle.map_or("n/a".into(), |v| format!("{v:.1} MiB")),
+        f.rss_peak.map_or("n/a".into(), |v| format!("{v:.1} MiB")),
+    );
+    o.push_str("## Revocation propagation (write → first denial, 20 samples, ms)\n\n");
+    row(&mut o, &["mode", "median", "p95", "slowest"]);
+    row(&mut o, &["---", "---", "---", "---"]);
+    for (mode, v) in &f.revocation {
+        let g = |k| ms(v, k).map_or("n/a".into(), |x| format!("{x:.0}"));
+        row(&mut o, &[mode, &g("p50_ms"), &g("p95_ms"), &g("max_ms")]);
+    }
+    o.push_str("\n## tools/list filtering, 1,000 tools listed by the upstream (200 declared; the caller sees only what its policies grant)\n\noha closed loop, one connection, 5 s per side. µs.\n\n");
+    row(
+        &mut o,
+        &[
+            "direct p50",
+            "through p50",
+            "added p50",
+            "sidecar CPU per tools/list",
+        ],
+    );
+    row(&mut o, &["---", "---", "---", "---"]);
+    row(
+        &mut o,
+        &[
+            &f.list[0].show(0),
+            &f.list[1].show(0),
+            &f.list[2].show(0),
+            &f.list[3].show(0),
+        ],
+    );
+    o.push_str("\n## Audit pipeline (one core)\n\n");
+    row(
+        &mut o,
+        &[
+            "ack",
+            "records/s (256 appenders)",
+            "one record alone: p50 µs",
+            "p99 µs",
+        ],
+    );
+    row(&mut o, &["---", "---", "---", "---"]);
+    for a in f
+        .audit
+        .as_ref()
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let g = |k: &str, d: usize| a[k].as_f64().map_or("n/a".into(), |x| format!("{x:.d$}"));
+        row(
+            &mut o,
+            &[
+                a["ack"].as_str().unwrap_or("?"),
+                &g("records_per_second", 0),
+                &g("single_p50_us", 1),
+                &g("single_p99_us", 1),
+            ],
+        );
+    }
+    o.push_str("\n## Operator (10,000 McpClients, 1,000 McpTools, 2,000 McpPolicies)\n\n");
+    if let Some(p) = &f.push {
+        let g = |k| ms(p, k).map_or("n/a".into(), |x| format!("{x:.0}"));
+        let _ = writeln!(
+            o,
+            "One McpClient file rewritten → new bundle on the watch (files source, 20 samples): median {} ms, p95 {} ms, slowest {} ms. RSS with the inventory loaded {}, peak {}.\n",
+            g("p50_ms"),
+            g("p95_ms"),
+            g("max_ms"),
+            f.operator_rss
+                .0
+                .map_or("n/a".into(), |v| format!("{v:.0} MiB")),
+            f.operator_rss
+                .1
+                .map_or("n/a".into(), |v| format!("{v:.0} MiB")),
+        );
+    }
+    if let Some(text) = &f.index_scale {
+        o.push_str("In process, the index alone (`operator/tests/scale.rs`, release build):\n\n");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !l.starts_with("running") && !l.starts_with("test result") && !l.trim().is_empty()
+            })
+            .collect();
+        code_block(&mut o, &lines.join("\n"), 20);
+    }
+    o.push_str("## Micro-benchmarks (criterion, one CPU)\n\n");
+    row(&mut o, &["benchmark", "time (criterion's estimate)"]);
+    row(&mut o, &["---", "---"]);
+    for (name, est) in &f.criterion {
+        row(&mut o, &[name, est]);
+    }
+    if let (Some(top), dso) = &f.perf {
+        o.push_str("\n## Profile of the sidecar under wrk load (perf, 10 s)\n\nSelf time by symbol (`perf report --no-children`):\n\n");
+        let top: String = top
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect();
+        code_block(&mut o, &top, 60);
+        if let Some(dso) = dso {
+            o.push_str("By shared object:\n\n");
+            let dso: String = dso
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| format!("{}\n", l.trim_end()))
+                .collect();
+            code_block(&mut o, &dso, 25);
+        }
+    }
+    if let Some(analysis) = &f.analysis {
+        o.push_str("\n## Analysis (hand-written in `bench/analysis.md`, not regenerated)\n\n");
+        o.push_str(analysis.trim_end());
+        o.push('\n');
+    }
+    let _ = write!(
+        o,
+        "\n## Reference\n\nagentgateway on the same kind of 2-core machine (figures from issue #8): ~8,600 tools/call/s per proxy core (116 µs CPU/call), added p50 ≈ 280 µs / p99 ≈ 530 µs at 1,000 req/s, p99 ≈ 1.25 ms at 4,000 req/s, RSS 29 MiB idle / 45 MiB peak.\n"
+    );
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| figure | target | measured (`make bench`, {}) |",
+        m("date")
+    );
+    row(&mut table, &["---", "---", "---"]);
+    for r in f.target_rows().iter().take(7) {
+        row(&mut table, &[&r[0], &r[1], &format!("{} ({})", r[2], r[3])]);
+    }
+    table.push_str("\nDetails, method and the rest of the figures: [`docs/performance.md`](docs/performance.md).\n");
+    (o, table)
+}
