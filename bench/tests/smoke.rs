@@ -98,6 +98,7 @@ async fn both_issuers_tokens_go_through_the_full_chain_to_the_bench_upstream() {
         quotas: Quotas::new(Default::default(), metrics.registry()).unwrap(),
         audit: Some(Auditor::start(&audit_cfg, metrics.registry()).unwrap()),
         metrics,
+        usage: None,
     });
     tokio::spawn(proxy::serve(listener, None, shared, std::future::pending()));
 
