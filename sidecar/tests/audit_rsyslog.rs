@@ -406,6 +406,7 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
     stop.store(true, Ordering::Relaxed);
     let _ = load.await;
     let first = answered.lock().unwrap().len();
+    let last_before_kill = answered.lock().unwrap().iter().copied().max().unwrap();
 
     // Second life on the same spool: 200 more calls, then a graceful stop (drains the sinks).
     let mut sidecar = spawn_sidecar(port, &everything.url, &cfg_path);
@@ -443,10 +444,16 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
         .filter(|r| r["unmapped"]["mcp_warden"]["outcome"] == "answered")
         .filter_map(|r| r["api"]["request"]["uid"].as_str()?.parse().ok())
         .collect();
-    let missing: Vec<_> = answered.difference(&recorded).take(10).collect();
+    // The guarantee is the request record: durable before the call is forwarded. The final
+    // record follows the answer, so a kill can take it with the call that was just answered
+    // (calls are sequential: at most the last one or two before the kill).
+    let missing: Vec<u64> = answered.difference(&recorded).copied().collect();
     assert!(
-        missing.is_empty(),
-        "answered calls without a final record: {missing:?}"
+        missing
+            .iter()
+            .all(|id| *id + 2 >= last_before_kill && *id <= last_before_kill),
+        "answered calls without a final record, other than those answered just before the kill \
+         ({last_before_kill}): {missing:?}"
     );
     let forwarded: BTreeSet<u64> = records
         .iter()

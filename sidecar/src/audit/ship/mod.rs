@@ -183,6 +183,12 @@ pub fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
     base.mul_f64(jitter).min(retry.max)
 }
 
+/// After a batch smaller than the sink's batch size, how long a shipper lets records gather
+/// before it reads again. At low rates this turns one read, send and cursor write per record into
+/// one per LINGER; a full batch is followed at once. Delivery to the SIEM is at most this much
+/// later; a call's durability does not depend on it (the spool has the record already).
+pub const LINGER: Duration = Duration::from_millis(25);
+
 /// Ships one sink until `stop` turns true and the spool is drained for it (or forever).
 pub async fn run_shipper(
     mut reader: SpoolReader,
@@ -252,17 +258,27 @@ pub async fn run_shipper(
             continue;
         };
         let n = batch.lines.len() as u64;
+        let partial = batch.lines.len() < batch_records;
         match sink.send(&batch).await {
-            Ok(Delivery::Delivered) => {
+            Ok(delivery) => {
                 attempt = 0;
-                shipped.inc_by(n);
-                if let Err(e) = reader.ack(last) {
-                    tracing::warn!(sink = %name, error = %e, "could not persist the audit cursor");
+                match delivery {
+                    Delivery::Delivered => {
+                        shipped.inc_by(n);
+                        if let Err(e) = reader.ack(last) {
+                            tracing::warn!(sink = %name, error = %e, "could not persist the audit cursor");
+                        }
+                    }
+                    Delivery::Unconfirmed(after) => {
+                        unconfirmed.push_back((last, n, Instant::now() + after));
+                    }
                 }
-            }
-            Ok(Delivery::Unconfirmed(after)) => {
-                attempt = 0;
-                unconfirmed.push_back((last, n, Instant::now() + after));
+                if partial && !stopping {
+                    tokio::select! {
+                        _ = tokio::time::sleep(LINGER) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
             }
             Err(e) => {
                 retries.inc();
