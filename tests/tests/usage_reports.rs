@@ -271,12 +271,12 @@ fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
         !reporters.contains_key(&("demo".to_owned(), "pod-0".to_owned())),
         "the untrusting sidecar reported nothing"
     );
-    assert!(
+    // Counted once the operator's answer is back (just after the store has the report).
+    wait_until("sent reports counted", Duration::from_secs(5), || {
         metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
             .iter()
-            .any(|l| l.contains("result=\"sent\"")),
-        "sent reports are counted"
-    );
+            .any(|l| l.contains("result=\"sent\""))
+    });
     drop(sidecar);
 }
 
