@@ -93,11 +93,12 @@ impl Link {
     /// balanced anew across the operator's replicas by its Service. For usage reports, which
     /// only the leader takes.
     pub fn unpooled(&self) -> Result<Self, LinkError> {
-        let mut link = Self::new(self.base.as_str(), &self.trust, self.token_file.clone())?;
-        link.client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector(&self.trust)?);
-        Ok(link)
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(connector(&self.trust)?),
+            ..self.clone()
+        })
     }
 
     /// `{base}/{path}` with the query pairs.
