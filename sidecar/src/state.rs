@@ -14,8 +14,10 @@ use std::sync::{
 pub struct Active {
     /// The compiled rules.
     pub rules: RuleSet,
-    /// The bundle they were compiled from.
-    pub bundle: Bundle,
+    /// The version (content hash) of the bundle they were compiled from. The bundle itself is
+    /// not kept: the rules hold what enforcement needs, and a second copy of every CR doubled
+    /// the memory of large policy sets.
+    pub version: String,
     /// Whether the quota engine has seen these rules.
     quotas_synced: AtomicBool,
     /// The audit redaction of each tool entry (`None`: invalid rules), then the no-rules one.
@@ -27,7 +29,7 @@ impl Active {
     pub fn new(rules: RuleSet, bundle: Bundle) -> Self {
         Self {
             rules,
-            bundle,
+            version: bundle.version,
             quotas_synced: AtomicBool::new(false),
             redactions: OnceLock::new(),
         }
@@ -92,7 +94,7 @@ impl Live {
             .current
             .load()
             .as_ref()
-            .is_none_or(|old| old.bundle.version != active.bundle.version);
+            .is_none_or(|old| old.version != active.version);
         self.current.store(Some(Arc::new(active)));
         changed
     }

@@ -282,7 +282,7 @@ fn build(
         seq,
         window_start,
         window_end: now,
-        bundle_version: active.map(|a| a.bundle.version.clone()),
+        bundle_version: active.map(|a| a.version.clone()),
         clients,
         runaway,
         tools,
