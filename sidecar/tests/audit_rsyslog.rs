@@ -28,6 +28,14 @@ fn syslog_sink(address: &str, confirm: &str) -> String {
     )
 }
 
+/// `<dir>/audit.yaml`: the spool in `<dir>/spool`, one syslog sink to `siem`.
+fn syslog_config(dir: &std::path::Path, siem: &Rsyslog) -> std::path::PathBuf {
+    let path = dir.join("audit.yaml");
+    let sink = syslog_sink(&siem.address(), "2s");
+    std::fs::write(&path, config_yaml(&dir.join("spool"), "", &sink)).unwrap();
+    path
+}
+
 async fn append_range(
     auditor: &Auditor,
     ids: std::ops::Range<u64>,
@@ -227,16 +235,7 @@ fn spawn_load(
 async fn the_shipper_killed_and_restarted_mid_stream_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let siem = Rsyslog::start(&tmp.path().join("rsyslog"));
-    let cfg_path = tmp.path().join("audit.yaml");
-    std::fs::write(
-        &cfg_path,
-        config_yaml(
-            &tmp.path().join("spool"),
-            "",
-            &syslog_sink(&siem.address(), "2s"),
-        ),
-    )
-    .unwrap();
+    let cfg_path = syslog_config(tmp.path(), &siem);
 
     // First run: killed (SIGKILL) after 1,000 durable records.
     let first = Arc::new(Mutex::new(Vec::new()));
@@ -373,16 +372,7 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
     let tmp = tempfile::tempdir().unwrap();
     let siem = Rsyslog::start(&tmp.path().join("rsyslog"));
     let everything = proxy_support::Everything::start();
-    let cfg_path = tmp.path().join("audit.yaml");
-    std::fs::write(
-        &cfg_path,
-        config_yaml(
-            &tmp.path().join("spool"),
-            "",
-            &syslog_sink(&siem.address(), "2s"),
-        ),
-    )
-    .unwrap();
+    let cfg_path = syslog_config(tmp.path(), &siem);
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/mcp");
     let next = Arc::new(AtomicU64::new(1));
