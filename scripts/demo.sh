@@ -54,7 +54,8 @@ mkdir -p "$work/config"
 sed -e "s#http://127.0.0.1:9400#$issuer#g" -e "s#http://127.0.0.1:9401/mcp#$resource#g" \
   examples/everything/everything.yaml >"$work/config/everything.yaml"
 "$sidecar_bin" check --config "$work/config"
-"$sidecar_bin" run --config "$work/config" --listen "127.0.0.1:$sc_port" --admin-listen 127.0.0.1:0 \
+# The decision log: denials warn; allowed calls are logged at debug (an access log).
+RUST_LOG=info,mcp_warden::decision=debug "$sidecar_bin" run --config "$work/config" --listen "127.0.0.1:$sc_port" --admin-listen 127.0.0.1:0 \
   --upstream "http://127.0.0.1:$up_port/mcp" --audit-dir "$work/audit" >"$work/sidecar.log" 2>&1 &
 pids+=($!)
 wait_for "$work/sidecar.log" listening mcp-warden-sidecar

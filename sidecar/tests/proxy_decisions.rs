@@ -45,7 +45,7 @@ async fn every_decision_is_logged_once_with_its_fields_and_counted() {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(tracing::Level::DEBUG)
         .with_writer(capture.clone())
         .finish();
     // The test runtime is single-threaded, so the proxy's tasks log to this subscriber.
@@ -103,6 +103,9 @@ async fn every_decision_is_logged_once_with_its_fields_and_counted() {
     assert_eq!(fields[1]["allowed"], false);
     assert_eq!(fields[2]["reason"], "unauthenticated");
     assert_eq!(fields[2]["id"], "3");
+    // Allowed calls are an access log at debug (the audit trail has them); denials warn.
+    let levels: Vec<&Value> = events.iter().map(|e| &e["level"]).collect();
+    assert_eq!(levels, ["DEBUG", "WARN", "WARN"]);
     let everything_logged = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
     assert!(
         !everything_logged.contains("secret-token-value"),
