@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! config_yaml(dir, ack) ──► Auditor::start (spool + file sink)
-//!   throughput: `appenders` tasks × record(call_event(i)) until `records` are acknowledged ──► records/s
-//!   latency:    one caller, record() timed `samples` times, one after the other            ──► p50/p99 µs
+//!   throughput: `appenders` tasks × (request record, final record) as a call makes them,
+//!               until `records` are acknowledged                                         ──► records/s
+//!   latency:    one caller, the request record (what a call waits for) timed `samples`
+//!               times, one after the other                                               ──► p50/p99 µs
 //! ```
 
 use jiff::Timestamp;
@@ -134,11 +136,15 @@ pub async fn measure(
         Auditor::start(&cfg, &prometheus::Registry::new()).map_err(|e| format!("audit: {e}"))?,
     );
     let redaction = Arc::new(Redaction::none());
-    let event = Arc::new(call_event(0));
+    let final_record = Arc::new(call_event(0));
+    let mut request = call_event(0);
+    request.outcome = Outcome::Forwarding;
+    request.ended = None;
+    let request = Arc::new(request);
     // Warm-up (segment creation, first fsync).
     for _ in 0..100 {
         auditor
-            .record(&event, &redaction)
+            .record(&request, &redaction)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -146,10 +152,12 @@ pub async fn measure(
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(appenders);
     for _ in 0..appenders {
-        let (a, e, r) = (auditor.clone(), event.clone(), redaction.clone());
+        let (a, r) = (auditor.clone(), redaction.clone());
+        let events = [request.clone(), final_record.clone()];
         tasks.push(tokio::spawn(async move {
-            for _ in 0..per_task {
-                a.record(&e, &r).await.map_err(|e| e.to_string())?;
+            for i in 0..per_task {
+                let e = &events[(i % 2) as usize];
+                a.record(e, &r).await.map_err(|e| e.to_string())?;
             }
             Ok::<(), String>(())
         }));
@@ -163,7 +171,7 @@ pub async fn measure(
     for _ in 0..samples {
         let t = Instant::now();
         auditor
-            .record(&event, &redaction)
+            .record(&request, &redaction)
             .await
             .map_err(|e| e.to_string())?;
         times.push(t.elapsed());

@@ -50,7 +50,7 @@ async fn append_range(
         tasks.push(tokio::spawn(async move {
             let mut i = ids.start + w;
             while i < ids.end {
-                a.record(&call_event(i), &Redaction::none()).await.unwrap();
+                a.record(&phase_event(i), &Redaction::none()).await.unwrap();
                 done.fetch_add(1, Ordering::SeqCst);
                 if let Some(p) = pause {
                     tokio::time::sleep(p).await;

@@ -261,7 +261,7 @@ async fn drop_oldest_counts_exactly_what_it_drops() {
         &format!("\n  - name: hook\n    batchRecords: 50\n    http: {{ url: \"{url}/ingest\" }}"),
     );
     let auditor = Auditor::start(&cfg, &prometheus::Registry::new()).unwrap();
-    let seqs = append_many(&auditor, 1, 1500, 1).await; // never refused
+    let seqs = append_many(&auditor, 1, 1500, 8).await; // never refused
     assert_eq!(seqs.len(), 1500);
     let dropped = auditor.metrics().records_dropped.get();
     assert!(dropped > 0, "nothing was dropped");
@@ -474,4 +474,62 @@ fn histogram_median(h: &prometheus::Histogram) -> f64 {
         .iter()
         .find(|b| b.cumulative_count() * 2 >= total)
         .map_or(f64::NAN, |b| b.upper_bound())
+}
+
+/// With `ack: durable` a call costs one fdatasync, not two: its final record is written at once
+/// but made durable by the next request-phase record's fdatasync, or after `fsyncMaxDelay`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_record_is_synced_with_the_next_request_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    let cfg = config(&spool, "  fsyncMaxDelay: 3s", " []");
+    let auditor = Auditor::start(&cfg, &prometheus::Registry::new()).unwrap();
+    let m = auditor.metrics().clone();
+    let written = |uid: &str| {
+        segment_files(&spool)
+            .iter()
+            .any(|f| fs::read_to_string(f).unwrap().contains(uid))
+    };
+
+    let a = auditor.clone();
+    let first_final = tokio::spawn(async move { a.record(&call_event(1), &redaction()).await });
+    eventually(Duration::from_secs(2), "the final record written", || {
+        written("call-000001").then_some(())
+    })
+    .await;
+    assert_eq!(m.fsyncs.get(), 0, "written, not yet synced");
+    assert!(!first_final.is_finished(), "answered only once durable");
+    assert_eq!(auditor.spool().durable_sequence(), 0);
+
+    let mut request = call_event(2);
+    request.outcome = Outcome::Forwarding;
+    let started = Instant::now();
+    auditor.record(&request, &redaction()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(1), first_final)
+        .await
+        .expect("the final record rides on the request record's fdatasync")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(first.sequence, 1);
+    assert_eq!(m.fsyncs.get(), 1, "one fdatasync for both records");
+    assert_eq!(auditor.spool().durable_sequence(), 2);
+
+    // A final record with no request record after it is synced after fsyncMaxDelay.
+    let started = Instant::now();
+    let lone = tokio::time::timeout(
+        Duration::from_secs(10),
+        auditor.record(&call_event(3), &redaction()),
+    )
+    .await
+    .expect("synced after fsyncMaxDelay")
+    .unwrap();
+    assert_eq!(lone.sequence, 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "not before fsyncMaxDelay: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(m.fsyncs.get(), 2);
+    auditor.shutdown(Duration::from_secs(5)).await;
 }

@@ -17,7 +17,9 @@
 //! Group commit: the writer takes what is queued (at most `fsyncMaxRecords`, collecting for at
 //! most `fsyncMaxDelay`), writes it with one `write(2)` and one `fdatasync`, then answers. Under
 //! load batches grow by themselves while the previous fsync runs; when idle a record is synced
-//! at once.
+//! at once. A batch of final records only (nobody waits on them before acting) is written at
+//! once but synced with the next batch that needs it, or after `fsyncMaxDelay`: a call costs one
+//! fsync, not two, and its request record never queues behind the previous call's final one.
 //!
 //! Recovery: the last segment is scanned; a torn or unverifiable tail (never acknowledged: it was
 //! not yet synced) is cut off, and the sequence and the chain continue from the last good record.
@@ -270,6 +272,13 @@ impl Spool {
             next_seq: recovered.next_seq,
             prev: recovered.prev,
             committed: (recovered.next_seq, recovered.prev),
+            synced: Synced {
+                next_seq: recovered.next_seq,
+                prev: recovered.prev,
+                active_bytes: active.as_ref().map_or(0, |s| s.bytes),
+            },
+            deferred: Vec::new(),
+            deferred_since: None,
             bytes: recovered.segments.iter().map(|s| s.bytes).sum(),
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
@@ -653,6 +662,12 @@ struct Writer {
     prev: [u8; 32],
     /// (next_seq, prev) as of the last successful write.
     committed: (u64, [u8; 32]),
+    /// What the last fdatasync covered (`ack: durable`).
+    synced: Synced,
+    /// Written, waiting for the next fdatasync (`ack: durable`, final records).
+    deferred: Vec<Pending>,
+    /// When the oldest deferred record was written.
+    deferred_since: Option<Instant>,
     bytes: u64,
     since_checkpoint: u64,
     last_checkpoint: Instant,
@@ -671,6 +686,18 @@ struct Pending {
     receipt: Receipt,
     queued: Instant,
     kind: RecordKind,
+    /// Someone waits on it before acting (request-phase and refusal records, checkpoints).
+    urgent: bool,
+}
+
+/// The spool as of the last fdatasync: where to cut back to if a later one fails. Unsynced
+/// records are only ever in the active segment (a rotation syncs the segment it closes).
+#[derive(Clone, Copy)]
+struct Synced {
+    next_seq: u64,
+    prev: [u8; 32],
+    /// Bytes of the active segment.
+    active_bytes: u64,
 }
 
 impl Writer {
@@ -684,15 +711,23 @@ impl Writer {
         let mut next_tick = Instant::now() + tick;
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         while shutdown.is_none() {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let first = match rx.recv_timeout(wait) {
+            let due = self
+                .deferred_since
+                .map_or(next_tick, |t| (t + self.cfg.fsync_max_delay).min(next_tick));
+            let first = match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(MsgBox(m)) => m,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.housekeeping();
-                    next_tick = Instant::now() + tick;
+                    self.settle(false);
+                    if Instant::now() >= next_tick {
+                        self.housekeeping();
+                        next_tick = Instant::now() + tick;
+                    }
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.settle(true);
+                    break;
+                }
             };
             let opened = Instant::now();
             let mut batch = vec![first];
@@ -870,6 +905,8 @@ impl Writer {
                         receipt: Receipt { sequence: seq, uid },
                         queued,
                         kind: prepared.kind,
+                        urgent: admission == Admission::New
+                            || prepared.kind == RecordKind::Checkpoint,
                     });
                 }
                 Msg::Acked => acked = true,
@@ -895,30 +932,18 @@ impl Writer {
             (self.next_seq, self.prev) = self.committed;
         }
         let committed = self.committed.0;
-        let now = Instant::now();
         let (ok, refused): (Vec<Pending>, Vec<Pending>) = pending
             .into_iter()
             .partition(|p| p.receipt.sequence < committed);
-        if let Some(first) = ok.first() {
-            let mut st = self.shared.state.lock().expect("not poisoned");
-            st.batch_times
-                .push_back((first.receipt.sequence, SystemTime::now()));
-            if st.batch_times.len() > 65_536 {
-                st.batch_times.pop_front();
-            }
-            drop(st);
-            m.batch_records.observe(ok.len() as f64);
-            self.shared.durable.send_replace(committed - 1);
+        let urgent = ok.iter().any(|p| p.urgent)
+            || !flushes.is_empty()
+            || checkpoint.is_some()
+            || shutdown.is_some();
+        if !ok.is_empty() {
+            self.deferred_since.get_or_insert_with(Instant::now);
         }
-        for p in ok {
-            if p.kind != RecordKind::Checkpoint {
-                self.since_checkpoint += 1;
-            }
-            m.records_written.with_label_values(&[p.kind.label()]).inc();
-            m.append_duration
-                .observe(now.duration_since(p.queued).as_secs_f64());
-            let _ = p.reply.send(Ok(p.receipt));
-        }
+        self.deferred.extend(ok);
+        self.settle(urgent);
         if let Err(e) = result {
             for p in refused {
                 m.append_errors.inc();
@@ -950,7 +975,98 @@ impl Writer {
             .cloned()
     }
 
-    /// Appends the buffer to the active segment and syncs it.
+    /// Answers the deferred records once they are durable: at once with `ack: written`; with
+    /// `ack: durable` when `now` or when they waited `fsyncMaxDelay` or are `fsyncMaxRecords`
+    /// many, after one fdatasync. A failed fdatasync cuts the spool back to the last good one and
+    /// refuses everything written since.
+    fn settle(&mut self, now: bool) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        if self.cfg.ack == AckLevel::Durable {
+            let due = now
+                || self.deferred.len() >= self.cfg.fsync_max_records
+                || self
+                    .deferred_since
+                    .is_some_and(|t| t.elapsed() >= self.cfg.fsync_max_delay);
+            if !due {
+                return;
+            }
+            if let Err(e) = self.sync() {
+                tracing::error!(error = %e, "audit spool fdatasync failed; the records written since the last one are refused");
+                self.cut_back_to_synced();
+                for p in self.deferred.drain(..) {
+                    self.shared.metrics.append_errors.inc();
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+                self.deferred_since = None;
+                return;
+            }
+        }
+        self.deferred_since = None;
+        let ok = std::mem::take(&mut self.deferred);
+        let m = &self.shared.metrics;
+        let Some(last) = ok.last().map(|p| p.receipt.sequence) else {
+            return;
+        };
+        let mut st = self.shared.state.lock().expect("not poisoned");
+        st.batch_times
+            .push_back((ok[0].receipt.sequence, SystemTime::now()));
+        if st.batch_times.len() > 65_536 {
+            st.batch_times.pop_front();
+        }
+        drop(st);
+        m.batch_records.observe(ok.len() as f64);
+        self.shared.durable.send_replace(last);
+        let now = Instant::now();
+        for p in ok {
+            if p.kind != RecordKind::Checkpoint {
+                self.since_checkpoint += 1;
+            }
+            m.records_written.with_label_values(&[p.kind.label()]).inc();
+            m.append_duration
+                .observe(now.duration_since(p.queued).as_secs_f64());
+            let _ = p.reply.send(Ok(p.receipt));
+        }
+    }
+
+    /// fdatasyncs the active segment (`ack: durable`) and remembers what it covered.
+    fn sync(&mut self) -> Result<(), SpoolError> {
+        if self.cfg.ack == AckLevel::Durable
+            && let Some(f) = &self.file
+        {
+            f.sync_data()?;
+            self.shared.metrics.fsyncs.inc();
+        }
+        self.mark_synced();
+        Ok(())
+    }
+
+    fn mark_synced(&mut self) {
+        self.synced = Synced {
+            next_seq: self.committed.0,
+            prev: self.committed.1,
+            active_bytes: self.active_meta().map_or(0, |a| a.bytes),
+        };
+    }
+
+    /// After a failed fdatasync: the page cache may have dropped what it did not cover.
+    fn cut_back_to_synced(&mut self) {
+        let s = self.synced;
+        if let Some(f) = &self.file {
+            let _ = f.set_len(s.active_bytes);
+        }
+        (self.next_seq, self.prev) = (s.next_seq, s.prev);
+        self.committed = (s.next_seq, s.prev);
+        let mut st = self.shared.state.lock().expect("not poisoned");
+        if let Some(active) = st.segments.back_mut() {
+            self.bytes -= active.bytes.saturating_sub(s.active_bytes);
+            active.bytes = s.active_bytes;
+            active.end = s.next_seq - 1;
+        }
+    }
+
+    /// Appends the buffer to the active segment (not synced: see [`Writer::settle`]).
     fn write_out(&mut self, buf: &[u8]) -> Result<(), SpoolError> {
         if buf.is_empty() {
             return Ok(());
@@ -960,10 +1076,6 @@ impl Writer {
             .as_mut()
             .expect("a segment is opened before the first record is sealed");
         f.write_all(buf)?;
-        if self.cfg.ack == AckLevel::Durable {
-            f.sync_data()?;
-            self.shared.metrics.fsyncs.inc();
-        }
         self.bytes += buf.len() as u64;
         self.committed = (self.next_seq, self.prev);
         self.shared.metrics.bytes_written.inc_by(buf.len() as u64);
@@ -1010,12 +1122,13 @@ impl Writer {
     fn rotate(&mut self, buf: &mut Vec<u8>) -> Result<(), SpoolError> {
         self.write_out(buf)?;
         buf.clear();
-        if self.cfg.ack == AckLevel::Written
-            && let Some(f) = &self.file
-        {
+        if let Some(f) = &self.file {
             f.sync_data()?;
+            self.shared.metrics.fsyncs.inc();
         }
-        self.new_segment()
+        self.new_segment()?;
+        self.mark_synced();
+        Ok(())
     }
 
     /// Policy `dropOldest`: deletes the oldest segments until `est` more bytes fit.

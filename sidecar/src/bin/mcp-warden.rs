@@ -261,13 +261,15 @@ async fn wait_for_signal() {
     }
 }
 
-/// A synthetic, fully populated tools/call event.
+/// A synthetic, fully populated tools/call event: request-phase for even ids, final (answered)
+/// for odd ones, as calls make them (a final record is made durable with the next request one).
 fn synthetic(id: u64, session: &str) -> AuditEvent {
     let now = jiff::Timestamp::now();
+    let answered = id % 2 == 1;
     AuditEvent {
         call_uid: audit::new_call_uid(),
         started: now,
-        ended: Some(now),
+        ended: answered.then_some(now),
         method: "tools/call".into(),
         jsonrpc_id: Some(id.to_string()),
         tool: Some(ToolInfo {
@@ -289,12 +291,20 @@ fn synthetic(id: u64, session: &str) -> AuditEvent {
             reason: "allowed".into(),
             ..DecisionInfo::default()
         }),
-        outcome: Outcome::Answered,
-        response: audit::ResponseInfo {
-            http_status: Some(200),
-            upstream_status: Some(200),
-            is_error: Some(false),
-            ..Default::default()
+        outcome: if answered {
+            Outcome::Answered
+        } else {
+            Outcome::Forwarding
+        },
+        response: if answered {
+            audit::ResponseInfo {
+                http_status: Some(200),
+                upstream_status: Some(200),
+                is_error: Some(false),
+                ..Default::default()
+            }
+        } else {
+            audit::ResponseInfo::default()
         },
         transport: TransportInfo {
             session_id: Some(session.to_owned()),

@@ -149,6 +149,17 @@ pub fn objref(kind: Kind, name: &str) -> ObjectRef {
     ObjectRef::new(kind, "payments", name)
 }
 
+/// Calls' records as the proxy makes them: request-phase for even `i`, final for odd `i` (a
+/// final record becomes durable with the next request record's fdatasync).
+pub fn phase_event(i: u64) -> AuditEvent {
+    let mut e = call_event(i);
+    if i.is_multiple_of(2) {
+        e.outcome = Outcome::Forwarding;
+        e.ended = None;
+    }
+    e
+}
+
 /// A fully populated tools/call event, final phase, answered OK.
 pub fn call_event(i: u64) -> AuditEvent {
     let start = Timestamp::from_millisecond(1_795_506_591_000 + i as i64).unwrap();
