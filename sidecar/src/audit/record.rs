@@ -270,8 +270,10 @@ fn rfc3339_ms(t: Timestamp) -> String {
 
 // ---- OCSF shapes (only what we emit; field order = output order, `metadata` last) ----
 
+/// One record before its seal. `D` is the request's `api.request.data`, `U` the `unmapped`
+/// object: typed for calls (no intermediate `Value` per record), `Value` for checkpoints.
 #[derive(Serialize)]
-struct Head<'a> {
+struct Head<'a, D = Value, U = Value> {
     class_uid: u32,
     class_name: &'static str,
     category_uid: u32,
@@ -315,14 +317,14 @@ struct Head<'a> {
     http_request: Option<HttpRequest<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     http_response: Option<HttpResponse>,
-    api: Api<'a>,
+    api: Api<'a, D>,
     resources: [Resource<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     policy: Option<Policy>,
     message_context: MessageContext<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace: Option<Trace<'a>>,
-    unmapped: Value,
+    unmapped: U,
     metadata: Metadata<'a>,
 }
 
@@ -426,14 +428,14 @@ struct HttpResponse {
 }
 
 #[derive(Serialize)]
-struct Api<'a> {
+struct Api<'a, D> {
     operation: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<&'a str>,
     service: Service<'a>,
-    request: ApiRequest<'a>,
+    request: ApiRequest<'a, D>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<ApiResponse>,
+    response: Option<ApiResponse<'a>>,
 }
 
 #[derive(Serialize)]
@@ -442,13 +444,82 @@ struct Service<'a> {
 }
 
 #[derive(Serialize)]
-struct ApiRequest<'a> {
+struct ApiRequest<'a, D> {
     uid: &'a str,
-    data: Value,
+    data: D,
+}
+
+/// `api.request.data` of a call (fields in key order, as a JSON object would sort them).
+#[derive(Serialize)]
+struct CallData<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a Value>,
+    name: &'a str,
+}
+
+/// `unmapped`: the product's own fields.
+#[derive(Serialize)]
+struct Unmapped<T> {
+    mcp_warden: T,
+}
+
+/// `unmapped.mcp_warden` of a call (fields in key order).
+#[derive(Serialize)]
+struct CallExt<'a> {
+    bytes_in: u64,
+    bytes_out: u64,
+    call_uid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<ClientExt<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_software: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<DecisionExt<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mcp_tool: Option<String>,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress_events: Option<u32>,
+    redacted_values: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
 }
 
 #[derive(Serialize)]
-struct ApiResponse {
+struct ClientExt<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    owner: &'a str,
+}
+
+#[derive(Serialize)]
+struct DecisionExt<'a> {
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    mode: &'static str,
+    reason: &'a str,
+}
+
+/// `api.response.data` of a call.
+#[derive(Serialize)]
+struct ResultData<'a> {
+    #[serde(rename = "isError", skip_serializing_if = "Option::is_none")]
+    is_error: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+struct ApiResponse<'a> {
     code: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
@@ -456,7 +527,7 @@ struct ApiResponse {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_message: Option<String>,
-    data: Value,
+    data: ResultData<'a>,
 }
 
 #[derive(Serialize)]
@@ -737,18 +808,15 @@ fn render(
         }
     );
 
-    let mut request_data = json!({ "name": tool_name });
-    if !arguments.is_null() {
-        request_data["arguments"] = arguments.clone();
-    }
+    let request_data = CallData {
+        arguments: (!arguments.is_null()).then_some(arguments),
+        name: tool_name,
+    };
     let response = (kind == RecordKind::Outcome).then(|| {
-        let mut data = json!({});
-        if let Some(e) = resp.is_error {
-            data["isError"] = Value::Bool(e);
-        }
-        if let Some(r) = result {
-            data["result"] = r.clone();
-        }
+        let data = ResultData {
+            is_error: resp.is_error,
+            result,
+        };
         ApiResponse {
             code: resp
                 .jsonrpc_error
@@ -773,55 +841,41 @@ fn render(
         }
     });
 
-    let mut unmapped = json!({
-        "mcp_warden": {
-            "call_uid": ev.call_uid,
-            "outcome": ev.outcome.as_str(),
-            "redacted_values": redacted,
-        }
-    });
-    let mw = &mut unmapped["mcp_warden"];
-    if let Some(c) = &ev.client {
-        mw["client"] = json!({"namespace": c.object.namespace, "name": c.object.name, "owner": clip(&c.owner)});
-    }
-    if let Some(p) = principal
-        && !p.scopes.is_empty()
-    {
-        mw["scopes"] = json!(p.scopes.iter().map(|s| clip(s)).collect::<Vec<_>>());
-    }
-    if let Some(d) = decision {
-        mw["decision"] = json!({
-            "allowed": d.allowed,
-            "reason": d.reason,
-            "mode": match d.mode { DecisionMode::Enforce => "enforce", DecisionMode::Audit => "audit" },
-        });
-        if let Some(by) = &d.decided_by {
-            mw["decision"]["decided_by"] = json!(by.to_string());
-        }
-        if let Some(detail) = &d.detail {
-            mw["decision"]["detail"] = json!(clip(detail));
-        }
-    }
-    if let Some(s) = resp.upstream_status {
-        mw["upstream_status"] = json!(s);
-    }
-    if let Some(t) = &resp.task_id {
-        mw["task_id"] = json!(clip(t));
-    }
-    if resp.progress_events > 0 {
-        mw["progress_events"] = json!(resp.progress_events);
-    }
-    if let Some(s) = &ev.transport.client_software {
-        mw["client_software"] = json!(clip(s));
-    }
-    if let Some(tp) = &ev.transport.traceparent {
-        mw["traceparent"] = json!(clip(tp));
-    }
-    mw["bytes_in"] = json!(ev.transport.bytes_in);
-    mw["bytes_out"] = json!(ev.transport.bytes_out);
-    if let Some(t) = ev.tool.as_ref().and_then(|t| t.mcp_tool.as_ref()) {
-        mw["mcp_tool"] = json!(t.to_string());
-    }
+    let unmapped = Unmapped {
+        mcp_warden: CallExt {
+            bytes_in: ev.transport.bytes_in,
+            bytes_out: ev.transport.bytes_out,
+            call_uid: &ev.call_uid,
+            client: ev.client.as_ref().map(|c| ClientExt {
+                name: &c.object.name,
+                namespace: &c.object.namespace,
+                owner: clip(&c.owner),
+            }),
+            client_software: ev.transport.client_software.as_deref().map(clip),
+            decision: decision.map(|d| DecisionExt {
+                allowed: d.allowed,
+                decided_by: d.decided_by.as_ref().map(ToString::to_string),
+                detail: d.detail.as_deref().map(clip),
+                mode: match d.mode {
+                    DecisionMode::Enforce => "enforce",
+                    DecisionMode::Audit => "audit",
+                },
+                reason: &d.reason,
+            }),
+            mcp_tool: ev
+                .tool
+                .as_ref()
+                .and_then(|t| t.mcp_tool.as_ref())
+                .map(ToString::to_string),
+            outcome: ev.outcome.as_str(),
+            progress_events: (resp.progress_events > 0).then_some(resp.progress_events),
+            redacted_values: redacted,
+            scopes: principal.map_or_else(Vec::new, |p| p.scopes.iter().map(|s| clip(s)).collect()),
+            task_id: resp.task_id.as_deref().map(clip),
+            traceparent: ev.transport.traceparent.as_deref().map(clip),
+            upstream_status: resp.upstream_status,
+        },
+    };
 
     let resource_uid = match ev.tool.as_ref().and_then(|t| t.mcp_tool.as_ref()) {
         Some(t) => format!("{}/{}/{}", t.namespace, t.name, tool_name),
@@ -969,7 +1023,8 @@ fn render(
 
 /// Serializes a head and drops the two closing braces (of `metadata` and of the record).
 fn open_head(head: &impl Serialize) -> Vec<u8> {
-    let mut out = serde_json::to_vec(head).expect("records serialize");
+    let mut out = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut out, head).expect("records serialize");
     debug_assert!(out.ends_with(b"}}"));
     out.truncate(out.len() - 2);
     out
