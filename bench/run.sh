@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the same workload directly against the bench upstream and through the sidecar
 # (full chain: RS256/ES256 JWTs, 1,000 clients / 200 tools / 2,000 policies, per-client rate limit
-# that never triggers, durable audit spool + file sink), interleaved A B A B …, then the probes
+# that never triggers, durable audit spool + file sink), interleaved A B A B …, once with
+# `ack: durable` (into the results folder) and once with `ack: written` (into ack-written/), then the probes
 # (revocation, operator push, audit, tools/list filtering), the criterion micro-benches and, when
 # perf works, a profile of the sidecar under load. Raw outputs go to bench/results/<UTC stamp>/,
 # the summary to docs/performance.md and the README table (bench-tool report).
@@ -36,7 +37,7 @@ cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  # The sidecar logs one decision line per call (info): keep the start and the end only.
+  # Keep the start and the end of the sidecar log only.
   if [[ -f $SCRATCH/sidecar.log ]]; then
     { head -40 "$SCRATCH/sidecar.log"; echo "[…]"; tail -40 "$SCRATCH/sidecar.log"; } >"$OUT/sidecar.log"
   fi
@@ -157,36 +158,40 @@ sleep 1
 echo "$(status_kb "$SC" VmRSS)" >"$OUT/rss-idle-kb.txt"
 log "idle RSS: $(cat "$OUT/rss-idle-kb.txt") kB"
 
-# ---- A/B: wrk closed loop ----------------------------------------------------------------------
-log "warm-up (every wrk token verified once)"
-on_load "$WRK" -t1 -c"$CONNS" -d3s -s "$FX/wrk-tokens.lua" "$THROUGH" >/dev/null
-for rep in $(seq 1 "$REPS"); do
-  for side in direct through; do
-    url=$DIRECT; [[ $side == through ]] && url=$THROUGH
-    t0=$(ticks "$SC")
-    on_load "$WRK" -t1 -c"$CONNS" -d"${SECS}s" -s "$FX/wrk-tokens.lua" "$url" >"$OUT/wrk-$side-$rep.txt" 2>&1
-    t1=$(ticks "$SC")
-    [[ $side == through ]] && echo "$t0 $t1" >"$OUT/cpu-wrk-$rep.txt"
-    log "wrk $side #$rep: $(grep -m1 'Requests/sec' "$OUT/wrk-$side-$rep.txt" || echo '?')"
-  done
-done
-
-# ---- A/B: oha open loop at fixed rates ---------------------------------------------------------
-for rate in $RATES; do
+# ---- A/B: wrk closed loop, then oha open loop at fixed rates, into folder $1 ------------------
+ab_runs() {
+  local dir=$1 rep side url t0 t1 rate tok
+  mkdir -p "$dir"
+  log "warm-up (every wrk token verified once)"
+  on_load "$WRK" -t1 -c"$CONNS" -d3s -s "$FX/wrk-tokens.lua" "$THROUGH" >/dev/null
   for rep in $(seq 1 "$REPS"); do
-    tok=$TOK_RS; (( rep % 2 == 0 )) && tok=$TOK_ES
     for side in direct through; do
       url=$DIRECT; [[ $side == through ]] && url=$THROUGH
       t0=$(ticks "$SC")
-      on_load "$OHA" -z "${SECS}s" -q "$rate" --latency-correction -c "$CONNS" --no-tui --output-format json \
-        -m POST -H "Authorization: Bearer $tok" -H 'Accept: application/json, text/event-stream' \
-        -T application/json -d "$BODY" "$url" >"$OUT/oha-$rate-$side-$rep.json"
+      on_load "$WRK" -t1 -c"$CONNS" -d"${SECS}s" -s "$FX/wrk-tokens.lua" "$url" >"$dir/wrk-$side-$rep.txt" 2>&1
       t1=$(ticks "$SC")
-      [[ $side == through ]] && echo "$t0 $t1" >"$OUT/cpu-oha-$rate-$rep.txt"
+      [[ $side == through ]] && echo "$t0 $t1" >"$dir/cpu-wrk-$rep.txt"
+      log "wrk $side #$rep: $(grep -m1 'Requests/sec' "$dir/wrk-$side-$rep.txt" || echo '?')"
     done
-    log "oha $rate/s #$rep done"
   done
-done
+  for rate in $RATES; do
+    for rep in $(seq 1 "$REPS"); do
+      tok=$TOK_RS; (( rep % 2 == 0 )) && tok=$TOK_ES
+      for side in direct through; do
+        url=$DIRECT; [[ $side == through ]] && url=$THROUGH
+        t0=$(ticks "$SC")
+        on_load "$OHA" -z "${SECS}s" -q "$rate" --latency-correction -c "$CONNS" --no-tui --output-format json \
+          -m POST -H "Authorization: Bearer $tok" -H 'Accept: application/json, text/event-stream' \
+          -T application/json -d "$BODY" "$url" >"$dir/oha-$rate-$side-$rep.json"
+        t1=$(ticks "$SC")
+        [[ $side == through ]] && echo "$t0 $t1" >"$dir/cpu-oha-$rate-$rep.txt"
+      done
+      log "oha $rate/s #$rep done"
+    done
+  done
+}
+log "A/B with ack: durable"
+ab_runs "$OUT"
 echo "$(status_kb "$SC" VmHWM)" >"$OUT/rss-peak-kb.txt"
 log "peak RSS: $(cat "$OUT/rss-peak-kb.txt") kB"
 
@@ -209,6 +214,15 @@ on_load "$BIN/bench-tool" revocation --what "file mode: config write → first 4
   --token-file "$FX/tokens.txt" --file "$FX/config/clients.yaml" --active "$FX/clients-active.yaml" \
   --suspended "$FX/clients-suspended.yaml" --samples "$SAMPLES" --out "$OUT/revocation-file.json"
 stop "$SC"
+
+# ---- A/B again with ack: written (the record is written before forwarding, not fsynced) --------
+log "A/B with ack: written"
+AUDIT_CFG_DURABLE=$AUDIT_CFG
+AUDIT_CFG=$("$BIN/bench-tool" audit-config --dir "$SCRATCH/audit-written" --ack written)
+start_sidecar --config "$FX/config" --upstream "$DIRECT"
+ab_runs "$OUT/ack-written"
+stop "$SC"
+AUDIT_CFG=$AUDIT_CFG_DURABLE
 
 # ---- tools/list filtering with 1,000 tools -----------------------------------------------------
 log "tools/list with 1,000 tools (200 declared, filtered to the caller's grants)"

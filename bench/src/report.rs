@@ -9,7 +9,11 @@
 //! ```
 
 use serde_json::Value;
-use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
 
 /// Median and range of the repetitions of one figure.
 #[derive(Clone, Copy, Debug, Default)]
@@ -62,12 +66,15 @@ impl Spread {
 }
 
 /// A results folder.
-struct Results<'a> {
-    dir: &'a Path,
+struct Results {
+    dir: PathBuf,
     machine: BTreeMap<String, String>,
 }
 
-impl Results<'_> {
+/// The folder of the A/B runs with `ack: written` (the main folder has `ack: durable`).
+pub const WRITTEN_DIR: &str = "ack-written";
+
+impl Results {
     fn text(&self, name: &str) -> Option<String> {
         std::fs::read_to_string(self.dir.join(name)).ok()
     }
@@ -169,7 +176,7 @@ pub fn criterion_estimates(text: &str) -> Vec<(String, String)> {
 #[derive(Debug)]
 pub struct Target {
     /// The figure.
-    pub what: &'static str,
+    pub what: String,
     /// The goal, as text.
     pub target: String,
     /// The measured value, as text.
@@ -195,7 +202,7 @@ pub fn write(results: &Path, doc: &Path, readme: &Path) -> Result<(), String> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     let r = Results {
-        dir: results,
+        dir: results.to_owned(),
         machine,
     };
     let (body, table) = crate::report_render::render(&r.figures(), &r.machine, results);
@@ -211,9 +218,9 @@ pub fn write(results: &Path, doc: &Path, readme: &Path) -> Result<(), String> {
     std::fs::write(readme, new).map_err(|e| format!("{}: {e}", readme.display()))
 }
 
-/// Every figure of a run, ready to print.
+/// The A/B figures of one audit acknowledgement level.
 #[derive(Debug, Default)]
-pub struct Figures {
+pub struct Load {
     /// wrk closed loop, req/s: direct, through.
     pub wrk_direct: Spread,
     /// …
@@ -228,6 +235,26 @@ pub struct Figures {
     pub latency: Vec<(u32, &'static str, Spread, Spread, Spread)>,
     /// Per rate: sidecar CPU µs per call, non-200 responses (through), achieved req/s (through).
     pub rate_cpu: Vec<(u32, Spread, f64, Spread)>,
+}
+
+impl Load {
+    /// The added latency at `rate` and percentile `p`.
+    pub fn added(&self, rate: u32, p: &str) -> Spread {
+        self.latency
+            .iter()
+            .find(|(r, q, ..)| *r == rate && *q == p)
+            .map(|(_, _, a, _, _)| *a)
+            .unwrap_or_default()
+    }
+}
+
+/// Every figure of a run, ready to print.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// The A/B runs with `ack: durable` (the issue's setting).
+    pub durable: Load,
+    /// The A/B runs with `ack: written`, when the run has them.
+    pub written: Option<Load>,
     /// RSS idle and peak, MiB.
     pub rss_idle: Option<f64>,
     /// …
@@ -261,7 +288,7 @@ impl Figures {
             .iter()
             .map(|t| {
                 [
-                    t.what.to_owned(),
+                    t.what.clone(),
                     t.target.clone(),
                     t.measured.clone(),
                     verdict(t.met).to_owned(),
@@ -271,10 +298,18 @@ impl Figures {
     }
 }
 
-impl Results<'_> {
-    fn figures(&self) -> Figures {
+impl Results {
+    /// The results in the sub-folder `name` (same machine).
+    fn sub(&self, name: &str) -> Results {
+        Results {
+            dir: self.dir.join(name),
+            machine: self.machine.clone(),
+        }
+    }
+
+    fn load(&self) -> Load {
         let reps = self.reps();
-        let mut f = Figures::default();
+        let mut f = Load::default();
         let (mut direct, mut through, mut cpu, mut util) = (vec![], vec![], vec![], vec![]);
         for rep in 1..=reps {
             let d = self
@@ -354,6 +389,17 @@ impl Results<'_> {
             f.rate_cpu
                 .push((rate, Spread::of(&cpu), bad, Spread::of(&achieved)));
         }
+        f
+    }
+
+    fn figures(&self) -> Figures {
+        let reps = self.reps();
+        let written = self.sub(WRITTEN_DIR);
+        let mut f = Figures {
+            durable: self.load(),
+            written: (written.reps() > 0).then(|| written.load()),
+            ..Figures::default()
+        };
         let mib = |name: &str| self.number(name).map(|kb| kb / 1024.0);
         f.rss_idle = mib("rss-idle-kb.txt");
         f.rss_peak = mib("rss-peak-kb.txt");
