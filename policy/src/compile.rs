@@ -198,6 +198,8 @@ pub struct RuleSet {
     /// Cross-object problems found while compiling.
     pub problems: Vec<Problem>,
     entries_exact: HashMap<String, usize>,
+    /// Where the glob entries start in `entries` (the exact names come first).
+    globs_from: usize,
     by_client_id: HashMap<(String, String), Vec<usize>>,
     by_service_account: HashMap<(String, String), Vec<usize>>,
 }
@@ -208,9 +210,9 @@ impl RuleSet {
         if let Some(&i) = self.entries_exact.get(tool) {
             return Some(&self.entries[i]);
         }
-        self.entries
+        self.entries[self.globs_from..]
             .iter()
-            .find(|e| !e.pattern.is_literal() && e.pattern.matches(tool))
+            .find(|e| e.pattern.matches(tool))
     }
 
     /// Clients whose `clientId` identity matches.
@@ -230,13 +232,12 @@ impl RuleSet {
 
 impl Client {
     /// Policy indexes granting `tool` to this client.
-    pub fn grants_for<'a>(&'a self, tool: &str) -> impl Iterator<Item = usize> + 'a {
+    pub fn grants_for<'a>(&'a self, tool: &'a str) -> impl Iterator<Item = usize> + 'a {
         let exact = self.grants_exact.get(tool).into_iter().flatten().copied();
-        let tool = tool.to_owned();
         exact.chain(
             self.grants_glob
                 .iter()
-                .filter(move |(g, _)| g.matches(&tool))
+                .filter(move |(g, _)| g.matches(tool))
                 .map(|(_, p)| *p),
         )
     }
@@ -348,6 +349,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         .filter(|(_, e)| e.pattern.is_literal())
         .map(|(i, e)| (e.pattern.as_str().to_owned(), i))
         .collect();
+    let globs_from = entries.partition_point(|e| e.pattern.is_literal());
 
     // Clients, in bundle order (sorted by key), indexed by identity.
     let mut clients = Vec::with_capacity(bundle.clients.len());
@@ -519,6 +521,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         policies,
         problems,
         entries_exact,
+        globs_from,
         by_client_id,
         by_service_account,
         tool: tool_ref,

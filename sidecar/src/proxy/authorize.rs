@@ -51,11 +51,6 @@ impl Access {
     pub fn caller(&self) -> Result<Caller<'_>, Decision> {
         mcp_warden_policy::authenticate(&self.active.rules, &self.principal, Timestamp::now())
     }
-
-    /// Whether `tools/list` shows `tool` to this caller.
-    pub fn lists(&self, tool: &str) -> bool {
-        self.caller().is_ok_and(|c| c.lists(tool))
-    }
 }
 
 /// A refused identification: why, and who was calling when the token was good but the

@@ -206,11 +206,15 @@ impl Inspector for ResponseInspector {
         self.sessions.is_list(sid, id).then_some(Expect::ToolsList)
     }
 
-    fn lists_tool(&mut self, name: &str) -> bool {
-        if self.usage.is_some() {
-            self.listed.push(name.to_owned());
+    fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
+        let caller = self.access.caller().ok();
+        let mut listed = self.usage.is_some().then_some(&mut self.listed);
+        move |name| {
+            if let Some(listed) = &mut listed {
+                listed.push(name.to_owned());
+            }
+            caller.as_ref().is_some_and(|c| c.lists(name))
         }
-        self.access.lists(name)
     }
 
     fn owns_task(&self, task_id: &str) -> bool {

@@ -11,6 +11,11 @@
 //!     CreateTask ──► record result.task.taskId for the caller (no change)
 //!     Initialize ──► record result.protocolVersion for the session (no change)
 //!   anything else ──► None: the bytes go out untouched
+//!
+//! filter_list(result, list, key, keep): one pass over result           walk.rs
+//!   Object::parse_with: its members as raw text                        object.rs
+//!     result[list] ──Listed::read──► (name, element text) per readable element   elements.rs
+//!   then, the caller resolved once: keep(name) per element ──► kept elements, byte for byte
 //! ```
 //!
 //! Members are kept as raw JSON text in their order, so every surviving tool object (its
@@ -18,10 +23,17 @@
 //! byte (VER-04). An object with duplicate keys is treated as unreadable: a list that cannot be
 //! read safely is emptied rather than passed on (fail closed).
 
+mod elements;
+mod object;
+#[cfg(test)]
+mod reference;
+mod walk;
+
 use super::jsonrpc::Id;
-use serde::{Deserialize, Deserializer, de};
+use elements::Listed;
+use object::Object;
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::fmt;
 
 /// The longest `ttlMs` the proxy lets a per-caller list be cached (CACHE-01: lowered so that a
 /// policy change shows soon).
@@ -44,8 +56,9 @@ pub enum Expect {
 pub trait Inspector {
     /// What to do with the response to `id` (`None`: pass it on).
     fn expect(&mut self, id: &Id) -> Option<Expect>;
-    /// Whether `tools/list` shows this tool to the caller.
-    fn lists_tool(&mut self, name: &str) -> bool;
+    /// Whether `tools/list` shows a tool to the caller, asked of each listed tool of one
+    /// response (so the caller is resolved once per response, not once per tool).
+    fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_;
     /// Whether the task belongs to the caller.
     fn owns_task(&self, task_id: &str) -> bool;
     /// A task was created for the caller.
@@ -59,123 +72,51 @@ pub trait Inspector {
     fn answered(&mut self, _id: &Id, _result: Option<&str>, _error: Option<&str>) {}
 }
 
-/// A JSON object whose members keep their order and exact text.
-#[derive(Debug)]
-struct Object(Vec<(String, Box<RawValue>)>);
-
-impl<'de> Deserialize<'de> for Object {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> de::Visitor<'de> for Visitor {
-            type Value = Object;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
-                let mut members: Vec<(String, Box<RawValue>)> = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, Box<RawValue>>()? {
-                    if members.iter().any(|(k, _)| *k == key) {
-                        return Err(de::Error::custom(format!("duplicate key {key:?}")));
-                    }
-                    members.push((key, value));
-                }
-                Ok(Object(members))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
-}
-
-impl Object {
-    fn parse(text: &str) -> Option<Self> {
-        serde_json::from_str(text).ok()
-    }
-
-    fn get(&self, key: &str) -> Option<&RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| &**v)
-    }
-
-    fn set(&mut self, key: &str, value: Box<RawValue>) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = value,
-            None => self.0.push((key.to_owned(), value)),
-        }
-    }
-
-    fn to_raw(&self) -> Box<RawValue> {
-        let mut out = String::from("{");
-        for (i, (key, value)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&serde_json::Value::String(key.clone()).to_string());
-            out.push(':');
-            out.push_str(value.get());
-        }
-        out.push('}');
-        raw(out)
-    }
-}
-
-fn raw(text: String) -> Box<RawValue> {
-    RawValue::from_string(text).unwrap_or_else(|_| empty_array())
-}
-
-fn empty_array() -> Box<RawValue> {
-    RawValue::from_string("[]".to_owned()).expect("[] is JSON")
-}
-
 /// Rewrites a JSON-RPC response text (object or batch array) when a response in it is one the
 /// inspector expects; `None` leaves the bytes untouched.
 pub fn rewrite(text: &[u8], inspector: &mut impl Inspector) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(text).ok()?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let items: Vec<Box<RawValue>> = serde_json::from_str(text).ok()?;
-        let mut changed = false;
-        let items: Vec<Box<RawValue>> = items
-            .into_iter()
-            .map(|item| match rewrite_message(item.get(), inspector) {
-                Some(new) => {
-                    changed = true;
-                    new
-                }
-                None => item,
-            })
+        let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+        let rewritten: Vec<Option<String>> = items
+            .iter()
+            .map(|item| rewrite_message(item.get(), inspector))
             .collect();
-        let joined: Vec<&str> = items.iter().map(|i| i.get()).collect();
-        return changed.then(|| format!("[{}]", joined.join(",")).into_bytes());
+        if rewritten.iter().all(Option::is_none) {
+            return None;
+        }
+        let joined: Vec<&str> = items
+            .iter()
+            .zip(&rewritten)
+            .map(|(item, new)| new.as_deref().unwrap_or(item.get()))
+            .collect();
+        return Some(format!("[{}]", joined.join(",")).into_bytes());
     }
-    rewrite_message(text, inspector).map(|new| new.get().as_bytes().to_vec())
+    rewrite_message(text, inspector).map(String::into_bytes)
 }
 
-fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<Box<RawValue>> {
+fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String> {
     let mut message = Object::parse(text)?;
-    let id = Id::from_value(&serde_json::from_str(message.get("id")?.get()).ok()?)?;
+    let id = Id::from_value(&serde_json::from_str(message.get("id")?).ok()?)?;
     let expect = inspector.expect(&id)?;
     if expect == Expect::CreateTask {
-        inspector.answered(
-            &id,
-            message.get("result").map(|r| r.get()),
-            message.get("error").map(|e| e.get()),
-        );
+        inspector.answered(&id, message.get("result"), message.get("error"));
     }
     let result = message.get("result")?;
     match expect {
         Expect::ToolsList => {
             let modern = inspector.modern();
-            let filtered = filter_list(result.get(), "tools", "name", modern, |name| {
-                inspector.lists_tool(name)
-            })?;
+            let filtered = filter_list(result, "tools", "name", modern, inspector.tool_filter())?;
             message.set("result", filtered);
-            Some(message.to_raw())
+            Some(message.to_json())
         }
         Expect::TasksList => {
-            let filtered = filter_list(result.get(), "tasks", "taskId", false, |task| {
+            let filtered = filter_list(result, "tasks", "taskId", false, |task| {
                 inspector.owns_task(task)
             })?;
             message.set("result", filtered);
-            Some(message.to_raw())
+            Some(message.to_json())
         }
         Expect::CreateTask => {
             // 2025-11-25: `{"task": {"taskId": …}}`; 2026-07-28 tasks extension:
@@ -193,10 +134,10 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<Box<Raw
                 #[serde(rename = "taskId")]
                 task_id: String,
             }
-            if !result.get().contains("taskId") {
+            if !result.contains("taskId") {
                 return None;
             }
-            if let Ok(created) = serde_json::from_str::<Created>(result.get()) {
+            if let Ok(created) = serde_json::from_str::<Created>(result) {
                 let modern = (created.result_type.as_deref() == Some("task"))
                     .then_some(created.task_id)
                     .flatten();
@@ -212,7 +153,7 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<Box<Raw
                 #[serde(rename = "protocolVersion")]
                 protocol_version: String,
             }
-            if let Ok(init) = serde_json::from_str::<Initialized>(result.get()) {
+            if let Ok(init) = serde_json::from_str::<Initialized>(result) {
                 inspector.initialized(&init.protocol_version);
             }
             None
@@ -221,50 +162,43 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<Box<Raw
 }
 
 /// Keeps the elements of `result[list]` whose string member `key` passes `keep`; elements that
-/// cannot be read are dropped. `None` when nothing changes (no such list in an object).
+/// cannot be read are dropped, and a list that cannot be read is emptied. `None` when nothing
+/// changes (no such list in an object) or when `result` is not one JSON object (without
+/// duplicate keys). One pass over `result`; `keep` is asked only once all of it has been read.
 pub fn filter_list(
     result: &str,
     list: &str,
     key: &str,
     private: bool,
-    mut keep: impl FnMut(&str) -> bool,
-) -> Option<Box<RawValue>> {
-    let mut result = Object::parse(result)?;
+    keep: impl FnMut(&str) -> bool,
+) -> Option<String> {
+    let mut listed = None;
+    let mut result = Object::parse_with(result, |member, text| {
+        if member != list {
+            return walk::value(text);
+        }
+        let (elements, value, after) = Listed::read(text, key)?;
+        listed = elements;
+        Some((value, after))
+    })?;
     let mut changed = false;
-    if let Some(items) = result.get(list) {
+    if result.get(list).is_some() {
         changed = true;
-        let kept = match serde_json::from_str::<Vec<Box<RawValue>>>(items.get()) {
-            Ok(items) => {
-                let kept: Vec<&str> = items
-                    .iter()
-                    .filter(|item| {
-                        Object::parse(item.get())
-                            .and_then(|o| {
-                                o.get(key)
-                                    .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-                            })
-                            .is_some_and(|name| keep(&name))
-                    })
-                    .map(|item| item.get())
-                    .collect();
-                raw(format!("[{}]", kept.join(",")))
-            }
-            Err(_) => empty_array(),
-        };
+        let kept = listed.map_or_else(|| "[]".to_owned(), |listed| listed.kept(keep));
         result.set(list, kept);
     }
     if private {
         changed = true;
-        result.set("cacheScope", raw("\"private\"".to_owned()));
+        result.set("cacheScope", "\"private\"".to_owned());
         if let Some(ttl) = result
             .get("ttlMs")
-            .and_then(|t| serde_json::from_str::<f64>(t.get()).ok())
+            .and_then(|t| serde_json::from_str::<f64>(t).ok())
             && ttl > MAX_TTL_MS as f64
         {
-            result.set("ttlMs", raw(MAX_TTL_MS.to_string()));
+            result.set("ttlMs", MAX_TTL_MS.to_string());
         }
     }
-    changed.then(|| result.to_raw())
+    changed.then(|| result.to_json())
 }
 
 #[cfg(test)]
@@ -280,14 +214,21 @@ mod tests {
         created: Vec<String>,
         versions: Vec<String>,
         modern: bool,
+        /// How many tool filters were asked for, and the names they were asked about.
+        filters: usize,
+        asked: Vec<String>,
     }
 
     impl Inspector for Fake {
         fn expect(&mut self, id: &Id) -> Option<Expect> {
             self.expect.get(id.as_json()).copied()
         }
-        fn lists_tool(&mut self, name: &str) -> bool {
-            self.tools.contains(name)
+        fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
+            self.filters += 1;
+            |name| {
+                self.asked.push(name.to_owned());
+                self.tools.contains(name)
+            }
         }
         fn owns_task(&self, task_id: &str) -> bool {
             self.tasks.contains(task_id)
@@ -322,6 +263,53 @@ mod tests {
             got,
             r#"{"result":{"tools":[{"name":"echo", "inputSchema":{"type":"object","x-mcp-header":"X"},"_meta":{"z":1,"a":2}},{"name":"get-sum","icons":[]}],"nextCursor":"c2"},"jsonrpc":"2.0","id":1}"#
         );
+    }
+
+    #[test]
+    fn each_tool_is_read_for_its_own_name_once_per_response() {
+        let mut f = fake("1", Expect::ToolsList);
+        // A nested `name` (in `inputSchema`) is not the tool's; `name` need not come first;
+        // escapes are decoded for the decision and kept in the bytes; elements that are not
+        // objects with a readable string `name` (and no duplicate key) are dropped unasked.
+        // A key twice counts however it is spelled; a lone surrogate elsewhere in a value is
+        // skipped, not decoded.
+        let text = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ {"inputSchema":{"properties":{"name":{"type":"string"}},"name":"echo"},"name":"hidden"} ,{"description":"x","name":"ech\u006f"},{"na\u006de":"get-sum","annotations":{"title":"name"}},7,"echo",["echo"],null,{"name":["echo"]},{"\ud800":1,"name":"echo"},{"name":"\ud800"},{"name":"echo","x":1,"x":2},{"title":"echo"},{"name":"hidden","na\u006de":"echo"},{"x":1,"\u0078":2,"name":"echo"},{"name":1e999},{"name":null},{"Name":"echo"},
+ {"name":"echo","d":{"\ud800":"\udc00"}}
+]},"x":"\u00e9"}"#;
+        assert_eq!(
+            out(text, &mut f).unwrap(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"description":"x","name":"ech\u006f"},{"na\u006de":"get-sum","annotations":{"title":"name"}},{"name":"echo","d":{"\ud800":"\udc00"}}]},"x":"\u00e9"}"#
+        );
+        assert_eq!(
+            f.filters, 1,
+            "one filter (one caller resolution) per response"
+        );
+        assert_eq!(f.asked, ["hidden", "echo", "get-sum", "echo"]);
+    }
+
+    #[test]
+    fn a_huge_list_is_filtered_in_order() {
+        let tools: Vec<String> = (0..50_000)
+            .map(|i| format!(r#"{{"name":"t{i}","inputSchema":{{"type":"object","name":"t7"}}}}"#))
+            .collect();
+        let result = format!(r#"{{"tools":[{}],"nextCursor":"n"}}"#, tools.join(",\n"));
+        let mut asked = 0;
+        let got = filter_list(&result, "tools", "name", false, |name| {
+            asked += 1;
+            name.ends_with('7')
+        })
+        .unwrap();
+        let kept: Vec<&str> = tools
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 10 == 7)
+            .map(|(_, t)| t.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            format!(r#"{{"tools":[{}],"nextCursor":"n"}}"#, kept.join(","))
+        );
+        assert_eq!(asked, 50_000);
     }
 
     #[test]
@@ -366,6 +354,34 @@ mod tests {
         assert_eq!(got, r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#);
         let got = out(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":1},"x",{"title":"t"},{"name":"echo","name":"get-env"}]}}"#, &mut f).unwrap();
         assert_eq!(got, r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#);
+    }
+
+    #[test]
+    fn a_result_that_cannot_be_read_is_not_rewritten_and_nobody_is_asked() {
+        for result in [
+            r#"{"tools":[{"name":"echo"}],"tools":[{"name":"echo"}]}"#,
+            r#"{"tools":[{"name":"echo"}],"t\u006fols":[]}"#,
+            r#"{"tools":[{"name":"echo"},]}"#,
+            r#"{"tools":[{"name":"echo"} {"name":"echo"}]}"#,
+            r#"{"tools":[{"name":"echo"}]} x"#,
+            r#"{"tools":[{"name":"echo"}]"#,
+            r#"[{"tools":[{"name":"echo"}]}]"#,
+        ] {
+            let mut asked = 0;
+            let got = filter_list(result, "tools", "name", true, |_| {
+                asked += 1;
+                true
+            });
+            assert_eq!((got, asked), (None, 0), "{result}");
+        }
+        let got = filter_list(
+            " {\"tools\" : [ ] ,\"x\":1 } ",
+            "tools",
+            "name",
+            false,
+            |_| true,
+        );
+        assert_eq!(got.unwrap(), r#"{"tools":[],"x":1}"#);
     }
 
     #[test]
