@@ -97,7 +97,9 @@ pub fn rewrite(text: &[u8], inspector: &mut impl Inspector) -> Option<Vec<u8>> {
 }
 
 fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String> {
-    let mut message = Object::parse(text)?;
+    let Some(mut message) = Object::parse(text) else {
+        return refuse_ambiguous_list(text, inspector);
+    };
     let id = Id::from_value(&serde_json::from_str(message.get("id")?).ok()?)?;
     let expect = inspector.expect(&id)?;
     if expect == Expect::CreateTask {
@@ -105,18 +107,22 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
     }
     let result = message.get("result")?;
     match expect {
-        Expect::ToolsList => {
-            let modern = inspector.modern();
-            let filtered = filter_list(result, "tools", "name", modern, inspector.tool_filter())?;
-            message.set("result", filtered);
-            Some(message.to_json())
-        }
-        Expect::TasksList => {
-            let filtered = filter_list(result, "tasks", "taskId", false, |task| {
-                inspector.owns_task(task)
-            })?;
-            message.set("result", filtered);
-            Some(message.to_json())
+        Expect::ToolsList | Expect::TasksList => {
+            let filtered = if expect == Expect::ToolsList {
+                let modern = inspector.modern();
+                filter_list(result, "tools", "name", modern, inspector.tool_filter())
+            } else {
+                filter_list(result, "tasks", "taskId", false, |task| {
+                    inspector.owns_task(task)
+                })
+            };
+            match filtered {
+                Ok(filtered) => {
+                    message.set("result", filtered?);
+                    Some(message.to_json())
+                }
+                Err(Unreadable) => Some(withheld(&id, expect)),
+            }
         }
         Expect::CreateTask => {
             // 2025-11-25: `{"task": {"taskId": …}}`; 2026-07-28 tasks extension:
@@ -161,17 +167,76 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
     }
 }
 
+/// A list answer the proxy cannot read safely: not one JSON object, a key twice (clients differ
+/// on which one wins), or nested too deep. It is withheld, never passed on unfiltered.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unreadable;
+
+/// A message that cannot be read as one object (a key twice, at any depth) but answers a list
+/// request under one of its `id`s: withheld. Anything else that cannot be read passes untouched
+/// (a client cannot read it either).
+fn refuse_ambiguous_list(text: &str, inspector: &mut impl Inspector) -> Option<String> {
+    struct Ids(Vec<Id>);
+    impl<'de> Deserialize<'de> for Ids {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Ids;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON-RPC message")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Ids, A::Error> {
+                    let mut ids = Vec::new();
+                    while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                        let value: serde_json::Value = map.next_value()?;
+                        if key == "id" {
+                            ids.extend(Id::from_value(&value));
+                        }
+                    }
+                    Ok(Ids(ids))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    let Ids(ids) = serde_json::from_str(text).ok()?;
+    ids.into_iter().find_map(|id| match inspector.expect(&id)? {
+        e @ (Expect::ToolsList | Expect::TasksList) => Some(withheld(&id, e)),
+        _ => None,
+    })
+}
+
+/// The JSON-RPC error that replaces a list answer the proxy cannot read safely.
+fn withheld(id: &Id, expect: Expect) -> String {
+    let method = if expect == Expect::ToolsList {
+        "tools/list"
+    } else {
+        "tasks/list"
+    };
+    tracing::warn!(
+        method,
+        "the upstream's answer could not be read safely (a key twice, or nested too deep): withheld"
+    );
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32603,"message":"mcp-warden withheld the upstream's {method} answer: it could not be read safely (a key twice, or nested too deep)"}}}}"#,
+        id.as_json()
+    )
+}
+
 /// Keeps the elements of `result[list]` whose string member `key` passes `keep`; elements that
-/// cannot be read are dropped, and a list that cannot be read is emptied. `None` when nothing
-/// changes (no such list in an object) or when `result` is not one JSON object (without
-/// duplicate keys). One pass over `result`; `keep` is asked only once all of it has been read.
+/// cannot be read are dropped, and a list that cannot be read is emptied. `Ok(None)` when nothing
+/// changes (no such list in an object); `Err` when `result` is not one JSON object without
+/// duplicate keys. One pass over `result`; `keep` is asked only once all of it has been read.
 pub fn filter_list(
     result: &str,
     list: &str,
     key: &str,
     private: bool,
     keep: impl FnMut(&str) -> bool,
-) -> Option<String> {
+) -> Result<Option<String>, Unreadable> {
     let mut listed = None;
     let mut result = Object::parse_with(result, |member, text| {
         if member != list {
@@ -180,7 +245,8 @@ pub fn filter_list(
         let (elements, value, after) = Listed::read(text, key)?;
         listed = elements;
         Some((value, after))
-    })?;
+    })
+    .ok_or(Unreadable)?;
     let mut changed = false;
     if result.get(list).is_some() {
         changed = true;
@@ -198,7 +264,7 @@ pub fn filter_list(
             result.set("ttlMs", MAX_TTL_MS.to_string());
         }
     }
-    changed.then(|| result.to_json())
+    Ok(changed.then(|| result.to_json()))
 }
 
 #[cfg(test)]
@@ -298,6 +364,7 @@ mod tests {
             asked += 1;
             name.ends_with('7')
         })
+        .unwrap()
         .unwrap();
         let kept: Vec<&str> = tools
             .iter()
@@ -372,7 +439,7 @@ mod tests {
                 asked += 1;
                 true
             });
-            assert_eq!((got, asked), (None, 0), "{result}");
+            assert_eq!((got, asked), (Err(Unreadable), 0), "{result}");
         }
         let got = filter_list(
             " {\"tools\" : [ ] ,\"x\":1 } ",
@@ -381,7 +448,63 @@ mod tests {
             false,
             |_| true,
         );
-        assert_eq!(got.unwrap(), r#"{"tools":[],"x":1}"#);
+        assert_eq!(got.unwrap().unwrap(), r#"{"tools":[],"x":1}"#);
+    }
+
+    #[test]
+    fn a_list_answer_with_a_key_twice_is_withheld() {
+        let withheld = |id: &str, method: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32603,"message":"mcp-warden withheld the upstream's {method} answer: it could not be read safely (a key twice, or nested too deep)"}}}}"#
+            )
+        };
+        for (text, id) in [
+            // Two results: a client taking either would see the hidden tool.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}]},"result":{"tools":[{"name":"hidden"}]}}"#,
+                "1",
+            ),
+            // Two `tools` lists in the result, however the second key is spelled.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}],"tools":[{"name":"hidden"}]}}"#,
+                "1",
+            ),
+            // Two ids: the expected one is found whichever comes first.
+            (
+                r#"{"jsonrpc":"2.0","id":7,"id":1,"result":{"tools":[{"name":"hidden"}]}}"#,
+                "1",
+            ),
+            (
+                r#"{"id":1,"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"hidden"}]}}"#,
+                "1",
+            ),
+        ] {
+            let mut f = fake("1", Expect::ToolsList);
+            assert_eq!(
+                out(text, &mut f).unwrap(),
+                withheld(id, "tools/list"),
+                "{text}"
+            );
+            assert!(
+                f.asked.is_empty(),
+                "nobody is asked about an unreadable list"
+            );
+        }
+        let mut f = fake("\"t\"", Expect::TasksList);
+        let text =
+            r#"{"jsonrpc":"2.0","id":"t","result":{"tasks":[],"tasks":[{"taskId":"other"}]}}"#;
+        assert_eq!(out(text, &mut f).unwrap(), withheld("\"t\"", "tasks/list"));
+        // A key twice in an answer that is not a list, or to another request: untouched.
+        let mut f = fake("1", Expect::ToolsList);
+        for text in [
+            r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{}}"#,
+            r#"{"jsonrpc":"2.0","method":"x","method":"y"}"#,
+        ] {
+            assert_eq!(out(text, &mut f), None, "{text}");
+        }
+        let mut f = fake("1", Expect::Initialize);
+        let text = r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#;
+        assert_eq!(out(text, &mut f), None);
     }
 
     #[test]
