@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod quota;
 pub mod reload;
+pub mod runtime;
 pub mod settings;
 pub mod state;
 pub mod stream;
