@@ -11,7 +11,11 @@ use crate::{
 use mcp_warden_crds::{McpClient, McpPolicy, McpPolicySpec, McpTool};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    borrow::Borrow,
+    collections::{BTreeMap, BTreeSet},
+    io,
+};
 
 /// The CRs relevant to one workload: its McpTool(s), the policies that reference them, and the
 /// clients those policies grant.
@@ -51,15 +55,34 @@ impl Bundle {
             clients: normalized(clients),
             policies: normalized(policies),
         };
-        let content = serde_json::to_vec(&(&bundle.tools, &bundle.clients, &bundle.policies))
-            .expect("CRs serialize to JSON");
-        bundle.version = format!("sha256:{}", hex::encode(Sha256::digest(content)));
+        // Hash the JSON as it is written: the same bytes as `to_vec`, without holding them all.
+        let mut hasher = HashWriter(Sha256::new());
+        serde_json::to_writer(
+            &mut hasher,
+            &(&bundle.tools, &bundle.clients, &bundle.policies),
+        )
+        .expect("CRs serialize to JSON");
+        bundle.version = format!("sha256:{}", hex::encode(hasher.0.finalize()));
         bundle
     }
 
     /// Whether the bundle governs nothing (no McpTool).
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
+    }
+}
+
+/// An `io::Write` feeding a SHA-256.
+struct HashWriter(Sha256);
+
+impl io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -168,13 +191,22 @@ pub fn granted_clients(
     policy_ns: &str,
     spec: &McpPolicySpec,
 ) -> GrantedClients {
+    granted_clients_in(&inventory.clients, policy_ns, spec)
+}
+
+/// [`granted_clients`] against any map of McpClients by key (owned, or borrowed from a bundle).
+pub(crate) fn granted_clients_in<C: Borrow<McpClient>>(
+    clients: &BTreeMap<Key, C>,
+    policy_ns: &str,
+    spec: &McpPolicySpec,
+) -> GrantedClients {
     let mut granted = GrantedClients::default();
     for r in &spec.clients {
         let k = (
             r.namespace.clone().unwrap_or_else(|| policy_ns.to_owned()),
             r.name.clone(),
         );
-        if inventory.clients.contains_key(&k) {
+        if clients.contains_key(&k) {
             granted.found.insert(k);
         } else {
             granted.missing.push(format!("{}/{}", k.0, k.1));
@@ -187,20 +219,18 @@ pub fn granted_clients(
             sel.namespaces.iter().map(String::as_str).collect()
         };
         let in_scope = |ns: &str| namespaces.iter().any(|n| *n == "*" || *n == ns);
-        let candidates: Box<dyn Iterator<Item = (&Key, &McpClient)>> = if namespaces.contains(&"*")
-        {
-            Box::new(inventory.clients.iter())
+        let candidates: Box<dyn Iterator<Item = (&Key, &C)>> = if namespaces.contains(&"*") {
+            Box::new(clients.iter())
         } else {
             Box::new(namespaces.iter().flat_map(|ns| {
-                inventory
-                    .clients
+                clients
                     .range((ns.to_string(), String::new())..)
                     .take_while(move |((n, _), _)| n == ns)
             }))
         };
         let empty = BTreeMap::new();
         for (k, client) in candidates {
-            let labels = client.metadata.labels.as_ref().unwrap_or(&empty);
+            let labels = client.borrow().metadata.labels.as_ref().unwrap_or(&empty);
             if in_scope(&k.0) && selector::matches(&sel.selector, labels) {
                 granted.found.insert(k.clone());
             }

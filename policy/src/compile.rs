@@ -12,19 +12,21 @@
 
 use crate::{
     Kind, ObjectRef,
-    bundle::{Bundle, granted_clients},
+    bundle::{Bundle, granted_clients_in},
     duration,
     glob::Glob,
-    inventory::{Inventory, key},
+    inventory::{Key, key},
     lifecycle,
 };
 use jiff::Timestamp;
 use mcp_warden_crds::{
-    DefaultAction, IssuerKind, McpTool, PolicyMode, RateLimit, Risk, SigningAlgorithm,
+    DefaultAction, IssuerKind, McpClient, McpTool, PolicyMode, RateLimit, Risk, SigningAlgorithm,
     ThrottleResponse, ToolAuditSpec,
 };
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt,
+    sync::Arc,
     time::Duration,
 };
 
@@ -146,9 +148,24 @@ pub struct Client {
     /// When a person last cleared a runaway suspension: the annotation
     /// [`RUNAWAY_CLEARED_AT_ANNOTATION`] (RFC 3339). Runaway flags raised before it are lifted.
     pub runaway_cleared_at: Option<Timestamp>,
-    /// Grants: exact tool names → policy indexes, and glob grants.
-    grants_exact: HashMap<String, Vec<usize>>,
-    grants_glob: Vec<(Glob, usize)>,
+    /// Grants of exact tool names: `(name id, policy index)` sorted by name id, each name's
+    /// policies in grant order. Names are interned once per RuleSet in `names` (a HashMap of
+    /// Strings per client took most of the memory of 1,000 clients).
+    grants_exact: Box<[(u32, u32)]>,
+    /// The tool names granted by exact name, shared by every client of the RuleSet.
+    names: Arc<GrantNames>,
+    /// Glob grants, in grant order.
+    grants_glob: Box<[(Glob, usize)]>,
+}
+
+/// The interned tool names of a RuleSet's exact grants: name → id.
+#[derive(Clone, Default, PartialEq)]
+struct GrantNames(HashMap<Box<str>, u32>);
+
+impl fmt::Debug for GrantNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GrantNames({} names)", self.0.len())
+    }
 }
 
 /// A compiled McpPolicy.
@@ -231,10 +248,18 @@ impl RuleSet {
 }
 
 impl Client {
-    /// Policy indexes granting `tool` to this client.
+    /// Policy indexes granting `tool` to this client: exact grants, then glob grants, each in
+    /// grant order (policy order, then name order within a policy).
     pub fn grants_for<'a>(&'a self, tool: &'a str) -> impl Iterator<Item = usize> + 'a {
-        let exact = self.grants_exact.get(tool).into_iter().flatten().copied();
-        exact.chain(
+        let exact: &[(u32, u32)] = match self.names.0.get(tool) {
+            Some(&id) => {
+                let start = self.grants_exact.partition_point(|&(n, _)| n < id);
+                let len = self.grants_exact[start..].partition_point(|&(n, _)| n == id);
+                &self.grants_exact[start..start + len]
+            }
+            None => &[],
+        };
+        exact.iter().map(|&(_, p)| p as usize).chain(
             self.grants_glob
                 .iter()
                 .filter(move |(g, _)| g.matches(tool))
@@ -414,8 +439,9 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
             daily_calls: quota.and_then(|q| q.daily_calls),
             suspend_on_runaway: quota.is_some_and(|q| q.suspend_on_runaway),
             runaway_cleared_at,
-            grants_exact: HashMap::new(),
-            grants_glob: Vec::new(),
+            grants_exact: Box::default(),
+            names: Arc::default(),
+            grants_glob: Box::default(),
             object,
         });
         index_of.insert((ns, name), idx);
@@ -443,20 +469,20 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
     }
 
     // Policies: resolve clients (within the bundle) and index their grants of this tool.
-    let local = Inventory {
-        clients: bundle
-            .clients
-            .iter()
-            .map(|c| (key(&c.metadata), c.clone()))
-            .collect(),
-        ..Inventory::default()
-    };
+    let local: BTreeMap<Key, &McpClient> = bundle
+        .clients
+        .iter()
+        .map(|c| (key(&c.metadata), c))
+        .collect();
+    let mut names: HashMap<Box<str>, u32> = HashMap::new();
+    let mut exact: Vec<Vec<(u32, u32)>> = vec![Vec::new(); clients.len()];
+    let mut glob: Vec<Vec<(Glob, usize)>> = vec![Vec::new(); clients.len()];
     let mut policies = Vec::with_capacity(bundle.policies.len());
     for p in &bundle.policies {
         let (ns, name) = key(&p.metadata);
         let object = ObjectRef::new(Kind::McpPolicy, &ns, &name);
         let idx = policies.len();
-        let granted = granted_clients(&local, &ns, &p.spec);
+        let granted = granted_clients_in(&local, &ns, &p.spec);
         if !granted.missing.is_empty() {
             problems.push(Problem {
                 object: object.clone(),
@@ -478,13 +504,12 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
             };
             for pattern in &patterns {
                 if pattern.is_literal() {
-                    clients[ci]
-                        .grants_exact
-                        .entry(pattern.as_str().to_owned())
-                        .or_default()
-                        .push(idx);
+                    let next = u32::try_from(names.len()).expect("fewer than 2^32 tool names");
+                    let id = *names.entry(pattern.as_str().into()).or_insert(next);
+                    let policy = u32::try_from(idx).expect("fewer than 2^32 policies");
+                    exact[ci].push((id, policy));
                 } else {
-                    clients[ci].grants_glob.push((pattern.clone(), idx));
+                    glob[ci].push((pattern.clone(), idx));
                 }
             }
         }
@@ -496,6 +521,15 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
             scopes: p.spec.scopes.clone(),
             object,
         });
+    }
+    drop(local);
+    let names = Arc::new(GrantNames(names));
+    for ((client, mut exact), glob) in clients.iter_mut().zip(exact).zip(glob) {
+        // Stable: each name's policies stay in grant order.
+        exact.sort_by_key(|&(name, _)| name);
+        client.grants_exact = exact.into_boxed_slice();
+        client.grants_glob = glob.into_boxed_slice();
+        client.names = names.clone();
     }
     problems.sort();
 

@@ -91,6 +91,8 @@ pub fn load_config(path: &Path, selection: &Selection) -> Result<(Bundle, RuleSe
         }
         Selection::Workload(w) => select(&inventory, w),
     };
+    // The bundle holds copies of what applies: free the rest before compiling.
+    drop(inventory);
     let rules = compile(&bundle).map_err(ConfigError::Compile)?;
     Ok((bundle, rules))
 }

@@ -6,7 +6,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_warden_sidecar::{
     admin, audit, auth::Authenticator, config, link, metrics::Metrics, proxy, quota, reload,
-    settings::Settings, state::Live, stream, tls, usage,
+    runtime, settings::Settings, state::Live, stream, tls, usage,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -142,6 +142,21 @@ struct RunArgs {
     /// On exit, how long the audit sinks get to ship what is spooled, in seconds.
     #[arg(long, default_value_t = 10)]
     audit_drain_seconds: u64,
+    /// Runtime worker threads (default: one per CPU the pod may use, after its CPU limit).
+    #[arg(long, env = "MCP_WARDEN_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// Most threads for blocking work (file audit sinks, spool reads, reloads, DNS lookups).
+    #[arg(long, env = "MCP_WARDEN_MAX_BLOCKING_THREADS", default_value_t = runtime::DEFAULT_MAX_BLOCKING_THREADS)]
+    max_blocking_threads: usize,
+}
+
+impl RunArgs {
+    fn runtime(&self) -> runtime::RuntimeConfig {
+        runtime::RuntimeConfig {
+            worker_threads: self.worker_threads,
+            max_blocking_threads: self.max_blocking_threads,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -217,10 +232,7 @@ fn init_logging(format: LogFormat) {
 fn run(args: RunArgs) -> ExitCode {
     init_logging(args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::build(args.runtime()) {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
@@ -410,4 +422,45 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(
+            ["mcp-warden-sidecar", "run", "--config", "x.yaml"]
+                .iter()
+                .chain(args),
+        )
+        .expect("valid arguments");
+        match cli.command {
+            Some(Command::Run(args)) => args,
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn runtime_threads_default_to_the_cpus_and_a_bounded_blocking_pool() {
+        let config = run_args(&[]).runtime();
+        assert_eq!(config, runtime::RuntimeConfig::default());
+        assert_eq!(config.worker_threads, None);
+        assert_eq!(
+            config.max_blocking_threads,
+            runtime::DEFAULT_MAX_BLOCKING_THREADS
+        );
+    }
+
+    #[test]
+    fn runtime_threads_are_settable() {
+        let config = run_args(&["--worker-threads", "2", "--max-blocking-threads", "4"]).runtime();
+        assert_eq!(
+            config,
+            runtime::RuntimeConfig {
+                worker_threads: Some(2),
+                max_blocking_threads: 4,
+            }
+        );
+    }
 }

@@ -60,6 +60,9 @@ pub fn load_and_install(
                 tracing::warn!(object = %problem.object, condition = problem.condition, reason = problem.reason, "{}", problem.message);
             }
             let changed = live.install(Active::new(rules, bundle));
+            // The load's temporaries (and the replaced rules, unless a request still holds
+            // them) are free now: hand their pages back.
+            crate::memory::release_free_memory();
             if changed {
                 metrics.config_installed(&version);
                 tracing::info!(%version, path = %path.display(), "configuration in force");

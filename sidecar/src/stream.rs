@@ -49,7 +49,10 @@ fn install(bundle: Bundle, live: &Live, metrics: &Metrics) -> bool {
     match compile(&bundle) {
         Ok(rules) => {
             let version = bundle.version.clone();
-            if live.install(Active::new(rules, bundle)) {
+            let installed = live.install(Active::new(rules, bundle));
+            // The bundle's decoding and compiling temporaries are free now: hand their pages back.
+            crate::memory::release_free_memory();
+            if installed {
                 metrics.config_installed(&version);
                 tracing::info!(%version, "configuration in force");
             }
