@@ -1330,14 +1330,21 @@ impl SpoolReader {
     }
 
     /// Records that the sink has everything up to `sequence`: persists the cursor and lets the
-    /// writer delete what every sink has.
-    pub fn ack(&mut self, sequence: u64) -> Result<(), SpoolError> {
+    /// writer delete what every sink has. The file work runs on the blocking pool: a rename can
+    /// wait for the filesystem journal for milliseconds, which would stall every call on the
+    /// worker.
+    pub async fn ack(&mut self, sequence: u64) -> Result<(), SpoolError> {
         if sequence <= self.acked() {
             return Ok(());
         }
-        let tmp = self.cursor_path.with_extension("tmp");
-        fs::write(&tmp, format!("{sequence}\n"))?;
-        fs::rename(&tmp, &self.cursor_path)?;
+        let path = self.cursor_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("tmp");
+            fs::write(&tmp, format!("{sequence}\n"))?;
+            fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(|e| SpoolError::Io(Arc::new(io::Error::other(e.to_string()))))??;
         self.acked.store(sequence, Ordering::Relaxed);
         self.shared
             .metrics

@@ -218,7 +218,7 @@ pub async fn run_shipper(
                 last = Some(seq);
             }
             if let Some(seq) = last
-                && let Err(e) = reader.ack(seq)
+                && let Err(e) = reader.ack(seq).await
             {
                 tracing::warn!(sink = %name, error = %e, "could not persist the audit cursor");
             }
@@ -265,7 +265,7 @@ pub async fn run_shipper(
                 match delivery {
                     Delivery::Delivered => {
                         shipped.inc_by(n);
-                        if let Err(e) = reader.ack(last) {
+                        if let Err(e) = reader.ack(last).await {
                             tracing::warn!(sink = %name, error = %e, "could not persist the audit cursor");
                         }
                     }
