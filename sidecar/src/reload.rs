@@ -50,7 +50,7 @@ type Stamp = (PathBuf, u64, Option<SystemTime>, u64);
 
 /// Name, length, modification time and inode of every file (symlinks followed); `None` when
 /// one cannot be read.
-pub fn stamp(path: &Path) -> Option<Vec<Stamp>> {
+fn stamp(path: &Path) -> Option<Vec<Stamp>> {
     files(path)?
         .into_iter()
         .map(|f| {
@@ -121,9 +121,12 @@ pub async fn watch(path: PathBuf, selection: Selection, live: Arc<Live>, metrics
         if now == last_stamp && !polls.is_multiple_of(FULL_CHECK_EVERY) {
             continue;
         }
-        last_stamp = now;
         let current = fingerprint(&path);
-        if current.is_none() || current == last {
+        if current.is_none() {
+            continue; // unreadable mid-swap: the stamp is not taken, so the next poll retries
+        }
+        last_stamp = now;
+        if current == last {
             continue;
         }
         last = current;

@@ -70,6 +70,13 @@ impl From<io::Error> for SpoolError {
     }
 }
 
+/// File work moved to the blocking pool that panicked or was cancelled.
+impl From<tokio::task::JoinError> for SpoolError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        io::Error::other(e.to_string()).into()
+    }
+}
+
 /// Proof that a record is in the spool (durable unless `ack: written`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
@@ -1030,11 +1037,9 @@ impl Writer {
         }
     }
 
-    /// fdatasyncs the active segment (`ack: durable`) and remembers what it covered.
+    /// fdatasyncs the active segment and remembers what it covered.
     fn sync(&mut self) -> Result<(), SpoolError> {
-        if self.cfg.ack == AckLevel::Durable
-            && let Some(f) = &self.file
-        {
+        if let Some(f) = &self.file {
             f.sync_data()?;
             self.shared.metrics.fsyncs.inc();
         }
@@ -1341,8 +1346,7 @@ impl SpoolReader {
             let r = read_batch(&shared, &mut pos, next, upto, max_records.max(1));
             (r, pos)
         })
-        .await
-        .map_err(|e| SpoolError::Io(Arc::new(io::Error::other(e.to_string()))))?;
+        .await?;
         self.pos = pos;
         let (batch, next) = batch?;
         // Past the batch, and past records dropped before they could be read.
@@ -1364,8 +1368,7 @@ impl SpoolReader {
             fs::write(&tmp, format!("{sequence}\n"))?;
             fs::rename(&tmp, &path)
         })
-        .await
-        .map_err(|e| SpoolError::Io(Arc::new(io::Error::other(e.to_string()))))??;
+        .await??;
         self.acked.store(sequence, Ordering::Relaxed);
         self.shared
             .metrics

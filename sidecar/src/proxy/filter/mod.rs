@@ -20,8 +20,9 @@
 //!
 //! Members are kept as raw JSON text in their order, so every surviving tool object (its
 //! `inputSchema`, `annotations`, `icons`, `_meta`, `execution` …) reaches the client byte for
-//! byte (VER-04). An object with duplicate keys is treated as unreadable: a list that cannot be
-//! read safely is emptied rather than passed on (fail closed).
+//! byte (VER-04). Fail closed: an element that cannot be read is dropped, a `tools` that is not
+//! an array becomes `[]`, and an answer with a key twice (message or `result`: clients differ on
+//! which one wins) is withheld as a JSON-RPC error, never passed on unfiltered.
 
 mod elements;
 mod object;
