@@ -134,6 +134,22 @@ async fn every_call_and_refusal_is_recorded_once_redacted_and_valid() {
             assert_eq!(r["metadata"]["correlation_uid"], session.id.as_str());
             assert_eq!(r["unmapped"]["mcp_warden"]["decision"]["allowed"], true);
         }
+        // The request-phase record is compact: transport details, the message context and the
+        // top-level policy are in the final record only.
+        for key in ["http_request", "dst_endpoint", "message_context", "policy"] {
+            assert!(
+                req.get(key).is_none(),
+                "{key} in the request record: {req:#}"
+            );
+            assert!(
+                fin.get(key).is_some(),
+                "no {key} in the final record: {fin:#}"
+            );
+        }
+        assert_eq!(
+            req["actor"]["authorizations"][0]["policy"], fin["policy"],
+            "the request record names the deciding policy"
+        );
         assert_eq!(fin["http_response"]["code"], 200, "{fin:#}");
         // Seen by the relay in the SSE answer for that id.
         assert_eq!(fin["api"]["response"]["data"]["isError"], false, "{fin:#}");

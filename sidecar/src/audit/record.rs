@@ -321,7 +321,8 @@ struct Head<'a, D = Value, U = Value> {
     resources: [Resource<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     policy: Option<Policy>,
-    message_context: MessageContext<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_context: Option<MessageContext<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace: Option<Trace<'a>>,
     unmapped: U,
@@ -696,14 +697,7 @@ fn render(
     // Status.
     let (status_id, status, status_code, status_detail): (u32, &str, String, Option<String>) =
         match ev.outcome {
-            Outcome::Forwarding => (
-                0,
-                "Unknown",
-                "pending".into(),
-                Some(
-                    "forwarded upstream; the outcome follows in a mcp_warden.outcome record".into(),
-                ),
-            ),
+            Outcome::Forwarding => (0, "Unknown", "pending".into(), None),
             Outcome::Answered => match (&resp.jsonrpc_error, resp.is_error) {
                 (Some(e), _) => (
                     2,
@@ -808,6 +802,11 @@ fn render(
         }
     );
 
+    // The request-phase record is compact: it proves who called which tool with what, and the
+    // decision, before the call is forwarded. Transport details (HTTP request, upstream endpoint,
+    // message context) and the top-level policy (the same as `actor.authorizations[0].policy`)
+    // are in the call's final record only.
+    let full = kind != RecordKind::Request;
     let request_data = CallData {
         arguments: (!arguments.is_null()).then_some(arguments),
         name: tool_name,
@@ -934,7 +933,7 @@ fn render(
             name: ev.transport.src.is_none().then_some("unknown"),
             ..Endpoint::default()
         },
-        dst_endpoint: Some(Endpoint {
+        dst_endpoint: full.then(|| Endpoint {
             ip: ev
                 .server
                 .upstream
@@ -944,7 +943,7 @@ fn render(
             hostname: None,
             name: None,
         }),
-        http_request: Some(HttpRequest {
+        http_request: full.then(|| HttpRequest {
             uid: &ev.call_uid,
             http_method: ev.transport.http_method.as_deref().map(clip),
             url: (ev.transport.path.is_some() || ev.server.resource.is_some()).then(|| Url {
@@ -974,8 +973,8 @@ fn render(
             uid: resource_uid,
             criticality: risk.map(|r| risk_level(r).1),
         }],
-        policy,
-        message_context: MessageContext {
+        policy: policy.filter(|_| full),
+        message_context: full.then(|| MessageContext {
             uid: correlation,
             name: "mcp",
             ai_role_id: 3,
@@ -991,7 +990,7 @@ fn render(
                     name: object_name(&c.object),
                 })),
             service: Service { name: server },
-        },
+        }),
         trace: trace.map(|(t, s)| Trace {
             uid: t,
             span: Span {
@@ -1141,7 +1140,7 @@ pub fn checkpoint_head(info: &CheckpointInfo, product: &Product, now: Timestamp)
             criticality: None,
         }],
         policy: None,
-        message_context: MessageContext {
+        message_context: Some(MessageContext {
             uid: &info.instance,
             name: "mcp",
             ai_role_id: 0,
@@ -1150,7 +1149,7 @@ pub fn checkpoint_head(info: &CheckpointInfo, product: &Product, now: Timestamp)
             service: Service {
                 name: "mcp-warden-audit",
             },
-        },
+        }),
         trace: None,
         unmapped: json!({"mcp_warden": {"checkpoint": info}}),
         metadata: Metadata {

@@ -1255,11 +1255,15 @@ impl Writer {
     }
 }
 
-/// A batch of records read for one sink.
+/// A batch of records read for one sink: the spool's bytes as they are on disk (each line ends with
+/// `\n`), read in one piece, so a sink that writes JSON lines (file, stdout) sends `jsonl` as it is
+/// and the others walk `lines()` without a copy per record.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
-    /// The lines, newline excluded, in sequence order.
-    pub lines: Vec<Bytes>,
+    /// The records, newline-terminated, in sequence order.
+    pub jsonl: Bytes,
+    /// Where each line ends in `jsonl` (past its newline).
+    ends: Vec<usize>,
     /// Their sequence numbers.
     pub sequences: Vec<u64>,
 }
@@ -1268,6 +1272,26 @@ impl Batch {
     /// The last sequence in the batch.
     pub fn last_sequence(&self) -> Option<u64> {
         self.sequences.last().copied()
+    }
+
+    /// How many records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The lines, newline excluded.
+    pub fn lines(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.jsonl[start..end - 1];
+            start = end;
+            line
+        })
     }
 }
 
@@ -1396,6 +1420,7 @@ fn read_batch(
         .cloned()
         .collect();
     let mut batch = Batch::default();
+    let mut jsonl = Vec::new();
     if pos
         .as_ref()
         .is_some_and(|p| p.next != from || !segments.iter().any(|s| s.start == p.seg_start))
@@ -1403,7 +1428,7 @@ fn read_batch(
         *pos = None;
     }
     let mut line = Vec::with_capacity(2048);
-    while batch.lines.len() < max && from <= upto {
+    while batch.ends.len() < max && from <= upto {
         if pos.is_none() {
             // The segment holding `from`, or the first one after it (records before it were
             // dropped).
@@ -1450,9 +1475,10 @@ fn read_batch(
             });
         }
         let p = pos.as_mut().expect("positioned");
-        line.clear();
-        let n = p.reader.read_until(b'\n', &mut line)?;
-        if n == 0 || line.last() != Some(&b'\n') {
+        let start = jsonl.len();
+        let n = p.reader.read_until(b'\n', &mut jsonl)?;
+        if n == 0 || jsonl.last() != Some(&b'\n') {
+            jsonl.truncate(start);
             // The end of this segment: go on with the next one.
             let seg_start = p.seg_start;
             *pos = None;
@@ -1464,17 +1490,17 @@ fn read_batch(
                 None => break,
             }
         }
-        let seq = record::line_sequence(&line).unwrap_or(p.next);
+        let seq = record::line_sequence(&jsonl[start..]).unwrap_or(p.next);
         p.offset += n as u64;
         p.next = seq + 1;
         from = seq + 1;
-        line.pop();
         batch.sequences.push(seq);
-        batch.lines.push(Bytes::copy_from_slice(&line));
+        batch.ends.push(jsonl.len());
     }
     if let Some(p) = pos.as_mut() {
         // Forget read-ahead past the durable point: it may still change.
         p.reader.seek(SeekFrom::Start(p.offset))?;
     }
+    batch.jsonl = jsonl.into();
     Ok((batch, from))
 }

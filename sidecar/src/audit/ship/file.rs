@@ -42,11 +42,7 @@ impl FileSink {
 
     pub(super) async fn send(&mut self, batch: &Batch) -> Result<Delivery, SinkError> {
         let state = self.state.clone();
-        let mut buf = Vec::with_capacity(batch.lines.iter().map(|l| l.len() + 1).sum());
-        for l in &batch.lines {
-            buf.extend_from_slice(l);
-            buf.push(b'\n');
-        }
+        let buf = batch.jsonl.clone();
         let first = batch.sequences.first().copied();
         tokio::task::spawn_blocking(move || state.lock().expect("not poisoned").write(&buf, first))
             .await

@@ -79,12 +79,11 @@ impl HttpSink {
 
     /// The request body for a batch.
     pub fn body(&self, batch: &Batch) -> Vec<u8> {
-        let mut body =
-            Vec::with_capacity(batch.lines.iter().map(|l| l.len() + 128).sum::<usize>() + 2);
+        let mut body = Vec::with_capacity(batch.jsonl.len() + 128 * batch.len() + 2);
         match self.cfg.format {
             HttpFormat::JsonArray => {
                 body.push(b'[');
-                for (i, l) in batch.lines.iter().enumerate() {
+                for (i, l) in batch.lines().enumerate() {
                     if i > 0 {
                         body.push(b',');
                     }
@@ -93,7 +92,7 @@ impl HttpSink {
                 body.push(b']');
             }
             HttpFormat::SplunkHec => {
-                for l in &batch.lines {
+                for l in batch.lines() {
                     // `time` in epoch seconds from the record's `time` (ms), read cheaply.
                     let ms = serde_json::from_slice::<serde_json::Value>(l)
                         .ok()

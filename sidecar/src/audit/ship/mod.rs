@@ -100,13 +100,8 @@ impl Sink {
         match self {
             Self::File(f) => f.send(batch).await,
             Self::Stdout => {
-                let mut buf = Vec::with_capacity(batch.lines.iter().map(|l| l.len() + 1).sum());
-                for l in &batch.lines {
-                    buf.extend_from_slice(l);
-                    buf.push(b'\n');
-                }
                 let mut out = tokio::io::stdout();
-                out.write_all(&buf).await?;
+                out.write_all(&batch.jsonl).await?;
                 out.flush().await?;
                 Ok(Delivery::Delivered)
             }
@@ -257,8 +252,8 @@ pub async fn run_shipper(
         let Some(last) = batch.last_sequence() else {
             continue;
         };
-        let n = batch.lines.len() as u64;
-        let partial = batch.lines.len() < batch_records;
+        let n = batch.len() as u64;
+        let partial = batch.len() < batch_records;
         match sink.send(&batch).await {
             Ok(delivery) => {
                 attempt = 0;

@@ -190,8 +190,8 @@ impl SyslogSink {
         if self.conn.is_none() {
             self.conn = Some(self.connect().await?);
         }
-        let mut buf = Vec::with_capacity(batch.lines.iter().map(|l| l.len() + 120).sum());
-        for (line, seq) in batch.lines.iter().zip(&batch.sequences) {
+        let mut buf = Vec::with_capacity(batch.jsonl.len() + 120 * batch.len());
+        for (line, seq) in batch.lines().zip(&batch.sequences) {
             self.frame(line, *seq, &mut buf);
         }
         let conn = self.conn.as_mut().expect("connected");
