@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: the same workload directly against the bench upstream and through the sidecar
 # (full chain: RS256/ES256 JWTs, 1,000 clients / 200 tools / 2,000 policies, per-client rate limit
-# that never triggers, durable audit spool + file sink), interleaved A B A B …, once with
+# that never triggers, durable audit spool + file sink), interleaved A B A B … (plus, in the durable
+# pass, a bare pass-through proxy in the sidecar's place: the floor any proxy pays here), once with
 # `ack: durable` (into the results folder) and once with `ack: written` (into ack-written/), then the probes
 # (revocation, operator push, audit, tools/list filtering), the criterion micro-benches and, when
 # perf works, a profile of the sidecar under load. Raw outputs go to bench/results/<UTC stamp>/,
@@ -159,39 +160,47 @@ echo "$(status_kb "$SC" VmRSS)" >"$OUT/rss-idle-kb.txt"
 log "idle RSS: $(cat "$OUT/rss-idle-kb.txt") kB"
 
 # ---- A/B: wrk closed loop, then oha open loop at fixed rates, into folder $1 ------------------
+# Sides: direct, through (the sidecar), and with $2 = floor also through the bare pass-through proxy.
+side_url() { case $1 in direct) echo "$DIRECT" ;; through) echo "$THROUGH" ;; floor) echo "$FLOOR" ;; esac; }
+side_pid() { case $1 in through) echo "$SC" ;; floor) echo "$PT" ;; esac; }
+side_cpu() { case $1 in through) echo cpu ;; floor) echo cpu-floor ;; esac; }
 ab_runs() {
-  local dir=$1 rep side url t0 t1 rate tok
+  local dir=$1 sides="direct through ${2:-}" rep side url t0 t1 rate tok
   mkdir -p "$dir"
   log "warm-up (every wrk token verified once)"
   on_load "$WRK" -t1 -c"$CONNS" -d3s -s "$FX/wrk-tokens.lua" "$THROUGH" >/dev/null
   for rep in $(seq 1 "$REPS"); do
-    for side in direct through; do
-      url=$DIRECT; [[ $side == through ]] && url=$THROUGH
-      t0=$(ticks "$SC")
+    for side in $sides; do
+      url=$(side_url "$side")
+      [[ $side != direct ]] && t0=$(ticks "$(side_pid "$side")")
       on_load "$WRK" -t1 -c"$CONNS" -d"${SECS}s" -s "$FX/wrk-tokens.lua" "$url" >"$dir/wrk-$side-$rep.txt" 2>&1
-      t1=$(ticks "$SC")
-      [[ $side == through ]] && echo "$t0 $t1" >"$dir/cpu-wrk-$rep.txt"
+      [[ $side != direct ]] && echo "$t0 $(ticks "$(side_pid "$side")")" >"$dir/$(side_cpu "$side")-wrk-$rep.txt"
       log "wrk $side #$rep: $(grep -m1 'Requests/sec' "$dir/wrk-$side-$rep.txt" || echo '?')"
     done
   done
   for rate in $RATES; do
     for rep in $(seq 1 "$REPS"); do
       tok=$TOK_RS; (( rep % 2 == 0 )) && tok=$TOK_ES
-      for side in direct through; do
-        url=$DIRECT; [[ $side == through ]] && url=$THROUGH
-        t0=$(ticks "$SC")
+      for side in $sides; do
+        url=$(side_url "$side")
+        [[ $side != direct ]] && t0=$(ticks "$(side_pid "$side")")
         on_load "$OHA" -z "${SECS}s" -q "$rate" --latency-correction -c "$CONNS" --no-tui --output-format json \
           -m POST -H "Authorization: Bearer $tok" -H 'Accept: application/json, text/event-stream' \
           -T application/json -d "$BODY" "$url" >"$dir/oha-$rate-$side-$rep.json"
-        t1=$(ticks "$SC")
-        [[ $side == through ]] && echo "$t0 $t1" >"$dir/cpu-oha-$rate-$rep.txt"
+        [[ $side != direct ]] && echo "$t0 $(ticks "$(side_pid "$side")")" >"$dir/$(side_cpu "$side")-oha-$rate-$rep.txt"
       done
       log "oha $rate/s #$rep done"
     done
   done
 }
-log "A/B with ack: durable"
-ab_runs "$OUT"
+P_PT=$(free_port); FLOOR=http://127.0.0.1:$P_PT/mcp
+log "floor: a bare pass-through proxy on CPU $SC_CPU"
+taskset -c "$SC_CPU" "$BIN/bench-tool" passthrough --listen "127.0.0.1:$P_PT" --upstream "$DIRECT" 2>"$OUT/passthrough.log" &
+PT=$!; PIDS+=($PT)
+wait_http "$FLOOR" 10
+log "A/B with ack: durable (and the floor)"
+ab_runs "$OUT" floor
+stop "$PT"
 echo "$(status_kb "$SC" VmHWM)" >"$OUT/rss-peak-kb.txt"
 log "peak RSS: $(cat "$OUT/rss-peak-kb.txt") kB"
 

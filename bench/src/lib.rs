@@ -9,13 +9,14 @@
 //!        ──► bench-tool report ──► docs/performance.md + the README table
 //! ```
 //!
-//! `upstream` is the MCP server under test, `fixture` and `inventory` write CRs and tokens,
+//! `upstream` is the MCP server under test, `passthrough` the bare proxy that sets the floor, `fixture` and `inventory` write CRs and tokens,
 //! `issuer` serves the keys, `probe` and `audit_load` measure, `report` summarizes.
 
 pub mod audit_load;
 pub mod fixture;
 pub mod inventory;
 pub mod issuer;
+pub mod passthrough;
 pub mod probe;
 pub mod report;
 mod report_render;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <results>/wrk-*.txt, oha-*.json, list-*.json, cpu-*.txt   ──► Spread{median, min, max} per figure
+//!   (sides: direct, through the sidecar, and floor: through a bare pass-through proxy)
 //! <results>/rss-*, revocation-*.json, operator-*, audit.json  ──► single figures
 //! <results>/criterion.txt, perf-*.txt, machine.txt            ──► copied in (parsed / verbatim)
 //!   ──► targets table (met / missed) + method + numbers ──► performance.md, README block
@@ -255,6 +256,9 @@ pub struct Figures {
     pub durable: Load,
     /// The A/B runs with `ack: written`, when the run has them.
     pub written: Option<Load>,
+    /// The same runs through a bare pass-through proxy (`bench-tool passthrough`): what any proxy
+    /// in the sidecar's place costs on this machine.
+    pub floor: Option<Load>,
     /// RSS idle and peak, MiB.
     pub rss_idle: Option<f64>,
     /// …
@@ -307,7 +311,9 @@ impl Results {
         }
     }
 
-    fn load(&self) -> Load {
+    /// The A/B figures of `side` (`through`, or `floor` for the bare proxy) against `direct`;
+    /// `ticks` prefixes the CPU tick files of that side's process.
+    fn load(&self, side: &str, ticks: &str) -> Load {
         let reps = self.reps();
         let mut f = Load::default();
         let (mut direct, mut through, mut cpu, mut util) = (vec![], vec![], vec![], vec![]);
@@ -317,10 +323,10 @@ impl Results {
                 .as_deref()
                 .and_then(wrk_figures);
             let t = self
-                .text(&format!("wrk-through-{rep}.txt"))
+                .text(&format!("wrk-{side}-{rep}.txt"))
                 .as_deref()
                 .and_then(wrk_figures);
-            let secs = self.cpu_seconds(&format!("cpu-wrk-{rep}.txt"));
+            let secs = self.cpu_seconds(&format!("{ticks}-wrk-{rep}.txt"));
             if let Some((rps, _)) = d {
                 direct.push(rps);
             }
@@ -353,8 +359,8 @@ impl Results {
                 .filter_map(|rep| {
                     Some((
                         self.json(&format!("oha-{rate}-direct-{rep}.json"))?,
-                        self.json(&format!("oha-{rate}-through-{rep}.json"))?,
-                        self.cpu_seconds(&format!("cpu-oha-{rate}-{rep}.txt")),
+                        self.json(&format!("oha-{rate}-{side}-{rep}.json"))?,
+                        self.cpu_seconds(&format!("{ticks}-oha-{rate}-{rep}.txt")),
                     ))
                 })
                 .collect();
@@ -396,8 +402,13 @@ impl Results {
         let reps = self.reps();
         let written = self.sub(WRITTEN_DIR);
         let mut f = Figures {
-            durable: self.load(),
-            written: (written.reps() > 0).then(|| written.load()),
+            durable: self.load("through", "cpu"),
+            written: (written.reps() > 0).then(|| written.load("through", "cpu")),
+            floor: self
+                .dir
+                .join("wrk-floor-1.txt")
+                .exists()
+                .then(|| self.load("floor", "cpu-floor")),
             ..Figures::default()
         };
         let mib = |name: &str| self.number(name).map(|kb| kb / 1024.0);

@@ -127,9 +127,9 @@ fn code_block(out: &mut String, text: &str, max_lines: usize) {
     out.push_str("```\n\n");
 }
 
-/// The oha tables of one ack level.
-fn latency_tables(o: &mut String, l: &Load, ack: &str) {
-    let _ = writeln!(o, "### ack: {ack}\n");
+/// The oha tables of one side (the sidecar at one ack level, or the bare proxy).
+fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str) {
+    let _ = writeln!(o, "### {title}\n");
     row(
         o,
         &[
@@ -153,7 +153,7 @@ fn latency_tables(o: &mut String, l: &Load, ack: &str) {
         &[
             "rate",
             "achieved through (req/s)",
-            "sidecar CPU per call (µs)",
+            &format!("{proxy} CPU per call (µs)"),
             "non-200 answers",
         ],
     );
@@ -213,6 +213,7 @@ The build machines are shared: other compiles may have run during the measuremen
 - **Two ack levels**: the A/B runs happen twice, with `ack: durable` (the request record is fsynced before forwarding: the issue's setting) and with `ack: written` (written to the page cache before forwarding: survives a crash of the sidecar, not a power loss; raw outputs in `{written}/`). With `durable` the added latency includes an `fdatasync` of the shared virtual disk, whose own latency varies by milliseconds.\n\
 - **Load**: `tools/call echo` with a bearer token. wrk (closed loop, 1 thread, {conns} connections, {secs} s) rotates through 200 tokens of 200 clients of both issuers (a Lua `request()`); oha (open loop at fixed rates, `--latency-correction` against coordinated omission, {conns} connections, {secs} s) sends one token per run, RS256 and ES256 in alternate repetitions. A 3 s warm-up verifies every token once; cold verification is measured by the micro-benches.\n\
 - **A/B**: every repetition runs direct then through, back to back ({reps} repetitions). Added latency = through − direct of the same repetition, per percentile.\n\
+- **Floor**: in the `ack: durable` pass every repetition also runs through `bench-tool passthrough` (`bench/src/passthrough.rs`), a bare hyper proxy pinned like the sidecar that reads the whole body, forwards it on a pooled keep-alive connection and returns the answer: no parsing, no auth, no audit. What it adds is what any proxy in the sidecar's place pays on this machine (one more loopback hop each way, two more cross-CPU wake-ups); the governance chain costs what the sidecar adds beyond it.\n\
 - **CPU**: sidecar utime + stime from `/proc/<pid>/stat` over each loaded window ÷ requests answered. Throughput per sidecar core = 1 s ÷ CPU per request.\n\
 - **RSS**: `VmRSS` after start with the policy set loaded and two calls made (idle); `VmHWM` after all load runs (peak).\n\
 - **Revocation**: a client's `suspended` flipped in the CR file (atomic rename), then calls until the first 403; 20 samples. File mode: the sidecar reads the file. Operator mode: `mcp-warden-operator run --source files:` reads it and pushes to a sidecar run with `--operator`.\n\
@@ -234,14 +235,17 @@ The build machines are shared: other compiles may have run during the measuremen
         written = WRITTEN_DIR,
     );
     o.push_str("## Throughput (wrk, closed loop)\n\n");
-    row(&mut o, &["", "ack: durable", "ack: written"]);
-    row(&mut o, &["---", "---", "---"]);
-    let both = |g: fn(&Load) -> Spread, d: usize| {
+    row(
+        &mut o,
+        &["", "ack: durable", "ack: written", "floor: bare proxy"],
+    );
+    row(&mut o, &["---", "---", "---", "---"]);
+    let all = |g: fn(&Load) -> Spread, d: usize| {
+        let or_not_run = |l: &Option<Load>| l.as_ref().map_or("not run".into(), |l| g(l).show(d));
         [
             g(&f.durable).show(d),
-            f.written
-                .as_ref()
-                .map_or("not run".into(), |w| g(w).show(d)),
+            or_not_run(&f.written),
+            or_not_run(&f.floor),
         ]
     };
     for (what, g, d) in [
@@ -250,18 +254,26 @@ The build machines are shared: other compiles may have run during the measuremen
             (|l| l.wrk_direct) as fn(&Load) -> Spread,
             0,
         ),
-        ("through the sidecar (req/s)", |l| l.wrk_through, 0),
-        ("sidecar CPU utilization (1 = one core)", |l| l.cpu_util, 2),
-        ("sidecar CPU per call (µs)", |l| l.cpu_us_per_call, 1),
-        ("per sidecar core (req/s)", |l| l.per_core, 0),
+        ("through (req/s)", |l| l.wrk_through, 0),
+        ("proxy CPU utilization (1 = one core)", |l| l.cpu_util, 2),
+        ("proxy CPU per call (µs)", |l| l.cpu_us_per_call, 1),
+        ("per proxy core (req/s)", |l| l.per_core, 0),
     ] {
-        let [a, b] = both(g, d);
-        row(&mut o, &[what, &a, &b]);
+        let [a, b, c] = all(g, d);
+        row(&mut o, &[what, &a, &b, &c]);
     }
     o.push_str("\n## Latency (oha, open loop, coordinated-omission corrected)\n\nAll in µs.\n\n");
-    latency_tables(&mut o, &f.durable, "durable");
+    latency_tables(&mut o, &f.durable, "ack: durable", "sidecar");
     if let Some(w) = &f.written {
-        latency_tables(&mut o, w, "written");
+        latency_tables(&mut o, w, "ack: written", "sidecar");
+    }
+    if let Some(floor) = &f.floor {
+        latency_tables(
+            &mut o,
+            floor,
+            "floor: a bare pass-through proxy in the sidecar's place",
+            "proxy",
+        );
     }
     let _ = write!(
         o,
@@ -398,6 +410,15 @@ The build machines are shared: other compiles may have run during the measuremen
         .filter(|r| !r[0].starts_with("audit") && !r[0].starts_with("operator"))
     {
         row(&mut table, &[&r[0], &r[1], &format!("{} ({})", r[2], r[3])]);
+    }
+    if let Some(floor) = &f.floor {
+        let _ = writeln!(
+            table,
+            "\nFor scale, on the same machine a bare pass-through proxy in the sidecar's place adds p50 {} µs and p99 {} µs at 1,000 req/s and uses {} µs CPU per call.",
+            floor.added(1000, "p50").show(0),
+            floor.added(1000, "p99").show(0),
+            floor.cpu_us_per_call.show(1),
+        );
     }
     table.push_str("\nDetails, method and the rest of the figures: [`docs/performance.md`](docs/performance.md).\n");
     (o, table)

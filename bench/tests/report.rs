@@ -1,5 +1,6 @@
 //! `bench-tool report` on a hand-made results folder: the A/B figures of both ack levels reach
-//! the targets table, the performance page and the README block.
+//! the targets table, the performance page and the README block; the floor (bare proxy) is shown
+//! beside them and never judged against a target.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,24 +31,25 @@ fn oha(dir: &Path, rate: u32, side: &str, p50_us: f64, p99_us: f64) {
 fn ab(dir: &Path, rps: f64, cpu_us: f64, added_us: f64) {
     fs::create_dir_all(dir).unwrap();
     wrk(dir, "direct", 40_000.0, 400_000);
+    for rate in [1000, 4000] {
+        oha(dir, rate, "direct", 100.0, 200.0);
+    }
+    side(dir, "through", "cpu", rps, cpu_us, added_us);
+}
+
+/// The figures of one proxy side (`through`, or `floor` with CPU files `cpu-floor-*`).
+fn side(dir: &Path, side: &str, cpu: &str, rps: f64, cpu_us: f64, added_us: f64) {
     let requests = 100_000;
-    wrk(dir, "through", rps, requests);
+    wrk(dir, side, rps, requests);
     let ticks = cpu_us * requests as f64 / 1e6 * 100.0;
     fs::write(
-        dir.join("cpu-wrk-1.txt"),
+        dir.join(format!("{cpu}-wrk-1.txt")),
         format!("1000 {}", 1000.0 + ticks),
     )
     .unwrap();
     for rate in [1000, 4000] {
-        oha(dir, rate, "direct", 100.0, 200.0);
-        oha(
-            dir,
-            rate,
-            "through",
-            100.0 + added_us,
-            200.0 + 2.0 * added_us,
-        );
-        fs::write(dir.join(format!("cpu-oha-{rate}-1.txt")), "0 10").unwrap();
+        oha(dir, rate, side, 100.0 + added_us, 200.0 + 2.0 * added_us);
+        fs::write(dir.join(format!("{cpu}-oha-{rate}-1.txt")), "0 10").unwrap();
     }
 }
 
@@ -63,6 +65,7 @@ fn both_ack_levels_reach_the_targets_table_and_the_readme() {
     .unwrap();
     ab(&results, 12_000.0, 80.0, 400.0);
     ab(&results.join(report::WRITTEN_DIR), 20_000.0, 50.0, 60.0);
+    side(&results, "floor", "cpu-floor", 30_000.0, 25.0, 70.0);
     fs::write(results.join("rss-idle-kb.txt"), "20480\n").unwrap();
     let doc = tmp.path().join("performance.md");
     let readme = tmp.path().join("README.md");
@@ -103,9 +106,14 @@ fn both_ack_levels_reach_the_targets_table_and_the_readme() {
     assert!(row("sidecar RSS idle, 1,000-client policy set").contains("20.0 MiB | met"));
     assert!(doc.contains("### ack: durable") && doc.contains("### ack: written"));
     assert!(
-        row("through the sidecar (req/s)")
-            .contains("| 12000 (12000–12000) | 20000 (20000–20000) |")
+        row("through (req/s)")
+            .contains("| 12000 (12000–12000) | 20000 (20000–20000) | 30000 (30000–30000) |"),
+        "{doc}"
     );
+    // The floor: its own latency table and CPU, never a target.
+    assert!(row("proxy CPU per call (µs)").ends_with("| 25.0 (25.0–25.0) |"));
+    assert!(doc.contains("### floor: a bare pass-through proxy"));
+    assert!(!doc.contains("ack: floor"));
 
     let readme = fs::read_to_string(readme).unwrap();
     assert!(
@@ -114,6 +122,10 @@ fn both_ack_levels_reach_the_targets_table_and_the_readme() {
     );
     assert!(readme.ends_with("<!-- bench:end -->\ntail\n"));
     assert!(readme.contains("ack: written") && !readme.contains("old\n"));
+    assert!(
+        readme.contains("a bare pass-through proxy in the sidecar's place adds p50 70 (70–70) µs and p99 140 (140–140) µs at 1,000 req/s and uses 25.0 (25.0–25.0) µs CPU per call"),
+        "{readme}"
+    );
     assert!(
         !readme.contains("audit records/s"),
         "the README keeps the proxy goals"
@@ -136,11 +148,15 @@ fn a_run_without_the_written_pass_says_so() {
     report::write(&results, &doc, &readme).unwrap();
     let doc = fs::read_to_string(doc).unwrap();
     assert!(
-        doc.contains("| through the sidecar (req/s) | 12000 (12000–12000) | not run |"),
+        doc.contains("| through (req/s) | 12000 (12000–12000) | not run | not run |"),
         "{doc}"
     );
     assert!(
         !doc.contains("), ack: written |"),
         "no written targets without the written pass"
+    );
+    assert!(
+        !doc.contains("### floor"),
+        "no floor table without floor runs"
     );
 }

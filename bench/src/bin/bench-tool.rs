@@ -2,7 +2,7 @@
 //! the static issuer, the timed probes, the audit load, the report.
 
 use clap::{Parser, Subcommand};
-use mcp_warden_bench::{audit_load, fixture, inventory, issuer, probe, report};
+use mcp_warden_bench::{audit_load, fixture, inventory, issuer, passthrough, probe, report};
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -31,6 +31,13 @@ enum Command {
     Issuer {
         #[arg(long)]
         issuers: PathBuf,
+    },
+    /// A bare pass-through proxy to --upstream (the floor of added latency; until killed).
+    Passthrough {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        upstream: http::Uri,
     },
     /// Revocation propagation: flip a client's `suspended` in --file, time the first 403.
     Revocation {
@@ -129,6 +136,20 @@ fn run(command: Command) -> Result<(), String> {
             let doc: serde_json::Value =
                 serde_json::from_str(&read(&issuers)?).map_err(|e| e.to_string())?;
             runtime()?.block_on(issuer::serve(&doc))
+        }
+        Command::Passthrough { listen, upstream } => {
+            // Multi-threaded like the sidecar (one worker per CPU it is pinned to).
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+                passthrough::serve(listener, upstream).await;
+                Ok(())
+            })
         }
         Command::Revocation {
             what,
