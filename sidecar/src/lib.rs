@@ -26,6 +26,7 @@ pub mod proxy;
 pub mod quota;
 pub mod reload;
 pub mod runtime;
+pub mod sched;
 pub mod settings;
 pub mod state;
 pub mod stream;

@@ -86,6 +86,22 @@ async fn sequences_are_contiguous_and_continue_across_a_restart() {
     }
 }
 
+/// The writer yields to the request path: it runs as SCHED_BATCH (see `sched`), so handing it a
+/// record does not preempt the worker that sent it.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_spool_writer_is_a_batch_thread() {
+    use mcp_warden_sidecar::sched;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(&tmp.path().join("spool"), "", " []");
+    let auditor = Auditor::start(&cfg, &prometheus::Registry::new()).unwrap();
+    auditor.record(&call_event(1), &redaction()).await.unwrap();
+    let writers = sched::threads_named("audit-spool");
+    assert_eq!(writers.len(), 1, "one writer thread");
+    assert_eq!(sched::policy_of(&writers[0]), Some(3), "SCHED_BATCH");
+    auditor.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_cut_and_the_chain_continues() {
     let tmp = tempfile::tempdir().unwrap();

@@ -297,7 +297,10 @@ impl Spool {
         };
         let thread = std::thread::Builder::new()
             .name("audit-spool".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || {
+                crate::sched::background();
+                writer.run(rx);
+            })?;
         let spool = Self {
             shared,
             tx,
@@ -1106,6 +1109,7 @@ impl Writer {
             // waits for (an fdatasync of a 16 MiB segment takes tens of milliseconds).
             let fsyncs = self.shared.metrics.fsyncs.clone();
             let sync = move || {
+                crate::sched::background();
                 if closed.is_none_or(|c| c.sync_data().is_ok()) && dir.sync_all().is_ok() {
                     fsyncs.inc();
                 }

@@ -1,0 +1,85 @@
+//! Background threads yield to the request path.
+//!
+//! The audit spool's writer (`audit-spool`) and the thread that syncs a closed segment
+//! (`audit-spool-sync`) run as `SCHED_BATCH`. A normal thread woken on a busy CPU preempts the
+//! running one at once; a batch thread waits until the CPU is free or the running thread's slice
+//! ends. Without it, every record handed to the writer interrupted the tokio worker that sent it
+//! (both often share one CPU): two context switches per record, with batches of one or two
+//! records under load. As a batch thread the writer runs when the worker has nothing left to do
+//! (typically because the calls it serves await their records), takes every record queued by
+//! then in one write, and the worker is not interrupted. Under saturation with `ack: written` this
+//! took sidecar CPU per call from ~80 to ~65 µs; with `ack: durable` from ~67 to ~58 µs. At low
+//! rates nothing changes: the CPU is idle, so the writer runs as soon as it is woken.
+//!
+//! `SCHED_BATCH` keeps the thread's nice value and share of the CPU; it only gives up wake-up
+//! preemption. Any thread may switch itself to it without privileges. Linux only; elsewhere
+//! [`background`] does nothing.
+#![allow(unsafe_code)]
+
+/// Makes the calling thread a batch thread (see the module docs). `true` when it took effect.
+pub fn background() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid `sched_param` that outlives the call; pid 0 is the calling
+        // thread. The call changes only this thread's scheduling policy.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &raw const param) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// The scheduling policy of thread `tid` of this process (0 normal, 3 batch), for tests and
+/// diagnostics.
+pub fn policy_of(tid: &str) -> Option<u32> {
+    policy(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
+}
+
+/// Field 41 (`policy`) of a `/proc/…/stat` line.
+fn policy(stat: &str) -> Option<u32> {
+    // The command name (field 2) may contain spaces and parentheses; the fields after it never do.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(41 - 3)?.parse().ok()
+}
+
+/// The thread ids of this process's threads named `name`.
+pub fn threads_named(name: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_background_thread_runs_as_sched_batch() {
+        let (tid, before, after) = std::thread::Builder::new()
+            .name("sched-test".into())
+            .spawn(|| {
+                let tid = threads_named("sched-test").pop().expect("this thread");
+                let before = policy_of(&tid);
+                assert!(background());
+                let after = policy_of(&tid);
+                (tid, before, after)
+            })
+            .expect("spawn")
+            .join()
+            .expect("join");
+        assert_eq!(before, Some(0), "thread {tid} starts as SCHED_OTHER");
+        assert_eq!(after, Some(3), "thread {tid} is SCHED_BATCH");
+        // The thread that spawned it keeps its policy.
+        let me = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        assert_eq!(policy(&me), Some(0));
+    }
+}
