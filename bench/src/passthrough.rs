@@ -17,9 +17,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 type Upstream = Client<HttpConnector, Full<Bytes>>;
@@ -80,7 +80,12 @@ async fn forward(
 pub async fn serve(listener: TcpListener, target: Uri) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Upstream = Client::builder(TokioExecutor::new()).build(connector);
+    // The sidecar's client settings (`proxy/upstream.rs`), without TLS.
+    let client: Upstream = Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
     let target = Arc::new(target);
     loop {
         let Ok((socket, _)) = listener.accept().await else {
