@@ -53,7 +53,7 @@ impl Quotas {
     pub(crate) fn local(&self, call: &Call<'_>, mode: Mode, defer_allowed: bool) -> Local {
         let now = call.now_ns;
         let today = day_of(now);
-        let mut state = call.slot.map(|s| lock(&s.state));
+        let mut state = call.slot.map(|s| lock(&s.live.state));
         let mut limits: Vec<LimitStatus> = Vec::with_capacity(5);
         let mut worst: Option<(LimitKind, i64, u64, Duration)> = None;
         let mut daily_left: Option<u64> = None;
@@ -73,7 +73,7 @@ impl Quotas {
         // Runaway suspension comes first and consumes nothing.
         if let (Some(slot), Some(st)) = (call.slot, state.as_mut()) {
             if st.runaway.clear_if(slot.cleared_at) {
-                self.flag_change(slot, Change::Lifted, call.index);
+                self.flag_change(slot.def, Change::Lifted, call.index);
             }
             if let Some(since) = st.runaway.flagged.filter(|_| slot.suspend_on_runaway) {
                 return Local::Done(QuotaOutcome::Suspended(Suspended {
@@ -222,7 +222,7 @@ impl Quotas {
         if let Some((kind, wait, quota, window)) = worst {
             drop(shard);
             if let (Some(slot), Some(st)) = (call.slot, state.as_deref_mut()) {
-                self.record_locked(slot, st, call, kind.is_clients_own());
+                self.record_locked(slot.def, st, call, kind.is_clients_own());
             }
             return Local::Done(QuotaOutcome::Limited(Limited {
                 reason: kind,
@@ -321,7 +321,7 @@ impl Quotas {
         }
         drop(shard);
         if !defer_allowed && let (Some(slot), Some(st)) = (call.slot, state.as_deref_mut()) {
-            self.record_locked(slot, st, call, false);
+            self.record_locked(slot.def, st, call, false);
         }
         Local::Passed(limits, reserved)
     }
@@ -329,7 +329,7 @@ impl Quotas {
     /// Gives back what the local tier reserved for a call Redis refused or could not check.
     pub(crate) fn undo(&self, call: &Call<'_>, reserved: &Reserved) {
         if let Some(slot) = call.slot {
-            let mut st = lock(&slot.state);
+            let mut st = lock(&slot.live.state);
             if let (Some(g), Some(cell)) = (reserved.client_rate, st.rate.as_mut()) {
                 cell.undo(g);
             }
@@ -357,8 +357,8 @@ impl Quotas {
     /// Runaway bookkeeping for a final outcome decided after the local tier.
     pub(crate) fn record(&self, call: &Call<'_>, refused: bool) {
         if let Some(slot) = call.slot {
-            let mut st = lock(&slot.state);
-            self.record_locked(slot, &mut st, call, refused);
+            let mut st = lock(&slot.live.state);
+            self.record_locked(slot.def, &mut st, call, refused);
         }
     }
 

@@ -48,6 +48,7 @@
 //! `probe_interval`) succeeds again; both transitions are logged and counted.
 
 mod gcra;
+mod install;
 mod local;
 mod metrics;
 mod outcome;
@@ -71,7 +72,7 @@ use mcp_warden_policy::{ObjectRef, RuleSet};
 use prometheus::Registry;
 use resp::Pool;
 use shared::Shared;
-use state::{Call, ClientSlot, Index, PolicyDef, TOOL_SHARDS, ToolShard, lock, nanos};
+use state::{Call, Index, TOOL_SHARDS, ToolShard, lock, nanos};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
@@ -229,103 +230,7 @@ impl Quotas {
         method == "tools/call" && (!mrtr_retry || self.cfg.count_mrtr_retries)
     }
 
-    /// Installs the limits of `rules`, keeping the state of limits whose definition did not
-    /// change. Call it whenever a RuleSet is installed.
-    pub fn update(&self, rules: &RuleSet) {
-        let _serial = lock(&self.update_lock);
-        let old = self.index.load_full();
-        let tool = if old.initialized && *old.tool == rules.tool {
-            old.tool.clone()
-        } else {
-            Arc::new(rules.tool.clone())
-        };
-        let prefix = self
-            .cfg
-            .redis
-            .as_ref()
-            .map_or("mcp-warden", |r| r.key_prefix.as_str());
-        let policies: HashMap<ObjectRef, PolicyDef> = rules
-            .policies
-            .iter()
-            .map(|p| {
-                let object = old
-                    .policies
-                    .get(&p.object)
-                    .map_or_else(|| Arc::new(p.object.clone()), |o| o.object.clone());
-                (
-                    p.object.clone(),
-                    PolicyDef {
-                        object,
-                        rate: p.rate_limit,
-                        daily: p.daily_quota,
-                    },
-                )
-            })
-            .collect();
-        let mut lifted = Vec::new();
-        let clients: HashMap<ObjectRef, ClientSlot> = rules
-            .clients
-            .iter()
-            .map(|c| {
-                let (object, state) = match old.clients.get(&c.object) {
-                    Some(s) => (s.object.clone(), s.state.clone()),
-                    None => (Arc::new(c.object.clone()), Arc::default()),
-                };
-                {
-                    let mut st = lock(&state);
-                    st.pairs.retain(|_, v| {
-                        v.retain(|p| policies.contains_key(&*p.policy));
-                        !v.is_empty()
-                    });
-                    if st.runaway.clear_if(c.runaway_cleared_at) {
-                        lifted.push(c.object.clone());
-                    }
-                }
-                let slot = ClientSlot {
-                    key: format!(
-                        "{prefix}:{{{}/{}/{}/{}}}",
-                        tool.namespace, tool.name, c.object.namespace, c.object.name
-                    ),
-                    allowed: self.metrics.decision("allowed", &c.object),
-                    rate: c.rate_limit,
-                    daily: c.daily_calls,
-                    suspend_on_runaway: c.suspend_on_runaway,
-                    cleared_at: c.runaway_cleared_at,
-                    object,
-                    state,
-                };
-                (c.object.clone(), slot)
-            })
-            .collect();
-        let gone = old
-            .clients
-            .keys()
-            .filter(|o| !clients.contains_key(*o))
-            .chain(old.policies.keys().filter(|o| !policies.contains_key(*o)))
-            .chain(std::iter::once(&*old.tool).filter(|t| old.initialized && **t != *tool));
-        for object in gone {
-            self.metrics.forget(object);
-        }
-        let new = Index {
-            initialized: true,
-            tool,
-            clients,
-            policies,
-        };
-        {
-            let mut flags = lock(&self.flags);
-            flags.retain(|c, _| new.clients.contains_key(c));
-            for c in &lifted {
-                if flags.remove(c).is_some() {
-                    tracing::info!(client = %c, "runaway flag cleared by {}", mcp_warden_policy::compile::RUNAWAY_CLEARED_AT_ANNOTATION);
-                }
-            }
-            self.publish_flags(&flags, &new);
-        }
-        self.index.store(Arc::new(new));
-    }
-
-    fn publish_flags(&self, flags: &BTreeMap<ObjectRef, Timestamp>, index: &Index) {
+    pub(crate) fn publish_flags(&self, flags: &BTreeMap<ObjectRef, Timestamp>, index: &Index) {
         self.metrics.runaway_flags(flags.keys().map(|c| {
             let suspended = index.clients.get(c).is_some_and(|s| s.suspend_on_runaway);
             (c, suspended)
@@ -347,8 +252,8 @@ impl Quotas {
             let Some(slot) = index.clients.get(&client) else {
                 continue;
             };
-            if !slot.suspend_on_runaway {
-                let mut st = lock(&slot.state);
+            if let (false, Some(live)) = (slot.suspend_on_runaway, slot.live.get()) {
+                let mut st = lock(&live.state);
                 if st.runaway.flagged.is_some() && st.runaway.stale(&self.cfg.runaway, nanos(now)) {
                     st.runaway.flagged = None;
                     drop(st);
@@ -386,7 +291,8 @@ impl Quotas {
             self.update(rules);
             index = self.index.load_full();
         }
-        let slot = index.clients.get(client);
+        self.first_call(&mut index, client);
+        let slot = self.slot(&index, client);
         let pol = index.policies.get(policy);
         let tool_rate = rules
             .entry(tool)
@@ -418,7 +324,7 @@ impl Quotas {
 
     fn count(&self, call: &Call<'_>, client: &ObjectRef, outcome: &QuotaOutcome) {
         match (outcome, call.slot) {
-            (QuotaOutcome::Allowed(_), Some(slot)) => slot.allowed.inc(),
+            (QuotaOutcome::Allowed(_), Some(slot)) => slot.live.allowed.inc(),
             (QuotaOutcome::Limited(l), _) => {
                 self.metrics.decision(l.reason.as_str(), &l.limit).inc()
             }

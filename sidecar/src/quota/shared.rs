@@ -26,7 +26,7 @@ impl Quotas {
             Local::Done(outcome) => return outcome,
             Local::Passed(limits, reserved) => (limits, reserved),
         };
-        let (keys, argv, kinds) = shared_args(call);
+        let (keys, argv, kinds) = shared_args(call, &redis.cfg.key_prefix);
         let started = Instant::now();
         let result = redis.pool.eval(&keys, &argv).await;
         self.metrics.redis_observe(started.elapsed().as_secs_f64());
@@ -90,16 +90,22 @@ impl Quotas {
     }
 }
 
-/// Keys and arguments of the shared limits, in script order, with their kinds.
-fn shared_args(call: &Call<'_>) -> (Vec<String>, Vec<String>, Vec<LimitKind>) {
+/// Keys and arguments of the shared limits, in script order, with their kinds. Every key
+/// starts `<prefix>:{<tool ns>/<tool>/<client ns>/<client>}` (one hash slot per pair).
+fn shared_args(call: &Call<'_>, prefix: &str) -> (Vec<String>, Vec<String>, Vec<LimitKind>) {
     let (mut keys, mut argv, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
     let Some(slot) = call.slot else {
         return (keys, argv, kinds);
     };
+    let (tool, client) = (&call.index.tool, &slot.object);
+    let key = format!(
+        "{prefix}:{{{}/{}/{}/{}}}",
+        tool.namespace, tool.name, client.namespace, client.name
+    );
     if let Some(r) = slot.rate {
         keys.push(format!(
             "{}:rate:{}:{}:{}",
-            slot.key,
+            key,
             r.requests,
             r.period.as_millis(),
             r.burst
@@ -109,14 +115,14 @@ fn shared_args(call: &Call<'_>) -> (Vec<String>, Vec<String>, Vec<LimitKind>) {
         kinds.push(LimitKind::ClientRate);
     }
     if let Some(d) = slot.daily {
-        keys.push(format!("{}:daily", slot.key));
+        keys.push(format!("{key}:daily"));
         argv.extend(["d".into(), d.to_string(), "0".into()]);
         kinds.push(LimitKind::ClientDaily);
     }
     if let Some((p, d)) = call.policy.and_then(|p| p.daily.map(|d| (p, d))) {
         keys.push(format!(
             "{}:policy:{}/{}:daily:{}",
-            slot.key, p.object.namespace, p.object.name, call.tool
+            key, p.object.namespace, p.object.name, call.tool
         ));
         argv.extend(["d".into(), d.to_string(), "0".into()]);
         kinds.push(LimitKind::PolicyDaily);

@@ -1,5 +1,9 @@
 //! Compiled limits (one [`Index`] per RuleSet, swapped atomically) and the limit state they
 //! point at (kept across reloads).
+//!
+//! A client's state ([`ClientLive`]: its limit cells, runaway detector and `allowed` counter)
+//! is created on its first `tools/call`, not when the rules are installed: most of a large
+//! policy set's clients are idle at any time, and the state of 1,000 clients was 2 MiB.
 
 use super::{
     LimitKind,
@@ -11,25 +15,49 @@ use mcp_warden_policy::{ObjectRef, compile::Rate};
 use prometheus::IntCounter;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    ops::Deref,
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::Duration,
 };
 
+/// A client's limits in one [`Index`], and its state once it has called.
 #[derive(Debug)]
 pub(crate) struct ClientSlot {
+    /// The same `Arc` as the slot's key in [`Index::clients`].
     pub(crate) object: Arc<ObjectRef>,
     pub(crate) rate: Option<Rate>,
     pub(crate) daily: Option<u64>,
     pub(crate) suspend_on_runaway: bool,
     pub(crate) cleared_at: Option<Timestamp>,
-    /// `<prefix>:{<tool>/<client>}`.
-    pub(crate) key: String,
+    /// Set on the client's first call (under the update lock), carried to the next Index.
+    pub(crate) live: OnceLock<Arc<ClientLive>>,
+}
+
+/// What a client that has called keeps across reloads.
+#[derive(Debug)]
+pub(crate) struct ClientLive {
     pub(crate) allowed: IntCounter,
-    pub(crate) state: Arc<Mutex<ClientState>>,
+    pub(crate) state: Mutex<ClientState>,
+}
+
+/// A calling client: its slot in the Index of the call and its state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot<'a> {
+    pub(crate) def: &'a ClientSlot,
+    pub(crate) live: &'a ClientLive,
+}
+
+impl Deref for Slot<'_> {
+    type Target = ClientSlot;
+
+    fn deref(&self) -> &ClientSlot {
+        self.def
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct PolicyDef {
+    /// The same `Arc` as the definition's key in [`Index::policies`].
     pub(crate) object: Arc<ObjectRef>,
     pub(crate) rate: Option<Rate>,
     pub(crate) daily: Option<u64>,
@@ -39,8 +67,8 @@ pub(crate) struct PolicyDef {
 pub(crate) struct Index {
     pub(crate) initialized: bool,
     pub(crate) tool: Arc<ObjectRef>,
-    pub(crate) clients: HashMap<ObjectRef, ClientSlot>,
-    pub(crate) policies: HashMap<ObjectRef, PolicyDef>,
+    pub(crate) clients: HashMap<Arc<ObjectRef>, ClientSlot>,
+    pub(crate) policies: HashMap<Arc<ObjectRef>, PolicyDef>,
 }
 
 #[derive(Debug, Default)]
@@ -94,7 +122,7 @@ pub(crate) const ONE_DAY: Duration = Duration::from_secs(86_400);
 /// One call being checked.
 pub(crate) struct Call<'a> {
     pub(crate) index: &'a Index,
-    pub(crate) slot: Option<&'a ClientSlot>,
+    pub(crate) slot: Option<Slot<'a>>,
     /// The granting policy, when it has a per client × tool limit.
     pub(crate) policy: Option<&'a PolicyDef>,
     pub(crate) tool: &'a str,
