@@ -28,5 +28,5 @@ pub use bundle::{Bundle, Workload, bundle_for_tools, select};
 pub use compile::{CompileError, Problem, RuleSet, compile};
 pub use decide::{Call, Caller, Decision, Principal, authenticate, decide};
 pub use inventory::Inventory;
-pub use load::{LoadError, LoadErrors, load};
+pub use load::{LoadError, LoadErrors, load, release_schemas};
 pub use resource::{DEFAULT_NAMESPACE, Kind, ObjectRef, Resource};

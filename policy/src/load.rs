@@ -11,12 +11,15 @@
 //! (`spec.tools[0].scopes`), so a person editing a standalone file can fix them all at once.
 //!
 //! Validation is the expensive part (a 3,000-object file took over a second): the CEL rules are
-//! compiled once per kind, and the digest of every document found valid is remembered, so a
-//! reload after a one-line change revalidates one document and decodes the rest.
+//! compiled once per kind (see [`release_schemas`]), and the digest of every document found
+//! valid is remembered, so a reload after a one-line change revalidates one document and
+//! decodes the rest.
 
 use crate::resource::{Kind, Resource};
-use kube::CustomResourceExt;
 use mcp_warden_crds::{API_VERSION, McpClient, McpPolicy, McpTool};
+pub use schemas::release_schemas;
+
+mod schemas;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -159,10 +162,10 @@ fn validated() -> &'static Validated {
 /// keys, and its CEL rules.
 fn problems(kind: Kind, value: &Value) -> Problems {
     let mut problems = metadata_problems(value);
-    let schemas = schemas(kind);
+    let schemas = schemas::of(kind);
     problems.extend(schema_problems(&schemas.openapi, value));
     list_key_problems(&schemas.raw, value, "", &mut problems);
-    let cel = CEL.with(|validator| validator.validate_compiled(&schemas.cel, value, None));
+    let cel = schemas::validate_cel(&schemas, value);
     if let Err(errors) = cel {
         problems.extend(
             errors
@@ -364,91 +367,6 @@ pub(crate) fn json_pointer_to_path(pointer: &str) -> String {
     path
 }
 
-struct KindSchemas {
-    /// The CRD's `openAPIV3Schema` as JSON (what the CEL walker reads).
-    raw: Value,
-    /// The same schema compiled for structural validation, made closed (no unknown fields)
-    /// as the API server's pruning plus `kubectl --validate=strict` would be.
-    openapi: jsonschema::Validator,
-    /// Its CEL rules, compiled once (compiling them for every object made loading 10,000
-    /// objects take seconds).
-    cel: kube::core::cel::CompiledSchema,
-}
-
-thread_local! {
-    /// The CEL evaluator with the Kubernetes functions registered (not `Sync`: one per thread).
-    static CEL: kube::core::cel::Validator = kube::core::cel::Validator::new();
-}
-
-fn schemas(kind: Kind) -> &'static KindSchemas {
-    static TOOL: OnceLock<KindSchemas> = OnceLock::new();
-    static CLIENT: OnceLock<KindSchemas> = OnceLock::new();
-    static POLICY: OnceLock<KindSchemas> = OnceLock::new();
-    let (cell, crd) = match kind {
-        Kind::McpTool => (&TOOL, McpTool::crd as fn() -> _),
-        Kind::McpClient => (&CLIENT, McpClient::crd as fn() -> _),
-        Kind::McpPolicy => (&POLICY, McpPolicy::crd as fn() -> _),
-    };
-    cell.get_or_init(|| {
-        let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition = crd();
-        let raw = serde_json::to_value(
-            crd.spec.versions[0]
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .expect("derived CRDs carry an openAPIV3Schema"),
-        )
-        .expect("a schema serializes");
-        // The root also carries apiVersion, kind and metadata, which the API server owns.
-        let mut closed = raw.clone();
-        if let Some(props) = closed.get_mut("properties").and_then(Value::as_object_mut) {
-            for (name, prop) in props.iter_mut() {
-                if name != "metadata" {
-                    close_objects(prop);
-                }
-            }
-        }
-        let openapi = jsonschema::draft7::options()
-            .should_validate_formats(true)
-            .build(&closed)
-            .expect("the generated CRD schema is valid JSON Schema");
-        let cel = kube::core::cel::compile_schema(&raw);
-        assert!(
-            !cel.has_errors(),
-            "the CRD's CEL rules compile: {:?}",
-            cel.compilation_errors()
-        );
-        KindSchemas { raw, openapi, cel }
-    })
-}
-
-/// Marks every object schema with declared properties as closed, so unknown fields are reported
-/// instead of silently pruned.
-fn close_objects(schema: &mut Value) {
-    let Some(map) = schema.as_object_mut() else {
-        return;
-    };
-    if map.contains_key("properties") && !map.contains_key("additionalProperties") {
-        map.insert("additionalProperties".into(), Value::Bool(false));
-    }
-    for (key, child) in map.iter_mut() {
-        match key.as_str() {
-            "properties" => {
-                if let Some(props) = child.as_object_mut() {
-                    props.values_mut().for_each(close_objects);
-                }
-            }
-            "items" | "additionalProperties" => close_objects(child),
-            "allOf" | "anyOf" | "oneOf" => {
-                if let Some(list) = child.as_array_mut() {
-                    list.iter_mut().for_each(close_objects);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +405,33 @@ spec:
                 "{errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn released_schemas_are_compiled_again_and_give_the_same_verdicts() {
+        let valid = r#"
+apiVersion: mcpwarden.io/v1alpha1
+kind: McpPolicy
+metadata: {name: released, namespace: team}
+spec:
+  clients: [{name: bot}]
+  tools: [{toolRef: pay}]
+"#;
+        load("a.yaml", valid).expect("valid");
+        assert!(
+            release_schemas() >= 1,
+            "the policy schema was compiled and cached"
+        );
+        // Not yet known: validated with freshly compiled schemas, CEL rules included.
+        let refused = valid.replace("toolRef: pay", "toolRef: \"\"");
+        let errors = load("a.yaml", &refused).expect_err("invalid").0;
+        assert!(
+            errors.iter().any(|e| e.path == "spec.tools[0].toolRef"),
+            "{errors:?}"
+        );
+        assert!(release_schemas() >= 1, "compiled again");
+        let other = valid.replace("name: bot", "name: other-bot");
+        load("a.yaml", &other).expect("still valid");
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //!                                                     ▲
 //!                                    --workload ns/name --labels k=v   (default: the only McpTool)
 //! ```
+//!
+//! The CRD schemas and CEL programs validation needs are dropped after every load
+//! ([`mcp_warden_policy::release_schemas`]): a reload recompiles those of the kinds it has new
+//! documents of, in milliseconds, instead of keeping a megabyte resident.
 
 use mcp_warden_policy::{
     Bundle, CompileError, Inventory, LoadErrors, RuleSet, Workload, bundle_for_tools, compile,
@@ -80,6 +84,9 @@ pub fn load_config(path: &Path, selection: &Selection) -> Result<(Bundle, RuleSe
             Err(LoadErrors(e)) => errors.extend(e),
         }
     }
+    // The sidecar loads once and then on edits: the compiled CRD schemas (a megabyte) are
+    // compiled again by the next load that has a new document to validate (milliseconds).
+    mcp_warden_policy::release_schemas();
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(LoadErrors(errors)));
     }
