@@ -244,27 +244,28 @@ async fn two_replicas_share_one_daily_budget_exactly() {
     let (a, _) = replica(&redis, FailMode::FailClosed, 2);
     let (b, rb) = replica(&redis, FailMode::FailClosed, 2);
     let rules = Arc::new(budget_rules(50, json!({})));
+    // One call on each replica first: both draw on the one budget whatever the scheduling of
+    // the concurrent tasks below (on a loaded machine one replica's tasks may take all the rest).
+    assert!(call(&a, &rules, "bot", "a").await.is_allowed());
+    assert!(call(&b, &rules, "bot", "a").await.is_allowed());
     let allowed = hammer(&[a, b], &rules, 4, 60).await;
     assert_eq!(
         allowed.iter().sum::<usize>(),
-        50,
+        48,
         "per replica: {allowed:?}"
     );
-    assert!(
-        allowed.iter().all(|&n| n > 0),
-        "both replicas served: {allowed:?}"
-    );
-    // At most one round trip per attempt (exactness: `redis_is_not_asked_when_…`).
+    // At most one round trip per attempt, 2 + 8 × 60 (exactness: `redis_is_not_asked_when_…`).
     let evalsha = redis.command_calls("evalsha").await;
-    assert!((50..=480).contains(&evalsha), "{evalsha}");
+    assert!((50..=482).contains(&evalsha), "{evalsha}");
     assert!(metric(&rb, "mcp_warden_quota_redis_duration_seconds_count") > 0.0);
 
-    // The counter expires a minute after the UTC day ends.
+    // The counter expires a minute after the UTC day ends. `now` is read before PTTL: the TTL
+    // only shrinks, so it is at most the time from `now` to that expiry.
     let key = "mcp-warden:{payments/payments-api/agents/bot}:daily";
+    let now_ms = Timestamp::now().as_millisecond();
     let Reply::Int(pttl) = redis.cmd(&["PTTL", key]).await else {
         panic!("PTTL")
     };
-    let now_ms = Timestamp::now().as_millisecond();
     let until_midnight = 86_400_000 - now_ms.rem_euclid(86_400_000);
     assert!(
         pttl > 0 && pttl <= until_midnight + 60_000,
