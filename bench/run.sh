@@ -157,7 +157,11 @@ TOK_RS=$(sed -n 3p "$FX/tokens.txt"); TOK_ES=$(sed -n 4p "$FX/tokens.txt")
   || { tail -20 "$SCRATCH/sidecar.log" >&2; die "a call through the sidecar failed"; }
 sleep 1
 echo "$(status_kb "$SC" VmRSS)" >"$OUT/rss-idle-kb.txt"
-log "idle RSS: $(cat "$OUT/rss-idle-kb.txt") kB"
+# The split: anonymous memory is this sidecar's own; file-backed pages (the program's code) are
+# shared by every sidecar started from the same image on a node.
+echo "$(status_kb "$SC" RssAnon)" >"$OUT/rss-idle-anon-kb.txt"
+echo "$(status_kb "$SC" RssFile)" >"$OUT/rss-idle-file-kb.txt"
+log "idle RSS: $(cat "$OUT/rss-idle-kb.txt") kB (anonymous $(cat "$OUT/rss-idle-anon-kb.txt") kB)"
 
 # ---- A/B: wrk closed loop, then oha open loop at fixed rates, into folder $1 ------------------
 # Sides: direct, through (the sidecar), and with $2 = floor also through the bare pass-through proxy.

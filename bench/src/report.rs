@@ -261,6 +261,8 @@ pub struct Figures {
     pub floor: Option<Load>,
     /// RSS idle and peak, MiB.
     pub rss_idle: Option<f64>,
+    /// Idle RSS split: anonymous (the sidecar's own), file-backed (code, shared per node), MiB.
+    pub rss_idle_split: (Option<f64>, Option<f64>),
     /// …
     pub rss_peak: Option<f64>,
     /// Revocation samples (file, operator).
@@ -413,6 +415,7 @@ impl Results {
         };
         let mib = |name: &str| self.number(name).map(|kb| kb / 1024.0);
         f.rss_idle = mib("rss-idle-kb.txt");
+        f.rss_idle_split = (mib("rss-idle-anon-kb.txt"), mib("rss-idle-file-kb.txt"));
         f.rss_peak = mib("rss-peak-kb.txt");
         for mode in ["file", "operator"] {
             if let Some(v) = self.json(&format!("revocation-{mode}.json")) {

@@ -277,8 +277,14 @@ The build machines are shared: other compiles may have run during the measuremen
     }
     let _ = write!(
         o,
-        "\n## Memory\n\n| | |\n| --- | --- |\n| sidecar RSS idle (1,000 clients, 2,000 policies loaded) | {} |\n| sidecar RSS peak (VmHWM after the load runs) | {} |\n\n",
+        "\n## Memory\n\n| | |\n| --- | --- |\n| sidecar RSS idle (1,000 clients, 2,000 policies loaded) | {} |\n| … of which anonymous (this sidecar's own memory) | {} |\n| … of which file-backed (the program's code and libraries, shared by every sidecar of the same image on a node) | {} |\n| sidecar RSS peak (VmHWM after the load runs) | {} |\n\n",
         f.rss_idle.map_or("n/a".into(), |v| format!("{v:.1} MiB")),
+        f.rss_idle_split
+            .0
+            .map_or("n/a".into(), |v| format!("{v:.1} MiB")),
+        f.rss_idle_split
+            .1
+            .map_or("n/a".into(), |v| format!("{v:.1} MiB")),
         f.rss_peak.map_or("n/a".into(), |v| format!("{v:.1} MiB")),
     );
     o.push_str("## Revocation propagation (write → first denial, 20 samples, ms)\n\n");

@@ -67,6 +67,8 @@ fn both_ack_levels_reach_the_targets_table_and_the_readme() {
     ab(&results.join(report::WRITTEN_DIR), 20_000.0, 50.0, 60.0);
     side(&results, "floor", "cpu-floor", 30_000.0, 25.0, 70.0);
     fs::write(results.join("rss-idle-kb.txt"), "20480\n").unwrap();
+    fs::write(results.join("rss-idle-anon-kb.txt"), "7168\n").unwrap();
+    fs::write(results.join("rss-idle-file-kb.txt"), "13312\n").unwrap();
     let doc = tmp.path().join("performance.md");
     let readme = tmp.path().join("README.md");
     fs::write(
@@ -104,6 +106,8 @@ fn both_ack_levels_reach_the_targets_table_and_the_readme() {
             .contains("| 120 (120–120) | met |")
     );
     assert!(row("sidecar RSS idle, 1,000-client policy set").contains("20.0 MiB | met"));
+    assert!(row("… of which anonymous (this sidecar's own memory)").contains("| 7.0 MiB |"));
+    assert!(doc.contains("shared by every sidecar of the same image on a node) | 13.0 MiB |"));
     assert!(doc.contains("### ack: durable") && doc.contains("### ack: written"));
     assert!(
         row("through (req/s)")
