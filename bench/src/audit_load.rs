@@ -85,10 +85,11 @@ pub fn call_event(i: u64) -> AuditEvent {
 }
 
 /// The audit configuration the sidecar runs with in the bench: the spool in `<dir>/spool`, a file
-/// sink in `<dir>/sink`, `ack` as given (`durable` or `written`).
+/// sink in `<dir>/sink` rotating at 100 MiB and keeping 8 files (a bench run writes tens of GB of
+/// records; an unbounded archive fills the disk), `ack` as given (`durable` or `written`).
 pub fn config_yaml(dir: &Path, ack: &str) -> String {
     format!(
-        "spool:\n  dir: {spool}\n  ack: {ack}\n  checkpointInterval: null\nredaction:\n  keyFile: {key}\n  alwaysRedact: [password]\nsinks:\n  - name: archive\n    file: {{dir: {sink}}}\n",
+        "spool:\n  dir: {spool}\n  ack: {ack}\n  checkpointInterval: null\nredaction:\n  keyFile: {key}\n  alwaysRedact: [password]\nsinks:\n  - name: archive\n    file: {{dir: {sink}, maxFiles: 8}}\n",
         spool = dir.join("spool").display(),
         key = dir.join("hmac.key").display(),
         sink = dir.join("sink").display(),
