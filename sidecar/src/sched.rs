@@ -7,9 +7,10 @@
 //! (both often share one CPU): two context switches per record, with batches of one or two
 //! records under load. As a batch thread the writer runs when the worker has nothing left to do
 //! (typically because the calls it serves await their records), takes every record queued by
-//! then in one write, and the worker is not interrupted. Under saturation with `ack: written` this
-//! took sidecar CPU per call from ~80 to ~65 µs; with `ack: durable` from ~67 to ~58 µs. At low
-//! rates nothing changes: the CPU is idle, so the writer runs as soon as it is woken.
+//! then in one write, and the worker is not interrupted. Under saturation, records per write went
+//! from 2 to 4–9 with `ack: written` and from 26 to 35 with `ack: durable`; sidecar CPU per call
+//! fell by about 15 µs and 5 µs (bench/analysis.md). At low rates nothing changes: the CPU is
+//! idle, so the writer runs as soon as it is woken.
 //!
 //! `SCHED_BATCH` keeps the thread's nice value and share of the CPU; it only gives up wake-up
 //! preemption. Any thread may switch itself to it without privileges. Linux only; elsewhere
