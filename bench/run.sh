@@ -182,6 +182,10 @@ ab_runs() {
       log "wrk $side #$rep: $(grep -m1 'Requests/sec' "$dir/wrk-$side-$rep.txt" || echo '?')"
     done
   done
+  # The closed-loop runs leave gigabytes of audit data dirty in the page cache; its writeback would
+  # throttle every write(2) of the open-loop runs (the sidecar's and the machine's) for a while.
+  log "sync (writeback of the closed-loop runs' audit data before the latency runs)"
+  sync
   for rate in $RATES; do
     for rep in $(seq 1 "$REPS"); do
       tok=$TOK_RS; (( rep % 2 == 0 )) && tok=$TOK_ES
