@@ -33,12 +33,15 @@ const HOP_BY_HOP: [header::HeaderName; 5] = [
     header::PROXY_AUTHORIZATION,
 ];
 
-fn end_to_end(
-    headers: &HeaderMap,
-) -> impl Iterator<Item = (&header::HeaderName, &header::HeaderValue)> {
-    headers.iter().filter(|(k, _)| {
-        !HOP_BY_HOP.contains(k) && *k != header::HOST && *k != header::CONTENT_LENGTH
-    })
+/// The end-to-end headers of a message (hyper sets `Host` and `Content-Length` itself).
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            !HOP_BY_HOP.contains(k) && *k != header::HOST && *k != header::CONTENT_LENGTH
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 async fn forward(
@@ -58,9 +61,7 @@ async fn forward(
     let mut out = Request::new(Full::new(body));
     *out.method_mut() = parts.method;
     *out.uri_mut() = (*target).clone();
-    for (k, v) in end_to_end(&parts.headers) {
-        out.headers_mut().append(k, v.clone());
-    }
+    *out.headers_mut() = end_to_end(&parts.headers);
     let Ok(answer) = client.request(out).await else {
         return fail(StatusCode::BAD_GATEWAY);
     };
@@ -70,9 +71,7 @@ async fn forward(
     };
     let mut back = Response::new(Full::new(body));
     *back.status_mut() = parts.status;
-    for (k, v) in end_to_end(&parts.headers) {
-        back.headers_mut().append(k, v.clone());
-    }
+    *back.headers_mut() = end_to_end(&parts.headers);
     Ok(back)
 }
 

@@ -17,7 +17,7 @@
 
 use crate::resource::{Kind, Resource};
 use mcp_warden_crds::{API_VERSION, McpClient, McpPolicy, McpTool};
-pub use schemas::release_schemas;
+pub use schemas::{closed_schema, release_schemas};
 
 mod schemas;
 use serde::Deserialize;

@@ -152,39 +152,5 @@ pub fn crd_schema(kind: &str) -> Option<Value> {
     })
 }
 
-/// A copy of a CRD schema in which every object with declared `properties` (outside
-/// `metadata`) rejects undeclared ones, as `kubectl apply --validate=strict` would: the API
-/// server silently prunes them, which hides typos.
-pub fn closed_schema(schema: &Value) -> Value {
-    fn close(schema: &mut Value) {
-        let Some(map) = schema.as_object_mut() else {
-            return;
-        };
-        if map.contains_key("properties") && !map.contains_key("additionalProperties") {
-            map.insert("additionalProperties".into(), Value::Bool(false));
-        }
-        for (key, child) in map.iter_mut() {
-            match key.as_str() {
-                "properties" => child
-                    .as_object_mut()
-                    .into_iter()
-                    .flat_map(|p| p.values_mut())
-                    .for_each(close),
-                "items" | "additionalProperties" => close(child),
-                "allOf" | "anyOf" | "oneOf" => {
-                    child.as_array_mut().into_iter().flatten().for_each(close)
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut closed = schema.clone();
-    if let Some(props) = closed.get_mut("properties").and_then(Value::as_object_mut) {
-        for (name, prop) in props.iter_mut() {
-            if name != "metadata" {
-                close(prop);
-            }
-        }
-    }
-    closed
-}
+/// See [`mcp_warden_policy::load::closed_schema`]: the sidecar validates with the same schema.
+pub use mcp_warden_policy::load::closed_schema;

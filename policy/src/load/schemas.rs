@@ -85,15 +85,7 @@ fn build(kind: Kind) -> KindSchemas {
             .expect("derived CRDs carry an openAPIV3Schema"),
     )
     .expect("a schema serializes");
-    // The root also carries apiVersion, kind and metadata, which the API server owns.
-    let mut closed = raw.clone();
-    if let Some(props) = closed.get_mut("properties").and_then(Value::as_object_mut) {
-        for (name, prop) in props.iter_mut() {
-            if name != "metadata" {
-                close_objects(prop);
-            }
-        }
-    }
+    let closed = closed_schema(&raw);
     let openapi = jsonschema::draft7::options()
         .should_validate_formats(true)
         .build(&closed)
@@ -105,6 +97,21 @@ fn build(kind: Kind) -> KindSchemas {
         cel.compilation_errors()
     );
     KindSchemas { raw, openapi, cel }
+}
+
+/// A copy of a CRD schema in which every object with declared `properties` (outside `metadata`,
+/// which the API server owns with `apiVersion` and `kind`) rejects undeclared ones, as `kubectl
+/// apply --validate=strict` would: the API server silently prunes them, which hides typos.
+pub fn closed_schema(schema: &Value) -> Value {
+    let mut closed = schema.clone();
+    if let Some(props) = closed.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, prop) in props.iter_mut() {
+            if name != "metadata" {
+                close_objects(prop);
+            }
+        }
+    }
+    closed
 }
 
 /// Marks every object schema with declared properties as closed, so unknown fields are reported
