@@ -8,9 +8,9 @@
 //! every free page of every arena (`MADV_DONTNEED`): it walks the free lists once (well under a
 //! millisecond here) and runs once per installed configuration.
 //!
-//! The crate's `unsafe` code is here and in `sched.rs`: here one FFI call that takes no pointer,
-//! compiled only for glibc targets. Elsewhere (musl, other platforms) [`release_free_memory`]
-//! does nothing.
+//! The crate's `unsafe` code is here, in `sched.rs` and in `audit/pagecache.rs`: here one FFI
+//! call that takes no pointer, compiled only for glibc targets. Elsewhere (musl, other
+//! platforms) [`release_free_memory`] does nothing.
 #![allow(unsafe_code)]
 
 /// Returns the allocator's free memory to the kernel; `true` when some was released.

@@ -1,38 +1,53 @@
 //! Background threads yield to the request path.
 //!
-//! The audit spool's writer (`audit-spool`) and the thread that syncs a closed segment
-//! (`audit-spool-sync`) run as `SCHED_BATCH`. A normal thread woken on a busy CPU preempts the
-//! running one at once; a batch thread waits until the CPU is free or the running thread's slice
-//! ends. Without it, every record handed to the writer interrupted the tokio worker that sent it
-//! (both often share one CPU): two context switches per record, with batches of one or two
-//! records under load. As a batch thread the writer runs when the worker has nothing left to do
-//! (typically because the calls it serves await their records), takes every record queued by
-//! then in one write, and the worker is not interrupted. Under saturation, records per write went
-//! from 2 to 4–9 with `ack: written` and from 26 to 35 with `ack: durable`; sidecar CPU per call
-//! fell by about 15 µs and 5 µs (bench/analysis.md). At low rates nothing changes: the CPU is
-//! idle, so the writer runs as soon as it is woken.
+//! The audit spool's writer (`audit-spool`) runs as `SCHED_BATCH`. A normal thread woken on a
+//! busy CPU preempts the running one at once; a batch thread waits until the CPU is free or the
+//! running thread's slice ends. Without it, every record handed to the writer interrupted the
+//! tokio worker that sent it (both often share one CPU): two context switches per record, with
+//! batches of one or two records under load. As a batch thread the writer runs when the worker
+//! has nothing left to do (typically because the calls it serves await their records), takes
+//! every record queued by then in one write, and the worker is not interrupted. Under
+//! saturation, records per write went from 2 to 4–9 with `ack: written` and from 26 to 35 with
+//! `ack: durable`; sidecar CPU per call fell by about 15 µs and 5 µs (bench/analysis.md). At low
+//! rates nothing changes: the CPU is idle, so the writer runs as soon as it is woken.
 //!
-//! `SCHED_BATCH` keeps the thread's nice value and share of the CPU; it only gives up wake-up
-//! preemption. Any thread may switch itself to it without privileges. Linux only; elsewhere
-//! [`background`] does nothing.
+//! The other side of batch: a woken worker does not preempt it either. That is right for the
+//! writer (the worker's calls wait for its records anyway), wrong for chores nobody waits for.
+//! The spool's janitor (`audit-chores`: syncing a closed segment, deleting a shipped one,
+//! each a few milliseconds of kernel time per 16 MiB) runs as `SCHED_IDLE`: any normal thread
+//! that wakes preempts it at the kernel's next rescheduling point.
+//!
+//! Any thread may switch itself to either policy without privileges (and cannot switch back from
+//! `SCHED_IDLE`, hence dedicated threads). Linux only; elsewhere [`batch`] and [`idle`] do
+//! nothing.
 #![allow(unsafe_code)]
 
 /// Makes the calling thread a batch thread (see the module docs). `true` when it took effect.
-pub fn background() -> bool {
+pub fn batch() -> bool {
     #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid `sched_param` that outlives the call; pid 0 is the calling
-        // thread. The call changes only this thread's scheduling policy.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &raw const param) == 0 }
-    }
+    return set_policy(libc::SCHED_BATCH);
     #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
+    false
 }
 
-/// The scheduling policy of thread `tid` of this process (0 normal, 3 batch), for tests and
+/// Makes the calling thread an idle-priority thread, for good (see the module docs). `true` when
+/// it took effect.
+pub fn idle() -> bool {
+    #[cfg(target_os = "linux")]
+    return set_policy(libc::SCHED_IDLE);
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn set_policy(policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` that outlives the call; pid 0 is the calling
+    // thread. The call changes only this thread's scheduling policy.
+    unsafe { libc::sched_setscheduler(0, policy, &raw const param) == 0 }
+}
+
+/// The scheduling policy of thread `tid` of this process (0 normal, 3 batch, 5 idle), for tests and
 /// diagnostics.
 pub fn policy_of(tid: &str) -> Option<u32> {
     policy(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
@@ -63,23 +78,30 @@ pub fn threads_named(name: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_background_thread_runs_as_sched_batch() {
-        let (tid, before, after) = std::thread::Builder::new()
+    /// Runs `set` on a new thread; its policy before and after.
+    fn switch(set: fn() -> bool) -> (Option<u32>, Option<u32>) {
+        std::thread::Builder::new()
             .name("sched-test".into())
-            .spawn(|| {
+            .spawn(move || {
                 let tid = threads_named("sched-test").pop().expect("this thread");
                 let before = policy_of(&tid);
-                assert!(background());
-                let after = policy_of(&tid);
-                (tid, before, after)
+                assert!(set(), "sched_setscheduler refused");
+                (before, policy_of(&tid))
             })
             .expect("spawn")
             .join()
-            .expect("join");
-        assert_eq!(before, Some(0), "thread {tid} starts as SCHED_OTHER");
-        assert_eq!(after, Some(3), "thread {tid} is SCHED_BATCH");
-        // The thread that spawned it keeps its policy.
+            .expect("join")
+    }
+
+    #[test]
+    fn a_thread_switches_itself_to_batch_or_idle() {
+        assert_eq!(
+            switch(batch),
+            (Some(0), Some(3)),
+            "SCHED_OTHER → SCHED_BATCH"
+        );
+        assert_eq!(switch(idle), (Some(0), Some(5)), "SCHED_OTHER → SCHED_IDLE");
+        // The thread that spawned them keeps its policy.
         let me = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
         assert_eq!(policy(&me), Some(0));
     }

@@ -294,26 +294,32 @@ async fn a_bad_sink_configuration_is_refused_before_anything_runs() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_file_sink_rotates_keeps_max_files_and_stays_verifiable() {
-    let tmp = tempfile::tempdir().unwrap();
-    let archive = tmp.path().join("archive");
+/// Records `calls` calls with a file sink writing into `<dir>/archive` (`file_options` appended
+/// to its settings) and shuts down once every record is shipped.
+async fn ship_to_files(dir: &Path, batch_records: usize, file_options: &str, calls: u64) {
     let cfg = config(
-        &tmp.path().join("spool"),
+        &dir.join("spool"),
         "",
         &format!(
-            "\n  - name: archive\n    batchRecords: 5\n    file: {{ dir: {}, maxFileBytes: 20000, maxFiles: 3 }}",
-            archive.display()
+            "\n  - name: archive\n    batchRecords: {batch_records}\n    file: {{ dir: {}{file_options} }}",
+            dir.join("archive").display()
         ),
     );
     let auditor = Auditor::start(&cfg, &prometheus::Registry::new()).unwrap();
-    for i in 1..=60 {
+    for i in 1..=calls {
         auditor
             .record(&call_event(i), &Redaction::none())
             .await
             .unwrap();
     }
     assert!(auditor.shutdown(Duration::from_secs(20)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_sink_rotates_keeps_max_files_and_stays_verifiable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    ship_to_files(tmp.path(), 5, ", maxFileBytes: 20000, maxFiles: 3", 60).await;
     let mut names: Vec<String> = std::fs::read_dir(&archive)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -342,4 +348,24 @@ async fn the_file_sink_rotates_keeps_max_files_and_stays_verifiable() {
         let size = std::fs::metadata(archive.join(f)).unwrap().len();
         assert!(size <= 20_000, "{f}: {size}");
     }
+}
+
+/// A synced batch leaves the page cache (the files are written once): at most the last,
+/// partly written page of a file stays cached.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_file_sink_keeps_nothing_it_synced_in_the_page_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    ship_to_files(tmp.path(), 7, "", 100).await;
+    let file = tmp.path().join("archive/audit.jsonl");
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 100_000, "100 records: {size} bytes");
+    let out = Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(&file)
+        .output()
+        .expect("fincore (util-linux) is needed: apt-get install util-linux");
+    assert!(out.status.success(), "{out:?}");
+    let cached: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(cached <= 4096, "{cached} of {size} bytes still cached");
 }

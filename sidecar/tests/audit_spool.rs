@@ -86,11 +86,12 @@ async fn sequences_are_contiguous_and_continue_across_a_restart() {
     }
 }
 
-/// The writer yields to the request path: it runs as SCHED_BATCH (see `sched`), so handing it a
-/// record does not preempt the worker that sent it.
+/// The spool's threads yield to the request path (see `sched`): the writer runs as SCHED_BATCH,
+/// so handing it a record does not preempt the worker that sent it; the janitor, which syncs and
+/// deletes segments, as SCHED_IDLE, so a woken worker preempts it.
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn the_spool_writer_is_a_batch_thread() {
+async fn the_spool_writer_is_a_batch_thread_and_its_janitor_idle() {
     use mcp_warden_sidecar::sched;
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(&tmp.path().join("spool"), "", " []");
@@ -99,6 +100,9 @@ async fn the_spool_writer_is_a_batch_thread() {
     let writers = sched::threads_named("audit-spool");
     assert_eq!(writers.len(), 1, "one writer thread");
     assert_eq!(sched::policy_of(&writers[0]), Some(3), "SCHED_BATCH");
+    let janitors = sched::threads_named("audit-chores");
+    assert_eq!(janitors.len(), 1, "one janitor thread");
+    assert_eq!(sched::policy_of(&janitors[0]), Some(5), "SCHED_IDLE");
     auditor.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -21,7 +21,9 @@
 
 pub mod config;
 pub mod event;
+mod janitor;
 pub mod metrics;
+mod pagecache;
 pub mod query;
 pub mod record;
 pub mod redact;

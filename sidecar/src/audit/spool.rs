@@ -11,7 +11,7 @@
 //!                                write(2) the batch, fdatasync ──► durable seq ──► receipts
 //!                                                                      │
 //! SpoolReader (per sink) ◄─────── reads lines ≤ durable seq ◄──────────┘
-//!       ack(seq) ──► cursor file ──► writer deletes segments every sink has acknowledged
+//!       ack(seq) ──► cursor file ──► janitor deletes segments every sink has acknowledged
 //! ```
 //!
 //! Group commit: the writer takes what is queued (at most `fsyncMaxRecords`, collecting for at
@@ -26,6 +26,7 @@
 
 use super::config::{AckLevel, FullPolicy, SpoolConfig};
 use super::event::uuid_v7;
+use super::janitor::{Chore, Janitor};
 use super::metrics::AuditMetrics;
 use super::record::{self, CheckpointInfo, GENESIS, Prepared, Product, RecordKind};
 use bytes::Bytes;
@@ -293,12 +294,13 @@ impl Spool {
             drop_notice_due: false,
             last_drop_notice: None,
             startup: (recovered.last_seq() > 0).then_some(recovered.truncated_bytes),
+            janitor: Janitor::start(shared.metrics.fsyncs.clone())?,
             _lock: lock,
         };
         let thread = std::thread::Builder::new()
             .name("audit-spool".into())
             .spawn(move || {
-                crate::sched::background();
+                crate::sched::batch();
                 writer.run(rx);
             })?;
         let spool = Self {
@@ -688,6 +690,7 @@ struct Writer {
     last_drop_notice: Option<Instant>,
     /// Some(truncated bytes) when the spool was reopened with records in it.
     startup: Option<u64>,
+    janitor: Janitor,
     _lock: File,
 }
 
@@ -766,6 +769,7 @@ impl Writer {
                 next_tick = Instant::now() + tick;
             }
         }
+        self.janitor.wait();
         refresh_gauges(&self.shared);
         if let Some(done) = shutdown {
             let _ = done.send(());
@@ -790,7 +794,7 @@ impl Writer {
     fn checkpoint(&mut self, reason: &'static str, recovered_truncated_bytes: u64) {
         let est = 4096 + 48 * self.dropped_ranges.len() as u64;
         if self.cfg.when_full == FullPolicy::DropOldest
-            && self.bytes + est > self.cfg.max_bytes
+            && self.over_cap(est)
             && let Err(e) = self.make_room(&mut Vec::new(), est)
         {
             tracing::error!(error = %e, "audit spool: could not make room for a checkpoint");
@@ -868,7 +872,7 @@ impl Writer {
                         continue;
                     }
                     let est = (prepared.head.len() + record::SEAL_MAX_BYTES) as u64;
-                    if self.bytes + buf.len() as u64 + est > self.cfg.max_bytes {
+                    if self.over_cap(buf.len() as u64 + est) {
                         match (self.cfg.when_full, admission) {
                             (FullPolicy::Block, Admission::New) => {
                                 self.shared.full.store(true, Ordering::Relaxed);
@@ -1107,16 +1111,7 @@ impl Writer {
             // `ack: written` promises the page cache, not the disk: the closed segment and the
             // folder go to disk in the background, not on the thread every call's request record
             // waits for (an fdatasync of a 16 MiB segment takes tens of milliseconds).
-            let fsyncs = self.shared.metrics.fsyncs.clone();
-            let sync = move || {
-                crate::sched::background();
-                if closed.is_none_or(|c| c.sync_data().is_ok()) && dir.sync_all().is_ok() {
-                    fsyncs.inc();
-                }
-            };
-            std::thread::Builder::new()
-                .name("audit-spool-sync".into())
-                .spawn(sync)?;
+            self.janitor.hand(Chore::Sync { closed, dir });
         }
         self.file = Some(f);
         self.shared
@@ -1165,7 +1160,7 @@ impl Writer {
     fn make_room(&mut self, buf: &mut Vec<u8>, est: u64) -> Result<(), SpoolError> {
         let sinks_min = self.min_acked();
         loop {
-            if self.bytes + buf.len() as u64 + est <= self.cfg.max_bytes {
+            if !self.over_cap(buf.len() as u64 + est) {
                 return Ok(());
             }
             let count = self
@@ -1220,6 +1215,19 @@ impl Writer {
         }
     }
 
+    /// Whether `extra` more bytes would pass the cap. Segments the janitor has yet to delete
+    /// count; when the bytes fit only without them, this waits for the janitor.
+    fn over_cap(&self, extra: u64) -> bool {
+        let need = self.bytes + extra;
+        if need > self.cfg.max_bytes {
+            return true;
+        }
+        if need + self.janitor.pending() > self.cfg.max_bytes {
+            self.janitor.wait();
+        }
+        false
+    }
+
     fn min_acked(&self) -> Option<u64> {
         self.shared
             .sinks
@@ -1242,10 +1250,11 @@ impl Writer {
                 }
             };
             let Some(seg) = victim else { break };
-            if let Err(e) = fs::remove_file(&seg.path) {
-                tracing::warn!(error = %e, path = %seg.path.display(), "could not delete a shipped audit segment");
-            }
             self.bytes = self.bytes.saturating_sub(seg.bytes);
+            self.janitor.hand(Chore::Delete {
+                path: seg.path,
+                bytes: seg.bytes,
+            });
             let mut st = self.shared.state.lock().expect("not poisoned");
             while st.batch_times.len() > 1
                 && st.batch_times.get(1).is_some_and(|(s, _)| *s <= min + 1)

@@ -1,9 +1,11 @@
 //! Rotating JSONL files: `<dir>/<prefix>.jsonl`, fsynced per batch, rotated to
 //! `<prefix>-<first sequence:020>.jsonl` at `maxFileBytes`, oldest deleted beyond `maxFiles`.
 //! The lines are the spool's, byte for byte, so `mcp-warden audit verify` and `query` work on them.
+//! A batch leaves the page cache once it is synced (`pagecache::drop_cached`).
 
 use super::{Delivery, SinkError};
 use crate::audit::config::FileSinkConfig;
+use crate::audit::pagecache;
 use crate::audit::record;
 use crate::audit::spool::Batch;
 use std::{
@@ -78,6 +80,10 @@ impl State {
         let f = self.file.as_mut().expect("open");
         f.write_all(buf)?;
         f.sync_data()?;
+        // Written once, read back rarely: keeping it cached only fills the pod's memory, and
+        // freeing 100 MiB of cached pages when the file is deleted would take one long system
+        // call on the CPU that serves calls.
+        let _ = pagecache::drop_cached(f, self.size, buf.len() as u64);
         if self.size == 0 {
             self.first_seq = first;
         }
