@@ -22,6 +22,9 @@ pub struct AuditMetrics {
     pub records_dropped: IntCounter,
     /// fsync (fdatasync) calls of the spool writer.
     pub fsyncs: IntCounter,
+    /// Spool chores (a segment's sync or deletion) the writer did itself, the janitor being
+    /// behind: a saturated CPU starves the idle-priority janitor.
+    pub chores_inline: IntCounter,
     /// Records per write batch.
     pub batch_records: Histogram,
     /// Time from `append` to the record being durable.
@@ -76,6 +79,10 @@ impl AuditMetrics {
             fsyncs: IntCounter::new(
                 "mcp_warden_audit_fsyncs_total",
                 "fdatasync calls of the audit spool writer.",
+            )?,
+            chores_inline: IntCounter::new(
+                "mcp_warden_audit_chores_inline_total",
+                "Audit spool chores (a segment's sync or deletion) the writer did itself because its idle-priority janitor was behind.",
             )?,
             batch_records: Histogram::with_opts(
                 HistogramOpts::new(
@@ -151,6 +158,7 @@ impl AuditMetrics {
         registry.register(Box::new(m.append_errors.clone()))?;
         registry.register(Box::new(m.records_dropped.clone()))?;
         registry.register(Box::new(m.fsyncs.clone()))?;
+        registry.register(Box::new(m.chores_inline.clone()))?;
         registry.register(Box::new(m.batch_records.clone()))?;
         registry.register(Box::new(m.append_duration.clone()))?;
         registry.register(Box::new(m.records_shipped.clone()))?;

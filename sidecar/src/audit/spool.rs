@@ -294,7 +294,7 @@ impl Spool {
             drop_notice_due: false,
             last_drop_notice: None,
             startup: (recovered.last_seq() > 0).then_some(recovered.truncated_bytes),
-            janitor: Janitor::start(shared.metrics.fsyncs.clone())?,
+            janitor: Janitor::start(shared.metrics.clone())?,
             _lock: lock,
         };
         let thread = std::thread::Builder::new()
