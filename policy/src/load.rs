@@ -380,55 +380,48 @@ mod tests {
         assert_eq!(json_pointer_to_path(""), "");
     }
 
-    #[test]
-    fn remembered_documents_give_the_same_verdicts_and_a_change_is_checked_again() {
-        let valid = r#"
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpPolicy
-metadata: {name: remembered, namespace: team}
-spec:
-  clients: [{name: bot}]
-  tools: [{toolRef: pay}]
-"#;
-        let first = load("a.yaml", valid).expect("valid");
-        assert_eq!(
-            load("a.yaml", valid).expect("still valid"),
-            first,
-            "same result"
-        );
-        // One field changed to something the CEL rules refuse: validated again, refused.
-        let changed = valid.replace("toolRef: pay", "toolRef: \"\"");
-        for _ in 0..2 {
-            let errors = load("a.yaml", &changed).expect_err("invalid").0;
-            assert!(
-                errors.iter().any(|e| e.path == "spec.tools[0].toolRef"),
-                "{errors:?}"
-            );
-        }
+    /// A valid McpPolicy named `name`.
+    fn policy(name: &str) -> String {
+        format!(
+            "apiVersion: mcpwarden.io/v1alpha1\nkind: McpPolicy\nmetadata: {{name: {name}, namespace: team}}\nspec:\n  clients: [{{name: bot}}]\n  tools: [{{toolRef: pay}}]\n"
+        )
     }
 
-    #[test]
-    fn released_schemas_are_compiled_again_and_give_the_same_verdicts() {
-        let valid = r#"
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpPolicy
-metadata: {name: released, namespace: team}
-spec:
-  clients: [{name: bot}]
-  tools: [{toolRef: pay}]
-"#;
-        load("a.yaml", valid).expect("valid");
-        assert!(
-            release_schemas() >= 1,
-            "the policy schema was compiled and cached"
-        );
-        // Not yet known: validated with freshly compiled schemas, CEL rules included.
-        let refused = valid.replace("toolRef: pay", "toolRef: \"\"");
+    /// `text` with an empty `toolRef` is refused by the CEL rules, at that field.
+    fn assert_empty_tool_ref_refused(text: &str) {
+        let refused = text.replace("toolRef: pay", "toolRef: \"\"");
         let errors = load("a.yaml", &refused).expect_err("invalid").0;
         assert!(
             errors.iter().any(|e| e.path == "spec.tools[0].toolRef"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn remembered_documents_give_the_same_verdicts_and_a_change_is_checked_again() {
+        let valid = policy("remembered");
+        let first = load("a.yaml", &valid).expect("valid");
+        assert_eq!(
+            load("a.yaml", &valid).expect("still valid"),
+            first,
+            "same result"
+        );
+        // One field changed to something the CEL rules refuse: validated again, refused.
+        for _ in 0..2 {
+            assert_empty_tool_ref_refused(&valid);
+        }
+    }
+
+    #[test]
+    fn released_schemas_are_compiled_again_and_give_the_same_verdicts() {
+        let valid = policy("released");
+        load("a.yaml", &valid).expect("valid");
+        assert!(
+            release_schemas() >= 1,
+            "the policy schema was compiled and cached"
+        );
+        // Not yet known: validated with freshly compiled schemas, CEL rules included.
+        assert_empty_tool_ref_refused(&valid);
         assert!(release_schemas() >= 1, "compiled again");
         let other = valid.replace("name: bot", "name: other-bot");
         load("a.yaml", &other).expect("still valid");

@@ -14,8 +14,9 @@
 //! The other side of batch: a woken worker does not preempt it either. That is right for the
 //! writer (the worker's calls wait for its records anyway), wrong for chores nobody waits for.
 //! The spool's janitor (`audit-chores`: syncing a closed segment, deleting a shipped one,
-//! each a few milliseconds of kernel time per 16 MiB) runs as `SCHED_IDLE`: any normal thread
-//! that wakes preempts it at the kernel's next rescheduling point.
+//! each a few milliseconds of kernel time per 16 MiB) runs as `SCHED_IDLE`, which a woken normal
+//! thread preempts; that alone was not enough, so it also works in short steps with a sleep
+//! between them (`audit/janitor.rs` says why).
 //!
 //! Any thread may switch itself to either policy without privileges (and cannot switch back from
 //! `SCHED_IDLE`, hence dedicated threads). Linux only; elsewhere [`batch`] and [`idle`] do

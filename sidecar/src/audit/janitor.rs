@@ -44,10 +44,10 @@ use std::{
 };
 
 /// Chores queued before the writer does them itself.
-pub(super) const QUEUE: usize = 4;
+const QUEUE: usize = 4;
 
 /// Bytes of a segment handled per system call.
-pub(super) const STEP: u64 = 512 << 10;
+const STEP: u64 = 512 << 10;
 
 /// The janitor sleeps this long between two steps.
 const PAUSE: Duration = Duration::from_micros(50);
