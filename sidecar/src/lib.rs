@@ -12,7 +12,8 @@
 //!  admin:  /ready /live /metrics
 //! ```
 
-// `deny`, not `forbid`: `memory` holds the one audited exception (glibc's `malloc_trim`).
+// `deny`, not `forbid`: `memory`, `sched` and `audit::pagecache` hold the audited exceptions (FFI
+// calls to glibc: `mallopt`, `malloc_trim`, scheduling policy, page-cache hints).
 #![deny(unsafe_code)]
 
 pub mod admin;

@@ -173,6 +173,7 @@ fn selection(args: &SelectArgs) -> Result<config::Selection, String> {
 }
 
 fn main() -> ExitCode {
+    mcp_warden_sidecar::memory::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { config, select }) => check(&config, &select),

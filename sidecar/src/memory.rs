@@ -8,10 +8,33 @@
 //! every free page of every arena (`MADV_DONTNEED`): it walks the free lists once (well under a
 //! millisecond here) and runs once per installed configuration.
 //!
-//! The crate's `unsafe` code is here, in `sched.rs` and in `audit/pagecache.rs`: here one FFI
-//! call that takes no pointer, compiled only for glibc targets. Elsewhere (musl, other
-//! platforms) [`release_free_memory`] does nothing.
+//! Small freed chunks normally wait in glibc's "fastbins", uncoalesced, for reuse at the same
+//! size. During a load that puts the next small allocation wherever such a chunk was, so the
+//! objects the rules keep end up spread over the pages the temporaries used. With fastbins off
+//! ([`tune_allocator`], `M_MXFAST` 0) a freed chunk merges with its free neighbours at once and
+//! the kept objects pack together: 1.7 MiB less idle RSS with the bench's 1,000-client set. The
+//! per-thread cache (tcache) still serves the request path's small allocations, so a call costs
+//! the same CPU (measured: 58–60 µs either way).
+//!
+//! The crate's `unsafe` code is here, in `sched.rs` and in `audit/pagecache.rs`: here two FFI
+//! calls that take no pointer, compiled only for glibc targets. Elsewhere (musl, other
+//! platforms) both functions do nothing.
 #![allow(unsafe_code)]
+
+/// Turns glibc's fastbins off (see the module docs); `true` when done. Call it first thing in
+/// `main`, before the configuration is loaded.
+pub fn tune_allocator() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallopt` takes two integers and changes glibc's settings under its locks;
+        // `M_MXFAST` 0 is a documented value ("disable fastbins").
+        unsafe { libc::mallopt(libc::M_MXFAST, 0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
 
 /// Returns the allocator's free memory to the kernel; `true` when some was released.
 pub fn release_free_memory() -> bool {
@@ -41,5 +64,28 @@ mod tests {
         let _ = release_free_memory();
         let _ = release_free_memory();
         assert!(kept.iter().all(|&b| b == 7));
+    }
+
+    /// Bytes in glibc's fastbins, over all arenas.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn in_fastbins() -> usize {
+        // SAFETY: `mallinfo2` takes nothing and returns a struct of counters by value.
+        unsafe { libc::mallinfo2() }.fsmblks
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn freed_small_chunks_skip_the_fastbins_once_tuned() {
+        assert!(tune_allocator());
+        // 1,000 chunks of 32 bytes: the thread's cache takes 7, the rest went to a fastbin
+        // (about 31 KB) before tuning. Other test threads can only empty fastbins meanwhile.
+        let small: Vec<Box<[u8; 24]>> = (0..1000).map(|i| Box::new([i as u8; 24])).collect();
+        let before = in_fastbins();
+        drop(small);
+        let after = in_fastbins();
+        assert!(
+            after <= before,
+            "fastbins grew from {before} to {after} bytes: M_MXFAST 0 was not applied"
+        );
     }
 }
