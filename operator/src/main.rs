@@ -244,11 +244,13 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let index = Index::default();
-    match files::read_dir(&dir) {
-        Ok((inventory, _)) => index.replace_all(inventory),
-        Err(e) => tracing::error!("{e}"),
+    let mut folder = files::Folder::default();
+    match folder.refresh(&dir) {
+        Some(Ok(inventory)) => index.replace_all(inventory),
+        Some(Err(e)) => tracing::error!("{e}"),
+        None => {}
     }
-    tokio::spawn(files::watch(dir, index.clone()));
+    tokio::spawn(files::watch(dir, folder, index.clone()));
     let metrics = Metrics::new();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

@@ -63,7 +63,7 @@ fn operator(token: &str, leading: Option<tokio::sync::watch::Receiver<bool>>) ->
         .unwrap();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let index = Index::default();
-    let (inventory, _) = files::read_dir(&repo_root().join("examples/everything")).unwrap();
+    let inventory = files::read_dir(&repo_root().join("examples/everything")).unwrap();
     index.replace_all(inventory);
     let store = UsageStore::default();
     let authorizer: Arc<dyn Authorizer> = Arc::new(Token(token.to_owned()));
