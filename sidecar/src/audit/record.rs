@@ -265,7 +265,11 @@ fn clip_opt(s: &Option<String>) -> Option<&str> {
 }
 
 fn rfc3339_ms(t: Timestamp) -> String {
-    format!("{t:.3}")
+    // `2026-11-25T02:47:00.123Z`: sized once (`format!` grows from nothing here).
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(32);
+    let _ = write!(text, "{t:.3}");
+    text
 }
 
 // ---- OCSF shapes (only what we emit; field order = output order, `metadata` last) ----

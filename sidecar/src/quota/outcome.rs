@@ -176,7 +176,9 @@ impl Allowed {
         if self.limits.is_empty() {
             return Vec::new();
         }
-        let (mut policy, mut now) = (String::new(), String::new());
+        // Sized once: growing from empty cost five allocations per call.
+        let size = 48 * self.limits.len();
+        let (mut policy, mut now) = (String::with_capacity(size), String::with_capacity(size));
         for (i, l) in self.limits.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
             let _ = write!(
