@@ -104,7 +104,7 @@ type Stamp = (u64, Option<SystemTime>, u64);
 
 /// A CR file as last read: what it held, or why it was refused.
 #[derive(Debug)]
-struct Read {
+struct CrFile {
     stamp: Stamp,
     digest: [u8; 32],
     parsed: Result<Vec<Resource>, String>,
@@ -113,7 +113,7 @@ struct Read {
 /// The folder as last read, file by file: a change re-parses only the files that changed.
 #[derive(Debug, Default)]
 pub struct Folder {
-    files: BTreeMap<PathBuf, Read>,
+    files: BTreeMap<PathBuf, CrFile>,
     polls: u32,
 }
 
@@ -149,7 +149,7 @@ impl Folder {
             let parsed = load(&path.display().to_string(), &text).map_err(|e| e.to_string());
             self.files.insert(
                 path,
-                Read {
+                CrFile {
                     stamp,
                     digest,
                     parsed,
