@@ -12,7 +12,7 @@
 //! size. During a load that puts the next small allocation wherever such a chunk was, so the
 //! objects the rules keep end up spread over the pages the temporaries used. With fastbins off
 //! ([`tune_allocator`], `M_MXFAST` 0) a freed chunk merges with its free neighbours at once and
-//! the kept objects pack together: 1.7 MiB less idle RSS with the bench's 1,000-client set. The
+//! the kept objects pack together: 1.5–1.9 MiB less idle RSS with the bench's 1,000-client set. The
 //! per-thread cache (tcache) still serves the request path's small allocations, so a call costs
 //! the same CPU (measured: 58–60 µs either way).
 //!
