@@ -26,9 +26,10 @@ use super::redact::{HmacKey, Redaction};
 use jiff::Timestamp;
 use mcp_warden_crds::Risk;
 use mcp_warden_policy::ObjectRef;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::{borrow::Cow, fmt, net::IpAddr};
 
 /// OCSF schema version of every record.
 pub const OCSF_VERSION: &str = "1.8.0";
@@ -159,11 +160,15 @@ impl Recorder {
         } else {
             RecordKind::Outcome
         };
-        // Redact a copy of the arguments and (when captured) the result.
+        // Redact a copy of the arguments (only when a rule finds something) and of the result.
         let mut redacted = 0;
-        let mut arguments = ev.arguments.clone().unwrap_or(Value::Null);
-        redacted += redaction.apply(&mut arguments, &self.key);
-        redacted += self.always.apply(&mut arguments, &self.key);
+        const NULL: &Value = &Value::Null;
+        let mut arguments = Cow::Borrowed(ev.arguments.as_ref().unwrap_or(NULL));
+        if redaction.finds(&arguments) || self.always.finds(&arguments) {
+            let owned = arguments.to_mut();
+            redacted += redaction.apply(owned, &self.key);
+            redacted += self.always.apply(owned, &self.key);
+        }
         let mut result = match (&ev.response.result, redaction.capture_response()) {
             (Some(r), true) if kind == RecordKind::Outcome => {
                 let mut r = r.clone();
@@ -197,7 +202,7 @@ impl Recorder {
             if let Some(r) = result.as_ref().filter(|r| !is_marker(r)) {
                 result = Some(marker(r));
             } else if !is_marker(&arguments) && !arguments.is_null() {
-                arguments = marker(&arguments);
+                arguments = Cow::Owned(marker(&arguments));
             } else {
                 // Both payloads are markers and the record is still too big: impossible with the
                 // text caps and MIN_RECORD_BYTES, but never loop forever.
@@ -264,12 +269,87 @@ fn clip_opt(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(clip)
 }
 
-fn rfc3339_ms(t: Timestamp) -> String {
-    // `2026-11-25T02:47:00.123Z`: sized once (`format!` grows from nothing here).
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(32);
-    let _ = write!(text, "{t:.3}");
-    text
+/// `2026-11-25T02:47:00.123Z`.
+struct Rfc3339Ms(Timestamp);
+
+impl fmt::Display for Rfc3339Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.3}", self.0)
+    }
+}
+
+/// A string field written straight from its `Display` into the record: no `String` per field.
+#[derive(Clone, Copy)]
+struct Shown<'a>(&'a dyn fmt::Display);
+
+impl Serialize for Shown<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+/// `namespace/name` of an object.
+struct NsName<'a>(&'a ObjectRef);
+
+impl fmt::Display for NsName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.namespace, self.0.name)
+    }
+}
+
+/// `resources[0].uid`: `<McpTool namespace>/<McpTool name>/<tool>`, or `<server>/<tool>`.
+struct ToolUid<'a> {
+    mcp_tool: Option<&'a ObjectRef>,
+    server: &'a str,
+    tool: &'a str,
+}
+
+impl fmt::Display for ToolUid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mcp_tool {
+            Some(t) => write!(f, "{}/{}/{}", t.namespace, t.name, self.tool),
+            None => write!(f, "{}/{}", self.server, self.tool),
+        }
+    }
+}
+
+/// `message`: `<who> called tool <tool> on <server>: <reason>, <phase>`.
+struct Message<'a> {
+    who: &'a dyn fmt::Display,
+    verb: &'static str,
+    what: &'a str,
+    server: &'a str,
+    reason: &'a str,
+    phase: &'static str,
+}
+
+impl fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            who,
+            verb,
+            what,
+            server,
+            reason,
+            phase,
+        } = self;
+        write!(f, "{who} {verb} {what} on {server}: {reason}, {phase}")
+    }
+}
+
+/// The principal's scopes, each clipped.
+struct Scopes<'a>(&'a [String]);
+
+impl Serialize for Scopes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|x| clip(x)))
+    }
+}
+
+impl Scopes<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 // ---- OCSF shapes (only what we emit; field order = output order, `metadata` last) ----
@@ -285,9 +365,9 @@ struct Head<'a, D = Value, U = Value> {
     activity_id: u32,
     activity_name: &'a str,
     type_uid: u32,
-    type_name: String,
+    type_name: &'static str,
     time: i64,
-    time_dt: String,
+    time_dt: Shown<'a>,
     start_time: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     end_time: Option<i64>,
@@ -297,9 +377,9 @@ struct Head<'a, D = Value, U = Value> {
     severity: &'static str,
     status_id: u32,
     status: &'static str,
-    status_code: String,
+    status_code: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    status_detail: Option<String>,
+    status_detail: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disposition_id: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -312,7 +392,7 @@ struct Head<'a, D = Value, U = Value> {
     risk_level_id: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     risk_level: Option<&'static str>,
-    message: String,
+    message: Shown<'a>,
     actor: Actor<'a>,
     src_endpoint: Endpoint<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -324,7 +404,7 @@ struct Head<'a, D = Value, U = Value> {
     api: Api<'a, D>,
     resources: [Resource<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
-    policy: Option<Policy>,
+    policy: Option<Policy<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_context: Option<MessageContext<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -337,21 +417,21 @@ struct Head<'a, D = Value, U = Value> {
 struct Actor<'a> {
     user: User<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    app_name: Option<String>,
+    app_name: Option<Shown<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     app_uid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idp: Option<Idp<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     session: Option<Session<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    authorizations: Vec<Authorization>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizations: Option<[Authorization<'a>; 1]>,
 }
 
 #[derive(Serialize)]
 struct User<'a> {
     uid: &'a str,
-    name: String,
+    name: Shown<'a>,
     type_id: u32,
     #[serde(rename = "type")]
     type_: &'static str,
@@ -374,27 +454,27 @@ struct Session<'a> {
 }
 
 #[derive(Serialize)]
-struct Authorization {
-    decision: String,
+struct Authorization<'a> {
+    decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    policy: Option<Policy>,
+    policy: Option<Policy<'a>>,
 }
 
-#[derive(Serialize, Clone)]
-struct Policy {
-    name: String,
-    uid: String,
+#[derive(Serialize, Clone, Copy)]
+struct Policy<'a> {
+    name: Shown<'a>,
+    uid: Shown<'a>,
     #[serde(rename = "type")]
     type_: &'static str,
     is_applied: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    desc: Option<String>,
+    desc: Option<&'a str>,
 }
 
 #[derive(Serialize, Default)]
 struct Endpoint<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<String>,
+    ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -481,13 +561,13 @@ struct CallExt<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     decision: Option<DecisionExt<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    mcp_tool: Option<String>,
+    mcp_tool: Option<Shown<'a>>,
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     progress_events: Option<u32>,
     redacted_values: usize,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    scopes: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Scopes::is_empty")]
+    scopes: Scopes<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     task_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -507,7 +587,7 @@ struct ClientExt<'a> {
 struct DecisionExt<'a> {
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    decided_by: Option<String>,
+    decided_by: Option<Shown<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
     mode: &'static str,
@@ -527,11 +607,11 @@ struct ResultData<'a> {
 struct ApiResponse<'a> {
     code: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
+    message: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_message: Option<String>,
+    error_message: Option<&'a str>,
     data: ResultData<'a>,
 }
 
@@ -540,7 +620,7 @@ struct Resource<'a> {
     name: &'a str,
     #[serde(rename = "type")]
     type_: &'static str,
-    uid: String,
+    uid: Shown<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     criticality: Option<&'static str>,
 }
@@ -552,13 +632,13 @@ struct MessageContext<'a> {
     ai_role_id: u32,
     ai_role: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    application: Option<Named>,
+    application: Option<Named<'a>>,
     service: Service<'a>,
 }
 
 #[derive(Serialize)]
-struct Named {
-    name: String,
+struct Named<'a> {
+    name: Shown<'a>,
 }
 
 #[derive(Serialize)]
@@ -620,26 +700,15 @@ fn severity(id: u32) -> &'static str {
     }
 }
 
-fn activity(method: &str) -> (u32, &'static str) {
+/// `activity_id`, `activity_name` and `type_name` of a method.
+fn activity(method: &str) -> (u32, &'static str, &'static str) {
     match method {
-        "tools/call" => (99, "Call"),
-        "" => (0, "Unknown"),
-        m if m.ends_with("/list") || m.ends_with("/get") || m.ends_with("/read") => (2, "Read"),
-        _ => (99, "Other"),
-    }
-}
-
-fn object_name(o: &ObjectRef) -> String {
-    format!("{}/{}", o.namespace, o.name)
-}
-
-fn policy_of(o: &ObjectRef, applied: bool, reason: &str) -> Policy {
-    Policy {
-        name: object_name(o),
-        uid: o.to_string(),
-        type_: o.kind.as_str(),
-        is_applied: applied,
-        desc: Some(reason.to_owned()),
+        "tools/call" => (99, "Call", "API Activity: Call"),
+        "" => (0, "Unknown", "API Activity: Unknown"),
+        m if m.ends_with("/list") || m.ends_with("/get") || m.ends_with("/read") => {
+            (2, "Read", "API Activity: Read")
+        }
+        _ => (99, "Other", "API Activity: Other"),
     }
 }
 
@@ -662,7 +731,7 @@ fn render(
     } else {
         ev.method.as_str()
     };
-    let (activity_id, activity_name) = activity(&ev.method);
+    let (activity_id, activity_name, type_name) = activity(&ev.method);
     let trace = ev
         .transport
         .traceparent
@@ -682,14 +751,15 @@ fn render(
         clip(&ev.server.name)
     };
     let principal = ev.principal.as_ref();
-    let client_name = ev.client.as_ref().map(|c| object_name(&c.object));
+    let client_name = ev.client.as_ref().map(|c| NsName(&c.object));
     let subject = principal.and_then(|p| clip_opt(&p.subject));
     let client_id = principal.and_then(|p| clip_opt(&p.client_id));
     let user_uid = subject.or(client_id).unwrap_or("anonymous");
-    let user_name = client_name
-        .clone()
-        .or(client_id.map(str::to_owned))
-        .unwrap_or_else(|| user_uid.to_owned());
+    let user_name: &dyn fmt::Display = match (&client_name, &client_id) {
+        (Some(c), _) => c,
+        (None, Some(id)) => id,
+        (None, None) => &user_uid,
+    };
     let anonymous = principal.is_none();
     let decision = ev.decision.as_ref();
     let allowed = decision.is_none_or(|d| d.allowed) && ev.outcome != Outcome::Denied;
@@ -699,40 +769,40 @@ fn render(
     let resp = &ev.response;
 
     // Status.
-    let (status_id, status, status_code, status_detail): (u32, &str, String, Option<String>) =
-        match ev.outcome {
-            Outcome::Forwarding => (0, "Unknown", "pending".into(), None),
-            Outcome::Answered => match (&resp.jsonrpc_error, resp.is_error) {
-                (Some(e), _) => (
-                    2,
-                    "Failure",
-                    e.code.to_string(),
-                    Some(clip(&e.message).to_owned()),
-                ),
-                (None, Some(true)) => (
-                    2,
-                    "Failure",
-                    "0".into(),
-                    Some("the tool result has isError: true".into()),
-                ),
-                (None, _) => (1, "Success", "0".into(), None),
-            },
-            Outcome::Denied => (
+    let (status_id, status, status_code, status_detail): (
+        u32,
+        &str,
+        Cow<'_, str>,
+        Option<Cow<'_, str>>,
+    ) = match ev.outcome {
+        Outcome::Forwarding => (0, "Unknown", "pending".into(), None),
+        Outcome::Answered => match (&resp.jsonrpc_error, resp.is_error) {
+            (Some(e), _) => (
                 2,
                 "Failure",
-                resp.jsonrpc_error
-                    .as_ref()
-                    .map(|e| e.code.to_string())
-                    .or(resp.http_status.map(|s| s.to_string()))
-                    .unwrap_or_else(|| "denied".into()),
-                Some(
-                    decision
-                        .map(|d| d.reason.clone())
-                        .unwrap_or_else(|| "unauthenticated".into()),
-                ),
+                e.code.to_string().into(),
+                Some(clip(&e.message).into()),
             ),
-            other => (2, "Failure", other.as_str().into(), None),
-        };
+            (None, Some(true)) => (
+                2,
+                "Failure",
+                "0".into(),
+                Some("the tool result has isError: true".into()),
+            ),
+            (None, _) => (1, "Success", "0".into(), None),
+        },
+        Outcome::Denied => (
+            2,
+            "Failure",
+            resp.jsonrpc_error
+                .as_ref()
+                .map(|e| e.code.to_string().into())
+                .or(resp.http_status.map(|s| s.to_string().into()))
+                .unwrap_or("denied".into()),
+            Some(decision.map_or("unauthenticated".into(), |d| d.reason.as_str().into())),
+        ),
+        other => (2, "Failure", other.as_str().into(), None),
+    };
     let (disposition_id, disposition, action_id, action) = if !allowed {
         if anonymous && resp.http_status == Some(401) {
             (26, "Unauthorized", 2, "Denied")
@@ -762,49 +832,47 @@ fn render(
     } else {
         "allow"
     };
-    let policy = decision.and_then(|d| {
-        d.decided_by
-            .as_ref()
-            .map(|o| policy_of(o, d.mode == DecisionMode::Enforce, &d.reason))
+    let decided_by = decision.and_then(|d| d.decided_by.as_ref().map(|o| (d, o, NsName(o))));
+    let policy = decided_by.as_ref().map(|(d, o, name)| Policy {
+        name: Shown(name),
+        uid: Shown(*o),
+        type_: o.kind.as_str(),
+        is_applied: d.mode == DecisionMode::Enforce,
+        desc: Some(&d.reason),
     });
-    let authorizations = if decision.is_some() || !allowed {
-        vec![Authorization {
-            decision: decision_word.into(),
-            policy: policy.clone(),
-        }]
-    } else {
-        Vec::new()
-    };
+    let authorizations = (decision.is_some() || !allowed).then_some([Authorization {
+        decision: decision_word,
+        policy,
+    }]);
 
-    let message = format!(
-        "{} {} {} on {}: {}, {}",
-        user_name,
-        if ev.method == "tools/call" {
+    let message = Message {
+        who: user_name,
+        verb: if ev.method == "tools/call" {
             "called tool"
         } else {
             "requested"
         },
-        if ev.method == "tools/call" {
+        what: if ev.method == "tools/call" {
             tool_name
         } else {
             method
         },
         server,
-        decision.map_or(
+        reason: decision.map_or(
             if allowed {
                 "allowed"
             } else {
                 "unauthenticated"
             },
-            |d| d.reason.as_str()
+            |d| d.reason.as_str(),
         ),
-        match ev.outcome {
+        phase: match ev.outcome {
             Outcome::Forwarding => "forwarding",
             Outcome::Answered if status_id == 1 => "ok",
             Outcome::Answered => "error",
             other => other.as_str(),
-        }
-    );
+        },
+    };
 
     // The request-phase record is compact: it proves who called which tool with what, and the
     // decision, before the call is forwarded. Transport details (HTTP request, upstream endpoint,
@@ -832,18 +900,16 @@ fn render(
                 })
                 .unwrap_or(0),
             message: Some(match ev.outcome {
-                Outcome::Answered if status_id == 1 => "ok".to_owned(),
-                other => other.as_str().to_owned(),
+                Outcome::Answered if status_id == 1 => "ok",
+                other => other.as_str(),
             }),
             error: resp.jsonrpc_error.as_ref().map(|e| e.code.to_string()),
-            error_message: resp
-                .jsonrpc_error
-                .as_ref()
-                .map(|e| clip(&e.message).to_owned()),
+            error_message: resp.jsonrpc_error.as_ref().map(|e| clip(&e.message)),
             data,
         }
     });
 
+    let mcp_tool = ev.tool.as_ref().and_then(|t| t.mcp_tool.as_ref());
     let unmapped = Unmapped {
         mcp_warden: CallExt {
             bytes_in: ev.transport.bytes_in,
@@ -857,7 +923,7 @@ fn render(
             client_software: ev.transport.client_software.as_deref().map(clip),
             decision: decision.map(|d| DecisionExt {
                 allowed: d.allowed,
-                decided_by: d.decided_by.as_ref().map(ToString::to_string),
+                decided_by: d.decided_by.as_ref().map(|o| Shown(o)),
                 detail: d.detail.as_deref().map(clip),
                 mode: match d.mode {
                     DecisionMode::Enforce => "enforce",
@@ -865,25 +931,24 @@ fn render(
                 },
                 reason: &d.reason,
             }),
-            mcp_tool: ev
-                .tool
-                .as_ref()
-                .and_then(|t| t.mcp_tool.as_ref())
-                .map(ToString::to_string),
+            mcp_tool: mcp_tool.map(|o| Shown(o)),
             outcome: ev.outcome.as_str(),
             progress_events: (resp.progress_events > 0).then_some(resp.progress_events),
             redacted_values: redacted,
-            scopes: principal.map_or_else(Vec::new, |p| p.scopes.iter().map(|s| clip(s)).collect()),
+            scopes: Scopes(principal.map_or(&[], |p| &p.scopes)),
             task_id: resp.task_id.as_deref().map(clip),
             traceparent: ev.transport.traceparent.as_deref().map(clip),
             upstream_status: resp.upstream_status,
         },
     };
 
-    let resource_uid = match ev.tool.as_ref().and_then(|t| t.mcp_tool.as_ref()) {
-        Some(t) => format!("{}/{}/{}", t.namespace, t.name, tool_name),
-        None => format!("{server}/{tool_name}"),
+    let resource_uid = ToolUid {
+        mcp_tool,
+        server,
+        tool: tool_name,
     };
+    let time_dt = Rfc3339Ms(time);
+    let software = ev.transport.client_software.as_deref().map(clip);
     let head = Head {
         class_uid: CLASS_UID,
         class_name: "API Activity",
@@ -892,9 +957,9 @@ fn render(
         activity_id,
         activity_name,
         type_uid: CLASS_UID * 100 + activity_id,
-        type_name: format!("API Activity: {activity_name}"),
+        type_name,
         time: time_ms,
-        time_dt: rfc3339_ms(time),
+        time_dt: Shown(&time_dt),
         start_time: start_ms,
         end_time: end_ms,
         duration,
@@ -910,15 +975,15 @@ fn render(
         action: Some(action),
         risk_level_id: risk.map(|r| risk_level(r).0),
         risk_level: risk.map(|r| risk_level(r).1),
-        message,
+        message: Shown(&message),
         actor: Actor {
             user: User {
                 uid: user_uid,
-                name: user_name,
+                name: Shown(user_name),
                 type_id: if anonymous { 0 } else { 4 },
                 type_: if anonymous { "Unknown" } else { "Service" },
             },
-            app_name: client_name,
+            app_name: client_name.as_ref().map(|c| Shown(c)),
             app_uid: client_id,
             idp: principal.map(|p| Idp {
                 uid: clip(&p.issuer),
@@ -932,16 +997,13 @@ fn render(
             authorizations,
         },
         src_endpoint: Endpoint {
-            ip: ev.transport.src.map(|a| a.ip().to_canonical().to_string()),
+            ip: ev.transport.src.map(|a| a.ip().to_canonical()),
             port: ev.transport.src.map(|a| a.port()),
             name: ev.transport.src.is_none().then_some("unknown"),
             ..Endpoint::default()
         },
         dst_endpoint: full.then(|| Endpoint {
-            ip: ev
-                .server
-                .upstream
-                .map(|a| a.ip().to_canonical().to_string()),
+            ip: ev.server.upstream.map(|a| a.ip().to_canonical()),
             port: ev.server.upstream.map(|a| a.port()),
             svc_name: Some(server),
             hostname: None,
@@ -974,25 +1036,20 @@ fn render(
         resources: [Resource {
             name: tool_name,
             type_: "mcp.tool",
-            uid: resource_uid,
+            uid: Shown(&resource_uid),
             criticality: risk.map(|r| risk_level(r).1),
         }],
         policy: policy.filter(|_| full),
-        message_context: full.then(|| MessageContext {
+        message_context: full.then_some(MessageContext {
             uid: correlation,
             name: "mcp",
             ai_role_id: 3,
             ai_role: "Tool",
-            application: ev
-                .transport
-                .client_software
-                .as_deref()
-                .map(|s| Named {
-                    name: clip(s).to_owned(),
-                })
-                .or(ev.client.as_ref().map(|c| Named {
-                    name: object_name(&c.object),
-                })),
+            application: match (&software, &client_name) {
+                (Some(s), _) => Some(Named { name: Shown(s) }),
+                (None, Some(c)) => Some(Named { name: Shown(c) }),
+                (None, None) => None,
+            },
             service: Service { name: server },
         }),
         trace: trace.map(|(t, s)| Trace {
@@ -1085,9 +1142,9 @@ pub fn checkpoint_head(info: &CheckpointInfo, product: &Product, now: Timestamp)
         activity_id: 99,
         activity_name: "Checkpoint",
         type_uid: CLASS_UID * 100 + 99,
-        type_name: "API Activity: Checkpoint".into(),
+        type_name: "API Activity: Checkpoint",
         time: ms,
-        time_dt: rfc3339_ms(now),
+        time_dt: Shown(&Rfc3339Ms(now)),
         start_time: ms,
         end_time: None,
         duration: None,
@@ -1103,19 +1160,19 @@ pub fn checkpoint_head(info: &CheckpointInfo, product: &Product, now: Timestamp)
         action: None,
         risk_level_id: None,
         risk_level: None,
-        message,
+        message: Shown(&message),
         actor: Actor {
             user: User {
                 uid: "mcp-warden",
-                name: "mcp-warden".into(),
+                name: Shown(&"mcp-warden"),
                 type_id: 3,
                 type_: "System",
             },
-            app_name: Some(product.name.clone()),
+            app_name: Some(Shown(&product.name)),
             app_uid: None,
             idp: None,
             session: None,
-            authorizations: Vec::new(),
+            authorizations: None,
         },
         src_endpoint: Endpoint {
             hostname: std::env::var("HOSTNAME").ok().map(|h| clip(&h).to_owned()),
@@ -1140,7 +1197,7 @@ pub fn checkpoint_head(info: &CheckpointInfo, product: &Product, now: Timestamp)
         resources: [Resource {
             name: "audit-spool",
             type_: "mcp_warden.spool",
-            uid: info.instance.clone(),
+            uid: Shown(&info.instance),
             criticality: None,
         }],
         policy: None,
@@ -1322,6 +1379,6 @@ mod tests {
     #[test]
     fn time_dt_has_milliseconds() {
         let t = Timestamp::from_millisecond(1_795_506_591_120).unwrap();
-        assert_eq!(rfc3339_ms(t), "2026-11-24T07:49:51.120Z");
+        assert_eq!(Rfc3339Ms(t).to_string(), "2026-11-24T07:49:51.120Z");
     }
 }

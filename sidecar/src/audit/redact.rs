@@ -211,6 +211,28 @@ impl Redaction {
         n
     }
 
+    /// Whether [`apply`](Self::apply) would replace anything in `value` (no copy needed if not).
+    pub fn finds(&self, value: &Value) -> bool {
+        self.pointers
+            .iter()
+            .any(|p| lookup(value, p).is_some_and(|v| !is_redacted(v)))
+            || (!self.keys.is_empty() && self.finds_key(value))
+    }
+
+    fn finds_key(&self, value: &Value) -> bool {
+        match value {
+            Value::Object(map) => map.iter().any(|(k, v)| {
+                if self.keys.iter().any(|r| r.eq_ignore_ascii_case(k)) {
+                    !is_redacted(v)
+                } else {
+                    self.finds_key(v)
+                }
+            }),
+            Value::Array(items) => items.iter().any(|v| self.finds_key(v)),
+            _ => false,
+        }
+    }
+
     fn redact_keys(&self, value: &mut Value, key: &HmacKey) -> usize {
         let mut n = 0;
         match value {
@@ -241,21 +263,36 @@ fn is_redacted(v: &Value) -> bool {
     matches!(v, Value::String(s) if s.starts_with(REDACTED_PREFIX) && s.len() == REDACTED_PREFIX.len() + 64)
 }
 
+fn lookup<'v>(value: &'v Value, tokens: &[String]) -> Option<&'v Value> {
+    let mut cur = value;
+    for t in tokens {
+        cur = match cur {
+            Value::Object(map) => map.get(t)?,
+            Value::Array(items) => items.get(array_index(t)?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 fn lookup_mut<'v>(value: &'v mut Value, tokens: &[String]) -> Option<&'v mut Value> {
     let mut cur = value;
     for t in tokens {
         cur = match cur {
             Value::Object(map) => map.get_mut(t)?,
-            Value::Array(items) => {
-                if t.starts_with('+') || (t.len() > 1 && t.starts_with('0')) {
-                    return None;
-                }
-                items.get_mut(t.parse::<usize>().ok()?)?
-            }
+            Value::Array(items) => items.get_mut(array_index(t)?)?,
             _ => return None,
         };
     }
     Some(cur)
+}
+
+/// A JSON pointer token as an array index (no sign, no leading zero).
+fn array_index(t: &str) -> Option<usize> {
+    if t.starts_with('+') || (t.len() > 1 && t.starts_with('0')) {
+        return None;
+    }
+    t.parse().ok()
 }
 
 #[cfg(test)]
@@ -271,6 +308,16 @@ mod tests {
     fn pointers_and_keys_at_any_depth_are_replaced() {
         let r =
             Redaction::new(["/card/number", "password", "/items/1/ssn", "/a~1b"], false).unwrap();
+        for (rule, hit) in [
+            ("/card/number", true),
+            ("/card/cvv", false),
+            ("password", true),
+        ] {
+            let one = Redaction::new([rule], false).unwrap();
+            let v = json!({"card": {"number": "4111"}, "nested": [{"PASSWORD": "x"}]});
+            assert_eq!(one.finds(&v), hit, "{rule}");
+            assert_eq!(one.apply(&mut v.clone(), &key()) > 0, hit, "{rule}");
+        }
         let mut v = json!({
             "card": {"number": "4111111111111111", "exp": "12/30"},
             "nested": {"deep": [{"Password": "hunter2"}]},
@@ -285,8 +332,9 @@ mod tests {
         assert_eq!(v["card"]["exp"], "12/30");
         assert_eq!(v["items"][0]["ssn"], "keep-0");
         assert!(v["a/b"].as_str().unwrap().starts_with(REDACTED_PREFIX));
-        // Applying again changes nothing.
+        // Applying again changes nothing, and `finds` says so before.
         let before = v.clone();
+        assert!(!r.finds(&v));
         assert_eq!(r.apply(&mut v, &key()), 0);
         assert_eq!(v, before);
     }
