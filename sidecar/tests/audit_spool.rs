@@ -97,12 +97,18 @@ async fn the_spool_writer_is_a_batch_thread_and_its_janitor_idle() {
     let cfg = config(&tmp.path().join("spool"), "", " []");
     let auditor = Auditor::start(&cfg, &prometheus::Registry::new()).unwrap();
     auditor.record(&call_event(1), &redaction()).await.unwrap();
+    // Other tests of this binary run their own spools at the same time: every writer and
+    // janitor of the process is checked, and there is at least this one.
     let writers = sched::threads_named("audit-spool");
-    assert_eq!(writers.len(), 1, "one writer thread");
-    assert_eq!(sched::policy_of(&writers[0]), Some(3), "SCHED_BATCH");
+    assert!(!writers.is_empty(), "no writer thread");
+    for w in &writers {
+        assert_eq!(sched::policy_of(w), Some(3), "SCHED_BATCH");
+    }
     let janitors = sched::threads_named("audit-chores");
-    assert_eq!(janitors.len(), 1, "one janitor thread");
-    assert_eq!(sched::policy_of(&janitors[0]), Some(5), "SCHED_IDLE");
+    assert!(!janitors.is_empty(), "no janitor thread");
+    for j in &janitors {
+        assert_eq!(sched::policy_of(j), Some(5), "SCHED_IDLE");
+    }
     auditor.shutdown(Duration::from_secs(5)).await;
 }
 
