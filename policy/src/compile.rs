@@ -217,8 +217,19 @@ pub struct RuleSet {
     entries_exact: HashMap<String, usize>,
     /// Where the glob entries start in `entries` (the exact names come first).
     globs_from: usize,
-    by_client_id: HashMap<(String, String), Vec<usize>>,
-    by_service_account: HashMap<(String, String), Vec<usize>>,
+    by_client_id: Pairs,
+    by_service_account: Pairs,
+}
+
+/// `first → second → client indexes` (issuer → clientId, or namespace → ServiceAccount): looked
+/// up with two `&str`, no key built per request.
+type Pairs = HashMap<String, HashMap<String, Vec<usize>>>;
+
+fn pair<'p>(pairs: &'p Pairs, first: &str, second: &str) -> &'p [usize] {
+    pairs
+        .get(first)
+        .and_then(|m| m.get(second))
+        .map_or(&[], Vec::as_slice)
 }
 
 impl RuleSet {
@@ -234,16 +245,12 @@ impl RuleSet {
 
     /// Clients whose `clientId` identity matches.
     pub(crate) fn clients_by_id(&self, issuer: &str, client_id: &str) -> &[usize] {
-        self.by_client_id
-            .get(&(issuer.to_owned(), client_id.to_owned()))
-            .map_or(&[], Vec::as_slice)
+        pair(&self.by_client_id, issuer, client_id)
     }
 
     /// Clients whose ServiceAccount identity matches.
     pub(crate) fn clients_by_service_account(&self, namespace: &str, name: &str) -> &[usize] {
-        self.by_service_account
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map_or(&[], Vec::as_slice)
+        pair(&self.by_service_account, namespace, name)
     }
 }
 
@@ -379,8 +386,8 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
     // Clients, in bundle order (sorted by key), indexed by identity.
     let mut clients = Vec::with_capacity(bundle.clients.len());
     let mut index_of = HashMap::with_capacity(bundle.clients.len());
-    let mut by_client_id: HashMap<(String, String), Vec<usize>> = HashMap::new();
-    let mut by_service_account: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    let mut by_client_id = Pairs::new();
+    let mut by_service_account = Pairs::new();
     for c in &bundle.clients {
         let (ns, name) = key(&c.metadata);
         let object = ObjectRef::new(Kind::McpClient, &ns, &name);
@@ -388,14 +395,18 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         let id = &c.spec.identity;
         if let (Some(issuer), Some(client_id)) = (&id.issuer, &id.client_id) {
             by_client_id
-                .entry((issuer.clone(), client_id.clone()))
+                .entry(issuer.clone())
+                .or_default()
+                .entry(client_id.clone())
                 .or_default()
                 .push(idx);
         }
         if let Some(sa) = &id.service_account {
             let sa_ns = sa.namespace.clone().unwrap_or_else(|| ns.clone());
             by_service_account
-                .entry((sa_ns, sa.name.clone()))
+                .entry(sa_ns)
+                .or_default()
+                .entry(sa.name.clone())
                 .or_default()
                 .push(idx);
         }
@@ -446,7 +457,10 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         });
         index_of.insert((ns, name), idx);
     }
-    for (identity, matched) in by_client_id.iter().chain(by_service_account.iter()) {
+    let identities = by_client_id.iter().chain(by_service_account.iter());
+    for (first, second, matched) in
+        identities.flat_map(|(first, m)| m.iter().map(move |(second, v)| (first, second, v)))
+    {
         if matched.len() > 1 {
             let names: Vec<String> = matched
                 .iter()
@@ -459,8 +473,8 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
                     reason: "AmbiguousIdentity",
                     message: format!(
                         "identity {}/{} is claimed by several McpClients ({}); their tokens are refused until only one claims it",
-                        identity.0,
-                        identity.1,
+                        first,
+                        second,
                         names.join(", ")
                     ),
                 });

@@ -215,17 +215,18 @@ pub fn authenticate<'r>(
             principal.issuer
         )));
     };
-    let candidates: Vec<&Client> = match issuer.kind {
+    let candidates = match issuer.kind {
         IssuerKind::OAuth => {
             let Some(client_id) = principal.client_id.as_deref() else {
                 return Err(unknown("the token names no client_id or azp".into()));
             };
-            rules
-                .clients_by_id(&principal.issuer, client_id)
-                .iter()
-                .map(|&i| &rules.clients[i])
-                .filter(|c| c.subject.is_none() || c.subject == principal.subject)
-                .collect()
+            only(
+                rules
+                    .clients_by_id(&principal.issuer, client_id)
+                    .iter()
+                    .map(|&i| &rules.clients[i])
+                    .filter(|c| c.subject.is_none() || c.subject == principal.subject),
+            )
         }
         IssuerKind::Kubernetes => {
             let sa = principal
@@ -236,23 +237,16 @@ pub fn authenticate<'r>(
             let Some((ns, name)) = sa else {
                 return Err(unknown("the token's sub is not a ServiceAccount".into()));
             };
-            rules
-                .clients_by_service_account(ns, name)
-                .iter()
-                .map(|&i| &rules.clients[i])
-                .filter(|c| c.issuer.as_ref().is_none_or(|i| *i == principal.issuer))
-                .collect()
+            only(
+                rules
+                    .clients_by_service_account(ns, name)
+                    .iter()
+                    .map(|&i| &rules.clients[i])
+                    .filter(|c| c.issuer.as_ref().is_none_or(|i| *i == principal.issuer)),
+            )
         }
     };
-    let client = match candidates.as_slice() {
-        [] => return Err(unknown("no McpClient matches the token's identity".into())),
-        [one] => *one,
-        _ => {
-            return Err(unknown(
-                "several McpClients claim the token's identity".into(),
-            ));
-        }
-    };
+    let client = candidates.map_err(|why| unknown(why.into()))?;
     let object = || client.object.clone();
     if client.suspended {
         return Err(Decision::DenySuspended {
@@ -291,6 +285,15 @@ pub fn authenticate<'r>(
     })
 }
 
+/// The one client of `candidates`, or why there is not exactly one.
+fn only<'r>(mut candidates: impl Iterator<Item = &'r Client>) -> Result<&'r Client, &'static str> {
+    match (candidates.next(), candidates.next()) {
+        (None, _) => Err("no McpClient matches the token's identity"),
+        (Some(one), None) => Ok(one),
+        (Some(_), Some(_)) => Err("several McpClients claim the token's identity"),
+    }
+}
+
 impl<'r> Caller<'r> {
     /// The identified McpClient.
     pub fn client(&self) -> &'r Client {
@@ -318,8 +321,10 @@ impl<'r> Caller<'r> {
         let mut audit: Option<(usize, Vec<String>)> = None;
         for p in self.client.grants_for(tool) {
             let policy = &self.rules.policies[p];
-            let needed = needed_scopes(tool_scopes, &policy.scopes);
-            let satisfied = needed.iter().all(|s| self.principal.scopes.contains(s));
+            // What is missing is only spelled out (sorted, deduplicated) for a refusal.
+            let needed = || needed_scopes(tool_scopes, &policy.scopes);
+            let satisfied = (tool_scopes.iter().chain(&policy.scopes))
+                .all(|s| self.principal.scopes.contains(s));
             match (policy.mode, satisfied) {
                 (PolicyMode::Enforce, true) => {
                     return Decision::Allow {
@@ -328,10 +333,10 @@ impl<'r> Caller<'r> {
                         audit: false,
                     };
                 }
-                (PolicyMode::Enforce, false) => keep_fewest(&mut enforce_missing, p, needed),
+                (PolicyMode::Enforce, false) => keep_fewest(&mut enforce_missing, p, needed()),
                 (PolicyMode::Audit, true) => audit = Some((p, Vec::new())),
                 (PolicyMode::Audit, false) if audit.as_ref().is_none_or(|(_, n)| !n.is_empty()) => {
-                    keep_fewest(&mut audit, p, needed)
+                    keep_fewest(&mut audit, p, needed())
                 }
                 (PolicyMode::Audit, false) => {}
             }

@@ -16,7 +16,7 @@
 //! ```text
 //! let receipt = auditor.record(&event /* Outcome::Forwarding */, &redaction).await?; // 503 on Err
 //! … forward, wait for the answer …
-//! auditor.record(&final_event /* Outcome::Answered, … */, &redaction).await?;
+//! auditor.record_final(&final_event /* Outcome::Answered, … */, &redaction)?; // not awaited
 //! ```
 
 pub mod config;
@@ -178,6 +178,17 @@ impl Auditor {
             _ => Admission::Final,
         };
         Ok(self.inner.spool.append(prepared, admission).await?)
+    }
+
+    /// Records the final event of an admitted call without waiting for the spool (see
+    /// [`Spool::append_final`]); `Err` only when the spool is closed.
+    pub fn record_final(
+        &self,
+        event: &AuditEvent,
+        redaction: &Redaction,
+    ) -> Result<(), AuditError> {
+        let prepared = self.inner.recorder.prepare(event, redaction);
+        Ok(self.inner.spool.append_final(prepared)?)
     }
 
     /// Whether new calls are currently refused (spool full, policy `block`): the proxy may answer

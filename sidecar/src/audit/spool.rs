@@ -152,8 +152,9 @@ enum Msg {
         prepared: Prepared,
         admission: Admission,
         queued: Instant,
-        reply: oneshot::Sender<Result<Receipt, SpoolError>>,
-        _permit: OwnedSemaphorePermit,
+        reply: Reply,
+        /// `None` for records nobody waits for (final records, checkpoints).
+        _permit: Option<OwnedSemaphorePermit>,
     },
     Acked,
     Flush(oneshot::Sender<()>),
@@ -169,6 +170,22 @@ pub struct Spool {
     tx: mpsc::Sender<MsgBox>,
     permits: Arc<Semaphore>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+/// Where the outcome of an append goes: to the task awaiting it, or, for a record nobody waits
+/// for, to the log when it failed.
+struct Reply(Option<oneshot::Sender<Result<Receipt, SpoolError>>>);
+
+impl Reply {
+    fn send(self, result: Result<Receipt, SpoolError>) {
+        match (self.0, result) {
+            (Some(tx), result) => {
+                let _ = tx.send(result);
+            }
+            (None, Err(e)) => tracing::warn!(error = %e, "audit final record lost"),
+            (None, Ok(_)) => {}
+        }
+    }
 }
 
 /// `mpsc::Sender<Msg>` is not `Debug`; this wrapper is.
@@ -342,11 +359,27 @@ impl Spool {
                 prepared,
                 admission,
                 queued: Instant::now(),
-                reply,
-                _permit: permit,
+                reply: Reply(Some(reply)),
+                _permit: Some(permit),
             }))
             .map_err(|_| SpoolError::Closed)?;
         rx.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Appends the final record of an admitted call without waiting for it: nothing acts on its
+    /// durability (the answer has gone out), so no task waits for the writer and no permit is
+    /// taken (each such call holds one while its request record is written). A failure is logged
+    /// by the writer.
+    pub fn append_final(&self, prepared: Prepared) -> Result<(), SpoolError> {
+        self.tx
+            .send(MsgBox(Msg::Append {
+                prepared,
+                admission: Admission::Final,
+                queued: Instant::now(),
+                reply: Reply(None),
+                _permit: None,
+            }))
+            .map_err(|_| SpoolError::Closed)
     }
 
     /// Whether new calls are currently refused (full, policy `block`).
@@ -695,7 +728,7 @@ struct Writer {
 }
 
 struct Pending {
-    reply: oneshot::Sender<Result<Receipt, SpoolError>>,
+    reply: Reply,
     receipt: Receipt,
     queued: Instant,
     kind: RecordKind,
@@ -824,16 +857,12 @@ impl Writer {
                 .collect(),
         };
         let prepared = record::checkpoint_head(&info, &self.product, Timestamp::now());
-        let (reply, _rx) = oneshot::channel();
-        let permit = Arc::new(Semaphore::new(1))
-            .try_acquire_owned()
-            .expect("a fresh permit");
         self.process(vec![Msg::Append {
             prepared,
             admission: Admission::Final,
             queued: Instant::now(),
-            reply,
-            _permit: permit,
+            reply: Reply(None),
+            _permit: None,
         }]);
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
@@ -868,7 +897,7 @@ impl Writer {
                     _permit,
                 } => {
                     if failed.is_some() {
-                        let _ = reply.send(Err(SpoolError::Closed));
+                        reply.send(Err(SpoolError::Closed));
                         continue;
                     }
                     let est = (prepared.head.len() + record::SEAL_MAX_BYTES) as u64;
@@ -878,14 +907,14 @@ impl Writer {
                                 self.shared.full.store(true, Ordering::Relaxed);
                                 self.shared.state.lock().expect("not poisoned").refused += 1;
                                 m.appends_refused.inc();
-                                let _ = reply.send(Err(SpoolError::Full));
+                                reply.send(Err(SpoolError::Full));
                                 continue;
                             }
                             (FullPolicy::Block, Admission::Final) => {}
                             (FullPolicy::DropOldest, _) => {
                                 if let Err(e) = self.make_room(&mut buf, est) {
                                     failed = Some(e);
-                                    let _ = reply.send(Err(SpoolError::Closed));
+                                    reply.send(Err(SpoolError::Closed));
                                     continue;
                                 }
                             }
@@ -900,7 +929,7 @@ impl Writer {
                     };
                     if let Err(e) = ready {
                         failed = Some(e);
-                        let _ = reply.send(Err(SpoolError::Closed));
+                        reply.send(Err(SpoolError::Closed));
                         continue;
                     }
                     let uid = uuid_v7(Timestamp::now());
@@ -961,7 +990,7 @@ impl Writer {
         if let Err(e) = result {
             for p in refused {
                 m.append_errors.inc();
-                let _ = p.reply.send(Err(e.clone()));
+                p.reply.send(Err(e.clone()));
             }
         }
         if acked {
@@ -1011,7 +1040,7 @@ impl Writer {
                 self.cut_back_to_synced();
                 for p in self.deferred.drain(..) {
                     self.shared.metrics.append_errors.inc();
-                    let _ = p.reply.send(Err(e.clone()));
+                    p.reply.send(Err(e.clone()));
                 }
                 self.deferred_since = None;
                 return;
@@ -1040,7 +1069,7 @@ impl Writer {
             m.records_written.with_label_values(&[p.kind.label()]).inc();
             m.append_duration
                 .observe(now.duration_since(p.queued).as_secs_f64());
-            let _ = p.reply.send(Ok(p.receipt));
+            p.reply.send(Ok(p.receipt));
         }
     }
 

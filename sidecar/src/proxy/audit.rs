@@ -130,14 +130,7 @@ impl Context {
                 .map(|a| PrincipalInfo::from_policy(&a.principal, a.token_id.as_deref())),
             client: access.map(|a| ClientInfo {
                 object: a.client.clone(),
-                owner: a
-                    .active
-                    .rules
-                    .clients
-                    .iter()
-                    .find(|c| c.object == a.client)
-                    .map(|c| c.owner.clone())
-                    .unwrap_or_default(),
+                owner: a.owner.clone(),
             }),
             decision: None,
             outcome,
@@ -532,10 +525,6 @@ impl Calls {
         }
         let client = self.client_status.load(Ordering::Relaxed);
         let bytes_out = self.bytes_out.load(Ordering::Relaxed);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("audit: no runtime for the final records");
-            return;
-        };
         for mut p in pending {
             fill(&mut p);
             p.event.ended = Some(Timestamp::now());
@@ -543,12 +532,9 @@ impl Calls {
                 p.event.response.http_status = Some(client);
             }
             p.event.transport.bytes_out = bytes_out;
-            let auditor = self.auditor.clone();
-            runtime.spawn(async move {
-                if let Err(e) = auditor.record(&p.event, &p.redaction).await {
-                    tracing::warn!(error = %e, "audit final record lost");
-                }
-            });
+            if let Err(e) = self.auditor.record_final(&p.event, &p.redaction) {
+                tracing::warn!(error = %e, "audit final record lost");
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ use http::{HeaderMap, header};
 use jiff::Timestamp;
 use mcp_warden_policy::{Caller, Decision, ObjectRef, Principal};
 use std::sync::Arc;
+use tracing::field::display;
 
 /// An authenticated caller whose McpClient is in good standing (at the request's start).
 #[derive(Clone, Debug)]
@@ -41,6 +42,8 @@ pub struct Access {
     pub key: PrincipalKey,
     /// The McpClient.
     pub client: ObjectRef,
+    /// Its accountable owner (`spec.owner`), for the audit trail.
+    pub owner: String,
     /// The token's `jti`, for the audit trail.
     pub token_id: Option<String>,
 }
@@ -91,30 +94,36 @@ pub async fn identify(
             (verified.principal, verified.token_id)
         }
     };
-    let client = match mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now())
-    {
-        Ok(caller) => caller.client().object.clone(),
-        Err(decision) => {
-            let who = decision.client().map(|client| {
-                Box::new(Access {
-                    active: active.clone(),
-                    key: PrincipalKey::of(&principal),
-                    client: client.clone(),
-                    principal,
-                    token_id,
-                })
-            });
-            return Err(Refusal {
-                denial: Denial::Client(Box::new(decision)),
-                who,
-            });
-        }
-    };
+    let (client, owner) =
+        match mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now()) {
+            Ok(caller) => (
+                caller.client().object.clone(),
+                caller.client().owner.clone(),
+            ),
+            Err(decision) => {
+                let who = decision.client().map(|client| {
+                    let owner = active.rules.clients.iter().find(|c| c.object == *client);
+                    Box::new(Access {
+                        active: active.clone(),
+                        key: PrincipalKey::of(&principal),
+                        client: client.clone(),
+                        owner: owner.map(|c| c.owner.clone()).unwrap_or_default(),
+                        principal,
+                        token_id,
+                    })
+                });
+                return Err(Refusal {
+                    denial: Denial::Client(Box::new(decision)),
+                    who,
+                });
+            }
+        };
     Ok(Access {
         active: active.clone(),
         key: PrincipalKey::of(&principal),
         principal,
         client,
+        owner,
         token_id,
     })
 }
@@ -240,9 +249,9 @@ pub fn record(shared: &super::Shared, e: Event<'_>) {
         let denied = (!e.allowed).then_some(e.reason);
         usage.observe(client, e.method, e.tool, denied, Timestamp::now());
     }
-    let client = e.client.map(ToString::to_string);
-    let decided_by = e.decided_by.map(ToString::to_string);
-    let id = e.id.map(Id::as_json);
+    // Fields are formatted only when the event is enabled (allowed calls log at `debug`).
+    let (client, decided_by) = (e.client.map(display), e.decided_by.map(display));
+    let id = e.id.map(|id| display(id.as_json()));
     if e.allowed {
         tracing::debug!(
             target: "mcp_warden::decision",
@@ -292,16 +301,18 @@ mod tests {
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             issued_at: Some(Timestamp::now()),
         };
-        let client = mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now())
-            .unwrap()
-            .client()
-            .object
-            .clone();
+        let caller =
+            mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now()).unwrap();
+        let (client, owner) = (
+            caller.client().object.clone(),
+            caller.client().owner.clone(),
+        );
         Access {
             active: active.clone(),
             key: PrincipalKey::of(&principal),
             principal,
             client,
+            owner,
             token_id: None,
         }
     }

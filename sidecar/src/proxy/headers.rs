@@ -85,20 +85,24 @@ pub fn to_client(upstream: &HeaderMap) -> HeaderMap {
     headers
 }
 
-/// The media type of `Content-Type`, lowercase, without parameters.
-pub fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+/// Whether the media type of `Content-Type` (without parameters) is `expected`, ignoring ASCII
+/// case.
+fn media_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(expected))
 }
 
 /// Whether the body is `application/json` (any parameters).
 pub fn is_json(headers: &HeaderMap) -> bool {
-    media_type(headers).as_deref() == Some("application/json")
+    media_type_is(headers, "application/json")
 }
 
 /// Whether the body is `text/event-stream`.
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    media_type(headers).as_deref() == Some("text/event-stream")
+    media_type_is(headers, "text/event-stream")
 }
 
 /// A header's value as text, when it is visible ASCII.

@@ -217,10 +217,10 @@ impl ParseError {
 pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     match value {
-        Value::Object(object) => message(&object).map(Payload::Single),
+        Value::Object(object) => message(object).map(Payload::Single),
         Value::Array(items) if items.is_empty() => Err(invalid("empty batch", None)),
         Value::Array(items) => items
-            .iter()
+            .into_iter()
             .map(|item| match item {
                 Value::Object(object) => message(object),
                 _ => Err(invalid("batch element is not an object", None)),
@@ -238,28 +238,29 @@ fn invalid(reason: &str, id: Option<Id>) -> ParseError {
     }
 }
 
-fn message(object: &Map<String, Value>) -> Result<Message, ParseError> {
+fn message(mut object: Map<String, Value>) -> Result<Message, ParseError> {
     let raw_id = object.get("id");
+    let (has_id, null_id) = (raw_id.is_some(), raw_id.is_some_and(Value::is_null));
     let id = raw_id.and_then(Id::from_value);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
     }
     if let Some(method) = object.get("method") {
-        let Some(method) = method.as_str() else {
+        let Some(method) = method.as_str().map(str::to_owned) else {
             return Err(invalid("\"method\" must be a string", id));
         };
-        let params = object.get("params").cloned();
+        // Moved out, not copied: the parsed body is not used again.
+        let params = object.remove("params");
         if params
             .as_ref()
             .is_some_and(|p| !p.is_object() && !p.is_array())
         {
             return Err(invalid("\"params\" must be an object or an array", id));
         }
-        let method = method.to_owned();
-        return match (raw_id, id) {
-            (None, _) => Ok(Message::Notification { method, params }),
-            (Some(_), Some(id)) => Ok(Message::Request { id, method, params }),
-            (Some(_), None) => Err(invalid("\"id\" must be a string or a number", None)),
+        return match (has_id, id) {
+            (false, _) => Ok(Message::Notification { method, params }),
+            (true, Some(id)) => Ok(Message::Request { id, method, params }),
+            (true, None) => Err(invalid("\"id\" must be a string or a number", None)),
         };
     }
     let (has_result, has_error) = (object.contains_key("result"), object.contains_key("error"));
@@ -269,9 +270,9 @@ fn message(object: &Map<String, Value>) -> Result<Message, ParseError> {
             id,
         ));
     }
-    match raw_id {
-        Some(Value::Null) if has_error => Ok(Message::Response { id: None }),
-        Some(_) if id.is_some() => Ok(Message::Response { id }),
+    match (has_id, id) {
+        (true, None) if null_id && has_error => Ok(Message::Response { id: None }),
+        (true, Some(id)) => Ok(Message::Response { id: Some(id) }),
         _ => Err(invalid("a response needs a string or number \"id\"", None)),
     }
 }
