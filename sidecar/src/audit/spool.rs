@@ -182,7 +182,9 @@ impl Reply {
             (Some(tx), result) => {
                 let _ = tx.send(result);
             }
-            (None, Err(e)) => tracing::warn!(error = %e, "audit final record lost"),
+            (None, Err(e)) => {
+                tracing::warn!(error = %e, "audit record lost (a call's final record or a checkpoint)")
+            }
             (None, Ok(_)) => {}
         }
     }
