@@ -1291,9 +1291,11 @@ pub fn line_hashes(line: &[u8]) -> Result<([u8; 32], [u8; 32]), LineError> {
     Ok((claimed, h.finalize().into()))
 }
 
-/// `metadata.sequence` of a sealed line, read from its tail without parsing the JSON.
+/// `metadata.sequence` of a sealed line, read from its tail without parsing the JSON: `seal`
+/// writes it within the last [`SEAL_MAX_BYTES`] of the line.
 pub fn line_sequence(line: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\",\"sequence\":";
+    let line = &line[line.len().saturating_sub(SEAL_MAX_BYTES)..];
     let at = line.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
     let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&line[at..at + digits])
@@ -1374,6 +1376,26 @@ mod tests {
         let (claimed, actual) = line_hashes(edited.as_bytes()).unwrap();
         assert_ne!(claimed, actual);
         assert_eq!(line_hashes(b"{\"x\":1}"), Err(LineError::NotSealed));
+    }
+
+    #[test]
+    fn the_sequence_is_read_from_the_seal_of_a_long_line() {
+        // A decoy in the data, a long head, the longest instance and sequence the seal allows.
+        let head = format!(
+            r#"{{"a":"","sequence":7,"b":"{}","metadata":{{"version":"1.8.0""#,
+            "x".repeat(5000)
+        );
+        let mut line = Vec::new();
+        seal(
+            head.as_bytes(),
+            "u-1",
+            u64::MAX,
+            &"i".repeat(64),
+            &GENESIS,
+            &mut line,
+        );
+        assert_eq!(line_sequence(&line), Some(u64::MAX));
+        assert_eq!(line_sequence(b"{\"no\":\"seal\"}"), None);
     }
 
     #[test]

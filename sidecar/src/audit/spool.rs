@@ -1010,6 +1010,12 @@ impl Writer {
         shutdown
     }
 
+    /// The size of the active segment (read per record: no copy of its metadata).
+    fn active_bytes(&self) -> Option<u64> {
+        let st = self.shared.state.lock().expect("not poisoned");
+        st.segments.back().map(|s| s.bytes)
+    }
+
     fn active_meta(&self) -> Option<SegMeta> {
         self.shared
             .state
@@ -1089,7 +1095,7 @@ impl Writer {
         self.synced = Synced {
             next_seq: self.committed.0,
             prev: self.committed.1,
-            active_bytes: self.active_meta().map_or(0, |a| a.bytes),
+            active_bytes: self.active_bytes().unwrap_or(0),
         };
     }
 
@@ -1162,10 +1168,10 @@ impl Writer {
     /// Closes the active segment (flushing `buf` into it first) when the next record would make
     /// it too big.
     fn maybe_rotate(&mut self, buf: &mut Vec<u8>, est: u64) -> Result<(), SpoolError> {
-        let Some(active) = self.active_meta() else {
+        let Some(active) = self.active_bytes() else {
             return Ok(());
         };
-        let size = active.bytes + buf.len() as u64;
+        let size = active + buf.len() as u64;
         if size == 0 || size + est <= self.cfg.segment_bytes {
             return Ok(());
         }
@@ -1203,8 +1209,8 @@ impl Writer {
                 .len();
             if count <= 1 {
                 if self
-                    .active_meta()
-                    .is_some_and(|a| a.bytes + buf.len() as u64 > 0)
+                    .active_bytes()
+                    .is_some_and(|a| a + buf.len() as u64 > 0)
                 {
                     // Only the active segment is left: close it so it can go.
                     self.rotate(buf)?;
