@@ -215,7 +215,7 @@ pub fn authenticate<'r>(
             principal.issuer
         )));
     };
-    let candidates = match issuer.kind {
+    let found = match issuer.kind {
         IssuerKind::OAuth => {
             let Some(client_id) = principal.client_id.as_deref() else {
                 return Err(unknown("the token names no client_id or azp".into()));
@@ -246,7 +246,7 @@ pub fn authenticate<'r>(
             )
         }
     };
-    let client = candidates.map_err(|why| unknown(why.into()))?;
+    let client = found.map_err(|why| unknown(why.into()))?;
     let object = || client.object.clone();
     if client.suspended {
         return Err(Decision::DenySuspended {
