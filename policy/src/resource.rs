@@ -70,6 +70,23 @@ impl fmt::Display for ObjectRef {
     }
 }
 
+impl ObjectRef {
+    /// `namespace/name` (without the kind), written where it is used: no `String` needed.
+    pub fn ns_name(&self) -> NsName<'_> {
+        NsName(self)
+    }
+}
+
+/// See [`ObjectRef::ns_name`].
+#[derive(Clone, Copy, Debug)]
+pub struct NsName<'a>(&'a ObjectRef);
+
+impl fmt::Display for NsName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.namespace, self.0.name)
+    }
+}
+
 /// One typed object read from YAML or a watch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resource {
@@ -108,3 +125,15 @@ impl Resource {
 
 /// The namespace objects without one land in, as with `kubectl apply`.
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ns_name_leaves_out_the_kind() {
+        let o = ObjectRef::new(Kind::McpPolicy, "team-a", "readers");
+        assert_eq!(o.ns_name().to_string(), "team-a/readers");
+        assert_eq!(o.to_string(), "McpPolicy/team-a/readers");
+    }
+}

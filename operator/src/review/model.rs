@@ -210,7 +210,7 @@ fn grants(inventory: &Inventory) -> (BTreeMap<Key, Vec<Grant>>, Vec<String>) {
                     let policy = &rules.policies[p];
                     list.push(Grant {
                         tool: format!("{prefix}{name}"),
-                        policy: format!("{}/{}", policy.object.namespace, policy.object.name),
+                        policy: policy.object.ns_name().to_string(),
                         mode: policy.mode,
                         scopes: needed_scopes(tool_scopes, &policy.scopes),
                         last_used: last_used(object, &prefix, &Glob::new(name.as_str())),

@@ -288,15 +288,6 @@ impl Serialize for Shown<'_> {
     }
 }
 
-/// `namespace/name` of an object.
-struct NsName<'a>(&'a ObjectRef);
-
-impl fmt::Display for NsName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.0.namespace, self.0.name)
-    }
-}
-
 /// `resources[0].uid`: `<McpTool namespace>/<McpTool name>/<tool>`, or `<server>/<tool>`.
 struct ToolUid<'a> {
     mcp_tool: Option<&'a ObjectRef>,
@@ -751,7 +742,7 @@ fn render(
         clip(&ev.server.name)
     };
     let principal = ev.principal.as_ref();
-    let client_name = ev.client.as_ref().map(|c| NsName(&c.object));
+    let client_name = ev.client.as_ref().map(|c| c.object.ns_name());
     let subject = principal.and_then(|p| clip_opt(&p.subject));
     let client_id = principal.and_then(|p| clip_opt(&p.client_id));
     let user_uid = subject.or(client_id).unwrap_or("anonymous");
@@ -832,7 +823,7 @@ fn render(
     } else {
         "allow"
     };
-    let decided_by = decision.and_then(|d| d.decided_by.as_ref().map(|o| (d, o, NsName(o))));
+    let decided_by = decision.and_then(|d| d.decided_by.as_ref().map(|o| (d, o, o.ns_name())));
     let policy = decided_by.as_ref().map(|(d, o, name)| Policy {
         name: Shown(name),
         uid: Shown(*o),

@@ -31,7 +31,7 @@ pub struct QuotaMetrics {
 
 /// `namespace/name`.
 pub(crate) fn name_label(object: &ObjectRef) -> String {
-    format!("{}/{}", object.namespace, object.name)
+    object.ns_name().to_string()
 }
 
 impl QuotaMetrics {
