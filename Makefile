@@ -12,7 +12,7 @@ CARGO ?= cargo
 # cargo-nextest when installed, plain cargo test otherwise.
 TEST_CMD := $(if $(shell command -v cargo-nextest 2>/dev/null),$(CARGO) nextest run --workspace,$(CARGO) test --workspace)
 
-.PHONY: help peers build gen lint test e2e demo bench clean clean-peers
+.PHONY: help peers build gen lint test e2e demo bench fuzz clean clean-peers
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -42,6 +42,9 @@ demo: peers ## the main job: a standalone sidecar in front of a real MCP server,
 
 bench: ## run the benchmarks
 	@if [[ -f bench/run.sh ]]; then bash bench/run.sh; else echo "the benchmarks come with the benchmark issue"; fi
+
+fuzz: ## run each cargo-fuzz target for FUZZ_SECONDS (default 60)
+	@bash scripts/fuzz.sh
 
 clean: ## remove cargo build output
 	$(CARGO) clean

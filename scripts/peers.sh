@@ -2,11 +2,11 @@
 # Installs the third-party test peers (real MCP servers/clients, the conformance suite, an OIDC
 # provider, Helm/Kubernetes/OCSF validators, Redis, rsyslog, Prometheus) into $PEERS_DIR.
 #
-#   scripts/peers.sh [python|node|apt|all]...      (default: all)
+#   scripts/peers.sh [python|node|apt|go|all]...   (default: all)
 #
 # Idempotent: each group writes $PEERS_DIR/.stamp-<group> holding a hash of its pins; a re-run
 # with the same pins only checks that the install is still there. Changing a pin below (or the
-# interpreter) re-installs that group from scratch. PEERS_FORCE=1 re-installs python and node.
+# interpreter) re-installs that group from scratch. PEERS_FORCE=1 re-installs python, node and go.
 # Writes $PEERS_DIR/env.sh (POSIX sh) for tests: `. "$PEERS_DIR/env.sh"`.
 # Versions and gotchas: shared/reference/mcp-peers/README.md, peers.md, k8s-testing.md §3 and §6.
 set -euo pipefail
@@ -43,6 +43,9 @@ NPM_PINS=(
   "oidc-provider=9.13.3"                            # pinned: op.mjs imports lib/adapters/memory_adapter.js
 )
 APT_PKGS=(redis-server rsyslog prometheus)          # prometheus ships promtool
+# go: our own mcp-go upstream (tests/peers/go-server); its pins are its go.mod/go.sum.
+GO_BIN=${PEERS_BASE_GO:-go}
+GO_SERVER_SRC=$REPO_ROOT/tests/peers/go-server
 
 # ---- helpers ------------------------------------------------------------------------------------
 log() { printf '[peers] %s\n' "$*" >&2; }
@@ -65,6 +68,7 @@ NODE22=$NODE22_BIN_DIR/node
 NPM_DIR=$PEERS_DIR/npm
 NM=$NPM_DIR/node_modules
 FORCE_LOOPBACK=$REPO_ROOT/scripts/force-loopback.cjs
+GO_SERVER=$PEERS_DIR/bin/mcp-go-server
 
 # ---- python -------------------------------------------------------------------------------------
 group_python() {
@@ -145,6 +149,28 @@ group_apt() {
   write_stamp apt "$h"
 }
 
+# ---- go -----------------------------------------------------------------------------------------
+group_go() {
+  command -v "$GO_BIN" >/dev/null \
+    || die "go: '$GO_BIN' not found: install Go >= the 'go' line of $GO_SERVER_SRC/go.mod (e.g. into /usr/local/go, on PATH) or set PEERS_BASE_GO"
+  local h
+  h=$(hash_of "$(cd "$GO_SERVER_SRC" && sha256sum go.mod go.sum ./*.go)" "$(GOTOOLCHAIN=local "$GO_BIN" env GOVERSION)")
+  if stamp_ok go "$h" && [[ -x $GO_SERVER ]]; then
+    log "go: up to date ($GO_SERVER)"
+    return
+  fi
+  log "go: building $GO_SERVER from $GO_SERVER_SRC"
+  mkdir -p "$PEERS_DIR/bin"
+  # GOTOOLCHAIN=local: never fetch another toolchain. Modules go to the default GOMODCACHE;
+  # -mod=readonly fails, rather than edits go.mod/go.sum, if they are not tidy.
+  (cd "$GO_SERVER_SRC" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+    "$GO_BIN" build -trimpath -buildvcs=false -o "$GO_SERVER.tmp" .) \
+    || die "go: building $GO_SERVER_SRC failed (needs Go >= the 'go' line of its go.mod and the Go module proxy)"
+  mv -f "$GO_SERVER.tmp" "$GO_SERVER"
+  "$GO_SERVER" -h 2>/dev/null || die "go: $GO_SERVER does not start"
+  write_stamp go "$h"
+}
+
 # ---- env.sh and summary -------------------------------------------------------------------------
 write_env() {
   local f=$PEERS_DIR/env.sh tmp ref
@@ -171,6 +197,9 @@ write_env() {
       echo "export PEERS_INSPECTOR_JS='$NM/@modelcontextprotocol/inspector/clients/launcher/build/index.js'"
       echo "export PEERS_CONFORMANCE_JS='$NM/@modelcontextprotocol/conformance/dist/index.js'"
       echo "export PEERS_CONFORMANCE_NEXT_JS='$NM/mcp-conformance-next/dist/index.js'"
+    fi
+    if [[ -x $GO_SERVER ]]; then
+      echo "export PEERS_GO_SERVER='$GO_SERVER'   # mcp-go upstream: --listen 127.0.0.1:0 --record FILE (tests/peers/go-server)"
     fi
     local var bin
     for var in REDIS_SERVER:redis-server REDIS_CLI:redis-cli RSYSLOGD:rsyslogd PROMETHEUS:prometheus PROMTOOL:promtool; do
@@ -229,6 +258,10 @@ console.log(`  npm     ${nm}: ` + names.map((n) => `${n}@${JSON.parse(fs.readFil
 EOF
     echo "  wrappers $PEERS_DIR/bin: $(cd "$PEERS_DIR/bin" && echo *)"
   fi
+  if [[ -x $GO_SERVER ]]; then
+    echo "  go      $GO_SERVER: $(GOTOOLCHAIN=local "$GO_BIN" version -m "$GO_SERVER" 2>/dev/null \
+      | awk '$1 == "dep" && $2 == "github.com/mark3labs/mcp-go" { print "mcp-go@" $3 }; NR == 1 { print $2 }' | tr '\n' ' ')"
+  fi
   if dpkg-query -W "${APT_PKGS[@]}" >/dev/null 2>&1; then
     echo "  apt     (system) $(dpkg-query -W -f='${Package}=${Version} ' "${APT_PKGS[@]}")"
   fi
@@ -239,10 +272,10 @@ usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 groups=()
 for a in "${@:-all}"; do
   case $a in
-    all) groups+=(python node apt) ;;
-    python | node | apt) groups+=("$a") ;;
+    all) groups+=(python node apt go) ;;
+    python | node | apt | go) groups+=("$a") ;;
     -h | --help) usage; exit 0 ;;
-    *) usage >&2; die "unknown group '$a' (want python, node, apt or all)" ;;
+    *) usage >&2; die "unknown group '$a' (want python, node, apt, go or all)" ;;
   esac
 done
 

@@ -81,6 +81,7 @@ pub fn call_event(i: u64) -> AuditEvent {
             resource: Some("http://127.0.0.1:9401/mcp".into()),
             upstream: "127.0.0.1:9402".parse().ok(),
         },
+        count: None,
     }
 }
 

@@ -69,7 +69,9 @@ pub struct McpClientSpec {
 #[x_kube(validation = kube::core::Rule::new("!has(self.clientId) || has(self.issuer)").message("issuer is required with clientId"))]
 pub struct ClientIdentity {
     /// The issuer that mints this client's tokens (`iss`). Required with `clientId`; with
-    /// `serviceAccount` it defaults to any issuer of kind `Kubernetes`.
+    /// `serviceAccount` it defaults to the McpTool's issuer of kind `Kubernetes` when it trusts
+    /// exactly one (the same namespace/name in another cluster is another identity: with
+    /// several Kubernetes issuers, set it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new(URL_RULE).message(URL_MESSAGE))]
     #[schemars(length(max = 2048))]

@@ -103,6 +103,15 @@ pub struct AuthenticationSpec {
     #[x_kube(validation = kube::core::Rule::new(DURATION_RULE).message(DURATION_MESSAGE))]
     #[schemars(length(max = 32))]
     pub clock_skew: String,
+    /// The scopes every caller asks for to begin: the `scope` of the 401 challenge, which
+    /// spec-following clients request instead of everything in `scopes_supported`. Keep them
+    /// to what any registered agent may obtain from the IdP; a call that needs more is answered
+    /// 403 `insufficient_scope` naming what it needs (step-up). When empty, the 401 names the
+    /// scopes the McpPolicies require of every call (often none), and `scopes_supported` is
+    /// all a client can go by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub base_scopes: Vec<String>,
 }
 
 fn default_max_token_lifetime() -> String {

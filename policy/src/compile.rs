@@ -202,6 +202,8 @@ pub struct RuleSet {
     pub max_token_lifetime: Duration,
     /// Tolerated clock skew.
     pub clock_skew: Duration,
+    /// `spec.authentication.baseScopes`: what every caller asks for to begin.
+    pub base_scopes: Vec<String>,
     /// Tool entries in order of precedence (exact names first, then globs by specificity).
     pub entries: Vec<ToolEntry>,
     /// What undeclared tools get.
@@ -246,6 +248,16 @@ impl RuleSet {
     /// Clients whose `clientId` identity matches.
     pub(crate) fn clients_by_id(&self, issuer: &str, client_id: &str) -> &[usize] {
         pair(&self.by_client_id, issuer, client_id)
+    }
+
+    /// The issuer of ServiceAccount identities that name none: the McpTool's Kubernetes issuer
+    /// when it trusts exactly one (`None` with zero or several).
+    pub fn sole_kubernetes_issuer(&self) -> Option<&str> {
+        let mut kubernetes = self.issuers.iter().filter(|i| i.kind == IssuerKind::Kubernetes);
+        match (kubernetes.next(), kubernetes.next()) {
+            (Some(only), None) => Some(&only.issuer),
+            _ => None,
+        }
     }
 
     /// Clients whose ServiceAccount identity matches.
@@ -562,6 +574,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
             "spec.authentication.clockSkew",
             &spec.authentication.clock_skew,
         )?,
+        base_scopes: spec.authentication.base_scopes.clone(),
         entries,
         default_action: spec.default_action,
         tool_rate_limit: rate(&tool_ref, "spec.rateLimit", spec.rate_limit.as_ref())?,

@@ -242,7 +242,13 @@ pub fn authenticate<'r>(
                     .clients_by_service_account(ns, name)
                     .iter()
                     .map(|&i| &rules.clients[i])
-                    .filter(|c| c.issuer.as_ref().is_none_or(|i| *i == principal.issuer)),
+                    .filter(|c| match &c.issuer {
+                        Some(i) => *i == principal.issuer,
+                        // Without an issuer: the McpTool's one Kubernetes issuer (its own
+                        // cluster). With several, a namespace/name pair is ambiguous across
+                        // clusters, so the identity must name its issuer.
+                        None => rules.sole_kubernetes_issuer() == Some(principal.issuer.as_str()),
+                    }),
             )
         }
     };

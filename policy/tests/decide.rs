@@ -496,6 +496,65 @@ fn service_account_identities() {
 }
 
 #[test]
+fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
+    // The McpTool trusts two clusters: agents/bot of the other cluster is not our sa-bot.
+    let mut tool = payments();
+    for issuer in ["https://kubernetes.default.svc", "https://oidc.other-cluster.example"] {
+        tool.spec.authentication.issuers.push(IssuerSpec {
+            issuer: issuer.into(),
+            kind: IssuerKind::Kubernetes,
+            algorithms: vec![SigningAlgorithm::RS256],
+            ..Default::default()
+        });
+    }
+    let mut c = mk_client("agents", "sa-bot");
+    c.spec.identity = ClientIdentity {
+        service_account: Some(ServiceAccountRef {
+            namespace: None,
+            name: "bot".into(),
+        }),
+        ..Default::default()
+    };
+    let policy = mk_policy("payments", "read", &["agents/sa-bot"], "payments-api", &["*"]);
+    let rules = rules(vec![tool], vec![c.clone()], vec![policy.clone()]);
+    let mut p = principal("ignored", &["payments:read"]);
+    p.subject = Some("system:serviceaccount:agents:bot".into());
+    for issuer in ["https://kubernetes.default.svc", "https://oidc.other-cluster.example"] {
+        p.issuer = issuer.into();
+        assert!(
+            matches!(
+                decide(&rules, &p, Call::Session, ts(NOW)),
+                Decision::DenyUnknownClient { .. }
+            ),
+            "{issuer}: ambiguous without an issuer"
+        );
+    }
+    // Naming the issuer picks the cluster.
+    c.spec.identity.service_account = Some(ServiceAccountRef {
+        namespace: None,
+        name: "bot".into(),
+    });
+    c.spec.identity.issuer = Some("https://kubernetes.default.svc".into());
+    let mut tool = payments();
+    for issuer in ["https://kubernetes.default.svc", "https://oidc.other-cluster.example"] {
+        tool.spec.authentication.issuers.push(IssuerSpec {
+            issuer: issuer.into(),
+            kind: IssuerKind::Kubernetes,
+            algorithms: vec![SigningAlgorithm::RS256],
+            ..Default::default()
+        });
+    }
+    let rules = rules(vec![tool], vec![c], vec![policy]);
+    p.issuer = "https://kubernetes.default.svc".into();
+    assert!(decide(&rules, &p, Call::Tool("get_balance"), ts(NOW)).is_allowed());
+    p.issuer = "https://oidc.other-cluster.example".into();
+    assert!(matches!(
+        decide(&rules, &p, Call::Session, ts(NOW)),
+        Decision::DenyUnknownClient { .. }
+    ));
+}
+
+#[test]
 fn reasons_are_stable_labels() {
     let c = client_ref("bot");
     let all = [

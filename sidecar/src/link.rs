@@ -77,8 +77,18 @@ impl Link {
             message,
         };
         let parsed = url::Url::parse(base).map_err(|e| url_error(e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(url_error("the scheme must be https (or http)".into()));
+        match parsed.scheme() {
+            "https" => {}
+            // The token and every bundle would cross the network in clear: only a loopback
+            // operator (a test, or a node-local proxy) may be reached over http.
+            "http" if is_loopback(&parsed) => {}
+            "http" => {
+                return Err(url_error(
+                    "http is allowed only for a loopback operator (127.0.0.0/8, ::1, localhost); use https"
+                        .into(),
+                ));
+            }
+            _ => return Err(url_error("the scheme must be https".into())),
         }
         let connector = connector(trust)?;
         Ok(Self {
@@ -196,6 +206,16 @@ fn client_config(pem: &[u8]) -> Result<rustls::ClientConfig, LinkError> {
     Ok(config) // ALPN: set by the connector (h2, http/1.1)
 }
 
+/// Whether the URL's host is a loopback address or `localhost`.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +228,13 @@ mod tests {
             url.as_str(),
             "https://op.example:8443/base/v1/watch?namespace=a+b&pod=p"
         );
+        for remote in ["http://op.example:8443", "http://10.0.0.1", "http://[fe80::1]", "ftp://127.0.0.1"] {
+            let err = Link::new(remote, &Trust::System, None).unwrap_err();
+            assert!(err.to_string().contains("https"), "{remote}: {err}");
+        }
+        for local in ["http://localhost:1", "http://[::1]:1", "http://127.0.0.2:1"] {
+            assert!(Link::new(local, &Trust::System, None).is_ok(), "{local}");
+        }
         let link = Link::new("http://127.0.0.1:1", &Trust::System, None).unwrap();
         assert_eq!(
             link.url("v1/usage", &[]).as_str(),

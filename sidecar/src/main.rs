@@ -106,6 +106,14 @@ struct RunArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// The most request-body bytes held at once by all requests being read and decided (a
+    /// memory bound under floods; only authenticated callers' bodies are read).
+    #[arg(long, env = "MCP_WARDEN_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 32 * 1024 * 1024)]
+    max_body_bytes_in_flight: usize,
+    /// The most requests being decided at once (503 with Retry-After above it; open streams
+    /// do not count).
+    #[arg(long, env = "MCP_WARDEN_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    max_concurrent_requests: usize,
     /// Longest wait for the upstream's response headers, in seconds (streams are not limited).
     #[arg(long, default_value_t = 300)]
     upstream_timeout_seconds: u64,
@@ -130,7 +138,8 @@ struct RunArgs {
     /// Replicas of this server sharing the budgets (divides them in local-only mode).
     #[arg(long, default_value_t = 1, requires = "redis_url")]
     redis_replicas: u32,
-    /// Do not count 2026-07-28 multi-round-trip retries of a tools/call against quotas.
+    /// Do not count 2026-07-28 multi-round-trip retries of a tools/call against quotas (only
+    /// retries carrying a requestState the upstream issued to the same caller, once).
     #[arg(long)]
     no_count_mrtr_retries: bool,
     /// Audit every tools/call and refusal: the audit configuration (YAML, see docs/audit.md).
@@ -381,6 +390,8 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             public_url: args.public_url,
             anonymous_client: args.anonymous_client,
             max_body_bytes: args.max_body_bytes,
+            max_body_bytes_in_flight: args.max_body_bytes_in_flight.max(args.max_body_bytes),
+            max_concurrent_requests: args.max_concurrent_requests.max(1),
             upstream_timeout: Duration::from_secs(args.upstream_timeout_seconds),
             ..Settings::default()
         },

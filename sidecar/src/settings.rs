@@ -16,6 +16,13 @@ pub struct Settings {
     pub anonymous_client: Option<String>,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// The most request-body bytes all requests together may hold while they are read and
+    /// decided; a request waits for room up to `body_read_timeout` (then 503). Only
+    /// authenticated callers' bodies are read at all.
+    pub max_body_bytes_in_flight: usize,
+    /// The most requests decided at once (a response's streaming body does not count); above
+    /// it, 503 with `Retry-After`.
+    pub max_concurrent_requests: usize,
     /// Longest wait for upstream response headers. Streams, once started, have no timeout.
     pub upstream_timeout: Duration,
     /// Extra host names `Origin`/`Host` may carry besides the public URL's and loopback
@@ -35,6 +42,8 @@ impl Default for Settings {
             public_url: None,
             anonymous_client: None,
             max_body_bytes: 4 * 1024 * 1024,
+            max_body_bytes_in_flight: 32 * 1024 * 1024,
+            max_concurrent_requests: 1024,
             upstream_timeout: Duration::from_secs(300),
             allowed_hosts: Vec::new(),
             body_read_timeout: Duration::from_secs(30),

@@ -22,6 +22,10 @@ pub struct Active {
     quotas_synced: AtomicBool,
     /// The audit redaction of each tool entry (`None`: invalid rules), then the no-rules one.
     redactions: OnceLock<Vec<Option<Arc<Redaction>>>>,
+    /// The `scope` of the 401 challenge (`auth::prm::challenge_scopes`).
+    challenge_scope: OnceLock<Arc<str>>,
+    /// Where requests go under this configuration (with the process's settings).
+    route: OnceLock<crate::proxy::service::Route>,
 }
 
 impl Active {
@@ -32,7 +36,23 @@ impl Active {
             version: bundle.version,
             quotas_synced: AtomicBool::new(false),
             redactions: OnceLock::new(),
+            challenge_scope: OnceLock::new(),
+            route: OnceLock::new(),
         }
+    }
+
+    /// The public URL, MCP path, host policy and upstream under these rules, computed once per
+    /// configuration (the settings are the process's and do not change).
+    pub fn route(&self, settings: &crate::settings::Settings) -> &crate::proxy::service::Route {
+        self.route
+            .get_or_init(|| crate::proxy::service::Route::new(&self.rules, settings))
+    }
+
+    /// The `scope` of the 401 challenge, computed once per configuration.
+    pub fn challenge_scope(&self) -> Arc<str> {
+        self.challenge_scope
+            .get_or_init(|| crate::auth::prm::challenge_scopes(&self.rules).join(" ").into())
+            .clone()
     }
 
     /// The audit redaction for a call of `tool` (its tool entry's `audit`), built once per
@@ -77,9 +97,20 @@ impl Active {
 
 /// The configuration in force; `None` until the first valid one (then everything is denied
 /// and `/ready` says not ready).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Live {
     current: ArcSwapOption<Active>,
+    /// Bumped by every install and clear: open streams re-check their caller (`proxy::revoke`).
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            current: ArcSwapOption::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Live {
@@ -96,12 +127,21 @@ impl Live {
             .as_ref()
             .is_none_or(|old| old.version != active.version);
         self.current.store(Some(Arc::new(active)));
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
         changed
     }
 
     /// Withdraws the configuration: every request is denied until the next install.
     pub fn clear(&self) {
         self.current.store(None);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes on every change of the configuration in force.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Whether a valid configuration is in force.

@@ -42,6 +42,7 @@ pub fn mk_tool(ns: &str, name: &str, tools: &[(&str, &[&str])]) -> McpTool {
                 }],
                 max_token_lifetime: "1h".into(),
                 clock_skew: "30s".into(),
+                ..Default::default()
             },
             tools: tools
                 .iter()

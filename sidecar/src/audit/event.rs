@@ -48,6 +48,9 @@ pub struct AuditEvent {
     pub transport: TransportInfo,
     /// The MCP server this sidecar guards.
     pub server: ServerInfo,
+    /// How many requests this record stands for (OCSF `count`): set on the aggregated records
+    /// of tokenless refusals, `None` (one) otherwise.
+    pub count: Option<u64>,
 }
 
 /// The tool being called.

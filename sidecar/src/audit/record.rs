@@ -364,6 +364,9 @@ struct Head<'a, D = Value, U = Value> {
     end_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<i64>,
+    /// OCSF `count`: the requests an aggregated record stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
     severity_id: u32,
     severity: &'static str,
     status_id: u32,
@@ -954,6 +957,7 @@ fn render(
         start_time: start_ms,
         end_time: end_ms,
         duration,
+        count: ev.count,
         severity_id,
         severity: severity(severity_id),
         status_id,
@@ -1139,6 +1143,7 @@ pub fn checkpoint_head(info: &CheckpointInfo, product: &Product, now: Timestamp)
         start_time: ms,
         end_time: None,
         duration: None,
+        count: None,
         severity_id: if info.reason == "drop" { 4 } else { 1 },
         severity: severity(if info.reason == "drop" { 4 } else { 1 }),
         status_id: 1,

@@ -5,8 +5,14 @@
 //!
 //! What is hashed: a string's UTF-8 bytes; any other value's canonical JSON (object keys sorted, no
 //! whitespace). Rules come from `McpTool.spec.tools[].audit.redact` (per tool) plus the sidecar-wide
-//! `alwaysRedact` key names; key names match ASCII case-insensitively.
+//! `alwaysRedact` key names. Key names and pointer tokens match the way case-insensitive decoders
+//! read keys (ASCII case and the Unicode letters that fold to ASCII, `proxy::jsonrpc::fold`), so
+//! `Card_Number` or `pa\u{17F}sword` is redacted like `card_number`, `password`: an upstream
+//! built on Go's `encoding/json` would read them as those. Every matching value is hashed, even
+//! one that looks like a hash already (a caller could otherwise forge one and keep a secret in
+//! clear, or copy another record's hash to fake a correlation).
 
+use crate::proxy::jsonrpc::fold;
 use hmac::{Hmac, Mac};
 use mcp_warden_crds::ToolAuditSpec;
 use serde_json::Value;
@@ -131,9 +137,9 @@ pub fn canonical_json(value: &Value, out: &mut Vec<u8>) {
 /// The redaction rules of one tool.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Redaction {
-    /// Parsed JSON pointers (reference tokens, unescaped).
+    /// Parsed JSON pointers (reference tokens, unescaped and folded).
     pointers: Vec<Vec<String>>,
-    /// Bare key names, ASCII-lowercased.
+    /// Bare key names, folded.
     keys: Vec<String>,
     capture_response: bool,
 }
@@ -160,11 +166,11 @@ impl Redaction {
                 out.pointers.push(
                     pointer
                         .split('/')
-                        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+                        .map(|t| fold(&t.replace("~1", "/").replace("~0", "~")))
                         .collect(),
                 );
             } else if !rule.is_empty() && !rule.contains('/') {
-                let key = rule.to_ascii_lowercase();
+                let key = fold(rule);
                 if !out.keys.contains(&key) {
                     out.keys.push(key);
                 }
@@ -198,12 +204,9 @@ impl Redaction {
     pub fn apply(&self, value: &mut Value, key: &HmacKey) -> usize {
         let mut n = 0;
         for pointer in &self.pointers {
-            if let Some(target) = lookup_mut(value, pointer)
-                && !is_redacted(target)
-            {
+            n += at_pointer(value, pointer, &mut |target| {
                 *target = Value::String(key.digest(target));
-                n += 1;
-            }
+            });
         }
         if !self.keys.is_empty() {
             n += self.redact_keys(value, key);
@@ -213,21 +216,20 @@ impl Redaction {
 
     /// Whether [`apply`](Self::apply) would replace anything in `value` (no copy needed if not).
     pub fn finds(&self, value: &Value) -> bool {
-        self.pointers
-            .iter()
-            .any(|p| lookup(value, p).is_some_and(|v| !is_redacted(v)))
+        self.pointers.iter().any(|p| found_at_pointer(value, p))
             || (!self.keys.is_empty() && self.finds_key(value))
+    }
+
+    fn matches_key(&self, k: &str) -> bool {
+        let k = fold(k);
+        self.keys.iter().any(|r| *r == k)
     }
 
     fn finds_key(&self, value: &Value) -> bool {
         match value {
-            Value::Object(map) => map.iter().any(|(k, v)| {
-                if self.keys.iter().any(|r| r.eq_ignore_ascii_case(k)) {
-                    !is_redacted(v)
-                } else {
-                    self.finds_key(v)
-                }
-            }),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| self.matches_key(k) || self.finds_key(v)),
             Value::Array(items) => items.iter().any(|v| self.finds_key(v)),
             _ => false,
         }
@@ -238,11 +240,9 @@ impl Redaction {
         match value {
             Value::Object(map) => {
                 for (k, v) in map.iter_mut() {
-                    if self.keys.iter().any(|r| r.eq_ignore_ascii_case(k)) {
-                        if !is_redacted(v) {
-                            *v = Value::String(key.digest(v));
-                            n += 1;
-                        }
+                    if self.matches_key(k) {
+                        *v = Value::String(key.digest(v));
+                        n += 1;
                     } else {
                         n += self.redact_keys(v, key);
                     }
@@ -259,32 +259,41 @@ impl Redaction {
     }
 }
 
-fn is_redacted(v: &Value) -> bool {
-    matches!(v, Value::String(s) if s.starts_with(REDACTED_PREFIX) && s.len() == REDACTED_PREFIX.len() + 64)
+/// Calls `f` on every value at the (folded) pointer `tokens`: an object member matches a token
+/// whatever its case or folding, so a pointer may reach several values. Returns how many.
+fn at_pointer(value: &mut Value, tokens: &[String], f: &mut impl FnMut(&mut Value)) -> usize {
+    let Some((first, rest)) = tokens.split_first() else {
+        f(value);
+        return 1;
+    };
+    match value {
+        Value::Object(map) => map
+            .iter_mut()
+            .filter(|(k, _)| fold(k) == *first)
+            .map(|(_, v)| at_pointer(v, rest, f))
+            .sum(),
+        Value::Array(items) => match array_index(first).and_then(|i| items.get_mut(i)) {
+            Some(v) => at_pointer(v, rest, f),
+            None => 0,
+        },
+        _ => 0,
+    }
 }
 
-fn lookup<'v>(value: &'v Value, tokens: &[String]) -> Option<&'v Value> {
-    let mut cur = value;
-    for t in tokens {
-        cur = match cur {
-            Value::Object(map) => map.get(t)?,
-            Value::Array(items) => items.get(array_index(t)?)?,
-            _ => return None,
-        };
+/// Whether [`at_pointer`] would reach a value (the shared form, for `finds`).
+fn found_at_pointer(value: &Value, tokens: &[String]) -> bool {
+    let Some((first, rest)) = tokens.split_first() else {
+        return true;
+    };
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| fold(k) == *first && found_at_pointer(v, rest)),
+        Value::Array(items) => array_index(first)
+            .and_then(|i| items.get(i))
+            .is_some_and(|v| found_at_pointer(v, rest)),
+        _ => false,
     }
-    Some(cur)
-}
-
-fn lookup_mut<'v>(value: &'v mut Value, tokens: &[String]) -> Option<&'v mut Value> {
-    let mut cur = value;
-    for t in tokens {
-        cur = match cur {
-            Value::Object(map) => map.get_mut(t)?,
-            Value::Array(items) => items.get_mut(array_index(t)?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
 }
 
 /// A JSON pointer token as an array index (no sign, no leading zero).
@@ -332,11 +341,29 @@ mod tests {
         assert_eq!(v["card"]["exp"], "12/30");
         assert_eq!(v["items"][0]["ssn"], "keep-0");
         assert!(v["a/b"].as_str().unwrap().starts_with(REDACTED_PREFIX));
-        // Applying again changes nothing, and `finds` says so before.
-        let before = v.clone();
-        assert!(!r.finds(&v));
-        assert_eq!(r.apply(&mut v, &key()), 0);
-        assert_eq!(v, before);
+    }
+
+    #[test]
+    fn folded_keys_are_redacted_and_forged_hashes_hashed_again() {
+        let r = Redaction::new(["/card_number", "password"], false).unwrap();
+        let forged = format!("{REDACTED_PREFIX}{}", "4111".repeat(16));
+        let mut v = json!({
+            "Card_Number": "4111-1",
+            "CARD_NUMBER": "4111-2",
+            "pa\u{17F}sword": "hunter2",
+            "nested": {"PASSWORD": forged.clone(), "pass\u{17F}": "not-a-rule"},
+        });
+        assert!(r.finds(&v));
+        assert_eq!(r.apply(&mut v, &key()), 4);
+        let text = v.to_string();
+        for secret in ["4111-1", "4111-2", "hunter2", forged.as_str()] {
+            assert!(!text.contains(secret), "{secret} left in clear: {text}");
+        }
+        assert_eq!(v["nested"]["pass\u{17F}"], "not-a-rule");
+        // A digest is never taken for redacted: the same rules hash it again.
+        let digest = v["Card_Number"].clone();
+        assert_eq!(r.apply(&mut v, &key()), 4);
+        assert_ne!(v["Card_Number"], digest);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! Issuer{no jwks_uri}         ──GET {iss}/.well-known/openid-configuration──┐ (issuer must equal iss)
 //!                             ──GET {origin}/.well-known/oauth-authorization-server{path} (fallback)
 //!                                                                           └─► jwks_uri ──► JWKS
-//! Kubernetes, in a pod, no jwks_uri ──GET https://$KUBERNETES_SERVICE_HOST/openid/v1/jwks
-//!                                      (cluster CA, the pod's own ServiceAccount token) ──► JWKS
+//! Kubernetes, in a pod, no jwks_uri, the issuer is the pod's own token's `iss`
+//!                             ──GET https://$KUBERNETES_SERVICE_HOST/openid/v1/jwks
+//!                               (cluster CA, the pod's own ServiceAccount token) ──► JWKS
+//!   (another cluster's issuer without jwks_uri is discovered like any other)
 //! ```
 //!
 //! Only `https` URLs are fetched, plus `http` to loopback hosts (tests, local IdPs) unless
@@ -97,6 +99,8 @@ struct InCluster {
     client: HttpClient,
     jwks_url: String,
     token_path: PathBuf,
+    /// The local cluster's issuer (`iss` of the pod's own token): only it gets the local keys.
+    issuer: Option<String>,
 }
 
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -123,12 +127,27 @@ impl InCluster {
         } else {
             host
         };
+        let issuer = std::fs::read_to_string(&token_path)
+            .ok()
+            .and_then(|token| token_issuer(token.trim()));
         Some(Self {
             client: https_client(tls),
             jwks_url: format!("https://{host}:{port}/openid/v1/jwks"),
             token_path,
+            issuer,
         })
     }
+}
+
+/// The `iss` claim of a JWT, read without verifying it (the pod's own token, from its file).
+fn token_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 fn cluster_tls(ca: &Path) -> Result<rustls::ClientConfig, String> {
@@ -184,7 +203,11 @@ impl Fetcher {
     pub async fn fetch(&self, issuer: &Issuer) -> Result<Fetched, String> {
         let body = match (&issuer.jwks_uri, issuer.kind, &self.in_cluster) {
             (Some(uri), _, _) => self.get(&self.client, uri, None).await?,
-            (None, IssuerKind::Kubernetes, Some(cluster)) => {
+            // The local API server's keys sign the local cluster's tokens only: another
+            // cluster's issuer without `jwksUri` is discovered like any other.
+            (None, IssuerKind::Kubernetes, Some(cluster))
+                if cluster.issuer.as_deref() == Some(issuer.issuer.as_str()) =>
+            {
                 let token = std::fs::read_to_string(&cluster.token_path)
                     .map_err(|e| format!("{}: {e}", cluster.token_path.display()))?;
                 self.get(&cluster.client, &cluster.jwks_url, Some(token.trim()))
@@ -432,6 +455,26 @@ fn parse_jwk(jwk: &Value) -> Option<Key> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_local_issuer_is_read_from_the_pods_token() {
+        use base64::Engine as _;
+        let b64 = |v: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+        };
+        let token = format!(
+            "{}.{}.sig",
+            b64(&json!({"alg": "RS256"})),
+            b64(&json!({"iss": "https://kubernetes.default.svc.cluster.local", "sub": "x"}))
+        );
+        assert_eq!(
+            token_issuer(&token).as_deref(),
+            Some("https://kubernetes.default.svc.cluster.local")
+        );
+        for bad in ["", "a.b", "a.!!.c", &format!("x.{}.y", b64(&json!({"sub": "x"})))] {
+            assert_eq!(token_issuer(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn discovery_url_forms() {

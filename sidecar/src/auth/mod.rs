@@ -27,8 +27,9 @@
 //! * when an issuer's keys cannot be refreshed, the last keys fetched stay in use for
 //!   `jwks_max_stale`, then its tokens are refused with [`AuthError::KeysUnavailable`];
 //! * a Kubernetes issuer without `jwksUri`, in a pod, takes its keys from the local API server
-//!   (`/openid/v1/jwks`, cluster CA, the pod's ServiceAccount token); elsewhere, or for another
-//!   cluster's issuer, discovery or `jwksUri` apply as for OAuth issuers.
+//!   (`/openid/v1/jwks`, cluster CA, the pod's ServiceAccount token) only when it is the local
+//!   cluster's issuer (the `iss` of the pod's own token); elsewhere, or for another cluster's
+//!   issuer, discovery or `jwksUri` apply as for OAuth issuers.
 
 mod cache;
 mod jwks;

@@ -1,5 +1,6 @@
 //! RFC 9728 Protected Resource Metadata and the `WWW-Authenticate` challenges that point to it.
 
+use mcp_warden_crds::Risk;
 use mcp_warden_policy::RuleSet;
 use serde_json::{Value, json};
 
@@ -20,19 +21,48 @@ fn split_origin(url: &str) -> (&str, &str) {
     }
 }
 
-/// Every scope the rules mention (tool entries and policies), sorted and deduplicated: the PRM
-/// `scopes_supported` and the `scope` hint of a 401 challenge.
+/// The PRM `scopes_supported`: the base scopes, the scopes policies require, and the scopes of
+/// tool entries below `High` risk, sorted and deduplicated. A scope that only High or Critical
+/// tools need (an admin scope) is left out: a client that falls back to `scopes_supported`
+/// would ask the IdP for it, and an ordinary agent's whole token request would be refused. Such
+/// a scope reaches the client through the step-up challenge of the call that needs it.
 pub fn scopes_supported(rules: &RuleSet) -> Vec<&str> {
     let mut scopes: Vec<&str> = rules
-        .entries
+        .base_scopes
         .iter()
-        .flat_map(|e| e.scopes.iter())
+        .chain(
+            rules
+                .entries
+                .iter()
+                .filter(|e| matches!(e.risk, Risk::Low | Risk::Medium))
+                .flat_map(|e| e.scopes.iter()),
+        )
         .chain(rules.policies.iter().flat_map(|p| p.scopes.iter()))
         .map(String::as_str)
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
     scopes
+}
+
+/// The `scope` of the 401 challenge: what every caller asks for to begin. The McpTool's
+/// `baseScopes`, else the scopes every McpPolicy requires of every call (their intersection),
+/// else none. Never an admin scope: calls that need more are answered with a step-up challenge.
+pub fn challenge_scopes(rules: &RuleSet) -> Vec<&str> {
+    if !rules.base_scopes.is_empty() {
+        return rules.base_scopes.iter().map(String::as_str).collect();
+    }
+    let mut policies = rules.policies.iter();
+    let Some(first) = policies.next() else {
+        return Vec::new();
+    };
+    let mut common: Vec<&str> = first.scopes.iter().map(String::as_str).collect();
+    for p in policies {
+        common.retain(|s| p.scopes.iter().any(|t| t == s));
+    }
+    common.sort_unstable();
+    common.dedup();
+    common
 }
 
 /// The PRM document for the rules in force.
@@ -60,13 +90,9 @@ pub fn challenge(resource: &str, invalid_token: Option<&str>) -> String {
 
 /// `Bearer resource_metadata="…", scope="…"` (AUTH-03: the scope hint when `scopes` is not
 /// empty), plus `error="invalid_token", error_description="…"` when a token was sent.
-pub fn challenge_with_scope(
-    resource: &str,
-    scopes: &[&str],
-    invalid_token: Option<&str>,
-) -> String {
+pub fn challenge_with_scope(resource: &str, scope: &str, invalid_token: Option<&str>) -> String {
     let mut value = format!("Bearer resource_metadata=\"{}\"", metadata_url(resource));
-    let scope = quote_safe(&scopes.join(" "));
+    let scope = quote_safe(scope);
     if !scope.is_empty() {
         value.push_str(&format!(", scope=\"{scope}\""));
     }
@@ -122,11 +148,11 @@ mod tests {
             "Bearer resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", error=\"invalid_token\", error_description=\"bad sig\""
         );
         assert_eq!(
-            challenge_with_scope("https://h/mcp", &["a:read", "b"], None),
+            challenge_with_scope("https://h/mcp", "a:read b", None),
             "Bearer resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", scope=\"a:read b\""
         );
         assert_eq!(
-            challenge_with_scope("https://h/mcp", &[], Some("the token has expired")),
+            challenge_with_scope("https://h/mcp", "", Some("the token has expired")),
             "Bearer resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", error=\"invalid_token\", error_description=\"the token has expired\""
         );
         assert_eq!(

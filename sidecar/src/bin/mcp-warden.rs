@@ -315,6 +315,7 @@ fn synthetic(id: u64, session: &str) -> AuditEvent {
             name: "load-server".into(),
             ..ServerInfo::default()
         },
+        count: None,
     }
 }
 

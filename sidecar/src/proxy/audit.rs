@@ -47,7 +47,7 @@ use std::{
 };
 
 /// What one POST knows for its audit records.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Context {
     auditor: Auditor,
     /// The rules in force (`None`: refused before any configuration was in force).
@@ -85,6 +85,13 @@ impl Context {
             transport,
             server,
         }
+    }
+
+    /// Writes the record of an open stream closed by revocation, in the background.
+    pub(super) fn revoked(self, access: Access) -> Box<dyn FnOnce(Denial) + Send> {
+        Box::new(move |denial| {
+            tokio::spawn(async move { self.refused(Some(&access), None, &denial).await });
+        })
     }
 
     /// The request body's size, once read.
@@ -137,6 +144,7 @@ impl Context {
             response: Default::default(),
             transport: self.transport.clone(),
             server: self.server.clone(),
+            count: None,
         }
     }
 

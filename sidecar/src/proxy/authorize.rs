@@ -83,14 +83,14 @@ pub async fn identify(
     let (principal, token_id) = match &settings.anonymous_client {
         Some(name) if !headers.contains_key(header::AUTHORIZATION) => (
             auth::anonymous_principal(&active.rules, name)
-                .ok_or(Denial::Unauthenticated(AuthError::Missing))?,
+                .ok_or_else(|| Denial::Unauthenticated(AuthError::Missing, active.challenge_scope()))?,
             None,
         ),
         _ => {
             let verified = auth
                 .authenticate(&active.rules, headers, query, Timestamp::now())
                 .await
-                .map_err(Denial::Unauthenticated)?;
+                .map_err(|e| Denial::Unauthenticated(e, active.challenge_scope()))?;
             (verified.principal, verified.token_id)
         }
     };

@@ -25,6 +25,7 @@ use super::{
 use crate::auth::{AuthError, prm};
 use http::{HeaderValue, Response, StatusCode, header};
 use mcp_warden_policy::Decision;
+use std::sync::Arc;
 use serde_json::{Value, json};
 
 /// Unauthenticated (401).
@@ -41,9 +42,9 @@ pub const BATCH_NOT_FORWARDED: i64 = -31005;
 /// Why the proxy answers instead of the upstream.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum Denial {
-    /// No valid token.
+    /// No valid token; with the `scope` the challenge names (`auth::prm::challenge_scopes`).
     #[error("Unauthenticated: {0}")]
-    Unauthenticated(AuthError),
+    Unauthenticated(AuthError, Arc<str>),
     /// The client's identity or lifecycle refuses every request (policy `authenticate`).
     #[error("{}", lifecycle_message(.0))]
     Client(Box<Decision>),
@@ -105,6 +106,9 @@ pub enum Denial {
     /// The audit trail could not make the call's record durable (spool full, policy `block`).
     #[error("Service unavailable: the audit trail cannot record the call; retry later")]
     AuditUnavailable,
+    /// Too many requests being decided, or no room for the body (`admission.rs`).
+    #[error("Service unavailable: the proxy is at its request or body budget; retry later")]
+    Busy,
 }
 
 fn lifecycle_message(d: &Decision) -> String {
@@ -146,7 +150,7 @@ impl Denial {
     /// The stable reason for metrics and logs.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Unauthenticated(..) => "unauthenticated",
             Self::Client(d) => d.reason(),
             Self::HiddenTool(_) => "not_granted",
             Self::InsufficientScope { .. } => "insufficient_scope",
@@ -165,13 +169,14 @@ impl Denial {
             Self::Upstream(_) | Self::UpstreamUnauthorized => "upstream_error",
             Self::BatchNotForwarded => "batch_not_forwarded",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::Busy => "overloaded",
         }
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             // A token from before the cut-off is a revoked token: a new one cures it (RFC 6750).
             Self::Client(d) if matches!(**d, Decision::DenyTokenRevoked { .. }) => {
                 StatusCode::UNAUTHORIZED
@@ -188,7 +193,9 @@ impl Denial {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::AuditUnavailable | Self::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::UpstreamUnauthorized => StatusCode::BAD_GATEWAY,
         }
@@ -197,7 +204,7 @@ impl Denial {
     /// The JSON-RPC error code.
     pub fn code(&self) -> i64 {
         match self {
-            Self::Unauthenticated(_) => UNAUTHENTICATED,
+            Self::Unauthenticated(..) => UNAUTHENTICATED,
             Self::Client(d) if matches!(**d, Decision::DenyTokenRevoked { .. }) => UNAUTHENTICATED,
             Self::Client(_) => CLIENT_NOT_PERMITTED,
             Self::Origin(_) => FORBIDDEN_ORIGIN,
@@ -215,7 +222,8 @@ impl Denial {
             Self::NotReady
             | Self::Upstream(_)
             | Self::UpstreamUnauthorized
-            | Self::AuditUnavailable => code::INTERNAL_ERROR,
+            | Self::AuditUnavailable
+            | Self::Busy => code::INTERNAL_ERROR,
         }
     }
 
@@ -312,8 +320,9 @@ pub fn answer(
             needed.dedup();
             Some(prm::insufficient_scope(resource, &needed))
         }
-        Denial::Unauthenticated(e) => Some(prm::challenge(
+        Denial::Unauthenticated(e, scope) => Some(prm::challenge_with_scope(
             resource,
+            scope,
             e.token_sent().then(|| e.to_string()).as_deref(),
         )),
         Denial::Client(d) if matches!(**d, Decision::DenyTokenRevoked { .. }) => {
@@ -328,7 +337,7 @@ pub fn answer(
         h.insert(header::WWW_AUTHENTICATE, value);
     }
     match primary {
-        Denial::NotReady | Denial::AuditUnavailable => {
+        Denial::NotReady | Denial::AuditUnavailable | Denial::Busy => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         Denial::MethodNotAllowed => {
@@ -368,7 +377,7 @@ mod tests {
     #[tokio::test]
     async fn unauthenticated_is_401_with_a_challenge_and_the_request_id() {
         let (status, h, body) = parts(answer(
-            &[(id(3), Denial::Unauthenticated(AuthError::Missing))],
+            &[(id(3), Denial::Unauthenticated(AuthError::Missing, "".into()))],
             false,
             RESOURCE,
         ))
@@ -384,7 +393,7 @@ mod tests {
         let (_, h, _) = parts(answer(
             &[(
                 None,
-                Denial::Unauthenticated(AuthError::Invalid("expired".into())),
+                Denial::Unauthenticated(AuthError::Invalid("expired".into()), "".into()),
             )],
             false,
             RESOURCE,

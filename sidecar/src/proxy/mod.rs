@@ -3,36 +3,51 @@
 //!
 //! ```text
 //! serve(listener, tls, Shared, shutdown)                                   server.rs
+//!   │  tally flusher: tokenless refusals ──every 10 s──► aggregated audit records   tally.rs
 //!   └─ Proxy::handle(request)                                              service.rs
-//!        ├─ POST: body limits, parse, authorize each message                post.rs
+//!        ├─ admission: a request slot (503 when full)                      admission.rs
 //!        ├─ PRM (RFC 9728), 404 elsewhere, 503 until a config is live
 //!        ├─ origin::HostPolicy        Origin/Host vs public URL + loopback → 403
-//!        ├─ jsonrpc::parse            single | 2025-03-26 batch; -32700 / -32600
-//!        ├─ headers                   era, 2026-07-28 mirrored headers (-32020), hop-by-hop,
-//!        │                            no Authorization upstream
-//!        ├─ authorize                 token → Principal → McpClient lifecycle → per message
-//!        │                            (tools/call via policy, task ownership); decision log
-//!        ├─ session::Sessions         Mcp-Session-Id and task ids bound to the principal
-//!        ├─ deny                      every refusal → status + headers + JSON-RPC error
+//!        ├─ authorize::identify       from the headers only: token → Principal → McpClient
+//!        │                            lifecycle; refused callers' bodies are never read
+//!        │                            (no valid token ──► tally, not one record each)
+//!        ├─ POST                                                           post.rs
+//!        │    ├─ Content-Type, Content-Length, body budget (admission), body read
+//!        │    ├─ jsonrpc::parse       one reading only: keys once, no folded variants of
+//!        │    │                       governed keys, typed governed values, safe ids (strict.rs)
+//!        │    ├─ headers              era, 2026-07-28 mirrored headers (-32020)
+//!        │    ├─ session::Sessions    Mcp-Session-Id: own session only (never adopted)
+//!        │    ├─ authorize::authorize per message (tools/call via policy, task ownership)
+//!        │    ├─ throttle             quotas (quota::Quotas), MRTR retries by issued requestState
+//!        │    ├─ audit                request-phase records durable before forwarding
+//!        │    └─ deny                 every refusal → status + headers + JSON-RPC error
+//!        ├─ GET, DELETE               identify, own session, Last-Event-ID unsealed
 //!        ├─ upstream::Upstream        pooled hyper client (rustls), header timeout only
-//!        └─ relay                     response back: JSON or SSE, streamed; read only when
-//!             ├─ sse::RewriteBody     needed, event by event, byte for byte
-//!             └─ filter               tools/list and tasks/list per caller, task ids, versions
+//!        └─ relay                     every 2xx answer read before the client sees it
+//!             ├─ sse::RewriteBody     event by event; ids sealed to caller+session (event_id.rs)
+//!             ├─ filter               answers only to the caller's own request ids; lists per
+//!             │                       caller; unreadable answers withheld; task ids, versions
+//!             ├─ revoke::Revocable    open streams end when their caller is revoked
+//!             └─ audit::Audited       final records; usage (operator mode) observes each call
 //! ```
 
+pub mod admission;
 mod audit;
 pub mod authorize;
 pub mod deny;
+pub mod event_id;
 pub mod filter;
 pub mod headers;
 pub mod jsonrpc;
 pub mod origin;
 mod post;
 pub mod relay;
+pub mod revoke;
 mod server;
 pub mod service;
 pub mod session;
 pub mod sse;
+pub mod tally;
 mod throttle;
 pub mod upstream;
 

@@ -1,11 +1,13 @@
 //! POST: one JSON-RPC payload (a message, or a 2025-03-26 batch) through the gate.
 //!
 //! ```text
-//! body ≤ max_body_bytes (Content-Length, then counted; 413), within body_read_timeout (408)
-//!   ──► authenticate (401, with the request id when the body is readable) ──► lifecycle (403/401)
-//!   ──► Content-Type: application/json (415) ──► jsonrpc::parse (400 -32700 / -32600)
+//! headers ──► authenticate (401, id null) ──► lifecycle (403/401): refused before the body is
+//!             read; no valid token ──► counted in the tally, not recorded one by one
+//!   ──► Content-Type: application/json (415) ──► Content-Length ≤ max_body_bytes (413)
+//!   ──► room in the body budget (503 Retry-After) ──► body within body_read_timeout (408)
+//!   ──► jsonrpc::parse, one reading only (400 -32700 / -32600)
 //!   ──► 2026-07-28: headers::check_mirrored (400 -32020)
-//!   ──► Mcp-Session-Id of another principal (404 -32001)
+//!   ──► Mcp-Session-Id of another principal, or unknown (404 -32001)
 //!   ──► authorize::authorize per message, one decision event each
 //!         any denied ──► deny::answer for the whole payload (a batch is refused whole)
 //!         all allowed ──► upstream, with the body bytes as received ──► relay
@@ -20,6 +22,7 @@ use super::{
     headers,
     jsonrpc::{self, Id, Message, Payload},
     relay::{Exchange, relay},
+    revoke::Watch,
     service::{Proxy, Target},
     session::Ownership,
     throttle::Throttle,
@@ -33,82 +36,65 @@ use std::{collections::HashMap, time::Duration};
 impl Proxy {
     pub(super) async fn post(&self, t: Target, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        let mut audit = self
-            .shared
-            .audit
-            .clone()
-            .map(|a| Context::new(a, Some(t.active.clone()), &parts));
-        let audit = &mut audit;
         let settings = &self.shared.settings;
         let session = headers::session_id(&parts.headers).map(str::to_owned);
         let sid = session.as_deref();
-        let body = match read_body(
-            &parts,
-            body,
-            settings.max_body_bytes,
-            settings.body_read_timeout,
-        )
-        .await
-        {
-            Ok(body) => body,
-            Err(denial) => {
-                if let Some(a) = audit.as_ref() {
-                    a.refused(None, None, &denial).await;
-                }
-                return self.refuse(&t.resource, "POST", None, sid, None, denial);
-            }
-        };
-        if let Some(a) = audit.as_mut() {
-            a.set_bytes_in(body.len());
-        }
-        let audit = audit.as_ref();
-        let parsed = jsonrpc::parse(&body);
+        // Who is calling, from the headers alone: a refused caller's body is never read.
         let auth = &self.shared.auth;
         let access =
             match authorize::identify(&t.active, auth, settings, &parts.headers, parts.uri.query())
                 .await
             {
                 Ok(access) => access,
-                Err(authorize::Refusal { denial, who }) => {
-                    if let Some(a) = audit {
-                        a.refused(who.as_deref(), parsed.as_ref().ok(), &denial)
-                            .await;
-                    }
-                    return self.refuse_payload(&t, parsed.as_ref().ok(), sid, None, denial);
-                }
+                Err(refusal) => return self.refuse_caller(&t, &parts, refusal).await,
             };
         let client = Some(&access.client);
-        if !headers::is_json(&parts.headers) {
-            let label = parsed.as_ref().map_or("POST", |p| p.label());
-            let id = parsed.as_ref().ok().and_then(Payload::answer_id);
-            if let Some(a) = audit {
-                a.refused(
-                    Some(&access),
-                    parsed.as_ref().ok(),
-                    &Denial::UnsupportedMediaType,
-                )
-                .await;
+        let mut audit = self
+            .shared
+            .audit
+            .clone()
+            .map(|a| Context::new(a, Some(t.active.clone()), &parts));
+        let early = if !headers::is_json(&parts.headers) {
+            Err(Denial::UnsupportedMediaType)
+        } else {
+            let declared = content_length(&parts);
+            if declared.is_some_and(|n| n > settings.max_body_bytes as u64) {
+                Err(Denial::TooLarge(settings.max_body_bytes))
+            } else {
+                match self
+                    .admission
+                    .body(declared, settings.body_read_timeout)
+                    .await
+                {
+                    None => Err(Denial::Busy),
+                    Some(permit) => read_body(body, settings.max_body_bytes, settings.body_read_timeout)
+                        .await
+                        .map(|body| (permit, body)),
+                }
             }
-            return self.refuse(
-                &t.resource,
-                label,
-                id.as_ref(),
-                sid,
-                client,
-                Denial::UnsupportedMediaType,
-            );
+        };
+        // Held until the request is forwarded or answered: the body budget.
+        let (_room, body) = match early {
+            Ok(read) => read,
+            Err(denial) => {
+                if let Some(a) = audit.as_ref() {
+                    a.refused(Some(&access), None, &denial).await;
+                }
+                return self.refuse(&t.resource, "POST", None, sid, client, denial);
+            }
+        };
+        if let Some(a) = audit.as_mut() {
+            a.set_bytes_in(body.len());
         }
-        let payload = match parsed {
+        let audit = audit.as_ref();
+        let payload = match jsonrpc::parse(&body) {
             Ok(payload) => payload,
             Err(e) => {
+                let id = e.id().cloned();
                 let denial = Denial::Parse(e);
                 if let Some(a) = audit {
                     a.refused(Some(&access), None, &denial).await;
                 }
-                let id = match &denial {
-                    Denial::Parse(e) => e.id().cloned(),
-                    _ => None,
-                };
                 return self.refuse(&t.resource, "POST", id.as_ref(), sid, client, denial);
             }
         };
@@ -123,8 +109,9 @@ impl Proxy {
             return self.refuse_payload(&t, Some(&payload), sid, client, denial);
         }
         let ownership = sid.map(|sid| self.sessions.check(sid, &access.key));
-        if ownership == Some(Ownership::Foreign) {
-            // The upstream SDK's body for an unknown session, id null: no oracle (HTTP-13).
+        if matches!(ownership, Some(Ownership::Foreign | Ownership::Unknown)) {
+            // Another principal's session, or one the proxy did not see start (never adopted):
+            // the upstream SDK's body for an unknown session, id null: no oracle (HTTP-13).
             if let Some(a) = audit {
                 a.refused(Some(&access), Some(&payload), &Denial::SessionNotFound)
                     .await;
@@ -156,7 +143,7 @@ impl Proxy {
         let throttle = if denied {
             Throttle::Pass(Vec::new())
         } else {
-            self.throttle(&t.active, &access.client, &payload, &mut verdicts)
+            self.throttle(&t.active, &access.client, &access.key, &payload, &mut verdicts)
                 .await
         };
         let throttled = matches!(throttle, Throttle::Refuse(_));
@@ -249,13 +236,17 @@ impl Proxy {
                 }
             }
         }
-        let expects: HashMap<Id, Expect> = payload
+        let answers: HashMap<Id, Option<Expect>> = payload
             .messages()
             .iter()
             .zip(&verdicts)
-            .filter_map(|(m, v)| Some((request_id(m)?, v.expect?)))
+            .filter_map(|(m, v)| Some((request_id(m)?, v.expect)))
             .collect();
-        let forward = headers::to_upstream(&parts.headers);
+        let mut forward = headers::to_upstream(&parts.headers);
+        let scope = super::event_id::scope(&access.key, sid);
+        if let Err(denial) = self.event_ids.resume(&mut forward, &scope) {
+            return self.refuse(&t.resource, payload.label(), None, sid, client, denial);
+        }
         let (response, took) = match self
             .upstream
             .send(Method::POST, &t.upstream, parts.uri.query(), forward, body)
@@ -274,15 +265,28 @@ impl Proxy {
         self.shared
             .metrics
             .upstream(payload.label(), took.as_secs_f64());
+        let revoke = Watch {
+            live: self.shared.live.clone(),
+            principal: access.principal.clone(),
+            tool: match verdicts.as_slice() {
+                [one] => one.tool.clone(),
+                _ => None,
+            },
+            on_revoke: match audit {
+                Some(a) => a.clone().revoked(access.clone()),
+                None => Box::new(|_| {}),
+            },
+        };
         let exchange = Exchange {
             answer_id: payload.answer_id(),
+            revoke: Some(revoke),
             access: Some(access),
-            expects,
+            answers,
             session,
-            ownership,
             modern: era == headers::Era::Modern,
             audit: calls.clone(),
             usage: self.shared.usage.clone(),
+            event_ids: Some(self.event_ids.clone()),
             ..Exchange::default()
         };
         let upstream_status = response.status().as_u16();
@@ -336,22 +340,18 @@ fn request_id(message: &Message) -> Option<Id> {
     }
 }
 
-/// Reads a request body: refused above `limit` (by Content-Length, or while counting) and when
-/// it does not arrive within `timeout`.
-async fn read_body(
-    parts: &Parts,
-    body: Incoming,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Denial> {
-    let declared = parts
+/// The declared `Content-Length`.
+fn content_length(parts: &Parts) -> Option<u64> {
+    parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Denial::TooLarge(limit));
-    }
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Reads a request body: refused above `limit` (while counting) and when it does not arrive
+/// within `timeout`.
+async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Denial> {
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(Denial::BodyTimeout(timeout.as_secs())),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {

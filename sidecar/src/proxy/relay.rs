@@ -4,8 +4,8 @@
 //! ```text
 //! Response<Incoming> ──► 401 from upstream ──► 502 JSON-RPC error (AUTH-11)
 //!   ├─ headers::to_client (hop-by-hop, WWW-Authenticate out; X-Accel-Buffering: no on SSE)
-//!   ├─ sessions: initialize 2xx + Mcp-Session-Id ──► bind;  404 ──► forget;  DELETE 2xx ──► forget;
-//!   │            an unknown session the upstream accepted ──► adopted by the presenter
+//!   ├─ sessions: initialize 2xx + Mcp-Session-Id ──► bind;  404 ──► forget;  DELETE 2xx ──► forget
+//!   │            (an unknown session never reaches the upstream: service.rs, post.rs)
 //!   └─ body: nothing to read ──► passed through as it streams
 //!            text/event-stream ──► sse::RewriteBody + filter::rewrite, event by event
 //!            application/json  ──► collected (bounded), filter::rewrite, new Content-Length
@@ -15,17 +15,22 @@ use super::{
     BoxError, ProxyBody,
     authorize::Access,
     deny::{self, Denial},
-    filter::{self, Expect, Inspector},
+    filter::{self, Answer, Expect, Inspector},
     headers,
     jsonrpc::Id,
     session::{Ownership, Sessions},
-    sse::RewriteBody,
+    event_id::{self, EventIds},
+    revoke::{self, Revocable},
+    sse::{Events, RewriteBody},
 };
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 /// The most bytes of one JSON response or one SSE event the proxy holds to read it.
 pub const MAX_INSPECTED_BYTES: usize = 64 * 1024 * 1024;
@@ -35,15 +40,15 @@ pub const MAX_INSPECTED_BYTES: usize = 64 * 1024 * 1024;
 pub struct Exchange {
     /// The caller (absent for CORS preflights).
     pub access: Option<Access>,
-    /// Responses to read, by request id.
-    pub expects: HashMap<Id, Expect>,
+    /// Every request id of the payload, with what the proxy must read in its answer. An answer
+    /// under any other id is dropped.
+    pub answers: HashMap<Id, Option<Expect>>,
     /// The request's `Mcp-Session-Id`.
     pub session: Option<String>,
-    /// How the session stood when the request came.
-    pub ownership: Option<Ownership>,
     /// A DELETE.
     pub delete: bool,
-    /// A GET stream: responses to earlier `tools/list` requests of the session may arrive on it.
+    /// A GET stream: answers to the session's earlier requests may arrive on it (a resumed
+    /// stream replays them); they are read as the session remembers them.
     pub watch_session: bool,
     /// 2026-07-28 or later.
     pub modern: bool,
@@ -53,6 +58,10 @@ pub struct Exchange {
     pub audit: Option<Arc<super::audit::Calls>>,
     /// Where the tools the upstream lists are reported (operator mode).
     pub usage: Option<Arc<crate::usage::Usage>>,
+    /// Seals the SSE event ids the client sees to its caller and session.
+    pub event_ids: Option<Arc<EventIds>>,
+    /// Ends a streaming answer when its caller is revoked.
+    pub revoke: Option<revoke::Watch>,
 }
 
 /// Turns the upstream's response into the client's.
@@ -76,15 +85,15 @@ pub async fn relay(
     }
     let (mut parts, body) = response.into_parts();
     let mut session = exchange.session.clone();
-    if let (Some(sid), Some(access)) = (&exchange.session, &exchange.access) {
-        if status == StatusCode::NOT_FOUND || (exchange.delete && status.is_success()) {
-            sessions.forget(sid);
-        } else if status.is_success() && exchange.ownership == Some(Ownership::Unknown) {
-            tracing::info!(session = %sid, client = %access.client, "adopting a session the proxy did not see start");
-            sessions.bind(sid, &access.key);
-        }
+    if let (Some(sid), Some(_)) = (&exchange.session, &exchange.access)
+        && (status == StatusCode::NOT_FOUND || (exchange.delete && status.is_success()))
+    {
+        sessions.forget(sid);
     }
-    let initialize = exchange.expects.values().any(|e| *e == Expect::Initialize);
+    let initialize = exchange
+        .answers
+        .values()
+        .any(|e| *e == Some(Expect::Initialize));
     if let (true, true, Some(access)) = (initialize, status.is_success(), &exchange.access)
         && let Some(sid) = headers::session_id(&parts.headers)
     {
@@ -92,25 +101,25 @@ pub async fn relay(
         session = Some(sid.to_owned());
     }
     if let Some(sid) = &session {
-        for (id, _) in exchange
-            .expects
-            .iter()
-            .filter(|(_, e)| **e == Expect::ToolsList)
-        {
-            sessions.expect_list(sid, id);
-        }
+        sessions.remember(sid, &exchange.answers);
     }
     parts.headers = headers::to_client(&parts.headers);
     let Some(access) = exchange.access else {
         return Response::from_parts(parts, passthrough(body));
     };
+    // Every 2xx body of a caller's exchange is read: an answer may only reach the client as the
+    // answer to one of its own requests (a notification's 202 has no body to read).
     let watch = exchange.watch_session && session.is_some();
-    if !status.is_success() || (exchange.expects.is_empty() && !watch) {
+    // Clients read no body of a non-2xx, 202 (a notification or response accepted) or 204.
+    let unread = matches!(status, StatusCode::ACCEPTED | StatusCode::NO_CONTENT)
+        || parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v == "0");
+    if !status.is_success() || unread {
         return Response::from_parts(parts, passthrough(body));
     }
     let mut inspector = ResponseInspector {
         sessions: sessions.clone(),
-        expects: exchange.expects,
+        answers: exchange.answers,
+        settled: HashSet::new(),
         session,
         watch,
         access,
@@ -119,26 +128,34 @@ pub async fn relay(
         usage: exchange.usage,
         listed: Vec::new(),
     };
-    if headers::is_event_stream(&parts.headers) {
-        parts.headers.remove(header::CONTENT_LENGTH);
-        let body = RewriteBody::new(body, MAX_INSPECTED_BYTES, move |data: &[u8]| {
-            filter::rewrite(data, &mut inspector)
-        });
-        return Response::from_parts(parts, body.boxed_unsync());
-    }
-    if !headers::is_json(&parts.headers) {
-        return Response::from_parts(parts, passthrough(body));
-    }
-    if parts
+    // Fail closed: what the proxy must read arrives uncompressed (it asks for identity) as JSON
+    // or SSE; anything else is withheld as a JSON-RPC error (or a 502 when nothing is pending).
+    let encoded = parts
         .headers
         .get(header::CONTENT_ENCODING)
-        .is_some_and(|e| e.as_bytes() != b"identity")
-    {
-        return bad_gateway(
-            "a compressed JSON response cannot be filtered",
-            exchange.answer_id,
-            resource,
-        );
+        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let sse = headers::is_event_stream(&parts.headers);
+    if encoded || !(sse || headers::is_json(&parts.headers)) {
+        let why = if encoded {
+            "it is compressed"
+        } else {
+            "it is neither JSON nor an event stream"
+        };
+        return withheld_answer(parts, &mut inspector, why, exchange.answer_id, resource);
+    }
+    if sse {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let seal = exchange.event_ids.map(|ids| {
+            let scope = event_id::scope(&inspector.access.key, inspector.session.as_deref());
+            (ids, scope)
+        });
+        let events = SseEvents { inspector, seal };
+        let body = RewriteBody::new(body, MAX_INSPECTED_BYTES, events).boxed_unsync();
+        let body = match exchange.revoke {
+            Some(watch) => Revocable::wrap(body, watch),
+            None => body,
+        };
+        return Response::from_parts(parts, body);
     }
     let bytes = match Limited::new(body, MAX_INSPECTED_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -150,7 +167,13 @@ pub async fn relay(
             );
         }
     };
-    let bytes = filter::rewrite(&bytes, &mut inspector).map_or(bytes, Bytes::from);
+    let mut bytes = filter::rewrite(&bytes, &mut inspector).map_or(bytes, Bytes::from);
+    // A JSON answer must answer every request the proxy must read: one carrying another id, or
+    // none, is replaced by errors for those requests.
+    let errors = filter::withhold_pending(&mut inspector, "it does not answer the request");
+    if !errors.is_empty() {
+        bytes = Bytes::from(errors);
+    }
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -160,6 +183,34 @@ pub async fn relay(
             .map_err(|never| match never {})
             .boxed_unsync(),
     )
+}
+
+/// The answer when the upstream's body cannot be inspected: JSON-RPC errors for what was
+/// pending, or a 502.
+fn withheld_answer(
+    mut parts: http::response::Parts,
+    inspector: &mut ResponseInspector,
+    why: &str,
+    id: Option<Id>,
+    resource: &str,
+) -> Response<ProxyBody> {
+    let errors = filter::withhold_pending(inspector, why);
+    if errors.is_empty() {
+        return bad_gateway(
+            &format!("the upstream's answer cannot be inspected: {why}"),
+            id,
+            resource,
+        );
+    }
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(errors.len()));
+    Response::from_parts(parts, super::full(errors))
 }
 
 fn passthrough(body: Incoming) -> ProxyBody {
@@ -172,11 +223,31 @@ fn bad_gateway(why: &str, id: Option<Id>, resource: &str) -> Response<ProxyBody>
     deny::answer(&[(id, Denial::Upstream(error))], false, resource)
 }
 
+/// An SSE answer's events: data read by the inspector, ids sealed to the caller and session.
+#[derive(Debug)]
+struct SseEvents {
+    inspector: ResponseInspector,
+    seal: Option<(Arc<EventIds>, String)>,
+}
+
+impl Events for SseEvents {
+    fn data(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        filter::rewrite(data, &mut self.inspector)
+    }
+
+    fn id(&mut self, id: &[u8]) -> Option<Vec<u8>> {
+        let (ids, scope) = self.seal.as_ref()?;
+        (!id.is_empty()).then(|| ids.seal(scope, id))
+    }
+}
+
 /// Reads responses for one exchange.
 #[derive(Debug)]
 struct ResponseInspector {
     sessions: Arc<Sessions>,
-    expects: HashMap<Id, Expect>,
+    answers: HashMap<Id, Option<Expect>>,
+    /// Expected answers that came (or were withheld).
+    settled: HashSet<Id>,
     session: Option<String>,
     watch: bool,
     access: Access,
@@ -189,6 +260,11 @@ struct ResponseInspector {
 
 impl Drop for ResponseInspector {
     fn drop(&mut self) {
+        if let Some(sid) = &self.session
+            && !self.settled.is_empty()
+        {
+            self.sessions.answered(sid, &self.settled);
+        }
         if let Some(usage) = &self.usage
             && !self.listed.is_empty()
         {
@@ -198,12 +274,23 @@ impl Drop for ResponseInspector {
 }
 
 impl Inspector for ResponseInspector {
-    fn expect(&mut self, id: &Id) -> Option<Expect> {
-        if let Some(expect) = self.expects.get(id) {
-            return Some(*expect);
+    fn expect(&mut self, id: &Id) -> Answer {
+        let known = match self.answers.get(id) {
+            Some(expect) => {
+                self.settled.insert(id.clone());
+                Some(*expect)
+            }
+            None => self
+                .session
+                .as_deref()
+                .filter(|_| self.watch)
+                .and_then(|sid| self.sessions.recall(sid, id)),
+        };
+        match known {
+            Some(Some(expect)) => Answer::Inspect(expect),
+            Some(None) => Answer::Pass,
+            None => Answer::Drop,
         }
-        let sid = self.session.as_deref().filter(|_| self.watch)?;
-        self.sessions.is_list(sid, id).then_some(Expect::ToolsList)
     }
 
     fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
@@ -230,6 +317,10 @@ impl Inspector for ResponseInspector {
         );
     }
 
+    fn issued_request_state(&mut self, state: &str) {
+        self.sessions.issue_request_state(state, &self.access.key);
+    }
+
     fn initialized(&mut self, protocol_version: &str) {
         if let Some(sid) = &self.session {
             self.sessions.set_version(sid, protocol_version);
@@ -244,5 +335,24 @@ impl Inspector for ResponseInspector {
         if let Some(calls) = &self.audit {
             calls.answered(id, result, error);
         }
+    }
+
+    fn unreadable(&mut self) -> Vec<(Id, Expect)> {
+        let pending: Vec<(Id, Expect)> = self
+            .answers
+            .iter()
+            .filter_map(|(id, e)| Some((id, (*e)?)))
+            .filter(|(id, e)| e.must_read() && !self.settled.contains(*id))
+            .map(|(id, e)| (id.clone(), e))
+            .collect();
+        for (id, expect) in &pending {
+            self.settled.insert(id.clone());
+            if *expect == Expect::CreateTask
+                && let Some(calls) = &self.audit
+            {
+                calls.answered(id, None, Some(r#"{"code":-32603,"message":"withheld"}"#));
+            }
+        }
+        pending
     }
 }

@@ -33,7 +33,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let grace = shared.settings.shutdown_grace;
-    let proxy = Arc::new(Proxy::new(shared));
+    let proxy = Arc::new(Proxy::new(shared.clone()));
+    let tally = shared.audit.clone().map(|auditor| {
+        let live = shared.live.clone();
+        let server = move || crate::audit::ServerInfo {
+            name: live.current().map_or_else(String::new, |a| a.rules.tool.name.clone()),
+            resource: live.current().map(|a| a.rules.resource.clone()),
+            upstream: None,
+        };
+        tokio::spawn(proxy.tally.clone().run(auditor, server))
+    });
     let acceptor = tls.map(TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -100,6 +109,11 @@ pub async fn serve(
         }
     }
     connections.abort_all();
+    if let (Some(tally), Some(auditor)) = (tally, &shared.audit) {
+        tally.abort();
+        let server = crate::audit::ServerInfo::default();
+        proxy.tally.flush(auditor, &server).await;
+    }
     Ok(())
 }
 

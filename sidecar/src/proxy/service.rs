@@ -14,12 +14,16 @@
 
 use super::{
     ProxyBody, Shared,
+    admission::Admission,
+    event_id::{self, EventIds},
+    tally::Tally,
     authorize::{self, Event},
     deny::{self, Denial},
     full, headers,
     jsonrpc::Id,
     origin::HostPolicy,
     relay::{Exchange, relay},
+    revoke::Watch,
     session::{Ownership, Sessions},
     upstream::Upstream,
 };
@@ -40,6 +44,50 @@ pub struct Proxy {
     pub(super) sessions: Arc<Sessions>,
     /// Forwarded tool calls awaiting their final audit records.
     pub(super) in_flight: Arc<super::audit::InFlight>,
+    /// Request and body budgets.
+    pub(super) admission: Admission,
+    /// Refusals of callers without a valid token, counted.
+    pub(super) tally: Arc<Tally>,
+    /// SSE event ids sealed to their caller and session.
+    pub(super) event_ids: Arc<EventIds>,
+}
+
+/// Where requests go under one configuration: computed once when it is first used
+/// (`state::Active::route`), not per request.
+#[derive(Debug)]
+pub struct Route {
+    /// The canonical resource URI (`--public-url`, else the McpTool's `server.resource`).
+    pub resource: String,
+    /// Its path: the MCP endpoint, without a trailing slash.
+    mcp_path: String,
+    /// The path-inserted PRM path for it.
+    prm_path: String,
+    /// DNS-rebinding protection.
+    hosts: HostPolicy,
+    /// Where the MCP server is (`--upstream`, else the McpTool's `server.upstream`).
+    pub upstream: String,
+}
+
+impl Route {
+    /// The route for `rules` under the process's settings.
+    pub fn new(rules: &mcp_warden_policy::RuleSet, settings: &crate::settings::Settings) -> Self {
+        let resource = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| rules.resource.clone());
+        let mcp_path = url::Url::parse(&resource)
+            .map_or_else(|_| String::new(), |u| u.path().trim_end_matches('/').to_owned());
+        Self {
+            prm_path: format!("{PRM_PATH}{mcp_path}"),
+            hosts: HostPolicy::new(&resource, &settings.allowed_hosts),
+            upstream: settings
+                .upstream_override
+                .clone()
+                .unwrap_or_else(|| rules.upstream.clone()),
+            resource,
+            mcp_path,
+        }
+    }
 }
 
 /// Where one request goes, from the rules in force at its start.
@@ -55,6 +103,9 @@ impl Proxy {
     pub fn new(shared: Arc<Shared>) -> Self {
         Self {
             upstream: Upstream::new(shared.settings.upstream_timeout),
+            admission: Admission::new(&shared.settings),
+            tally: Arc::default(),
+            event_ids: Arc::default(),
             shared,
             sessions: Arc::new(Sessions::new()),
             in_flight: Arc::default(),
@@ -63,6 +114,11 @@ impl Proxy {
 
     /// Answers one request. Never fails: every problem becomes an HTTP answer.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        // Held while the request is decided; a streaming answer's body does not hold it.
+        let Some(_slot) = self.admission.request() else {
+            self.shared.metrics.request(req.method().as_str(), "overloaded");
+            return deny::answer(&[(None, Denial::Busy)], false, "");
+        };
         let settings = &self.shared.settings;
         let Some(active) = self.shared.live.current() else {
             let (parts, _body) = req.into_parts();
@@ -70,34 +126,25 @@ impl Proxy {
                 .refuse_request(None, &parts, "", None, Denial::NotReady)
                 .await;
         };
-        let resource = settings
-            .public_url
-            .clone()
-            .unwrap_or_else(|| active.rules.resource.clone());
-        let mcp_path =
-            url::Url::parse(&resource).map_or_else(|_| "/".to_owned(), |u| u.path().to_owned());
+        let route = active.route(settings);
         let path = req.uri().path();
-        if path == PRM_PATH || path == format!("{PRM_PATH}{}", mcp_path.trim_end_matches('/')) {
-            return protected_resource_metadata(req.method(), &active, &resource);
+        if path == PRM_PATH || path == route.prm_path {
+            return protected_resource_metadata(req.method(), &active, &route.resource);
         }
-        if path.trim_end_matches('/') != mcp_path.trim_end_matches('/') {
+        if path.trim_end_matches('/') != route.mcp_path {
             return text(StatusCode::NOT_FOUND, "not found\n");
         }
-        let hosts = HostPolicy::new(&resource, &settings.allowed_hosts);
-        if let Err(e) = hosts.check(req.headers(), req.uri()) {
+        if let Err(e) = route.hosts.check(req.headers(), req.uri()) {
             let (parts, _body) = req.into_parts();
+            let resource = route.resource.clone();
             return self
                 .refuse_request(Some(active), &parts, &resource, None, Denial::Origin(e))
                 .await;
         }
-        let upstream = settings
-            .upstream_override
-            .clone()
-            .unwrap_or_else(|| active.rules.upstream.clone());
         let target = Target {
+            resource: route.resource.clone(),
+            upstream: route.upstream.clone(),
             active,
-            resource,
-            upstream,
         };
         match req.method().clone() {
             Method::POST => self.post(target, req).await,
@@ -115,6 +162,42 @@ impl Proxy {
                 .await
             }
         }
+    }
+
+    /// Refuses a caller that identification turned away, before its body is read. Without a
+    /// valid token (or McpClient) it is counted in the tally, one aggregated audit record per
+    /// reason and source per interval, and logged at `debug`: nobody without a token can fill
+    /// the spool or the log. A known McpClient that is refused gets one record per request.
+    pub(super) async fn refuse_caller(
+        &self,
+        t: &Target,
+        parts: &http::request::Parts,
+        refusal: authorize::Refusal,
+    ) -> Response<ProxyBody> {
+        let authorize::Refusal { denial, who } = refusal;
+        if let Some(access) = who {
+            let active = Some(t.active.clone());
+            return self
+                .refuse_request(active, parts, &t.resource, Some(&access), denial)
+                .await;
+        }
+        let kind = match &denial {
+            Denial::Unauthenticated(e, _) => e.kind(),
+            other => other.reason(),
+        };
+        if self.shared.audit.is_some() {
+            let source = parts.extensions.get::<super::PeerAddr>().map(|p| p.0.ip());
+            self.tally.count(kind, source);
+        }
+        self.shared
+            .metrics
+            .request(parts.method.as_str(), denial.reason());
+        tracing::debug!(
+            target: "mcp_warden::decision",
+            method = parts.method.as_str(), reason = denial.reason(), kind, allowed = false,
+            "denied: no valid token"
+        );
+        deny::answer(&[(None, denial)], false, &t.resource)
     }
 
     /// Refuses a request that is not a readable POST (those record their own refusals): logs,
@@ -167,14 +250,10 @@ impl Proxy {
         .await
         {
             Ok(access) => access,
-            Err(authorize::Refusal { denial, who }) => {
-                return self
-                    .refuse_request(Some(t.active), &parts, &t.resource, who.as_deref(), denial)
-                    .await;
-            }
+            Err(refusal) => return self.refuse_caller(&t, &parts, refusal).await,
         };
         let ownership = sid.map(|sid| self.sessions.check(sid, &access.key));
-        if ownership == Some(Ownership::Foreign) {
+        if matches!(ownership, Some(Ownership::Foreign | Ownership::Unknown)) {
             return self
                 .refuse_request(
                     Some(t.active.clone()),
@@ -197,7 +276,14 @@ impl Proxy {
             allowed: true,
         };
         authorize::record(&self.shared, event);
-        let forward = headers::to_upstream(&parts.headers);
+        let mut forward = headers::to_upstream(&parts.headers);
+        let scope = event_id::scope(&access.key, sid);
+        if let Err(denial) = self.event_ids.resume(&mut forward, &scope) {
+            let active = Some(t.active.clone());
+            return self
+                .refuse_request(active, &parts, &t.resource, Some(&access), denial)
+                .await;
+        }
         let sent = self
             .upstream
             .send(
@@ -216,14 +302,25 @@ impl Proxy {
             }
         };
         self.shared.metrics.upstream(label, took.as_secs_f64());
+        let revoke = Watch {
+            live: self.shared.live.clone(),
+            principal: access.principal.clone(),
+            tool: None,
+            on_revoke: match &self.shared.audit {
+                Some(a) => super::audit::Context::new(a.clone(), Some(t.active.clone()), &parts)
+                    .revoked(access.clone()),
+                None => Box::new(|_| {}),
+            },
+        };
         let exchange = Exchange {
+            revoke: Some(revoke),
             access: Some(access),
             session,
-            ownership,
             delete: method == Method::DELETE,
             watch_session: method == Method::GET,
             modern: headers::era(&parts.headers, None) == headers::Era::Modern,
             usage: self.shared.usage.clone(),
+            event_ids: Some(self.event_ids.clone()),
             ..Exchange::default()
         };
         relay(response, exchange, &self.sessions, &t.resource).await

@@ -5,7 +5,7 @@
 //! request with Mcp-Session-Id: S ──► check(S, principal)
 //!     Owned   ──► forward
 //!     Foreign ──► 404 {"code":-32001,"message":"Session not found"}   (HTTP-13: no oracle)
-//!     Unknown ──► forward; adopted by the presenter if the upstream accepts it (see below)
+//!     Unknown ──► 404 as well: never forwarded, never adopted (see below)
 //! upstream 404 for S, or DELETE S answered 2xx ──► forget(S)                       (HTTP-14)
 //! tools/call with params.task ──CreateTaskResult.task.taskId T──► bind_task(T, principal)
 //! tasks/get|result|cancel|update T ──► Owned? forward : -32602                     (TASK-02)
@@ -13,12 +13,13 @@
 //! ```
 //!
 //! The principal key is `issuer|sub|client_id`: a refreshed token of the same principal keeps
-//! its sessions. Bindings live in memory. After a proxy restart an upstream session the proxy
-//! does not know is adopted by the first principal that presents it and is accepted by the
-//! upstream, because clients never re-initialize on a 404 (reference §0.3, §12) and the ids are
-//! unguessable. Both tables are bounded; above the bound the least recently used entry goes.
+//! its sessions. Bindings live in memory. A session the proxy did not see start (another
+//! replica's, or from before a restart) is answered 404 like a foreign one: adopting it for the
+//! first presenter would hand a leaked session id to whoever presents it first. Clients then
+//! start a new session, as the spec requires on 404. Both tables are bounded; above the bound
+//! the least recently used entry goes.
 
-use super::jsonrpc::Id;
+use super::{filter::Expect, jsonrpc::Id};
 use mcp_warden_policy::Principal;
 use std::{
     collections::{HashMap, VecDeque},
@@ -28,8 +29,9 @@ use std::{
 
 /// How many sessions and tasks are remembered at most.
 pub const MAX_ENTRIES: usize = 100_000;
-/// How many `tools/list` ids are remembered per session (their responses may come on a GET).
-pub const MAX_PENDING_LISTS: usize = 64;
+/// How many request ids are remembered per session, with what the proxy must read in their
+/// answers (a resumed GET stream may replay them). The answer to a forgotten id is dropped.
+pub const MAX_REMEMBERED: usize = 256;
 
 /// The identity sessions and tasks are bound to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -78,7 +80,8 @@ pub enum Ownership {
 struct Session {
     owner: PrincipalKey,
     protocol_version: Option<String>,
-    lists: VecDeque<Id>,
+    /// Request ids forwarded in this session, oldest first, with what their answers need.
+    requests: VecDeque<(Id, Option<Expect>)>,
     used: u64,
 }
 
@@ -92,6 +95,8 @@ struct Task {
 struct Tables {
     sessions: HashMap<String, Session>,
     tasks: HashMap<String, Task>,
+    /// SHA-256 of the MRTR `requestState`s the upstream issued, with the caller they went to.
+    request_states: HashMap<String, Task>,
     clock: u64,
 }
 
@@ -144,7 +149,7 @@ impl Sessions {
             Session {
                 owner: who.clone(),
                 protocol_version: None,
-                lists: VecDeque::new(),
+                requests: VecDeque::new(),
                 used: now,
             },
         );
@@ -167,24 +172,42 @@ impl Sessions {
         self.lock().sessions.get(id)?.protocol_version.clone()
     }
 
-    /// Remembers that `id` in session `session` is a `tools/list` request.
-    pub fn expect_list(&self, session: &str, id: &Id) {
-        if let Some(s) = self.lock().sessions.get_mut(session)
-            && !s.lists.contains(id)
-        {
-            if s.lists.len() >= MAX_PENDING_LISTS {
-                s.lists.pop_front();
+    /// Remembers the request ids forwarded in `session` and what their answers need.
+    pub fn remember(&self, session: &str, answers: &HashMap<Id, Option<Expect>>) {
+        if answers.is_empty() {
+            return;
+        }
+        if let Some(s) = self.lock().sessions.get_mut(session) {
+            for (id, expect) in answers {
+                s.requests.retain(|(known, _)| known != id);
+                if s.requests.len() >= MAX_REMEMBERED {
+                    s.requests.pop_front();
+                }
+                s.requests.push_back((id.clone(), *expect));
             }
-            s.lists.push_back(id.clone());
         }
     }
 
-    /// Whether `id` in session `session` was a `tools/list` request.
-    pub fn is_list(&self, session: &str, id: &Id) -> bool {
-        self.lock()
-            .sessions
-            .get(session)
-            .is_some_and(|s| s.lists.contains(id))
+    /// Forgets requests whose answers reached the client: only what a broken stream left
+    /// unanswered stays for a resumption to replay.
+    pub fn answered<'a>(&self, session: &str, ids: impl IntoIterator<Item = &'a Id>) {
+        let mut tables = self.lock();
+        if let Some(s) = tables.sessions.get_mut(session) {
+            for id in ids {
+                s.requests.retain(|(known, _)| known != id);
+            }
+        }
+    }
+
+    /// What the answer to `id` in `session` needs (`None`: no such request remembered).
+    pub fn recall(&self, session: &str, id: &Id) -> Option<Option<Expect>> {
+        let tables = self.lock();
+        let s = tables.sessions.get(session)?;
+        s.requests
+            .iter()
+            .rev()
+            .find(|(known, _)| known == id)
+            .map(|(_, e)| *e)
     }
 
     /// Binds task `task_id` to `who`. A task id already bound to another principal keeps its
@@ -209,6 +232,35 @@ impl Sessions {
         );
     }
 
+    /// The upstream issued an MRTR `requestState` to `who` (compared as opaque bytes, never
+    /// parsed).
+    pub fn issue_request_state(&self, state: &str, who: &PrincipalKey) {
+        let key = state_key(state);
+        let mut tables = self.lock();
+        tables.clock += 1;
+        let now = tables.clock;
+        evict(&mut tables.request_states, |t| t.used);
+        tables.request_states.insert(
+            key,
+            Task {
+                owner: who.clone(),
+                used: now,
+            },
+        );
+    }
+
+    /// Whether `state` is one the upstream issued to `who` and not yet retried: then it is
+    /// used up. An MRTR retry is exempt from quotas only then, so a made-up `requestState`
+    /// does not skip them.
+    pub fn redeem_request_state(&self, state: &str, who: &PrincipalKey) -> bool {
+        let key = state_key(state);
+        let mut tables = self.lock();
+        match tables.request_states.get(&key) {
+            Some(t) if t.owner == *who => tables.request_states.remove(&key).is_some(),
+            _ => false,
+        }
+    }
+
     /// Who owns task `task_id`, relative to `who`.
     pub fn task(&self, task_id: &str, who: &PrincipalKey) -> Ownership {
         match self.lock().tasks.get(task_id) {
@@ -230,6 +282,11 @@ impl Sessions {
 }
 
 /// Makes room for one entry by dropping the least recently used one.
+fn state_key(state: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(state.as_bytes()))
+}
+
 fn evict<V>(map: &mut HashMap<String, V>, used: impl Fn(&V) -> u64) {
     if map.len() < MAX_ENTRIES {
         return;
@@ -275,18 +332,34 @@ mod tests {
     }
 
     #[test]
-    fn list_ids_are_remembered_per_session_and_bounded() {
+    fn request_ids_are_remembered_per_session_bounded_and_forgotten_once_answered() {
         let s = Sessions::new();
         s.bind("S", &key("a"));
         let id = |n: u64| Id::from_value(&n.into()).unwrap();
-        for n in 0..(MAX_PENDING_LISTS as u64 + 10) {
-            s.expect_list("S", &id(n));
+        for n in 0..(MAX_REMEMBERED as u64 + 10) {
+            let expect = (n % 2 == 0).then_some(Expect::ToolsList);
+            s.remember("S", &HashMap::from([(id(n), expect)]));
         }
-        assert!(!s.is_list("S", &id(0)));
-        assert!(s.is_list("S", &id(MAX_PENDING_LISTS as u64 + 9)));
-        assert!(!s.is_list("T", &id(70)));
-        s.expect_list("unbound", &id(1));
-        assert!(!s.is_list("unbound", &id(1)));
+        assert_eq!(s.recall("S", &id(0)), None, "the oldest is forgotten");
+        let last = MAX_REMEMBERED as u64 + 9;
+        assert_eq!(s.recall("S", &id(last)), Some(None));
+        assert_eq!(s.recall("S", &id(last - 1)), Some(Some(Expect::ToolsList)));
+        assert_eq!(s.recall("T", &id(last)), None, "another session's ids are not this one's");
+        s.answered("S", [&id(last)]);
+        assert_eq!(s.recall("S", &id(last)), None);
+        s.remember("unbound", &HashMap::from([(id(1), None)]));
+        assert_eq!(s.recall("unbound", &id(1)), None);
+    }
+
+    #[test]
+    fn request_states_are_redeemed_once_by_their_caller() {
+        let s = Sessions::new();
+        let (alice, bob) = (key("alpha"), key("beta"));
+        assert!(!s.redeem_request_state("made-up", &alice));
+        s.issue_request_state("opaque-1", &alice);
+        assert!(!s.redeem_request_state("opaque-1", &bob), "another caller");
+        assert!(s.redeem_request_state("opaque-1", &alice));
+        assert!(!s.redeem_request_state("opaque-1", &alice), "used up");
     }
 
     #[test]

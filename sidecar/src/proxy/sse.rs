@@ -3,11 +3,15 @@
 //! ```text
 //! upstream chunks ──► Splitter: lines end in CRLF, LF or CR (a CR at a chunk's end waits for
 //!                     the next byte); a UTF-8 BOM at the start passes first
+//!   each line is scanned once (a partial line keeps its scan position across chunks)
+//!   `id:` lines ──► Events::id (the relay seals them to the caller, event_id.rs)
 //!   line before the event's first `data:` (id, event, retry, comments) ──► out at once
 //!   first `data:` … blank line: held, then
-//!        rewrite(data joined by "\n") = None       ──► the held bytes, unchanged
-//!        rewrite(data)               = Some(json)  ──► the same lines, the data lines replaced
-//!                                                     by `data: <json>` (same line ending)
+//!        data(data joined by "\n") = None        ──► the held bytes, unchanged
+//!        data(data)               = Some(json)  ──► the same lines, the data lines replaced
+//!                                                  by `data: <json>` (same line ending)
+//!        data(data)               = Some("")    ──► the data lines dropped: no event reaches
+//!                                                  the client (an answer to nobody's request)
 //! upstream end ──► what is held goes out (rewritten if it has data); nothing is synthesized
 //! upstream error ──► the client stream fails too (no clean end is invented)
 //! ```
@@ -31,10 +35,29 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[error("an SSE event exceeds {0} bytes")]
 pub struct TooLarge(pub usize);
 
+/// What a [`Splitter`] asks of each event: new data (`None`: unchanged; empty: dropped) and
+/// new `id` values (`None`: unchanged). A closure over the data is an `Events` that keeps ids.
+pub trait Events {
+    /// The new data of an event.
+    fn data(&mut self, data: &[u8]) -> Option<Vec<u8>>;
+    /// The new value of an `id` field.
+    fn id(&mut self, _id: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl<F: FnMut(&[u8]) -> Option<Vec<u8>>> Events for F {
+    fn data(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        self(data)
+    }
+}
+
 /// Splits an SSE byte stream into lines and events, holding only the event being inspected.
 #[derive(Debug)]
 pub struct Splitter {
     pending: Vec<u8>,
+    /// How much of `pending` was already searched for a line end.
+    scanned: usize,
     held: Vec<(Vec<u8>, bool)>,
     held_bytes: usize,
     data: Vec<u8>,
@@ -48,6 +71,7 @@ impl Splitter {
     pub fn new(limit: usize) -> Self {
         Self {
             pending: Vec::new(),
+            scanned: 0,
             held: Vec::new(),
             held_bytes: 0,
             data: Vec::new(),
@@ -62,7 +86,7 @@ impl Splitter {
         &mut self,
         chunk: &[u8],
         out: &mut Vec<u8>,
-        rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>,
+        rewrite: &mut impl Events,
     ) -> Result<(), TooLarge> {
         self.pending.extend_from_slice(chunk);
         if !self.started {
@@ -76,15 +100,21 @@ impl Splitter {
             }
         }
         let mut start = 0;
-        while let Some(offset) = self.pending[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-        {
-            let eol = start + offset;
+        let mut from = self.scanned;
+        loop {
+            let Some(offset) = self.pending[from..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+            else {
+                from = self.pending.len();
+                break;
+            };
+            let eol = from + offset;
             let end = if self.pending[eol] == b'\n' {
                 eol + 1
             } else if eol + 1 == self.pending.len() {
-                break; // a CR at the end: wait to see whether LF follows
+                from = eol; // a CR at the end: wait to see whether LF follows
+                break;
             } else if self.pending[eol + 1] == b'\n' {
                 eol + 2
             } else {
@@ -93,8 +123,10 @@ impl Splitter {
             let line = self.pending[start..end].to_vec();
             self.line(line, eol - start, out, rewrite);
             start = end;
+            from = end;
         }
         self.pending.drain(..start);
+        self.scanned = from - start;
         if self.held_bytes + self.pending.len() > self.limit {
             return Err(TooLarge(self.limit));
         }
@@ -106,12 +138,13 @@ impl Splitter {
     pub fn finish(
         &mut self,
         out: &mut Vec<u8>,
-        rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>,
+        rewrite: &mut impl Events,
     ) {
         if !self.started {
             out.append(&mut self.pending);
         }
         let rest = std::mem::take(&mut self.pending);
+        self.scanned = 0;
         if !rest.is_empty() {
             let len = rest.len() - usize::from(rest.ends_with(b"\r"));
             self.line(rest, len, out, rewrite);
@@ -125,13 +158,23 @@ impl Splitter {
         raw: Vec<u8>,
         len: usize,
         out: &mut Vec<u8>,
-        rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>,
+        rewrite: &mut impl Events,
     ) {
         if len == 0 {
             self.flush(out, rewrite);
             out.extend_from_slice(&raw);
             return;
         }
+        let (raw, len) = match id_value(&raw[..len]).and_then(|id| rewrite.id(id)) {
+            Some(new) => {
+                let mut line = b"id: ".to_vec();
+                line.extend_from_slice(&new);
+                let len = line.len();
+                line.extend_from_slice(line_ending(&raw));
+                (line, len)
+            }
+            None => (raw, len),
+        };
         let value = data_value(&raw[..len]);
         let is_data = value.is_some();
         if !self.has_data && !is_data {
@@ -150,19 +193,19 @@ impl Splitter {
     }
 
     /// Ends the held event (if any): rewritten or as it was.
-    fn flush(&mut self, out: &mut Vec<u8>, rewrite: &mut impl FnMut(&[u8]) -> Option<Vec<u8>>) {
+    fn flush(&mut self, out: &mut Vec<u8>, rewrite: &mut impl Events) {
         if !self.has_data {
             return;
         }
         let held = std::mem::take(&mut self.held);
-        match rewrite(&self.data) {
+        match rewrite.data(&self.data) {
             None => held.iter().for_each(|(raw, _)| out.extend_from_slice(raw)),
             Some(new) => {
                 let mut replaced = false;
                 for (raw, is_data) in &held {
                     if !is_data {
                         out.extend_from_slice(raw);
-                    } else if !replaced {
+                    } else if !replaced && !new.is_empty() {
                         replaced = true;
                         let eol = line_ending(raw);
                         for line in split_lines(&new) {
@@ -177,6 +220,16 @@ impl Splitter {
         self.data.clear();
         self.has_data = false;
         self.held_bytes = 0;
+    }
+}
+
+/// The value of an `id` field line (one leading space removed), else `None`.
+fn id_value(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"id")?;
+    match rest.first() {
+        None => Some(b""),
+        Some(b':') => Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
+        Some(_) => None,
     }
 }
 
@@ -239,7 +292,7 @@ impl<B, F> Body for RewriteBody<B, F>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
-    F: FnMut(&[u8]) -> Option<Vec<u8>> + Unpin,
+    F: Events + Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -424,6 +477,57 @@ data:no-space\rdata:  two spaces\r\r\
             let (out, _) = run(&input, chunk, b"\x00never", b"");
             assert_eq!(out, input, "chunk size {chunk}");
         }
+    }
+
+    /// Seals every id with a `~s` suffix and drops the data `drop`.
+    struct Sealer;
+    impl Events for Sealer {
+        fn data(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+            (data == b"drop").then(Vec::new)
+        }
+        fn id(&mut self, id: &[u8]) -> Option<Vec<u8>> {
+            Some([id, b"~s"].concat())
+        }
+    }
+
+    #[test]
+    fn ids_are_sealed_and_dropped_events_lose_their_data_lines() {
+        let input = b"id: a\ndata: keep\n\nid: b\r\nevent: message\r\ndata: drop\r\n\r\ndata: x\nid:c\n\n";
+        for chunk in [1, 3, input.len()] {
+            let mut splitter = Splitter::new(1 << 10);
+            let mut out = Vec::new();
+            for piece in input.chunks(chunk) {
+                splitter.push(piece, &mut out, &mut Sealer).unwrap();
+            }
+            splitter.finish(&mut out, &mut Sealer);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "id: a~s\ndata: keep\n\nid: b~s\r\nevent: message\r\n\r\ndata: x\nid: c~s\n\n",
+                "chunk size {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_line_in_small_chunks_is_scanned_once() {
+        // 4 MiB of one data line in 1-byte chunks: quadratic rescanning would take minutes.
+        let mut splitter = Splitter::new(8 << 20);
+        let mut out = Vec::new();
+        let mut keep = |_: &[u8]| None;
+        let started = std::time::Instant::now();
+        splitter.push(b"data: ", &mut out, &mut keep).unwrap();
+        let piece = [b'x'; 1];
+        for _ in 0..(4 << 20) {
+            splitter.push(&piece, &mut out, &mut keep).unwrap();
+        }
+        splitter.push(b"\n\n", &mut out, &mut keep).unwrap();
+        assert_eq!(out.len(), 6 + (4 << 20) + 2);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        // And memory per event is bounded: the same line over the limit fails.
+        let mut small = Splitter::new(1 << 10);
+        let mut sink = Vec::new();
+        let long = vec![b'x'; 2 << 10];
+        assert!(small.push(&long, &mut sink, &mut keep).is_err());
     }
 
     #[tokio::test]

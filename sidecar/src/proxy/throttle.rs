@@ -39,6 +39,7 @@ impl Proxy {
         &self,
         active: &Active,
         client: &ObjectRef,
+        key: &super::session::PrincipalKey,
         payload: &Payload,
         verdicts: &mut [Verdict],
     ) -> Throttle {
@@ -53,9 +54,10 @@ impl Proxy {
             else {
                 continue;
             };
-            let mrtr = message.params().is_some_and(|p| {
-                p.get("inputResponses").is_some() || p.get("requestState").is_some()
-            });
+            // A retry is exempt only with a requestState the upstream issued to this caller.
+            let mrtr = message
+                .param_str("requestState")
+                .is_some_and(|state| self.sessions.redeem_request_state(state, key));
             if !quotas.counts(method, mrtr) {
                 continue;
             }

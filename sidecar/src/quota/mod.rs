@@ -34,8 +34,9 @@
 //!
 //! **What counts.** Only `tools/call` (see [`Quotas::counts`]). The proxy must never call
 //! [`Quotas::check`] for notifications, responses, GET streams, DELETE, `initialize`, `ping` or
-//! `tools/list`; MRTR retries (a `tools/call` carrying `inputResponses`/`requestState`) count
-//! unless [`QuotaConfig::count_mrtr_retries`] is off.
+//! `tools/list`; MRTR retries count unless [`QuotaConfig::count_mrtr_retries`] is off, and even
+//! then a retry is exempt only when its `requestState` is one the upstream issued to the same
+//! caller, used once (`proxy::session`): a made-up `requestState` does not skip quotas.
 //!
 //! **Reloads.** [`Quotas::update`] (call it whenever a new RuleSet is installed) keeps the state
 //! of every limit whose definition did not change; a changed rate starts afresh; a daily count

@@ -228,6 +228,7 @@ pub fn call_event(i: u64) -> AuditEvent {
             resource: Some("https://payments.example.com/mcp".into()),
             upstream: Some("127.0.0.1:9001".parse().unwrap()),
         },
+        count: None,
     }
 }
 

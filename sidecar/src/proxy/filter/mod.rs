@@ -53,10 +53,22 @@ pub enum Expect {
     Initialize,
 }
 
+/// What the proxy does with one response message, by its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The answer to a request the proxy must read.
+    Inspect(Expect),
+    /// The answer to a request that was forwarded and needs no reading.
+    Pass,
+    /// No request of this caller's has this id here: a hostile or confused upstream's answer,
+    /// which must not reach the client as the answer to something else. Dropped.
+    Drop,
+}
+
 /// The per-request knowledge `rewrite` needs.
 pub trait Inspector {
-    /// What to do with the response to `id` (`None`: pass it on).
-    fn expect(&mut self, id: &Id) -> Option<Expect>;
+    /// What to do with the response to `id`.
+    fn expect(&mut self, id: &Id) -> Answer;
     /// Whether `tools/list` shows a tool to the caller, asked of each listed tool of one
     /// response (so the caller is resolved once per response, not once per tool).
     fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_;
@@ -64,6 +76,8 @@ pub trait Inspector {
     fn owns_task(&self, task_id: &str) -> bool;
     /// A task was created for the caller.
     fn created_task(&mut self, task_id: &str);
+    /// The upstream issued an MRTR `requestState` to the caller.
+    fn issued_request_state(&mut self, _state: &str) {}
     /// The upstream accepted `initialize` with this version.
     fn initialized(&mut self, protocol_version: &str);
     /// Whether the request was 2026-07-28 or later.
@@ -71,15 +85,29 @@ pub trait Inspector {
     /// The response to an expected request (`result` or `error` as raw JSON text), for the
     /// audit trail's final record of a `tools/call`.
     fn answered(&mut self, _id: &Id, _result: Option<&str>, _error: Option<&str>) {}
+    /// A message that cannot be read came: the expected answers it may have been, which are
+    /// then settled (each is withheld once, as a JSON-RPC error). Fail closed: nothing the proxy
+    /// must inspect passes unread.
+    fn unreadable(&mut self) -> Vec<(Id, Expect)> {
+        Vec::new()
+    }
 }
 
-/// Rewrites a JSON-RPC response text (object or batch array) when a response in it is one the
-/// inspector expects; `None` leaves the bytes untouched.
+/// Rewrites a JSON-RPC message text (object or batch array) when a response in it is one the
+/// inspector expects; `None` leaves the bytes untouched, `Some` of nothing drops them.
 pub fn rewrite(text: &[u8], inspector: &mut impl Inspector) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(text).ok()?;
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Some(withhold_pending(inspector, "it is not UTF-8"));
+    };
     let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        // An SSE priming event (`data:` with nothing): no message, nothing a client reads.
+        return None;
+    }
     if trimmed.starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+        let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+            return Some(withhold_pending(inspector, "it is not JSON"));
+        };
         let rewritten: Vec<Option<String>> = items
             .iter()
             .map(|item| rewrite_message(item.get(), inspector))
@@ -91,7 +119,11 @@ pub fn rewrite(text: &[u8], inspector: &mut impl Inspector) -> Option<Vec<u8>> {
             .iter()
             .zip(&rewritten)
             .map(|(item, new)| new.as_deref().unwrap_or(item.get()))
+            .filter(|text| !text.is_empty())
             .collect();
+        if joined.is_empty() {
+            return Some(Vec::new());
+        }
         return Some(format!("[{}]", joined.join(",")).into_bytes());
     }
     rewrite_message(text, inspector).map(String::into_bytes)
@@ -99,10 +131,34 @@ pub fn rewrite(text: &[u8], inspector: &mut impl Inspector) -> Option<Vec<u8>> {
 
 fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String> {
     let Some(mut message) = Object::parse(text) else {
-        return refuse_ambiguous_list(text, inspector);
+        return Some(refuse_ambiguous_list(text, inspector).unwrap_or_else(|| {
+            String::from_utf8_lossy(&withhold_pending(inspector, "it is not one JSON object"))
+                .into_owned()
+        }));
     };
-    let id = Id::from_value(&serde_json::from_str(message.get("id")?).ok()?)?;
-    let expect = inspector.expect(&id)?;
+    // Requests and notifications from the server pass here; a message with `result` or `error`
+    // is a response whatever else it holds (clients read it as one).
+    if message.get("result").is_none() && message.get("error").is_none() {
+        return None;
+    }
+    let id = message
+        .get("id")
+        .and_then(|raw| serde_json::from_str(raw).ok())
+        .and_then(|v| Id::from_value(&v));
+    let expect = match id.as_ref().map(|id| inspector.expect(id)) {
+        Some(Answer::Inspect(expect)) => expect,
+        Some(Answer::Pass) => return None,
+        // An error answer without an id (id null) cannot be a governed list: pass it.
+        None if message.get("result").is_none() => return None,
+        None | Some(Answer::Drop) => {
+            tracing::warn!(
+                id = id.as_ref().map(|id| tracing::field::display(id.as_json())),
+                "an upstream response answers no pending request of this caller: dropped"
+            );
+            return Some(String::new());
+        }
+    };
+    let id = id?;
     if expect == Expect::CreateTask {
         inspector.answered(&id, message.get("result"), message.get("error"));
     }
@@ -135,16 +191,21 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
                 result_type: Option<String>,
                 #[serde(rename = "taskId")]
                 task_id: Option<String>,
+                #[serde(rename = "requestState")]
+                request_state: Option<String>,
             }
             #[derive(Deserialize)]
             struct Task {
                 #[serde(rename = "taskId")]
                 task_id: String,
             }
-            if !result.contains("taskId") {
+            if !result.contains("taskId") && !result.contains("requestState") {
                 return None;
             }
             if let Ok(created) = serde_json::from_str::<Created>(result) {
+                if let Some(state) = &created.request_state {
+                    inspector.issued_request_state(state);
+                }
                 let modern = (created.result_type.as_deref() == Some("task"))
                     .then_some(created.task_id)
                     .flatten();
@@ -204,19 +265,59 @@ fn refuse_ambiguous_list(text: &str, inspector: &mut impl Inspector) -> Option<S
         }
     }
     let Ids(ids) = serde_json::from_str(text).ok()?;
-    ids.into_iter().find_map(|id| match inspector.expect(&id)? {
-        e @ (Expect::ToolsList | Expect::TasksList) => Some(withheld(&id, e)),
+    ids.into_iter().find_map(|id| match inspector.expect(&id) {
+        Answer::Inspect(e @ (Expect::ToolsList | Expect::TasksList)) => Some(withheld(&id, e)),
         _ => None,
     })
 }
 
+/// What replaces a message the proxy cannot read: JSON-RPC errors for every expected answer it
+/// may have been, or nothing (the message is dropped: whatever it was, no client may read it
+/// unread by the proxy).
+pub fn withhold_pending(inspector: &mut impl Inspector, why: &str) -> Vec<u8> {
+    let pending = inspector.unreadable();
+    tracing::warn!(
+        answers = pending.len(),
+        "an upstream message could not be read ({why}): withheld"
+    );
+    let errors: Vec<String> = pending
+        .iter()
+        .map(|(id, expect)| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32603,"message":"mcp-warden withheld the upstream's {} answer: it could not be read ({why})"}}}}"#,
+                id.as_json(),
+                expect.method()
+            )
+        })
+        .collect();
+    match errors.as_slice() {
+        [] => Vec::new(),
+        [one] => one.clone().into_bytes(),
+        many => format!("[{}]", many.join(",")).into_bytes(),
+    }
+}
+
+impl Expect {
+    /// The method whose answer this is.
+    pub fn method(self) -> &'static str {
+        match self {
+            Self::ToolsList => "tools/list",
+            Self::TasksList => "tasks/list",
+            Self::CreateTask => "tools/call",
+            Self::Initialize => "initialize",
+        }
+    }
+
+    /// Whether an unreadable answer must be withheld (everything but `initialize`, whose answer
+    /// only tells the proxy the version).
+    pub fn must_read(self) -> bool {
+        self != Self::Initialize
+    }
+}
+
 /// The JSON-RPC error that replaces a list answer the proxy cannot read safely.
 fn withheld(id: &Id, expect: Expect) -> String {
-    let method = if expect == Expect::ToolsList {
-        "tools/list"
-    } else {
-        "tasks/list"
-    };
+    let method = expect.method();
     tracing::warn!(
         method,
         "the upstream's answer could not be read safely (a key twice, or nested too deep): withheld"
@@ -269,331 +370,4 @@ pub fn filter_list(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::{HashMap, HashSet};
-
-    #[derive(Default)]
-    struct Fake {
-        expect: HashMap<String, Expect>,
-        tools: HashSet<&'static str>,
-        tasks: HashSet<&'static str>,
-        created: Vec<String>,
-        versions: Vec<String>,
-        modern: bool,
-        /// How many tool filters were asked for, and the names they were asked about.
-        filters: usize,
-        asked: Vec<String>,
-    }
-
-    impl Inspector for Fake {
-        fn expect(&mut self, id: &Id) -> Option<Expect> {
-            self.expect.get(id.as_json()).copied()
-        }
-        fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
-            self.filters += 1;
-            |name| {
-                self.asked.push(name.to_owned());
-                self.tools.contains(name)
-            }
-        }
-        fn owns_task(&self, task_id: &str) -> bool {
-            self.tasks.contains(task_id)
-        }
-        fn created_task(&mut self, task_id: &str) {
-            self.created.push(task_id.to_owned());
-        }
-        fn initialized(&mut self, v: &str) {
-            self.versions.push(v.to_owned());
-        }
-        fn modern(&self) -> bool {
-            self.modern
-        }
-    }
-
-    fn fake(id: &str, expect: Expect) -> Fake {
-        let mut f = Fake::default();
-        f.expect.insert(id.to_owned(), expect);
-        f.tools = ["echo", "get-sum"].into();
-        f
-    }
-
-    fn out(text: &str, f: &mut Fake) -> Option<String> {
-        rewrite(text.as_bytes(), f).map(|b| String::from_utf8(b).unwrap())
-    }
-
-    #[test]
-    fn tools_are_filtered_in_order_and_kept_byte_for_byte() {
-        let text = r#"{"result":{"tools":[{"name":"get-env","inputSchema":{}},{"name":"echo", "inputSchema":{"type":"object","x-mcp-header":"X"},"_meta":{"z":1,"a":2}},{"name":"zzz"},{"name":"get-sum","icons":[]}],"nextCursor":"c2"},"jsonrpc":"2.0","id":1}"#;
-        let got = out(text, &mut fake("1", Expect::ToolsList)).unwrap();
-        assert_eq!(
-            got,
-            r#"{"result":{"tools":[{"name":"echo", "inputSchema":{"type":"object","x-mcp-header":"X"},"_meta":{"z":1,"a":2}},{"name":"get-sum","icons":[]}],"nextCursor":"c2"},"jsonrpc":"2.0","id":1}"#
-        );
-    }
-
-    #[test]
-    fn each_tool_is_read_for_its_own_name_once_per_response() {
-        let mut f = fake("1", Expect::ToolsList);
-        // A nested `name` (in `inputSchema`) is not the tool's; `name` need not come first;
-        // escapes are decoded for the decision and kept in the bytes; elements that are not
-        // objects with a readable string `name` (and no duplicate key) are dropped unasked.
-        // A key twice counts however it is spelled; a lone surrogate elsewhere in a value is
-        // skipped, not decoded.
-        let text = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ {"inputSchema":{"properties":{"name":{"type":"string"}},"name":"echo"},"name":"hidden"} ,{"description":"x","name":"ech\u006f"},{"na\u006de":"get-sum","annotations":{"title":"name"}},7,"echo",["echo"],null,{"name":["echo"]},{"\ud800":1,"name":"echo"},{"name":"\ud800"},{"name":"echo","x":1,"x":2},{"title":"echo"},{"name":"hidden","na\u006de":"echo"},{"x":1,"\u0078":2,"name":"echo"},{"name":1e999},{"name":null},{"Name":"echo"},
- {"name":"echo","d":{"\ud800":"\udc00"}}
-]},"x":"\u00e9"}"#;
-        assert_eq!(
-            out(text, &mut f).unwrap(),
-            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"description":"x","name":"ech\u006f"},{"na\u006de":"get-sum","annotations":{"title":"name"}},{"name":"echo","d":{"\ud800":"\udc00"}}]},"x":"\u00e9"}"#
-        );
-        assert_eq!(
-            f.filters, 1,
-            "one filter (one caller resolution) per response"
-        );
-        assert_eq!(f.asked, ["hidden", "echo", "get-sum", "echo"]);
-    }
-
-    #[test]
-    fn a_huge_list_is_filtered_in_order() {
-        let tools: Vec<String> = (0..50_000)
-            .map(|i| format!(r#"{{"name":"t{i}","inputSchema":{{"type":"object","name":"t7"}}}}"#))
-            .collect();
-        let result = format!(r#"{{"tools":[{}],"nextCursor":"n"}}"#, tools.join(",\n"));
-        let mut asked = 0;
-        let got = filter_list(&result, "tools", "name", false, |name| {
-            asked += 1;
-            name.ends_with('7')
-        })
-        .unwrap()
-        .unwrap();
-        let kept: Vec<&str> = tools
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 10 == 7)
-            .map(|(_, t)| t.as_str())
-            .collect();
-        assert_eq!(
-            got,
-            format!(r#"{{"tools":[{}],"nextCursor":"n"}}"#, kept.join(","))
-        );
-        assert_eq!(asked, 50_000);
-    }
-
-    #[test]
-    fn an_emptied_page_keeps_its_cursor_and_modern_lists_are_private() {
-        let mut f = fake("\"p\"", Expect::ToolsList);
-        f.modern = true;
-        let text = r#"{"jsonrpc":"2.0","id":"p","result":{"tools":[{"name":"hidden"}],"nextCursor":"","ttlMs":3600000,"cacheScope":"public","resultType":"complete"}}"#;
-        let got: serde_json::Value = serde_json::from_str(&out(text, &mut f).unwrap()).unwrap();
-        assert_eq!(
-            got["result"],
-            serde_json::json!({"tools":[],"nextCursor":"","ttlMs":60000,"cacheScope":"private","resultType":"complete"})
-        );
-        // Legacy era: no cache hints are added.
-        let text = r#"{"jsonrpc":"2.0","id":"p","result":{"tools":[],"nextCursor":"n"}}"#;
-        let mut f = fake("\"p\"", Expect::ToolsList);
-        assert_eq!(out(text, &mut f).unwrap(), text);
-    }
-
-    #[test]
-    fn other_ids_errors_and_non_json_pass_untouched() {
-        let mut f = fake("1", Expect::ToolsList);
-        for text in [
-            r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"hidden"}]}}"#,
-            r#"{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"hidden"}]}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"x"}}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
-            "not json",
-            "",
-        ] {
-            assert_eq!(out(text, &mut f), None, "{text}");
-        }
-    }
-
-    #[test]
-    fn unreadable_lists_fail_closed() {
-        let mut f = fake("1", Expect::ToolsList);
-        let got = out(
-            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":{"name":"hidden"}}}"#,
-            &mut f,
-        )
-        .unwrap();
-        assert_eq!(got, r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#);
-        let got = out(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":1},"x",{"title":"t"},{"name":"echo","name":"get-env"}]}}"#, &mut f).unwrap();
-        assert_eq!(got, r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#);
-    }
-
-    #[test]
-    fn a_result_that_cannot_be_read_is_not_rewritten_and_nobody_is_asked() {
-        for result in [
-            r#"{"tools":[{"name":"echo"}],"tools":[{"name":"echo"}]}"#,
-            r#"{"tools":[{"name":"echo"}],"t\u006fols":[]}"#,
-            r#"{"tools":[{"name":"echo"},]}"#,
-            r#"{"tools":[{"name":"echo"} {"name":"echo"}]}"#,
-            r#"{"tools":[{"name":"echo"}]} x"#,
-            r#"{"tools":[{"name":"echo"}]"#,
-            r#"[{"tools":[{"name":"echo"}]}]"#,
-        ] {
-            let mut asked = 0;
-            let got = filter_list(result, "tools", "name", true, |_| {
-                asked += 1;
-                true
-            });
-            assert_eq!((got, asked), (Err(Unreadable), 0), "{result}");
-        }
-        let got = filter_list(
-            " {\"tools\" : [ ] ,\"x\":1 } ",
-            "tools",
-            "name",
-            false,
-            |_| true,
-        );
-        assert_eq!(got.unwrap().unwrap(), r#"{"tools":[],"x":1}"#);
-    }
-
-    #[test]
-    fn a_list_answer_with_a_key_twice_is_withheld() {
-        let withheld = |id: &str, method: &str| {
-            format!(
-                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32603,"message":"mcp-warden withheld the upstream's {method} answer: it could not be read safely (a key twice, or nested too deep)"}}}}"#
-            )
-        };
-        for (text, id) in [
-            // Two results: a client taking either would see the hidden tool.
-            (
-                r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}]},"result":{"tools":[{"name":"hidden"}]}}"#,
-                "1",
-            ),
-            // Two `tools` lists in the result, however the second key is spelled.
-            (
-                r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}],"tools":[{"name":"hidden"}]}}"#,
-                "1",
-            ),
-            // Two ids: the expected one is found whichever comes first.
-            (
-                r#"{"jsonrpc":"2.0","id":7,"id":1,"result":{"tools":[{"name":"hidden"}]}}"#,
-                "1",
-            ),
-            (
-                r#"{"id":1,"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"hidden"}]}}"#,
-                "1",
-            ),
-        ] {
-            let mut f = fake("1", Expect::ToolsList);
-            assert_eq!(
-                out(text, &mut f).unwrap(),
-                withheld(id, "tools/list"),
-                "{text}"
-            );
-            assert!(
-                f.asked.is_empty(),
-                "nobody is asked about an unreadable list"
-            );
-        }
-        let mut f = fake("\"t\"", Expect::TasksList);
-        let text =
-            r#"{"jsonrpc":"2.0","id":"t","result":{"tasks":[],"tasks":[{"taskId":"other"}]}}"#;
-        assert_eq!(out(text, &mut f).unwrap(), withheld("\"t\"", "tasks/list"));
-        // A key twice in an answer that is not a list, or to another request: untouched.
-        let mut f = fake("1", Expect::ToolsList);
-        for text in [
-            r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{}}"#,
-            r#"{"jsonrpc":"2.0","method":"x","method":"y"}"#,
-        ] {
-            assert_eq!(out(text, &mut f), None, "{text}");
-        }
-        let mut f = fake("1", Expect::Initialize);
-        let text = r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#;
-        assert_eq!(out(text, &mut f), None);
-    }
-
-    #[test]
-    fn batched_responses_are_filtered_element_by_element() {
-        let mut f = fake("1", Expect::ToolsList);
-        let text = r#"[{"jsonrpc":"2.0","id":0,"result":{}}, {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"x"},{"name":"echo"}]}}]"#;
-        assert_eq!(
-            out(text, &mut f).unwrap(),
-            r#"[{"jsonrpc":"2.0","id":0,"result":{}},{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}]}}]"#
-        );
-    }
-
-    #[test]
-    fn arbitrary_text_never_panics() {
-        let mut state = 0x2545_F491_4F6C_DD1D_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let pieces = [
-            "{",
-            "}",
-            "[",
-            "]",
-            ",",
-            ":",
-            "\"id\"",
-            "1",
-            "\"result\"",
-            "\"tools\"",
-            "\"name\"",
-            "\"echo\"",
-            "\"tasks\"",
-            "\"taskId\"",
-            "\"task\"",
-            "null",
-            "\"\\u0000\"",
-            " ",
-            "\"nextCursor\"",
-            "\u{e9}",
-        ];
-        for expect in [
-            Expect::ToolsList,
-            Expect::TasksList,
-            Expect::CreateTask,
-            Expect::Initialize,
-        ] {
-            let mut f = fake("1", expect);
-            f.modern = true;
-            for _ in 0..3_000 {
-                let text: String = (0..(next() % 40))
-                    .map(|_| pieces[(next() % pieces.len() as u64) as usize])
-                    .collect();
-                if let Some(out) = rewrite(text.as_bytes(), &mut f) {
-                    serde_json::from_slice::<serde_json::Value>(&out)
-                        .expect("rewritten text is JSON");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn tasks_are_recorded_and_filtered() {
-        let mut f = fake("5", Expect::CreateTask);
-        let created =
-            r#"{"jsonrpc":"2.0","id":5,"result":{"task":{"taskId":"t-1","status":"working"}}}"#;
-        assert_eq!(out(created, &mut f), None);
-        assert_eq!(f.created, ["t-1"]);
-        let mut f = fake("5", Expect::CreateTask);
-        let modern = r#"{"jsonrpc":"2.0","id":5,"result":{"resultType":"task","taskId":"t-2","status":"working"}}"#;
-        assert_eq!(out(modern, &mut f), None);
-        assert_eq!(f.created, ["t-2"]);
-        let mut f = fake("5", Expect::CreateTask);
-        let plain = r#"{"jsonrpc":"2.0","id":5,"result":{"resultType":"complete","content":[],"taskId":"t-3"}}"#;
-        assert_eq!(out(plain, &mut f), None);
-        assert!(f.created.is_empty(), "only task results bind a task");
-        let mut f = fake("6", Expect::TasksList);
-        f.tasks = ["t-1"].into();
-        let list = r#"{"jsonrpc":"2.0","id":6,"result":{"tasks":[{"taskId":"t-0"},{"taskId":"t-1","status":"completed"}],"nextCursor":"x"}}"#;
-        assert_eq!(
-            out(list, &mut f).unwrap(),
-            r#"{"jsonrpc":"2.0","id":6,"result":{"tasks":[{"taskId":"t-1","status":"completed"}],"nextCursor":"x"}}"#
-        );
-        let mut f = fake("0", Expect::Initialize);
-        let init = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
-        assert_eq!(out(init, &mut f), None);
-        assert_eq!(f.versions, ["2025-06-18"]);
-    }
-}
+mod tests;

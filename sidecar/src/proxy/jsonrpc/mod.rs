@@ -8,11 +8,26 @@
 //!                     └─ not JSON-RPC 2.0    ──► ParseError::Invalid  (400, -32600, id when known)
 //! ```
 //!
-//! The body is forwarded as received; this module only reads it. Ids keep their JSON form
-//! (`1` and `"1"` are different ids), compared by their canonical JSON text.
+//! The body is forwarded as received; this module only reads it, and refuses what two JSON
+//! readers could read differently (`strict.rs`): a key twice, a folded variant of a governed key,
+//! a governed value of the wrong type, an id that is not a string or a safe integer, two
+//! requests of one batch with the same id. Ids are compared as values: `1` and `"1"` differ, and
+//! an answer's `1.0` is the id `1`.
+
+mod strict;
+
+pub use strict::fold;
 
 use serde_json::{Map, Value};
 use std::fmt;
+
+/// The largest integer id (JavaScript's `Number.MAX_SAFE_INTEGER`): beyond it, readers that
+/// keep numbers as doubles merge distinct ids.
+pub const MAX_SAFE_ID: u64 = (1 << 53) - 1;
+
+/// The most messages one batch may hold: each is decided and may be audited, so one request's
+/// cost stays bounded.
+pub const MAX_BATCH: usize = 100;
 
 /// The standard JSON-RPC error codes the proxy answers with.
 pub mod code {
@@ -30,16 +45,40 @@ pub mod code {
     pub const HEADER_MISMATCH: i64 = -32020;
 }
 
-/// A JSON-RPC id: a string or a number, kept in its JSON form.
+/// A JSON-RPC id: a string or a number, kept as canonical JSON text (numbers by value).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Id(String);
 
 impl Id {
-    /// The id of a JSON value, when it is a valid id (string or number).
+    /// The id of a JSON value read from an answer, when it is a string or a number. A number with
+    /// an integral value is its integer (`1.0` and `1e0` are the id `1`), so an upstream cannot
+    /// answer a governed request under a spelling the sidecar does not recognise.
     pub fn from_value(value: &Value) -> Option<Self> {
         match value {
-            Value::String(_) | Value::Number(_) => Some(Self(value.to_string())),
+            Value::String(_) => Some(Self(value.to_string())),
+            Value::Number(n) if n.is_f64() => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() <= MAX_SAFE_ID as f64 => {
+                    Some(Self(format!("{}", f as i64)))
+                }
+                _ => Some(Self(n.to_string())),
+            },
+            Value::Number(n) => Some(Self(n.to_string())),
             _ => None,
+        }
+    }
+
+    /// The id of a request: a string, or an integer of at most ±(2^53 − 1) written without a
+    /// fraction or an exponent.
+    fn from_request(value: &Value) -> Result<Self, &'static str> {
+        match value {
+            Value::String(_) => Ok(Self(value.to_string())),
+            Value::Number(n) if n.as_i64().is_some_and(|i| i.unsigned_abs() <= MAX_SAFE_ID) => {
+                Ok(Self(n.to_string()))
+            }
+            Value::Number(_) => Err(
+                "a numeric \"id\" must be an integer of at most 2^53 - 1, without a fraction or an exponent",
+            ),
+            _ => Err("\"id\" must be a string or a number"),
         }
     }
 
@@ -215,18 +254,32 @@ impl ParseError {
 
 /// Parses and classifies a POST body.
 pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let value = strict::value(body).map_err(|e| ParseError::Json(e.to_string()))?;
     match value {
         Value::Object(object) => message(object).map(Payload::Single),
         Value::Array(items) if items.is_empty() => Err(invalid("empty batch", None)),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::Object(object) => message(object),
-                _ => Err(invalid("batch element is not an object", None)),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Payload::Batch),
+        Value::Array(items) if items.len() > MAX_BATCH => Err(invalid(
+            &format!("a batch may hold at most {MAX_BATCH} messages"),
+            None,
+        )),
+        Value::Array(items) => {
+            let messages = items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(object) => message(object),
+                    _ => Err(invalid("batch element is not an object", None)),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut ids: Vec<&Id> = messages.iter().filter_map(Message::id).collect();
+            ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if let Some(pair) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return Err(invalid(
+                    &format!("two messages of the batch have the id {}", pair[0]),
+                    None,
+                ));
+            }
+            Ok(Payload::Batch(messages))
+        }
         _ => Err(invalid("not an object or an array", None)),
     }
 }
@@ -241,39 +294,47 @@ fn invalid(reason: &str, id: Option<Id>) -> ParseError {
 fn message(mut object: Map<String, Value>) -> Result<Message, ParseError> {
     let raw_id = object.get("id");
     let (has_id, null_id) = (raw_id.is_some(), raw_id.is_some_and(Value::is_null));
-    let id = raw_id.and_then(Id::from_value);
+    let id = raw_id.map(Id::from_request);
+    let known = id.as_ref().and_then(|id| id.as_ref().ok()).cloned();
+    strict::check_keys(&object, &strict::MESSAGE_KEYS).map_err(|why| invalid(&why, known.clone()))?;
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
+        return Err(invalid("\"jsonrpc\" must be \"2.0\"", known));
     }
     if let Some(method) = object.get("method") {
         let Some(method) = method.as_str().map(str::to_owned) else {
-            return Err(invalid("\"method\" must be a string", id));
+            return Err(invalid("\"method\" must be a string", known));
         };
         // Moved out, not copied: the parsed body is not used again.
         let params = object.remove("params");
-        if params
-            .as_ref()
-            .is_some_and(|p| !p.is_object() && !p.is_array())
-        {
-            return Err(invalid("\"params\" must be an object or an array", id));
+        match &params {
+            None | Some(Value::Array(_)) => {}
+            Some(Value::Object(p)) => {
+                strict::check_params(p).map_err(|why| invalid(&why, known.clone()))?;
+            }
+            Some(_) => {
+                return Err(invalid("\"params\" must be an object or an array", known));
+            }
         }
-        return match (has_id, id) {
-            (false, _) => Ok(Message::Notification { method, params }),
-            (true, Some(id)) => Ok(Message::Request { id, method, params }),
-            (true, None) => Err(invalid("\"id\" must be a string or a number", None)),
+        return match id {
+            None => Ok(Message::Notification { method, params }),
+            Some(Ok(id)) => Ok(Message::Request { id, method, params }),
+            Some(Err(why)) => Err(invalid(why, None)),
         };
     }
     let (has_result, has_error) = (object.contains_key("result"), object.contains_key("error"));
     if has_result == has_error {
         return Err(invalid(
             "a message needs \"method\", or exactly one of \"result\" and \"error\"",
-            id,
+            known,
         ));
     }
     match (has_id, id) {
-        (true, None) if null_id && has_error => Ok(Message::Response { id: None }),
-        (true, Some(id)) => Ok(Message::Response { id: Some(id) }),
-        _ => Err(invalid("a response needs a string or number \"id\"", None)),
+        (true, Some(Err(_))) if null_id && has_error => Ok(Message::Response { id: None }),
+        (true, Some(Ok(id))) => Ok(Message::Response { id: Some(id) }),
+        _ => Err(invalid(
+            "a response needs a string or safe integer \"id\"",
+            None,
+        )),
     }
 }
 
@@ -375,6 +436,61 @@ mod tests {
             let e = parse(body.as_bytes()).unwrap_err();
             assert_eq!(e.code(), code::INVALID_REQUEST, "{body}");
             assert_eq!(e.id().map(Id::as_json), id, "{body}");
+        }
+    }
+
+    #[test]
+    fn ids_are_strings_or_safe_integers() {
+        for id in ["1.0", "1e0", "1E2", "-1.5", "9007199254740992", "-9007199254740992", "1e400", "18446744073709551616"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
+            let e = parse(body.as_bytes()).unwrap_err();
+            // 1e400 is not even a number serde reads (-32700); the others are no valid ids.
+            assert!(matches!(e.code(), code::INVALID_REQUEST | code::PARSE_ERROR), "{id}");
+            assert_eq!(e.id(), None, "{id}");
+        }
+        for (id, canonical) in [("9007199254740991", "9007199254740991"), ("-9007199254740991", "-9007199254740991"), ("0", "0"), ("\"1.0\"", "\"1.0\"")] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
+            assert_eq!(single(&body).id().map(Id::as_json), Some(canonical));
+        }
+    }
+
+    #[test]
+    fn answer_ids_are_compared_by_value() {
+        let id = |text: &str| Id::from_value(&serde_json::from_str(text).unwrap()).unwrap();
+        assert_eq!(id("1.0"), id("1"));
+        assert_eq!(id("1e0"), id("1"));
+        assert_eq!(id("-2.0E0"), id("-2"));
+        assert_ne!(id("1.5"), id("1"));
+        assert_ne!(id("\"1\""), id("1"));
+        assert_eq!(id(r#""\u0061""#), id(r#""a""#));
+    }
+
+    #[test]
+    fn a_batch_with_one_id_twice_is_refused() {
+        for body in [
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+            r#"[{"jsonrpc":"2.0","id":"a","method":"tools/list"},{"jsonrpc":"2.0","id":"\u0061","result":{}}]"#,
+        ] {
+            let e = parse(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), code::INVALID_REQUEST, "{body}");
+            assert!(e.to_string().contains("two messages"), "{e}");
+        }
+        assert!(parse(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":"1","method":"b"}]"#).is_ok());
+    }
+
+    #[test]
+    fn smuggled_keys_are_refused() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"get-env"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"get-env"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","METHOD":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"get-env"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"mine","TaskId":"theirs"}}"#,
+        ] {
+            let e = parse(body.as_bytes()).unwrap_err();
+            assert!(matches!(e.code(), code::INVALID_REQUEST | code::PARSE_ERROR), "{body}");
         }
     }
 
