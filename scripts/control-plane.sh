@@ -8,13 +8,21 @@
 #
 # Files in DIR: ca.crt ca.key (the cluster CA; tests may sign webhook serving certs with it),
 # sa.key sa.pub (service-account signing pair), admin.crt/key (O=system:masters),
-# admin.kubeconfig, kcm.kubeconfig, pids, ports, env.sh, logs/*.log, etcd/ (data).
+# admin.kubeconfig, kcm.kubeconfig, pids, ports, env.sh, logs/*.log, etcd/ (data),
+# audit-policy.yaml and logs/audit.log: one JSON line (Metadata level) per request made by a
+# ServiceAccount outside kube-system, so tests can see exactly which API calls a component made
+# and which were refused (responseStatus.code 403).
+#
+# A process started with the control plane's DIR in its command line and recorded in DIR/pids
+# (`echo "NAME PID" >> DIR/pids`) is stopped with it, first.
 #
 # Env:
 #   K8S_BINS            dir holding etcd, kube-apiserver, kube-controller-manager, kubectl
 #                       (default: scripts/k8s-bins.sh, which builds once, then reuses its cache)
 #   CP_READY_TIMEOUT    seconds to wait for readiness (default 90)
 #   CP_KCM_CONTROLLERS  override kube-controller-manager --controllers
+#   CP_OWNER_PID        stop the control plane when this process exits (a detached watcher
+#                       checks every second), so a killed test run leaves nothing behind
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -152,6 +160,21 @@ make_certs() {
   )
 }
 
+# The audit policy: ServiceAccounts' requests (not kube-system's controllers), metadata only.
+write_audit_policy() {
+  cat > "$1/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF
+}
+
 # write_kubeconfig FILE SERVER USER CERT KEY
 write_kubeconfig() {
   local b64="base64 -w0"
@@ -212,7 +235,9 @@ start_once() {
     --service-account-signing-key-file="${DIR}/sa.key" \
     --service-cluster-ip-range="${SERVICE_CIDR}" \
     --allow-privileged=true \
-    --endpoint-reconciler-type=none
+    --endpoint-reconciler-type=none \
+    --audit-policy-file="${DIR}/audit-policy.yaml" \
+    --audit-log-path="${DIR}/logs/audit.log" --audit-log-format=json --audit-log-maxbackup=1
 
   # Wait for /readyz.
   local deadline=$(( $(date +%s) + READY_TIMEOUT ))
@@ -271,6 +296,7 @@ export KUBE_CA_KEY='${DIR}/ca.key'
 export KUBE_SA_KEY='${DIR}/sa.key'
 export KUBE_SA_ISSUER='https://kubernetes.default.svc'
 export KUBE_SERVICE_CIDR='${SERVICE_CIDR}'
+export KUBE_AUDIT_LOG='${DIR}/logs/audit.log'
 export ETCD_ENDPOINT='http://127.0.0.1:${etcd_client}'
 export PATH='${K8S_BINS}':"\${PATH}"
 EOF
@@ -300,6 +326,7 @@ start() {
 
   T0=$(now_ms)
   make_certs "${DIR}"
+  write_audit_policy "${DIR}"
   local attempt rc
   for attempt in 1 2 3; do
     # A subshell with errexit in force (a `start_once || ...` would switch errexit off inside).
@@ -312,6 +339,13 @@ start() {
     log "port collision (attempt ${attempt}); retrying with new ports"
   done
   [[ ${rc} -eq 0 ]] || die "could not find free ports after 3 attempts"
+  if [[ -n "${CP_OWNER_PID:-}" ]]; then
+    # Detached (own session, no inherited stdio): outlives this script, not the owner.
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -f "$2/pids" ]]; do sleep 1; done
+      [[ -f "$2/pids" ]] && exec "$3" stop "$2"' reaper "${CP_OWNER_PID}" "${DIR}" \
+      "${SCRIPT_DIR}/control-plane.sh" </dev/null >>"${DIR}/logs/reaper.log" 2>&1 &
+    log "stops by itself when pid ${CP_OWNER_PID} exits"
+  fi
   log "control plane ready in $(( $(now_ms) - T0 )) ms: source ${DIR}/env.sh"
 }
 

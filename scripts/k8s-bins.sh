@@ -4,6 +4,8 @@
 #
 #   scripts/k8s-bins.sh            build (or reuse) and print the bin dir on the last line
 #   scripts/k8s-bins.sh --print-dir print the bin dir only (no build)
+#   scripts/k8s-bins.sh --check     exit 0 (printing the bin dir) when the cache is complete and
+#                                   its stamp matches the pins, else exit 1 saying what to run
 #
 # Wrapper modules (commit go.mod/go.sum, never binaries):
 #   hack/k8sbins  k8s.io/kubernetes + replace lines pinning every staging module
@@ -54,8 +56,19 @@ all_present() {
   done
 }
 
-if [[ "${K8S_BINS_FORCE:-0}" != 1 && -f "${STAMP_FILE}" ]] && all_present \
-  && [[ "$(cat "${STAMP_FILE}")" == "$(stamp_content)" ]]; then
+up_to_date() {
+  [[ -f "${STAMP_FILE}" ]] && all_present && [[ "$(cat "${STAMP_FILE}")" == "$(stamp_content)" ]]
+}
+
+if [[ "${1:-}" == "--check" ]]; then
+  if up_to_date; then
+    echo "${BIN}"
+    exit 0
+  fi
+  die "the Kubernetes binaries in ${BIN} are missing or stale (stamp ${STAMP_NAME}): run \`make k8s-bins\` (scripts/k8s-bins.sh builds them with Go >= 1.26 from the module proxy; 25-45 min cold)"
+fi
+
+if [[ "${K8S_BINS_FORCE:-0}" != 1 ]] && up_to_date; then
   log "up to date: ${BIN} (stamp ${STAMP_NAME}); set K8S_BINS_FORCE=1 to rebuild"
   echo "${BIN}"
   exit 0

@@ -48,7 +48,7 @@ pub struct McpPolicySpec {
     /// Scopes the token must carry on top of each tool's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new(SCOPES_RULE).message(SCOPES_MESSAGE))]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
     pub scopes: Vec<String>,
     /// Rate per client per tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,7 +102,7 @@ pub struct ClientSelector {
     /// Namespaces to look in; defaults to the policy's. `*` means every namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new("self.all(n, n == '*' || n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("each entry must be a namespace name or '*'"))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
     pub namespaces: Vec<String>,
     /// Labels the McpClients must have. An empty selector matches every client in the
     /// namespaces.
@@ -120,7 +120,7 @@ pub struct ToolGrant {
     /// Tool names or globs (`get_*`); `["*"]` (the default) grants every tool of the server.
     #[serde(default = "all_tools")]
     #[x_kube(validation = kube::core::Rule::new("size(self) >= 1 && self.all(n, n.matches('^[A-Za-z0-9_.*/-]+$'))").message("names must be non-empty tool names or globs"))]
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = 128), inner(length(max = 128)))]
     pub names: Vec<String>,
 }
 

@@ -204,7 +204,7 @@ pub struct ToolSpec {
     /// OAuth scopes the caller's token must carry to call the tool (all of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new(SCOPES_RULE).message(SCOPES_MESSAGE))]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
     pub scopes: Vec<String>,
     /// How much damage a wrong call can do; reported in audit records and access reviews.
     #[serde(default)]
@@ -242,7 +242,7 @@ pub struct ToolAuditSpec {
     /// values hash equally, so they still correlate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new("self.all(p, p.startsWith('/') || p.matches('^[^/]+$'))").message("each entry must be a JSON pointer starting with '/' or a bare key name"))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
     pub redact: Vec<String>,
     /// Also record the tool's response content (with the same redaction).
     #[serde(default)]

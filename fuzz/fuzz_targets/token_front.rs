@@ -165,6 +165,9 @@ fuzz_target!(|input: &[u8]| {
         query.as_deref(),
         fixture.now,
     ));
+    if std::env::var_os("MCP_WARDEN_FUZZ_DEBUG").is_some() {
+        eprintln!("authenticate: {result:?}");
+    }
     let after = fixture.auth.stats();
     assert_eq!(
         after.jwks_fetches - before.jwks_fetches,

@@ -48,6 +48,8 @@ const METHODS: &[&str] = &[
     "batch",
     "GET",
     "DELETE",
+    // A POST refused before its body was read (no valid token).
+    "POST",
 ];
 
 /// Maps a JSON-RPC method (or HTTP verb) to a bounded label value.

@@ -59,6 +59,36 @@ fn stream_around(response: &str) -> String {
     .concat()
 }
 
+/// The stream as the upstream sent it: every non-empty `id:` value the client got is sealed
+/// (`<upstream id>~<16 hex>`, bound to the caller and session); the seal is checked and removed.
+fn unsealed(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("id: ") {
+        out.push_str(&rest[..i + 4]);
+        rest = &rest[i + 4..];
+        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        let value = &rest[..end];
+        let (raw, tag) = value
+            .rsplit_once('~')
+            .unwrap_or_else(|| panic!("an event id reached the client unsealed: {value:?}"));
+        assert!(
+            tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{value:?}"
+        );
+        out.push_str(raw);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The sealed id the client got for the upstream's event id `raw`.
+fn sealed_id(text: &str, raw: &str) -> String {
+    let at = text.find(&format!("id: {raw}~")).expect("the sealed id") + 4;
+    text[at..at + raw.len() + 17].to_owned()
+}
+
 const TOOLS_PAGE: &str = r#"{"jsonrpc":"2.0","id":8,"result":{"tools":[{"name":"get-env","inputSchema":{"type":"object"}},{"name":"echo", "inputSchema":{"type":"object","properties":{"message":{"type":"string"}}},"annotations":{"readOnlyHint":true},"_meta":{"z":1,"a":0}}],"nextCursor":"c2"}}"#;
 
 #[tokio::test]
@@ -82,7 +112,7 @@ async fn sse_streams_pass_byte_for_byte_and_only_the_list_response_changes() {
     assert_eq!(ping.status, 200);
     assert_eq!(ping.header("x-accel-buffering"), Some("no"));
     assert_eq!(
-        ping.text(),
+        unsealed(&ping.text()),
         stream_around(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#)
     );
     let list = post(
@@ -92,7 +122,7 @@ async fn sse_streams_pass_byte_for_byte_and_only_the_list_response_changes() {
     )
     .await;
     let filtered = r#"{"jsonrpc":"2.0","id":8,"result":{"tools":[{"name":"echo", "inputSchema":{"type":"object","properties":{"message":{"type":"string"}}},"annotations":{"readOnlyHint":true},"_meta":{"z":1,"a":0}}],"nextCursor":"c2"}}"#;
-    assert_eq!(list.text(), stream_around(filtered));
+    assert_eq!(unsealed(&list.text()), stream_around(filtered));
 }
 
 #[tokio::test]
@@ -260,7 +290,9 @@ async fn mcp_headers_are_forwarded_hop_by_hop_and_upstream_challenges_are_not() 
             .trim_start_matches("http://")
             .trim_end_matches("/mcp")
     );
-    // GET resumption: Last-Event-ID goes through unchanged.
+    // GET resumption: a Last-Event-ID the sidecar did not seal for this caller is refused
+    // (400) and not forwarded (sealed ids: a_list_response_replayed_on_the_get_stream_…).
+    let before = mock.requests().len();
     let get = call(
         Method::GET,
         &proxy.url(),
@@ -271,11 +303,8 @@ async fn mcp_headers_are_forwarded_hop_by_hop_and_upstream_challenges_are_not() 
         "",
     )
     .await;
-    assert_eq!(get.status, 200);
-    assert_eq!(
-        mock.requests().pop().unwrap().headers["last-event-id"],
-        "ev/42:x"
-    );
+    assert_eq!(get.status, 400);
+    assert_eq!(mock.requests().len(), before);
     // An upstream 403 keeps its status and body, not its challenge; an upstream 401 is a 502.
     let call_tool =
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
@@ -445,7 +474,7 @@ async fn an_upstream_that_ends_its_stream_early_ends_the_clients() {
     ] {
         let reply = post(&proxy.url(), &[], body).await;
         assert_eq!(
-            reply.text(),
+            unsealed(&reply.text()),
             "id: p-1\ndata:\n\nretry: 500\n\n",
             "nothing is synthesized"
         );
@@ -487,20 +516,42 @@ async fn a_list_response_replayed_on_the_get_stream_is_filtered_too() {
         r#"{"jsonrpc":"2.0","id":11,"method":"tools/list"}"#,
     )
     .await;
-    assert_eq!(list.text(), "id: 1\ndata:\n\n");
+    let text = list.text();
+    assert_eq!(unsealed(&text), "id: 1\ndata:\n\n");
+    // Resumed with the id the client got: the upstream gets its own id back, and the replayed
+    // answer (id 11, remembered by the session as a tools/list) is filtered.
+    let last = sealed_id(&text, "1");
     let resumed = call(
         Method::GET,
         &proxy.url(),
         &[
             ("accept", "text/event-stream"),
-            ("last-event-id", "1"),
+            ("last-event-id", &last),
             ("mcp-session-id", &sid),
         ],
         "",
     )
     .await;
+    assert_eq!(mock.requests().pop().unwrap().headers["last-event-id"], "1");
+    // The raw upstream id, or another session's, is refused and not forwarded.
+    let forwarded = mock.requests().len();
+    for forged in ["1", last.replace("1~", "2~").as_str()] {
+        let refused = call(
+            Method::GET,
+            &proxy.url(),
+            &[
+                ("accept", "text/event-stream"),
+                ("last-event-id", forged),
+                ("mcp-session-id", &sid),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(refused.status, 400, "{forged}");
+    }
+    assert_eq!(mock.requests().len(), forwarded);
     assert_eq!(
-        resumed.text(),
+        unsealed(&resumed.text()),
         "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":11,\"result\":{\"tools\":[{\"name\":\"echo\"}]}}\n\n"
     );
     // The upstream's 404 ends the binding: the proxy no longer answers for that session.
@@ -521,12 +572,9 @@ async fn a_list_response_replayed_on_the_get_stream_is_filtered_too() {
         r#"{"jsonrpc":"2.0","id":13,"method":"ping"}"#,
     )
     .await;
+    // A session the sidecar does not know for this caller is never forwarded (not adopted).
     assert_eq!(other.status, 404);
-    assert_eq!(
-        mock.requests().len(),
-        before + 1,
-        "the upstream, not the proxy, answered"
-    );
+    assert_eq!(mock.requests().len(), before, "the proxy answered");
 }
 
 #[tokio::test]

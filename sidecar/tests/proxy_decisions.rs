@@ -63,6 +63,9 @@ async fn every_decision_is_logged_once_with_its_fields_and_counted() {
     })
     .await;
     let proxy = Proxy::anonymous(&mock.url, "demo/agent-beta").await;
+    // The session is the one the upstream issued at initialize (a made-up one is refused).
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    assert_eq!(post(&proxy.url(), &[], init).await.status, 200);
     let session = [("mcp-session-id", "S-1")];
     let call = |tool: &str, id: u32| {
         format!(
@@ -88,7 +91,8 @@ async fn every_decision_is_logged_once_with_its_fields_and_counted() {
     assert_eq!(unauthenticated.status, 401);
 
     let events = capture.events("mcp_warden::decision");
-    let fields: Vec<&Value> = events.iter().map(|e| &e["fields"]).collect();
+    let fields: Vec<&Value> = events.iter().map(|e| &e["fields"]).skip(1).collect();
+    assert_eq!(events[0]["fields"]["method"], "initialize");
     assert_eq!(fields.len(), 3, "{fields:#?}");
     assert_eq!(fields[0]["method"], "tools/call");
     assert_eq!(fields[0]["tool"], "echo");
@@ -101,11 +105,14 @@ async fn every_decision_is_logged_once_with_its_fields_and_counted() {
     assert_eq!(fields[1]["reason"], "not_granted");
     assert_eq!(fields[1]["decided_by"], "McpTool/demo/everything");
     assert_eq!(fields[1]["allowed"], false);
+    // A caller without a valid token: its body is never read (no id), and it logs at debug
+    // (a flood of them must not flood the log; the tally counts them).
     assert_eq!(fields[2]["reason"], "unauthenticated");
-    assert_eq!(fields[2]["id"], "3");
+    assert_eq!(fields[2]["kind"], "invalid");
+    assert_eq!(fields[2].get("id"), None);
     // Allowed calls are an access log at debug (the audit trail has them); denials warn.
     let levels: Vec<&Value> = events.iter().map(|e| &e["level"]).collect();
-    assert_eq!(levels, ["DEBUG", "WARN", "WARN"]);
+    assert_eq!(levels, ["DEBUG", "DEBUG", "WARN", "DEBUG"]);
     let everything_logged = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
     assert!(
         !everything_logged.contains("secret-token-value"),
@@ -116,7 +123,8 @@ async fn every_decision_is_logged_once_with_its_fields_and_counted() {
     for line in [
         r#"mcp_warden_requests_total{decision="allowed",method="tools/call"} 1"#,
         r#"mcp_warden_requests_total{decision="not_granted",method="tools/call"} 1"#,
-        r#"mcp_warden_requests_total{decision="unauthenticated",method="tools/call"} 1"#,
+        // Refused from its headers: the body (and so the method) is never read.
+        r#"mcp_warden_requests_total{decision="unauthenticated",method="POST"} 1"#,
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

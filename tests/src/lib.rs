@@ -11,10 +11,12 @@
 //! | `broken_samples` | every fixture under `tests/fixtures/broken/` is rejected at the field it names |
 //! | `chart` | the Helm chart renders, lints and validates for every option, and matches the install contract ([`helm`]) |
 //! | `injected_sidecar` | the sidecar `inject -f` writes starts with those args, reaches a files-mode operator and enforces its bundle |
+//! | `cluster` | the chart, the CRDs and the operator on a real control plane (etcd, kube-apiserver, kube-controller-manager from `make k8s-bins`) with the real kubectl and helm: install/upgrade/uninstall, server-side refusal of every broken sample, the operator on the host under the chart's RBAC (audit log), status columns, usage, leader handover ([`cluster`]) |
 //! | `adversarial` | the sidecar's gate under attack (smuggled keys, ids, batches, foreign sessions and event ids, tokenless floods, revocation of open streams, hostile upstream answers) against server-everything, the Python fixture and the Go (mcp-go) server, with a recording [`tap`] showing what each upstream received |
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod helm;
 pub mod mcp;
 pub mod procs;

@@ -210,6 +210,12 @@ pub struct SidecarAddrs {
 /// Starts `mcp-warden-sidecar run` with `args` (add `--config`, `--upstream`, …), listening on
 /// free loopback ports, and waits for its ready file.
 pub fn sidecar(args: &[&str]) -> Result<(Proc, SidecarAddrs), String> {
+    sidecar_on("127.0.0.1:0", args)
+}
+
+/// Like [`sidecar`], with the MCP listener on `listen` (for a config whose `server.resource`
+/// must be the URL clients use, as for clients that check the PRM's `resource`).
+pub fn sidecar_on(listen: &str, args: &[&str]) -> Result<(Proc, SidecarAddrs), String> {
     let bin = workspace_bin("mcp-warden-sidecar")?;
     let dir = std::env::temp_dir().join(format!(
         "mcp-warden-sidecar-{}-{}",
@@ -222,7 +228,7 @@ pub fn sidecar(args: &[&str]) -> Result<(Proc, SidecarAddrs), String> {
     cmd.arg("run")
         .args([
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--admin-listen",
             "127.0.0.1:0",
             "--ready-file",

@@ -110,8 +110,10 @@ pub async fn relay(
     // Every 2xx body of a caller's exchange is read: an answer may only reach the client as the
     // answer to one of its own requests (a notification's 202 has no body to read).
     let watch = exchange.watch_session && session.is_some();
-    // Clients read no body of a non-2xx, 202 (a notification or response accepted) or 204.
-    let unread = matches!(status, StatusCode::ACCEPTED | StatusCode::NO_CONTENT)
+    // Clients read no body of a non-2xx, 202 (a notification or response accepted), 204, or a
+    // DELETE's answer.
+    let unread = exchange.delete
+        || matches!(status, StatusCode::ACCEPTED | StatusCode::NO_CONTENT)
         || parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v == "0");
     if !status.is_success() || unread {
         return Response::from_parts(parts, passthrough(body));

@@ -96,7 +96,6 @@ impl Tally {
                 },
                 transport: TransportInfo {
                     src: source.map(|ip| std::net::SocketAddr::new(ip, 0)),
-                    http_method: Some("POST".to_owned()),
                     ..TransportInfo::default()
                 },
                 server: server.clone(),

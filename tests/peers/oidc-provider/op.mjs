@@ -4,7 +4,11 @@
 //      OP_OPAQUE_RESOURCE (second resource whose tokens are OPAQUE -> RFC 7662 introspection
 //      and RFC 7009 revocation work for those; oidc-provider refuses both for JWT tokens),
 //      OP_TTL (access token lifetime, seconds).
-// Prints "READY <issuer>" on stdout once listening on 127.0.0.1.
+// Prints "READY <issuer>" on stdout once listening on 127.0.0.1, then one line per token request
+// as the provider saw it (its grant.success / grant.error events):
+//   TOKEN {"client_id":"agent-beta","grant_type":"client_credentials","scope":"mcp:tools.list",
+//          "resource":"http://…/mcp","ok":true,"granted":"mcp:tools.list"}
+//   TOKEN {…,"ok":false,"error":"invalid_scope","error_description":"requested scope is not allowed"}
 // SIGHUP: re-read OP_KEYS and swap the Provider in place (key rotation without restart;
 //         one shared in-memory adapter, so issued opaque tokens stay introspectable).
 import http from 'node:http';
@@ -63,7 +67,25 @@ function build(issuer) {
     },
   });
   p.proxy = false;
+  p.on('grant.success', (ctx) => logToken(ctx, null));
+  p.on('grant.error', (ctx, error) => logToken(ctx, error));
   return p;
+}
+
+// What the client asked for, and the answer (tests/tests/oauth_handshake.rs reads these lines).
+function logToken(ctx, error) {
+  const params = ctx.oidc?.params ?? {};
+  const token = ctx.oidc?.entities?.ClientCredentials ?? ctx.oidc?.entities?.AccessToken;
+  console.log(`TOKEN ${JSON.stringify({
+    client_id: ctx.oidc?.client?.clientId ?? null,
+    grant_type: params.grant_type ?? null,
+    scope: params.scope ?? null,
+    resource: params.resource ?? null,
+    ok: !error,
+    ...(error
+      ? { error: error.error ?? String(error), error_description: error.error_description ?? null }
+      : { granted: token?.scope ?? null }),
+  })}`);
 }
 
 const server = http.createServer((req, res) => current.callback()(req, res));

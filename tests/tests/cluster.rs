@@ -1,0 +1,1038 @@
+//! The chart, the CRDs and the operator against a REAL control plane (etcd, kube-apiserver with
+//! RBAC and an audit log, kube-controller-manager; `tests/src/cluster.rs`), driven with the real
+//! `kubectl` and `helm` CLIs, as a platform team would in its first hour.
+//!
+//! One control plane for this binary, one `#[test]` running the steps in order (each step needs
+//! the state the previous ones left; the first failure stops the run and prints the API server's
+//! log tail and every host operator's output):
+//!
+//! | step | checks |
+//! | --- | --- |
+//! | install | `helm install` creates every object of the chart; the three CRDs become Established |
+//! | broken samples | every file of `tests/fixtures/broken/` is refused by the API server (schema, CEL, strict field validation) with the field and words the client-side loader uses, or the documented server wording |
+//! | examples | `kubectl apply -f examples/payments/` and `examples/everything/` succeed |
+//! | upgrade | `helm upgrade` with changed values changes the Deployment's flags (new ReplicaSet), removes the disabled NetworkPolicy, and leaves every other object and the CRDs untouched (same resourceVersion) |
+//! | operators | two replicas of `mcp-warden-operator run` on the host, with the Deployment's own args and a TokenRequest token of the chart's ServiceAccount each: one holds the Lease |
+//! | status | `kubectl get mcpclients -A` (and `-o wide`) print OWNER, PHASE, EXPIRES, REVIEW-DUE as the operator computed them from the spec; the audit log shows only the leader's token patching status |
+//! | usage | a usage report (TokenReview of a token bound to a real Pod) moves LAST-SEEN and CALLS-24H; a follower refuses reports (503) but serves bundles |
+//! | explain | `kubectl explain mcpclient.spec` documents every field |
+//! | handover | SIGKILL of the leader: the follower takes the Lease within lease duration + retry period of the last renewal (measured) and writes status from then on; SIGTERM of a leader hands over at once |
+//! | rbac | no request of the operator's ServiceAccount was refused (403) by the API server, and no operator logged a refusal; every permission the chart grants was used |
+//! | uninstall | `helm uninstall` removes every object it created (Pods by garbage collection) and keeps the CRDs and the custom resources |
+//!
+//! Needs `make k8s-bins` (run by `make test`) and the workspace's `mcp-warden-operator` binary.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
+
+use jiff::Timestamp;
+use mcp_warden_crds::McpClient;
+use mcp_warden_tests::{
+    cluster::{
+        AuditEvent, ControlPlane, HostOperator, OperatorLaunch, curl_https, parse_table,
+        wait_for,
+    },
+    display, read, repo_root, yaml_files,
+};
+use serde_json::{Value, json};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+/// The install contract's defaults.
+const RELEASE: &str = "mcp-warden";
+const NS: &str = "mcp-warden";
+const DEPLOYMENT: &str = "mcp-warden-operator";
+const SERVICE_ACCOUNT: &str = "mcp-warden-operator";
+const LEASE: &str = "mcp-warden-operator";
+const CRDS: [&str; 3] = [
+    "mcptools.mcpwarden.io",
+    "mcpclients.mcpwarden.io",
+    "mcppolicies.mcpwarden.io",
+];
+/// The lease duration the upgrade sets (the chart's default is 15 s).
+const LEASE_SECONDS: u64 = 6;
+/// The operator's retry period for that duration (`max(duration / 5, 1 s)`, leader.rs).
+const RETRY: Duration = Duration::from_millis(1200);
+/// The usage refresh the upgrade sets (the chart's default is 60 s).
+const USAGE_REFRESH_SECONDS: u64 = 2;
+
+/// Fixtures the API server refuses in other words than the client-side loader, and why.
+const SERVER_WORDS: [(&str, &str, &str); 3] = [
+    (
+        "tool-bad-namespace.yaml",
+        r#"namespaces "payments.prod" not found"#,
+        "admission (NamespaceLifecycle) runs before validation: a namespace that cannot exist is \
+         not found",
+    ),
+    (
+        "tool-wrong-api-version.yaml",
+        r#"no matches for kind "McpTool" in version "mcpwarden.io/v1""#,
+        "kubectl maps the kind through the server's discovery before sending (and the server \
+         itself answers 404 to the raw POST)",
+    ),
+    (
+        "wrong-kind.yaml",
+        r#"no matches for kind "McpServer" in version "mcpwarden.io/v1alpha1""#,
+        "as above",
+    ),
+];
+
+/// What a step took, for the summary.
+struct Timings(Vec<(&'static str, Duration)>);
+
+impl Timings {
+    fn step<T>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let t = Instant::now();
+        eprintln!("== {name}");
+        let r = f().map_err(|e| format!("step `{name}`: {e}"));
+        self.0.push((name, t.elapsed()));
+        r
+    }
+}
+
+#[test]
+fn chart_crds_and_operator_on_a_real_control_plane() {
+    let started = Instant::now();
+    let cp = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "control plane at {} started in {:.1} s ({})",
+        cp.url,
+        cp.start_time.as_secs_f64(),
+        cp.dir.display()
+    );
+    let mut timings = Timings(vec![("control plane start", cp.start_time)]);
+    let mut operators: Vec<HostOperator> = Vec::new();
+    let result = scenario(&cp, &mut timings, &mut operators);
+    eprintln!("---- cluster suite timings ----");
+    for (name, d) in &timings.0 {
+        eprintln!("{:>8.1} s  {name}", d.as_secs_f64());
+    }
+    eprintln!("{:>8.1} s  total", started.elapsed().as_secs_f64());
+    if let Err(e) = result {
+        let refused: Vec<String> = cp
+            .audit()
+            .iter()
+            .filter(|e| e.code == 403)
+            .map(|e| format!("  {} {} {}/{} {}/{}", e.user, e.verb, e.group, e.resource, e.namespace, e.name))
+            .collect();
+        if !refused.is_empty() {
+            eprintln!(
+                "---- requests the API server refused (403: a permission is missing) ----\n{}",
+                refused.join("\n")
+            );
+        }
+        for op in &operators {
+            eprintln!("---- output of operator {} ----\n{}", op.identity, op.proc.log());
+        }
+        panic!(
+            "{e}\n---- kube-apiserver log (tail) ----\n{}",
+            cp.log_tail("kube-apiserver", 30)
+        );
+    }
+    drop(operators);
+}
+
+fn scenario(
+    cp: &ControlPlane,
+    t: &mut Timings,
+    operators: &mut Vec<HostOperator>,
+) -> Result<(), String> {
+    let installed = t.step("helm install", || install(cp))?;
+    t.step("broken samples refused by the API server", || broken_samples(cp))?;
+    t.step("kubectl apply examples", || examples(cp))?;
+    t.step("helm upgrade", || upgrade(cp, &installed))?;
+    t.step("two operator replicas, one Lease", || {
+        start_replicas(cp, operators)
+    })?;
+    t.step("status in kubectl get mcpclients", || {
+        status_columns(cp, &operators[0], &operators[1])
+    })?;
+    t.step("usage report to LAST-SEEN", || {
+        usage_report(cp, &operators[0], &operators[1])
+    })?;
+    t.step("kubectl explain", || explain(cp))?;
+    t.step("leader killed: handover", || handover(cp, operators))?;
+    t.step("RBAC: nothing refused, nothing unused", || {
+        rbac(cp, operators)
+    })?;
+    operators.clear();
+    t.step("helm uninstall", || uninstall(cp, &installed))?;
+    Ok(())
+}
+
+// ---- install -------------------------------------------------------------------------------
+
+/// An object of the release: `kind/name` with its namespace (empty: cluster-scoped).
+type ObjectId = (String, String, String);
+
+/// The objects `helm get manifest` lists, with their version now.
+fn release_objects(cp: &ControlPlane) -> Result<BTreeMap<ObjectId, String>, String> {
+    let manifest = cp.helm(&["get", "manifest", RELEASE, "-n", NS])?;
+    let mut out = BTreeMap::new();
+    for doc in mcp_warden_tests::yaml_documents("helm get manifest", &manifest) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+        let mut args = vec!["get", kind.as_str(), name.as_str()];
+        if !ns.is_empty() {
+            args.extend(["-n", ns.as_str()]);
+        }
+        let live = cp.kubectl_json(&args)?;
+        // Objects with a spec generation are compared on it (their status moves on its own: the
+        // Deployment's and the PDB's controllers write it); the others on resourceVersion.
+        let version = match live["metadata"]["generation"].as_i64() {
+            Some(g) => format!("generation {g}"),
+            None => format!(
+                "resourceVersion {}",
+                live["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+            ),
+        };
+        out.insert((kind, ns, name), version);
+    }
+    Ok(out)
+}
+
+fn crd_versions(cp: &ControlPlane) -> Result<BTreeMap<String, String>, String> {
+    CRDS.iter()
+        .map(|crd| {
+            let live = cp.kubectl_json(&["get", "crd", crd])?;
+            Ok((
+                (*crd).to_owned(),
+                live["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ))
+        })
+        .collect()
+}
+
+fn install(cp: &ControlPlane) -> Result<BTreeMap<ObjectId, String>, String> {
+    let chart = repo_root().join("charts/mcp-warden");
+    let out = cp.helm(&[
+        "install",
+        RELEASE,
+        &chart.to_string_lossy(),
+        "-n",
+        NS,
+        "--create-namespace",
+        "--timeout",
+        "60s",
+    ])?;
+    if !out.contains("STATUS: deployed") {
+        return Err(format!("helm install did not deploy:\n{out}"));
+    }
+    for crd in CRDS {
+        cp.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{crd}"),
+            "--timeout=30s",
+        ])?;
+    }
+    let objects = release_objects(cp)?;
+    let kinds: BTreeSet<&str> = objects.keys().map(|(k, _, _)| k.as_str()).collect();
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "Secret",
+        "MutatingWebhookConfiguration",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+    ] {
+        if !kinds.contains(kind) {
+            return Err(format!("the release has no {kind}: {kinds:?}"));
+        }
+    }
+    // The Deployment exists and its controller made the ReplicaSet and the (Pending: no
+    // kubelet here) Pods; the operator itself runs on the host below.
+    wait_for("the operator Deployment's 2 Pods", Duration::from_secs(30), || {
+        let pods = cp.kubectl_json(&[
+            "-n",
+            NS,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=mcp-warden-operator",
+        ])?;
+        Ok((pods["items"].as_array().map_or(0, Vec::len) == 2).then_some(()))
+    })?;
+    eprintln!("installed {} objects: {kinds:?}", objects.len());
+    Ok(objects)
+}
+
+// ---- broken samples ------------------------------------------------------------------------
+
+fn header(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .map_while(|l| l.strip_prefix('#'))
+        .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_owned()))
+        .filter(|v| !v.is_empty())
+}
+
+fn broken_samples(cp: &ControlPlane) -> Result<(), String> {
+    for ns in ["payments", "agents", "demo", "analytics"] {
+        cp.kubectl(&["create", "namespace", ns])?;
+    }
+    let files = yaml_files(&repo_root().join("tests/fixtures/broken"));
+    if files.len() < 15 {
+        return Err(format!("only {} broken samples", files.len()));
+    }
+    let mut failures = Vec::new();
+    let mut table = Vec::new();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text = read(file);
+        let expect = header(&text, "expect:").ok_or(format!("{name}: no `# expect:`"))?;
+        let words = header(&text, "message:");
+        let server = cp
+            .kubectl_refused(&["apply", "-f", &file.to_string_lossy()])
+            .map_err(|e| format!("{}: {e}", display(file)))?;
+        let server = server.trim().to_owned();
+        let client = match mcp_warden_policy::load(&name, &text) {
+            Ok(_) => "ACCEPTED".to_owned(),
+            Err(errors) => errors
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        let wanted: Vec<String> = match SERVER_WORDS.iter().find(|(f, _, _)| *f == name) {
+            Some((_, words, _)) => vec![(*words).to_owned()],
+            None => std::iter::once(expect.clone()).chain(words.clone()).collect(),
+        };
+        let missing: Vec<&String> = wanted.iter().filter(|w| !server.contains(w.as_str())).collect();
+        if !missing.is_empty() {
+            failures.push(format!(
+                "{name}: the API server's refusal does not mention {missing:?}:\n    {server}"
+            ));
+        }
+        // The server's own answer to the wrong kind or version, without kubectl's mapping.
+        if name == "wrong-kind.yaml" || name == "tool-wrong-api-version.yaml" {
+            let doc = &mcp_warden_tests::yaml_documents(&name, &text)[0];
+            let api = doc["apiVersion"].as_str().unwrap_or_default();
+            let plural = format!("{}s", doc["kind"].as_str().unwrap_or_default().to_lowercase());
+            let path = format!("/apis/{api}/namespaces/payments/{plural}");
+            let raw = cp.kubectl_refused(&["create", "--raw", &path, "-f", &file.to_string_lossy()])?;
+            if !raw.contains("NotFound") && !raw.contains("could not find the requested resource")
+            {
+                failures.push(format!("{name}: POST {path} was not answered 404: {raw}"));
+            }
+        }
+        let first_line = server
+            .lines()
+            .find(|l| l.contains(&expect) || l.contains("not found") || l.contains("no matches"))
+            .unwrap_or_else(|| server.lines().next().unwrap_or_default());
+        table.push(format!(
+            "  {name}\n      server: {}\n      client: {client}",
+            first_line.chars().take(220).collect::<String>()
+        ));
+    }
+    eprintln!(
+        "broken samples, the API server's words vs the client-side loader's:\n{}",
+        table.join("\n")
+    );
+    let left = cp.kubectl(&["get", "mcptools,mcpclients,mcppolicies", "-A", "-o", "name"])?;
+    if !left.trim().is_empty() {
+        failures.push(format!("refused samples left objects behind:\n{left}"));
+    }
+    if failures.is_empty() {
+        eprintln!("{} broken samples refused by the API server", files.len());
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} broken samples:\n  {}",
+            failures.len(),
+            files.len(),
+            failures.join("\n  ")
+        ))
+    }
+}
+
+// ---- examples ------------------------------------------------------------------------------
+
+fn examples(cp: &ControlPlane) -> Result<(), String> {
+    let mut created = 0;
+    for dir in ["examples/payments/", "examples/everything/"] {
+        let out = cp.kubectl(&["apply", "-f", dir])?;
+        created += out.lines().filter(|l| l.ends_with(" created")).count();
+        if out.lines().any(|l| !l.ends_with(" created")) {
+            return Err(format!("kubectl apply -f {dir}:\n{out}"));
+        }
+    }
+    let names = cp.kubectl(&["get", "mcptools,mcpclients,mcppolicies", "-A", "-o", "name"])?;
+    if names.lines().count() != created {
+        return Err(format!("{created} created, but the cluster holds:\n{names}"));
+    }
+    eprintln!("{created} objects of examples/ created");
+    Ok(())
+}
+
+// ---- upgrade -------------------------------------------------------------------------------
+
+fn deployment_args(cp: &ControlPlane) -> Result<Vec<String>, String> {
+    let d = cp.kubectl_json(&["-n", NS, "get", "deployment", DEPLOYMENT])?;
+    Ok(d["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .ok_or("no args")?
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect())
+}
+
+fn upgrade(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Result<(), String> {
+    let before = release_objects(cp)?;
+    let crds_before = crd_versions(cp)?;
+    let chart = repo_root().join("charts/mcp-warden");
+    cp.helm(&[
+        "upgrade",
+        RELEASE,
+        &chart.to_string_lossy(),
+        "-n",
+        NS,
+        "--timeout",
+        "60s",
+        "--set",
+        &format!("operator.leaseDurationSeconds={LEASE_SECONDS}"),
+        "--set",
+        &format!("operator.usageRefreshSeconds={USAGE_REFRESH_SECONDS}"),
+        "--set",
+        "networkPolicy.enabled=false",
+    ])?;
+    let after = release_objects(cp)?;
+    let mut problems = Vec::new();
+    // What should change: the Deployment's flags; the NetworkPolicy is gone.
+    let args = deployment_args(cp)?;
+    for flag in [
+        format!("--lease-duration-seconds={LEASE_SECONDS}"),
+        format!("--usage-refresh-seconds={USAGE_REFRESH_SECONDS}"),
+    ] {
+        if !args.contains(&flag) {
+            problems.push(format!("the Deployment's args lack {flag}: {args:?}"));
+        }
+    }
+    let np = (
+        "NetworkPolicy".to_owned(),
+        NS.to_owned(),
+        DEPLOYMENT.to_owned(),
+    );
+    if after.contains_key(&np) || cp.kubectl(&["-n", NS, "get", "networkpolicy", DEPLOYMENT]).is_ok()
+    {
+        problems.push("the NetworkPolicy is still there".to_owned());
+    }
+    // What should not: every other object and the CRDs (same resourceVersion: not written).
+    for (id, rv) in &before {
+        if id.0 == "Deployment" || *id == np {
+            continue;
+        }
+        match after.get(id) {
+            None => problems.push(format!("{id:?} disappeared")),
+            Some(now) if now != rv => {
+                problems.push(format!("{id:?} was rewritten ({rv} -> {now})"));
+            }
+            Some(_) => {}
+        }
+    }
+    if after.keys().any(|id| !before.contains_key(id)) {
+        problems.push(format!(
+            "new objects: {:?}",
+            after.keys().filter(|id| !before.contains_key(id)).collect::<Vec<_>>()
+        ));
+    }
+    if crd_versions(cp)? != crds_before {
+        problems.push("helm upgrade rewrote the CRDs".to_owned());
+    }
+    if before != *installed {
+        problems.push("objects changed between install and upgrade".to_owned());
+    }
+    let history = cp.helm(&["history", RELEASE, "-n", NS])?;
+    if history.lines().count() != 3 {
+        problems.push(format!("helm history:\n{history}"));
+    }
+    // The Deployment controller rolls out a new ReplicaSet with the new flags.
+    wait_for("a ReplicaSet with the upgraded flags", Duration::from_secs(30), || {
+        let rs = cp.kubectl_json(&[
+            "-n",
+            NS,
+            "get",
+            "replicasets",
+            "-l",
+            "app.kubernetes.io/name=mcp-warden-operator",
+        ])?;
+        Ok(rs["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| {
+                r["spec"]["template"]["spec"]["containers"][0]["args"]
+                    .as_array()
+                    .is_some_and(|a| {
+                        a.iter()
+                            .any(|a| a == &format!("--lease-duration-seconds={LEASE_SECONDS}"))
+                    })
+            })
+            .then_some(()))
+    })?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+// ---- operators -----------------------------------------------------------------------------
+
+fn launch(identity: &str) -> OperatorLaunch {
+    OperatorLaunch {
+        namespace: NS.to_owned(),
+        deployment: DEPLOYMENT.to_owned(),
+        identity: identity.to_owned(),
+        webhook_port: 0,
+    }
+}
+
+fn lease_holder(cp: &ControlPlane) -> Result<(String, Value), String> {
+    let lease = cp.kubectl_json(&["-n", NS, "get", "lease", LEASE])?;
+    Ok((
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        lease,
+    ))
+}
+
+fn start_replicas(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Result<(), String> {
+    let a = HostOperator::start(cp, &launch("operator-a"))?;
+    wait_for("operator-a to take the Lease", Duration::from_secs(20), || {
+        Ok(lease_holder(cp).ok().filter(|(h, _)| h == "operator-a"))
+    })?;
+    operators.push(a);
+    let b = HostOperator::start(cp, &launch("operator-b"))?;
+    operators.push(b);
+    let (a, b) = (&operators[0], &operators[1]);
+    // Two retry periods: B has looked at the Lease and stays a follower.
+    std::thread::sleep(2 * RETRY);
+    let (holder, lease) = lease_holder(cp)?;
+    if holder != "operator-a" {
+        return Err(format!("the Lease moved to {holder}"));
+    }
+    if lease["spec"]["leaseDurationSeconds"] != json!(LEASE_SECONDS) {
+        return Err(format!("Lease duration: {}", lease["spec"]));
+    }
+    if a.metric("mcp_warden_operator_leader")? != 1.0 || b.metric("mcp_warden_operator_leader")? != 0.0
+    {
+        return Err("operator-a should say leader=1, operator-b leader=0".to_owned());
+    }
+    Ok(())
+}
+
+// ---- status --------------------------------------------------------------------------------
+
+fn clients(cp: &ControlPlane) -> Result<Vec<McpClient>, String> {
+    let list = cp.kubectl_json(&["get", "mcpclients", "-A"])?;
+    list["items"]
+        .as_array()
+        .ok_or("no items")?
+        .iter()
+        .map(|i| serde_json::from_value(i.clone()).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn key(c: &McpClient) -> (String, String) {
+    (
+        c.metadata.namespace.clone().unwrap_or_default(),
+        c.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Status patches in the audit log since `from` (index), by token.
+fn status_writers(cp: &ControlPlane, from: usize) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for e in cp.audit().iter().skip(from) {
+        if e.verb == "patch" && e.resource.ends_with("/status") {
+            *by.entry(e.credential.clone()).or_default() += 1;
+        }
+    }
+    by
+}
+
+fn same_time(cell: &str, t: Option<Timestamp>) -> bool {
+    match t {
+        None => cell.is_empty(),
+        Some(t) => cell.parse::<Timestamp>().is_ok_and(|c| c == t),
+    }
+}
+
+/// Every McpClient's status is current, and the table shows it.
+fn check_table(cp: &ControlPlane) -> Result<(), String> {
+    let now = Timestamp::now();
+    let clients = clients(cp)?;
+    let by_key: BTreeMap<_, _> = clients.iter().map(|c| (key(c), c)).collect();
+    for c in &clients {
+        let status = c.status.as_ref().ok_or(format!("{:?} has no status", key(c)))?;
+        if status.observed_generation != c.metadata.generation {
+            return Err(format!("{:?}: status not of the current generation", key(c)));
+        }
+    }
+    let (headers, rows) = parse_table(&cp.kubectl(&["get", "mcpclients", "-A"])?);
+    let want = [
+        "NAMESPACE",
+        "NAME",
+        "OWNER",
+        "PHASE",
+        "EXPIRES",
+        "REVIEW-DUE",
+        "LAST-SEEN",
+        "AGE",
+    ];
+    if headers != want {
+        return Err(format!("kubectl get mcpclients -A columns: {headers:?}"));
+    }
+    if rows.len() != clients.len() {
+        return Err(format!("{} rows for {} clients", rows.len(), clients.len()));
+    }
+    for row in &rows {
+        let k = (row["NAMESPACE"].clone(), row["NAME"].clone());
+        let c = by_key.get(&k).ok_or(format!("row {k:?} is no client"))?;
+        let phase = format!("{:?}", mcp_warden_policy::lifecycle::phase(c, now));
+        let checks = [
+            ("OWNER", row["OWNER"] == c.spec.owner),
+            ("PHASE", row["PHASE"] == phase),
+            (
+                "EXPIRES",
+                same_time(&row["EXPIRES"], c.spec.expires_at.as_ref().map(|t| t.0)),
+            ),
+            (
+                "REVIEW-DUE",
+                same_time(
+                    &row["REVIEW-DUE"],
+                    mcp_warden_policy::lifecycle::review_due(c),
+                ),
+            ),
+        ];
+        for (col, ok) in checks {
+            if !ok {
+                return Err(format!(
+                    "{k:?}: {col} is {:?}; from the spec: phase {phase}, expires {:?}, review due {:?}",
+                    row[col],
+                    c.spec.expires_at,
+                    mcp_warden_policy::lifecycle::review_due(c)
+                ));
+            }
+        }
+    }
+    let (wide, rows) = parse_table(&cp.kubectl(&["get", "mcpclients", "-A", "-o", "wide"])?);
+    if wide[..7] != want[..7] || !wide.ends_with(&["TOOLS".to_owned(), "CALLS-24H".to_owned()]) {
+        return Err(format!("-o wide columns: {wide:?}"));
+    }
+    for row in &rows {
+        let k = (row["NAMESPACE"].clone(), row["NAME"].clone());
+        let c = by_key[&k];
+        let tools = serde_json::to_string(&c.status.as_ref().unwrap().effective_tools).unwrap();
+        if row["TOOLS"] != tools && !(row["TOOLS"] == "[]" && tools == "[]") {
+            return Err(format!("{k:?}: TOOLS {:?}, status {tools}", row["TOOLS"]));
+        }
+    }
+    Ok(())
+}
+
+fn status_columns(cp: &ControlPlane, a: &HostOperator, b: &HostOperator) -> Result<(), String> {
+    wait_for("every McpClient's status", Duration::from_secs(30), || {
+        check_table(cp).map(Some)
+    })?;
+    let writers = status_writers(cp, 0);
+    if writers.keys().any(|w| *w != a.credential) || writers.is_empty() {
+        return Err(format!(
+            "status patches by token (leader {}): {writers:?}",
+            a.credential
+        ));
+    }
+    if b.metric("mcp_warden_operator_status_writes_total")? != 0.0 {
+        return Err("the follower counts status writes".to_owned());
+    }
+    // The managed fields say who owns status.
+    let list = cp.kubectl_json(&["get", "mcpclients", "-A", "--show-managed-fields"])?;
+    for item in list["items"].as_array().into_iter().flatten() {
+        let managers: Vec<&Value> = item["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["subresource"] == "status")
+            .collect();
+        if managers.len() != 1 || managers[0]["manager"] != "mcp-warden-operator" {
+            return Err(format!(
+                "status managers of {}: {managers:?}",
+                item["metadata"]["name"]
+            ));
+        }
+    }
+    eprintln!("{}", cp.kubectl(&["get", "mcpclients", "-A"])?);
+    eprintln!("status patches by the leader's token: {writers:?}");
+    // The tools and policies too.
+    let policies = cp.kubectl_json(&["get", "mcppolicies", "-A"])?;
+    for p in policies["items"].as_array().into_iter().flatten() {
+        let accepted = p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Accepted" && c["status"] == "True");
+        if !accepted {
+            return Err(format!("policy {} not Accepted: {}", p["metadata"]["name"], p["status"]));
+        }
+    }
+    Ok(())
+}
+
+// ---- usage ---------------------------------------------------------------------------------
+
+const SVC_HOST: &str = "mcp-warden-operator.mcp-warden.svc";
+
+fn usage_report(cp: &ControlPlane, leader: &HostOperator, follower: &HostOperator) -> Result<(), String> {
+    // A Pod the McpTool `demo/everything` selects (no kubelet: it stays Pending, but it exists
+    // and the operator indexes it), and a token bound to it as kubelet would project it.
+    cp.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: everything-0\n  namespace: demo\n  labels:\n    \
+         app: server-everything\nspec:\n  containers:\n  - name: server\n    image: node:22\n",
+    )?;
+    let token = cp
+        .kubectl(&[
+            "create",
+            "token",
+            "default",
+            "-n",
+            "demo",
+            "--audience",
+            "mcp-warden-operator",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            "everything-0",
+            "--duration=1h",
+        ])?
+        .trim()
+        .to_owned();
+    let ca = cp.dir.join("operator-tls-operator-a/ca.crt");
+    let auth = format!("Authorization: Bearer {token}");
+    // The follower serves the pod its bundle (over the chart's certificate, by the Service's
+    // name), after a TokenReview.
+    let (code, body) = curl_https(
+        SVC_HOST,
+        &follower.push,
+        &ca,
+        "/v1/watch?namespace=demo&pod=everything-0",
+        &["-H", &auth, "--max-time", "3"],
+    )?;
+    if code != 200 || !body.contains("everything") {
+        return Err(format!("GET /v1/watch from the follower: {code} {body}"));
+    }
+    let seen = Timestamp::now() - jiff::SignedDuration::from_secs(1);
+    let report = json!({
+        "namespace": "demo", "pod": "everything-0", "bootId": "cluster-suite", "seq": 1,
+        "clients": [{"namespace": "demo", "name": "agent-alpha", "calls": 3,
+                     "lastSeen": seen.to_string(), "tools": {"echo": 3}}],
+    })
+    .to_string();
+    let post = |op: &HostOperator| {
+        curl_https(
+            SVC_HOST,
+            &op.push,
+            &ca,
+            "/v1/usage",
+            &["-H", &auth, "-H", "Content-Type: application/json", "--data", &report],
+        )
+    };
+    let (code, body) = post(follower)?;
+    if code != 503 {
+        return Err(format!("a follower took a usage report: {code} {body}"));
+    }
+    let (code, body) = post(leader)?;
+    if !(200..300).contains(&code) {
+        return Err(format!("the leader refused the usage report: {code} {body}"));
+    }
+    // Counts are written every usage refresh (2 s after the upgrade).
+    let row = wait_for("LAST-SEEN and CALLS-24H of demo/agent-alpha", Duration::from_secs(20), || {
+        let (_, rows) = parse_table(&cp.kubectl(&["get", "mcpclients", "-n", "demo", "-o", "wide"])?);
+        Ok(rows
+            .into_iter()
+            .find(|r| r["NAME"] == "agent-alpha")
+            .filter(|r| r["CALLS-24H"] == "3" && !r["LAST-SEEN"].is_empty()))
+    })?;
+    let c = cp.kubectl_json(&["get", "mcpclient", "-n", "demo", "agent-alpha"])?;
+    let last_seen: Timestamp = c["status"]["lastSeen"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("status.lastSeen: {e}"))?;
+    if last_seen.as_second() != seen.as_second() {
+        return Err(format!("lastSeen {last_seen}, reported {seen}"));
+    }
+    if !row["LAST-SEEN"].ends_with('s') {
+        return Err(format!("LAST-SEEN {:?} is not an age", row["LAST-SEEN"]));
+    }
+    eprintln!("demo/agent-alpha: LAST-SEEN {} CALLS-24H {}", row["LAST-SEEN"], row["CALLS-24H"]);
+    Ok(())
+}
+
+// ---- explain -------------------------------------------------------------------------------
+
+fn explain(cp: &ControlPlane) -> Result<(), String> {
+    let out = cp.kubectl(&["explain", "mcpclient.spec"])?;
+    let schema = mcp_warden_tests::crd_schema("McpClient").ok_or("no McpClient schema")?;
+    let fields = schema["properties"]["spec"]["properties"]
+        .as_object()
+        .ok_or("no spec properties")?;
+    let text: String = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut missing = Vec::new();
+    for (name, field) in fields {
+        let first_words: String = field["description"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(6)
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !out.lines().any(|l| l.trim_start().starts_with(&format!("{name}\t")))
+            || first_words.is_empty()
+            || !text.contains(&first_words)
+        {
+            missing.push(format!("{name} ({first_words:?})"));
+        }
+    }
+    if !out.contains("KIND:") || !out.contains("McpClient") || !missing.is_empty() {
+        return Err(format!("kubectl explain mcpclient.spec lacks {missing:?}:\n{out}"));
+    }
+    eprintln!("kubectl explain mcpclient.spec documents {} fields", fields.len());
+    Ok(())
+}
+
+// ---- handover ------------------------------------------------------------------------------
+
+/// Polls the Lease until `who` holds it; the time from `since`.
+fn wait_holder(cp: &ControlPlane, who: &str, since: Instant, timeout: Duration) -> Result<Duration, String> {
+    wait_for(&format!("{who} to hold the Lease"), timeout, || {
+        Ok(lease_holder(cp).ok().filter(|(h, _)| h == who).map(|_| since.elapsed()))
+    })
+}
+
+fn patch_suspended(cp: &ControlPlane, name: &str, suspended: bool) -> Result<(), String> {
+    cp.kubectl(&[
+        "-n",
+        "agents",
+        "patch",
+        "mcpclient",
+        name,
+        "--type",
+        "merge",
+        "-p",
+        &json!({"spec": {"suspended": suspended}}).to_string(),
+    ])
+    .map(|_| ())
+}
+
+fn phase_of(cp: &ControlPlane, name: &str) -> Result<String, String> {
+    let c = cp.kubectl_json(&["-n", "agents", "get", "mcpclient", name])?;
+    Ok(c["status"]["phase"].as_str().unwrap_or_default().to_owned())
+}
+
+fn handover(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Result<(), String> {
+    let lease_duration = Duration::from_secs(LEASE_SECONDS);
+    // Hard kill of the leader: no release; the follower waits the Lease out.
+    let (_, lease) = lease_holder(cp)?;
+    let killed_at = Instant::now();
+    operators[0].proc.kill();
+    let last_renew: Timestamp = lease["spec"]["renewTime"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("renewTime: {e}"))?;
+    let took = wait_holder(cp, "operator-b", killed_at, lease_duration * 3)?;
+    let (_, lease) = lease_holder(cp)?;
+    let acquired: Timestamp = lease["spec"]["acquireTime"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("acquireTime: {e}"))?;
+    // The renewal before the kill may be newer than the one read above: the gap is at most
+    // lease duration + retry period (+ slack for a loaded machine).
+    let gap = acquired.duration_since(last_renew).unsigned_abs();
+    eprintln!(
+        "SIGKILL of the leader: operator-b holds the Lease {:.1} s after the kill, {:.1} s after \
+         the last renewal seen (lease {LEASE_SECONDS} s, retry {:.1} s)",
+        took.as_secs_f64(),
+        gap.as_secs_f64(),
+        RETRY.as_secs_f64()
+    );
+    if took > lease_duration + RETRY + Duration::from_secs(2) {
+        return Err(format!("handover took {took:?} (lease {lease_duration:?})"));
+    }
+    if lease["spec"]["leaseTransitions"] != json!(1) {
+        return Err(format!("leaseTransitions: {}", lease["spec"]));
+    }
+    // The new leader writes status, and is the only one to.
+    let audit_from = cp.audit().len();
+    patch_suspended(cp, "support-bot", true)?;
+    wait_for("support-bot Suspended", Duration::from_secs(20), || {
+        Ok((phase_of(cp, "support-bot")? == "Suspended").then_some(()))
+    })?;
+    let writers = status_writers(cp, audit_from);
+    if writers.keys().any(|w| *w != operators[1].credential) || writers.is_empty() {
+        return Err(format!(
+            "status patches after the handover: {writers:?} (new leader {})",
+            operators[1].credential
+        ));
+    }
+    // A third replica joins; SIGTERM of the leader releases the Lease: a quick handover.
+    operators.push(HostOperator::start(cp, &launch("operator-c"))?);
+    std::thread::sleep(2 * RETRY);
+    let stopped_at = Instant::now();
+    operators[1].terminate()?;
+    let took = wait_holder(cp, "operator-c", stopped_at, lease_duration * 3)?;
+    eprintln!(
+        "SIGTERM of the leader: operator-c holds the Lease {:.1} s later",
+        took.as_secs_f64()
+    );
+    if took > 2 * RETRY + Duration::from_secs(2) {
+        return Err(format!(
+            "a released Lease was taken over only after {took:?}: the release did not work"
+        ));
+    }
+    patch_suspended(cp, "support-bot", false)?;
+    wait_for("support-bot Active again", Duration::from_secs(20), || {
+        Ok((phase_of(cp, "support-bot")? != "Suspended").then_some(()))
+    })?;
+    check_table(cp)
+}
+
+// ---- rbac ----------------------------------------------------------------------------------
+
+fn rbac(cp: &ControlPlane, operators: &[HostOperator]) -> Result<(), String> {
+    let user = format!("system:serviceaccount:{NS}:{SERVICE_ACCOUNT}");
+    let events: Vec<AuditEvent> = cp.audit().into_iter().filter(|e| e.user == user).collect();
+    let refused: Vec<&AuditEvent> = events.iter().filter(|e| e.code == 403).collect();
+    let mut problems = Vec::new();
+    if !refused.is_empty() {
+        problems.push(format!(
+            "the API server refused the operator (403, missing permission):\n{}",
+            refused
+                .iter()
+                .map(|e| format!("  {} {}/{} {}/{}", e.verb, e.group, e.resource, e.namespace, e.name))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    for op in operators {
+        let log = op.proc.log().to_lowercase();
+        if log.contains("forbidden") || log.contains(" 403") || log.contains("code: 403") {
+            problems.push(format!("operator {} logged a refusal:\n{}", op.identity, op.proc.log()));
+        }
+    }
+    // What the operator used, against what the chart grants.
+    let used: BTreeSet<(String, String, String)> = events
+        .iter()
+        .map(|e| (e.group.clone(), e.resource.clone(), e.verb.clone()))
+        .collect();
+    let mut granted = Vec::new();
+    let role = cp.kubectl_json(&["-n", NS, "get", "role", DEPLOYMENT])?;
+    let cluster_role = cp.kubectl_json(&["get", "clusterrole", &format!("{DEPLOYMENT}-{NS}")])?;
+    for (scope, r) in [("Role", &role), ("ClusterRole", &cluster_role)] {
+        for rule in r["rules"].as_array().into_iter().flatten() {
+            for g in rule["apiGroups"].as_array().into_iter().flatten() {
+                for res in rule["resources"].as_array().into_iter().flatten() {
+                    for v in rule["verbs"].as_array().into_iter().flatten() {
+                        granted.push((
+                            scope,
+                            g.as_str().unwrap_or_default().to_owned(),
+                            res.as_str().unwrap_or_default().to_owned(),
+                            v.as_str().unwrap_or_default().to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let unused: Vec<String> = granted
+        .iter()
+        .filter(|(_, g, r, v)| !used.contains(&(g.clone(), r.clone(), v.clone())))
+        .map(|(s, g, r, v)| format!("{s}: {v} {g}/{r}"))
+        .collect();
+    eprintln!(
+        "the operator's requests ({}): {:?}\ngranted but never used: {unused:?}",
+        events.len(),
+        used
+    );
+    if !unused.is_empty() {
+        problems.push(format!("the chart grants what the operator never used: {unused:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+// ---- uninstall -----------------------------------------------------------------------------
+
+fn uninstall(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Result<(), String> {
+    let clients_before = cp.kubectl(&["get", "mcpclients", "-A", "-o", "name"])?;
+    cp.helm(&["uninstall", RELEASE, "-n", NS, "--timeout", "60s"])?;
+    let mut left = Vec::new();
+    for (kind, ns, name) in installed.keys() {
+        if kind == "NetworkPolicy" {
+            continue; // already removed by the upgrade
+        }
+        let mut args = vec!["get", kind.as_str(), name.as_str(), "--ignore-not-found", "-o", "name"];
+        if !ns.is_empty() {
+            args.extend(["-n", ns.as_str()]);
+        }
+        if !cp.kubectl(&args)?.trim().is_empty() {
+            left.push(format!("{kind}/{name}"));
+        }
+    }
+    if !left.is_empty() {
+        return Err(format!("helm uninstall left {left:?}"));
+    }
+    // The Deployment's ReplicaSets and Pods go by garbage collection.
+    wait_for("the operator's Pods and ReplicaSets to be collected", Duration::from_secs(60), || {
+        let out = cp.kubectl(&[
+            "-n",
+            NS,
+            "get",
+            "pods,replicasets",
+            "-l",
+            "app.kubernetes.io/name=mcp-warden-operator",
+            "-o",
+            "name",
+        ])?;
+        Ok(out.trim().is_empty().then_some(()))
+    })?;
+    for crd in CRDS {
+        let c = cp.kubectl_json(&["get", "crd", crd])?;
+        let established = c["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True");
+        if !established {
+            return Err(format!("CRD {crd} is not Established after uninstall"));
+        }
+    }
+    if cp.kubectl(&["get", "mcpclients", "-A", "-o", "name"])? != clients_before {
+        return Err("the McpClients changed with helm uninstall".to_owned());
+    }
+    if !cp.helm(&["list", "-n", NS, "-q"])?.trim().is_empty() {
+        return Err("helm still lists the release".to_owned());
+    }
+    Ok(())
+}
