@@ -12,13 +12,16 @@ CARGO ?= cargo
 # cargo-nextest when installed, plain cargo test otherwise.
 TEST_CMD := $(if $(shell command -v cargo-nextest 2>/dev/null),$(CARGO) nextest run --workspace,$(CARGO) test --workspace)
 
-.PHONY: help peers build gen lint test e2e demo bench fuzz clean clean-peers
+.PHONY: help peers k8s-bins build gen lint test e2e demo bench fuzz clean clean-peers
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 peers: ## install the third-party test peers into $PEERS_DIR (default .peers/; idempotent)
 	@scripts/peers.sh all
+
+k8s-bins: ## build kube-apiserver, kube-controller-manager, kubectl, etcd, helm for the cluster suite (cached outside the clone; a no-op when built)
+	@scripts/k8s-bins.sh >/dev/null
 
 build: ## build every crate in the workspace
 	$(CARGO) build --workspace
@@ -30,7 +33,9 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: peers ## lint, then run the workspace tests with the peers on PATH
+# The cluster suite (tests/tests/cluster.rs) needs k8s-bins, and the mcp-warden-operator binary,
+# which the workspace test build makes (the operator crate has integration tests).
+test: peers k8s-bins ## lint, then run the workspace tests (with the cluster suite on a real control plane)
 	@SECONDS=0; $(MAKE) lint; echo "== lint: $${SECONDS}s"
 	@. "$(PEERS_ENV)"; SECONDS=0; echo "+ $(TEST_CMD)"; $(TEST_CMD); echo "== tests: $${SECONDS}s"
 

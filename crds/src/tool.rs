@@ -110,7 +110,8 @@ pub struct AuthenticationSpec {
     /// scopes the McpPolicies require of every call (often none), and `scopes_supported` is
     /// all a client can go by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[x_kube(validation = kube::core::Rule::new(SCOPES_RULE).message(SCOPES_MESSAGE))]
+    #[schemars(length(max = 16), inner(length(max = 256)))]
     pub base_scopes: Vec<String>,
 }
 

@@ -253,7 +253,10 @@ impl RuleSet {
     /// The issuer of ServiceAccount identities that name none: the McpTool's Kubernetes issuer
     /// when it trusts exactly one (`None` with zero or several).
     pub fn sole_kubernetes_issuer(&self) -> Option<&str> {
-        let mut kubernetes = self.issuers.iter().filter(|i| i.kind == IssuerKind::Kubernetes);
+        let mut kubernetes = self
+            .issuers
+            .iter()
+            .filter(|i| i.kind == IssuerKind::Kubernetes);
         match (kubernetes.next(), kubernetes.next()) {
             (Some(only), None) => Some(&only.issuer),
             _ => None,

@@ -499,7 +499,10 @@ fn service_account_identities() {
 fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
     // The McpTool trusts two clusters: agents/bot of the other cluster is not our sa-bot.
     let mut tool = payments();
-    for issuer in ["https://kubernetes.default.svc", "https://oidc.other-cluster.example"] {
+    for issuer in [
+        "https://kubernetes.default.svc",
+        "https://oidc.other-cluster.example",
+    ] {
         tool.spec.authentication.issuers.push(IssuerSpec {
             issuer: issuer.into(),
             kind: IssuerKind::Kubernetes,
@@ -515,15 +518,24 @@ fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
         }),
         ..Default::default()
     };
-    let policy = mk_policy("payments", "read", &["agents/sa-bot"], "payments-api", &["*"]);
-    let rules = rules(vec![tool], vec![c.clone()], vec![policy.clone()]);
+    let policy = mk_policy(
+        "payments",
+        "read",
+        &["agents/sa-bot"],
+        "payments-api",
+        &["*"],
+    );
+    let ambiguous = rules(vec![tool], vec![c.clone()], vec![policy.clone()]);
     let mut p = principal("ignored", &["payments:read"]);
     p.subject = Some("system:serviceaccount:agents:bot".into());
-    for issuer in ["https://kubernetes.default.svc", "https://oidc.other-cluster.example"] {
+    for issuer in [
+        "https://kubernetes.default.svc",
+        "https://oidc.other-cluster.example",
+    ] {
         p.issuer = issuer.into();
         assert!(
             matches!(
-                decide(&rules, &p, Call::Session, ts(NOW)),
+                decide(&ambiguous, &p, Call::Session, ts(NOW)),
                 Decision::DenyUnknownClient { .. }
             ),
             "{issuer}: ambiguous without an issuer"
@@ -536,7 +548,10 @@ fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
     });
     c.spec.identity.issuer = Some("https://kubernetes.default.svc".into());
     let mut tool = payments();
-    for issuer in ["https://kubernetes.default.svc", "https://oidc.other-cluster.example"] {
+    for issuer in [
+        "https://kubernetes.default.svc",
+        "https://oidc.other-cluster.example",
+    ] {
         tool.spec.authentication.issuers.push(IssuerSpec {
             issuer: issuer.into(),
             kind: IssuerKind::Kubernetes,
@@ -544,12 +559,12 @@ fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
             ..Default::default()
         });
     }
-    let rules = rules(vec![tool], vec![c], vec![policy]);
+    let named = rules(vec![tool], vec![c], vec![policy]);
     p.issuer = "https://kubernetes.default.svc".into();
-    assert!(decide(&rules, &p, Call::Tool("get_balance"), ts(NOW)).is_allowed());
+    assert!(decide(&named, &p, Call::Tool("get_balance"), ts(NOW)).is_allowed());
     p.issuer = "https://oidc.other-cluster.example".into();
     assert!(matches!(
-        decide(&rules, &p, Call::Session, ts(NOW)),
+        decide(&named, &p, Call::Session, ts(NOW)),
         Decision::DenyUnknownClient { .. }
     ));
 }

@@ -228,7 +228,12 @@ mod tests {
             url.as_str(),
             "https://op.example:8443/base/v1/watch?namespace=a+b&pod=p"
         );
-        for remote in ["http://op.example:8443", "http://10.0.0.1", "http://[fe80::1]", "ftp://127.0.0.1"] {
+        for remote in [
+            "http://op.example:8443",
+            "http://10.0.0.1",
+            "http://[fe80::1]",
+            "ftp://127.0.0.1",
+        ] {
             let err = Link::new(remote, &Trust::System, None).unwrap_err();
             assert!(err.to_string().contains("https"), "{remote}: {err}");
         }

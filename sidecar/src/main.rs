@@ -112,7 +112,11 @@ struct RunArgs {
     max_body_bytes_in_flight: usize,
     /// The most requests being decided at once (503 with Retry-After above it; open streams
     /// do not count).
-    #[arg(long, env = "MCP_WARDEN_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "MCP_WARDEN_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
     max_concurrent_requests: usize,
     /// Longest wait for the upstream's response headers, in seconds (streams are not limited).
     #[arg(long, default_value_t = 300)]

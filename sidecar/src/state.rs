@@ -51,7 +51,11 @@ impl Active {
     /// The `scope` of the 401 challenge, computed once per configuration.
     pub fn challenge_scope(&self) -> Arc<str> {
         self.challenge_scope
-            .get_or_init(|| crate::auth::prm::challenge_scopes(&self.rules).join(" ").into())
+            .get_or_init(|| {
+                crate::auth::prm::challenge_scopes(&self.rules)
+                    .join(" ")
+                    .into()
+            })
             .clone()
     }
 

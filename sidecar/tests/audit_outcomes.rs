@@ -205,7 +205,11 @@ async fn refusals_that_are_not_readable_posts_are_recorded() {
     assert_eq!(suspended["api"]["operation"], "POST", "{suspended:#}");
     let tallied = &records[2];
     assert_eq!(tallied["count"], 2, "{tallied:#}");
-    assert_eq!(mcp(tallied, "decision")["reason"], "unauthenticated", "{tallied:#}");
+    assert_eq!(
+        mcp(tallied, "decision")["reason"],
+        "unauthenticated",
+        "{tallied:#}"
+    );
     assert_eq!(tallied["http_response"]["code"], 401, "{tallied:#}");
     assert!(
         mcp(tallied, "decision")["detail"]

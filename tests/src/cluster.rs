@@ -281,9 +281,7 @@ impl ControlPlane {
 
     /// `kubectl apply -f -` of `yaml`.
     pub fn apply(&self, yaml: &str) -> Result<String, String> {
-        let file = self
-            .dir
-            .join(format!("apply-{}.yaml", free_port()));
+        let file = self.dir.join(format!("apply-{}.yaml", free_port()));
         std::fs::write(&file, yaml).map_err(|e| e.to_string())?;
         let out = self.kubectl(&["apply", "-f", &file.to_string_lossy()]);
         let _ = std::fs::remove_file(&file);
@@ -549,7 +547,10 @@ impl HostOperator {
         let tls_dir = cp.dir.join(format!("operator-tls-{}", launch.identity));
         std::fs::create_dir_all(&tls_dir).map_err(|e| e.to_string())?;
         let secret = cp.kubectl_json(&["-n", ns, "get", "secret", &secret_name])?;
-        for (key, data) in secret["data"].as_object().ok_or("the TLS Secret has no data")? {
+        for (key, data) in secret["data"]
+            .as_object()
+            .ok_or("the TLS Secret has no data")?
+        {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data.as_str().unwrap_or_default())
                 .map_err(|e| e.to_string())?;
@@ -603,7 +604,9 @@ impl HostOperator {
             cmd.env(name, value);
         }
         cmd.args(&args);
-        let ready_file = cp.dir.join(format!("operator-{}.ready.json", launch.identity));
+        let ready_file = cp
+            .dir
+            .join(format!("operator-{}.ready.json", launch.identity));
         let _ = std::fs::remove_file(&ready_file);
         cmd.arg("--ready-file").arg(&ready_file);
         let (proc, ()) = Proc::spawn(
@@ -630,7 +633,11 @@ impl HostOperator {
         wait_for(
             &format!("{} /ready (every watch listed)", launch.identity),
             Duration::from_secs(30),
-            || Ok(http_get(&format!("http://{}/ready", op.admin)).ok().filter(|(c, _)| *c == 200)),
+            || {
+                Ok(http_get(&format!("http://{}/ready", op.admin))
+                    .ok()
+                    .filter(|(c, _)| *c == 200))
+            },
         )
         .map_err(|e| format!("{e}\nits output:\n{}", op.proc.log()))?;
         Ok(op)
@@ -656,8 +663,8 @@ impl HostOperator {
     }
 }
 
-/// The `mcp-warden-operator` binary of this build, checked to be newer than the sources it is
-/// built from (`cargo test --workspace`, which `make test` runs, builds it; a lone
+/// The `mcp-warden-operator` binary of this build, with a warning when it is older than the
+/// sources it is built from (`cargo test --workspace`, which `make test` runs, builds it; a lone
 /// `cargo test -p mcp-warden-tests --test cluster` does not).
 pub fn operator_bin() -> Result<PathBuf, String> {
     let bin = workspace_bin("mcp-warden-operator")?;
@@ -683,17 +690,17 @@ pub fn operator_bin() -> Result<PathBuf, String> {
             }
         }
     }
-    if stale.is_empty() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} is older than {} (and {} more): run `cargo build -p mcp-warden-operator` \
-             (or the whole `cargo test --workspace`, as `make test` does)",
+    if let Some(first) = stale.first() {
+        // A warning, not a failure: `make test` builds it in the same run; the sources may be
+        // edited while the suite runs.
+        eprintln!(
+            "WARNING: {} is older than {first} (and {} more): run `cargo build -p \
+             mcp-warden-operator` (or the whole `cargo test --workspace`, as `make test` does)",
             bin.display(),
-            stale[0],
             stale.len() - 1
-        ))
+        );
     }
+    Ok(bin)
 }
 
 /// `GET url` (plain HTTP, loopback): status and body.
@@ -747,6 +754,9 @@ pub fn curl_https(
         ));
     }
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
-    let code = code.trim().parse().map_err(|_| format!("curl: no status in {text:?}"))?;
+    let code = code
+        .trim()
+        .parse()
+        .map_err(|_| format!("curl: no status in {text:?}"))?;
     Ok((code, body.to_owned()))
 }

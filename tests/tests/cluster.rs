@@ -28,8 +28,7 @@ use jiff::Timestamp;
 use mcp_warden_crds::McpClient;
 use mcp_warden_tests::{
     cluster::{
-        AuditEvent, ControlPlane, HostOperator, OperatorLaunch, curl_https, parse_table,
-        wait_for,
+        AuditEvent, ControlPlane, HostOperator, OperatorLaunch, curl_https, parse_table, run_bounded, wait_for,
     },
     display, read, repo_root, yaml_files,
 };
@@ -38,6 +37,15 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
+
+/// The chart installed: `MCP_WARDEN_CHART` (a folder or a packaged `.tgz`, e.g. a release
+/// candidate), else `charts/mcp-warden`.
+fn chart() -> String {
+    std::env::var("MCP_WARDEN_CHART")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| repo_root().join("charts/mcp-warden").to_string_lossy().into_owned())
+}
 
 /// The install contract's defaults.
 const RELEASE: &str = "mcp-warden";
@@ -118,7 +126,12 @@ fn chart_crds_and_operator_on_a_real_control_plane() {
             .audit()
             .iter()
             .filter(|e| e.code == 403)
-            .map(|e| format!("  {} {} {}/{} {}/{}", e.user, e.verb, e.group, e.resource, e.namespace, e.name))
+            .map(|e| {
+                format!(
+                    "  {} {} {}/{} {}/{}",
+                    e.user, e.verb, e.group, e.resource, e.namespace, e.name
+                )
+            })
             .collect();
         if !refused.is_empty() {
             eprintln!(
@@ -127,7 +140,11 @@ fn chart_crds_and_operator_on_a_real_control_plane() {
             );
         }
         for op in &operators {
-            eprintln!("---- output of operator {} ----\n{}", op.identity, op.proc.log());
+            eprintln!(
+                "---- output of operator {} ----\n{}",
+                op.identity,
+                op.proc.log()
+            );
         }
         panic!(
             "{e}\n---- kube-apiserver log (tail) ----\n{}",
@@ -143,7 +160,9 @@ fn scenario(
     operators: &mut Vec<HostOperator>,
 ) -> Result<(), String> {
     let installed = t.step("helm install", || install(cp))?;
-    t.step("broken samples refused by the API server", || broken_samples(cp))?;
+    t.step("broken samples refused by the API server", || {
+        broken_samples(cp)
+    })?;
     t.step("kubectl apply examples", || examples(cp))?;
     t.step("helm upgrade", || upgrade(cp, &installed))?;
     t.step("two operator replicas, one Lease", || {
@@ -152,11 +171,18 @@ fn scenario(
     t.step("status in kubectl get mcpclients", || {
         status_columns(cp, &operators[0], &operators[1])
     })?;
-    t.step("usage report to LAST-SEEN", || {
+    let seen = t.step("usage report to LAST-SEEN", || {
         usage_report(cp, &operators[0], &operators[1])
     })?;
     t.step("kubectl explain", || explain(cp))?;
     t.step("leader killed: handover", || handover(cp, operators))?;
+    t.step("review report and approve", || review(cp, seen))?;
+    t.step("injection through real admission", || {
+        injection(cp, &operators[2])
+    })?;
+    t.step("webhook down: pod creation refused", || {
+        webhook_down(cp, &mut operators[2])
+    })?;
     t.step("RBAC: nothing refused, nothing unused", || {
         rbac(cp, operators)
     })?;
@@ -176,8 +202,14 @@ fn release_objects(cp: &ControlPlane) -> Result<BTreeMap<ObjectId, String>, Stri
     let mut out = BTreeMap::new();
     for doc in mcp_warden_tests::yaml_documents("helm get manifest", &manifest) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
-        let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        let ns = doc["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let mut args = vec!["get", kind.as_str(), name.as_str()];
         if !ns.is_empty() {
             args.extend(["-n", ns.as_str()]);
@@ -189,7 +221,9 @@ fn release_objects(cp: &ControlPlane) -> Result<BTreeMap<ObjectId, String>, Stri
             Some(g) => format!("generation {g}"),
             None => format!(
                 "resourceVersion {}",
-                live["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+                live["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
             ),
         };
         out.insert((kind, ns, name), version);
@@ -213,11 +247,11 @@ fn crd_versions(cp: &ControlPlane) -> Result<BTreeMap<String, String>, String> {
 }
 
 fn install(cp: &ControlPlane) -> Result<BTreeMap<ObjectId, String>, String> {
-    let chart = repo_root().join("charts/mcp-warden");
+    let chart = chart();
     let out = cp.helm(&[
         "install",
         RELEASE,
-        &chart.to_string_lossy(),
+        &chart,
         "-n",
         NS,
         "--create-namespace",
@@ -256,17 +290,21 @@ fn install(cp: &ControlPlane) -> Result<BTreeMap<ObjectId, String>, String> {
     }
     // The Deployment exists and its controller made the ReplicaSet and the (Pending: no
     // kubelet here) Pods; the operator itself runs on the host below.
-    wait_for("the operator Deployment's 2 Pods", Duration::from_secs(30), || {
-        let pods = cp.kubectl_json(&[
-            "-n",
-            NS,
-            "get",
-            "pods",
-            "-l",
-            "app.kubernetes.io/name=mcp-warden-operator",
-        ])?;
-        Ok((pods["items"].as_array().map_or(0, Vec::len) == 2).then_some(()))
-    })?;
+    wait_for(
+        "the operator Deployment's 2 Pods",
+        Duration::from_secs(30),
+        || {
+            let pods = cp.kubectl_json(&[
+                "-n",
+                NS,
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/name=mcp-warden-operator",
+            ])?;
+            Ok((pods["items"].as_array().map_or(0, Vec::len) == 2).then_some(()))
+        },
+    )?;
     eprintln!("installed {} objects: {kinds:?}", objects.len());
     Ok(objects)
 }
@@ -310,9 +348,14 @@ fn broken_samples(cp: &ControlPlane) -> Result<(), String> {
         };
         let wanted: Vec<String> = match SERVER_WORDS.iter().find(|(f, _, _)| *f == name) {
             Some((_, words, _)) => vec![(*words).to_owned()],
-            None => std::iter::once(expect.clone()).chain(words.clone()).collect(),
+            None => std::iter::once(expect.clone())
+                .chain(words.clone())
+                .collect(),
         };
-        let missing: Vec<&String> = wanted.iter().filter(|w| !server.contains(w.as_str())).collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|w| !server.contains(w.as_str()))
+            .collect();
         if !missing.is_empty() {
             failures.push(format!(
                 "{name}: the API server's refusal does not mention {missing:?}:\n    {server}"
@@ -322,11 +365,14 @@ fn broken_samples(cp: &ControlPlane) -> Result<(), String> {
         if name == "wrong-kind.yaml" || name == "tool-wrong-api-version.yaml" {
             let doc = &mcp_warden_tests::yaml_documents(&name, &text)[0];
             let api = doc["apiVersion"].as_str().unwrap_or_default();
-            let plural = format!("{}s", doc["kind"].as_str().unwrap_or_default().to_lowercase());
+            let plural = format!(
+                "{}s",
+                doc["kind"].as_str().unwrap_or_default().to_lowercase()
+            );
             let path = format!("/apis/{api}/namespaces/payments/{plural}");
-            let raw = cp.kubectl_refused(&["create", "--raw", &path, "-f", &file.to_string_lossy()])?;
-            if !raw.contains("NotFound") && !raw.contains("could not find the requested resource")
-            {
+            let raw =
+                cp.kubectl_refused(&["create", "--raw", &path, "-f", &file.to_string_lossy()])?;
+            if !raw.contains("NotFound") && !raw.contains("could not find the requested resource") {
                 failures.push(format!("{name}: POST {path} was not answered 404: {raw}"));
             }
         }
@@ -373,7 +419,9 @@ fn examples(cp: &ControlPlane) -> Result<(), String> {
     }
     let names = cp.kubectl(&["get", "mcptools,mcpclients,mcppolicies", "-A", "-o", "name"])?;
     if names.lines().count() != created {
-        return Err(format!("{created} created, but the cluster holds:\n{names}"));
+        return Err(format!(
+            "{created} created, but the cluster holds:\n{names}"
+        ));
     }
     eprintln!("{created} objects of examples/ created");
     Ok(())
@@ -394,11 +442,11 @@ fn deployment_args(cp: &ControlPlane) -> Result<Vec<String>, String> {
 fn upgrade(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Result<(), String> {
     let before = release_objects(cp)?;
     let crds_before = crd_versions(cp)?;
-    let chart = repo_root().join("charts/mcp-warden");
+    let chart = chart();
     cp.helm(&[
         "upgrade",
         RELEASE,
-        &chart.to_string_lossy(),
+        &chart,
         "-n",
         NS,
         "--timeout",
@@ -427,7 +475,10 @@ fn upgrade(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Result<
         NS.to_owned(),
         DEPLOYMENT.to_owned(),
     );
-    if after.contains_key(&np) || cp.kubectl(&["-n", NS, "get", "networkpolicy", DEPLOYMENT]).is_ok()
+    if after.contains_key(&np)
+        || cp
+            .kubectl(&["-n", NS, "get", "networkpolicy", DEPLOYMENT])
+            .is_ok()
     {
         problems.push("the NetworkPolicy is still there".to_owned());
     }
@@ -447,7 +498,10 @@ fn upgrade(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Result<
     if after.keys().any(|id| !before.contains_key(id)) {
         problems.push(format!(
             "new objects: {:?}",
-            after.keys().filter(|id| !before.contains_key(id)).collect::<Vec<_>>()
+            after
+                .keys()
+                .filter(|id| !before.contains_key(id))
+                .collect::<Vec<_>>()
         ));
     }
     if crd_versions(cp)? != crds_before {
@@ -461,29 +515,33 @@ fn upgrade(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Result<
         problems.push(format!("helm history:\n{history}"));
     }
     // The Deployment controller rolls out a new ReplicaSet with the new flags.
-    wait_for("a ReplicaSet with the upgraded flags", Duration::from_secs(30), || {
-        let rs = cp.kubectl_json(&[
-            "-n",
-            NS,
-            "get",
-            "replicasets",
-            "-l",
-            "app.kubernetes.io/name=mcp-warden-operator",
-        ])?;
-        Ok(rs["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| {
-                r["spec"]["template"]["spec"]["containers"][0]["args"]
-                    .as_array()
-                    .is_some_and(|a| {
-                        a.iter()
-                            .any(|a| a == &format!("--lease-duration-seconds={LEASE_SECONDS}"))
-                    })
-            })
-            .then_some(()))
-    })?;
+    wait_for(
+        "a ReplicaSet with the upgraded flags",
+        Duration::from_secs(30),
+        || {
+            let rs = cp.kubectl_json(&[
+                "-n",
+                NS,
+                "get",
+                "replicasets",
+                "-l",
+                "app.kubernetes.io/name=mcp-warden-operator",
+            ])?;
+            Ok(rs["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| {
+                    r["spec"]["template"]["spec"]["containers"][0]["args"]
+                        .as_array()
+                        .is_some_and(|a| {
+                            a.iter()
+                                .any(|a| a == &format!("--lease-duration-seconds={LEASE_SECONDS}"))
+                        })
+                })
+                .then_some(()))
+        },
+    )?;
     if problems.is_empty() {
         Ok(())
     } else {
@@ -515,9 +573,11 @@ fn lease_holder(cp: &ControlPlane) -> Result<(String, Value), String> {
 
 fn start_replicas(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Result<(), String> {
     let a = HostOperator::start(cp, &launch("operator-a"))?;
-    wait_for("operator-a to take the Lease", Duration::from_secs(20), || {
-        Ok(lease_holder(cp).ok().filter(|(h, _)| h == "operator-a"))
-    })?;
+    wait_for(
+        "operator-a to take the Lease",
+        Duration::from_secs(20),
+        || Ok(lease_holder(cp).ok().filter(|(h, _)| h == "operator-a")),
+    )?;
     operators.push(a);
     let b = HostOperator::start(cp, &launch("operator-b"))?;
     operators.push(b);
@@ -531,7 +591,8 @@ fn start_replicas(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Resul
     if lease["spec"]["leaseDurationSeconds"] != json!(LEASE_SECONDS) {
         return Err(format!("Lease duration: {}", lease["spec"]));
     }
-    if a.metric("mcp_warden_operator_leader")? != 1.0 || b.metric("mcp_warden_operator_leader")? != 0.0
+    if a.metric("mcp_warden_operator_leader")? != 1.0
+        || b.metric("mcp_warden_operator_leader")? != 0.0
     {
         return Err("operator-a should say leader=1, operator-b leader=0".to_owned());
     }
@@ -581,9 +642,15 @@ fn check_table(cp: &ControlPlane) -> Result<(), String> {
     let clients = clients(cp)?;
     let by_key: BTreeMap<_, _> = clients.iter().map(|c| (key(c), c)).collect();
     for c in &clients {
-        let status = c.status.as_ref().ok_or(format!("{:?} has no status", key(c)))?;
+        let status = c
+            .status
+            .as_ref()
+            .ok_or(format!("{:?} has no status", key(c)))?;
         if status.observed_generation != c.metadata.generation {
-            return Err(format!("{:?}: status not of the current generation", key(c)));
+            return Err(format!(
+                "{:?}: status not of the current generation",
+                key(c)
+            ));
         }
     }
     let (headers, rows) = parse_table(&cp.kubectl(&["get", "mcpclients", "-A"])?);
@@ -648,10 +715,31 @@ fn check_table(cp: &ControlPlane) -> Result<(), String> {
     Ok(())
 }
 
+/// The operator's requests the API server refused (403), if any.
+fn refused(cp: &ControlPlane) -> Option<String> {
+    let user = format!("system:serviceaccount:{NS}:{SERVICE_ACCOUNT}");
+    let refused: Vec<String> = cp
+        .audit()
+        .iter()
+        .filter(|e| e.user == user && e.code == 403)
+        .map(|e| format!("  {} {}/{} {}/{}", e.verb, e.group, e.resource, e.namespace, e.name))
+        .collect();
+    (!refused.is_empty()).then(|| {
+        format!(
+            "the API server refused the operator (403: the chart lacks a permission):\n{}",
+            refused.join("\n")
+        )
+    })
+}
+
 fn status_columns(cp: &ControlPlane, a: &HostOperator, b: &HostOperator) -> Result<(), String> {
+    // A refused request (a permission the chart lacks) fails at once, saying which.
     wait_for("every McpClient's status", Duration::from_secs(30), || {
-        check_table(cp).map(Some)
-    })?;
+        if let Some(refused) = refused(cp) {
+            return Ok(Some(Err(refused)));
+        }
+        check_table(cp).map(|()| Some(Ok(())))
+    })??;
     let writers = status_writers(cp, 0);
     if writers.keys().any(|w| *w != a.credential) || writers.is_empty() {
         return Err(format!(
@@ -689,7 +777,10 @@ fn status_columns(cp: &ControlPlane, a: &HostOperator, b: &HostOperator) -> Resu
             .flatten()
             .any(|c| c["type"] == "Accepted" && c["status"] == "True");
         if !accepted {
-            return Err(format!("policy {} not Accepted: {}", p["metadata"]["name"], p["status"]));
+            return Err(format!(
+                "policy {} not Accepted: {}",
+                p["metadata"]["name"], p["status"]
+            ));
         }
     }
     Ok(())
@@ -699,7 +790,11 @@ fn status_columns(cp: &ControlPlane, a: &HostOperator, b: &HostOperator) -> Resu
 
 const SVC_HOST: &str = "mcp-warden-operator.mcp-warden.svc";
 
-fn usage_report(cp: &ControlPlane, leader: &HostOperator, follower: &HostOperator) -> Result<(), String> {
+fn usage_report(
+    cp: &ControlPlane,
+    leader: &HostOperator,
+    follower: &HostOperator,
+) -> Result<Timestamp, String> {
     // A Pod the McpTool `demo/everything` selects (no kubelet: it stays Pending, but it exists
     // and the operator indexes it), and a token bound to it as kubelet would project it.
     cp.apply(
@@ -750,7 +845,14 @@ fn usage_report(cp: &ControlPlane, leader: &HostOperator, follower: &HostOperato
             &op.push,
             &ca,
             "/v1/usage",
-            &["-H", &auth, "-H", "Content-Type: application/json", "--data", &report],
+            &[
+                "-H",
+                &auth,
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                &report,
+            ],
         )
     };
     let (code, body) = post(follower)?;
@@ -759,16 +861,23 @@ fn usage_report(cp: &ControlPlane, leader: &HostOperator, follower: &HostOperato
     }
     let (code, body) = post(leader)?;
     if !(200..300).contains(&code) {
-        return Err(format!("the leader refused the usage report: {code} {body}"));
+        return Err(format!(
+            "the leader refused the usage report: {code} {body}"
+        ));
     }
     // Counts are written every usage refresh (2 s after the upgrade).
-    let row = wait_for("LAST-SEEN and CALLS-24H of demo/agent-alpha", Duration::from_secs(20), || {
-        let (_, rows) = parse_table(&cp.kubectl(&["get", "mcpclients", "-n", "demo", "-o", "wide"])?);
-        Ok(rows
-            .into_iter()
-            .find(|r| r["NAME"] == "agent-alpha")
-            .filter(|r| r["CALLS-24H"] == "3" && !r["LAST-SEEN"].is_empty()))
-    })?;
+    let row = wait_for(
+        "LAST-SEEN and CALLS-24H of demo/agent-alpha",
+        Duration::from_secs(20),
+        || {
+            let (_, rows) =
+                parse_table(&cp.kubectl(&["get", "mcpclients", "-n", "demo", "-o", "wide"])?);
+            Ok(rows
+                .into_iter()
+                .find(|r| r["NAME"] == "agent-alpha")
+                .filter(|r| r["CALLS-24H"] == "3" && !r["LAST-SEEN"].is_empty()))
+        },
+    )?;
     let c = cp.kubectl_json(&["get", "mcpclient", "-n", "demo", "agent-alpha"])?;
     let last_seen: Timestamp = c["status"]["lastSeen"]
         .as_str()
@@ -781,8 +890,11 @@ fn usage_report(cp: &ControlPlane, leader: &HostOperator, follower: &HostOperato
     if !row["LAST-SEEN"].ends_with('s') {
         return Err(format!("LAST-SEEN {:?} is not an age", row["LAST-SEEN"]));
     }
-    eprintln!("demo/agent-alpha: LAST-SEEN {} CALLS-24H {}", row["LAST-SEEN"], row["CALLS-24H"]);
-    Ok(())
+    eprintln!(
+        "demo/agent-alpha: LAST-SEEN {} CALLS-24H {}",
+        row["LAST-SEEN"], row["CALLS-24H"]
+    );
+    Ok(seen)
 }
 
 // ---- explain -------------------------------------------------------------------------------
@@ -803,7 +915,9 @@ fn explain(cp: &ControlPlane) -> Result<(), String> {
             .take(6)
             .collect::<Vec<_>>()
             .join(" ");
-        if !out.lines().any(|l| l.trim_start().starts_with(&format!("{name}\t")))
+        if !out
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{name}\t")))
             || first_words.is_empty()
             || !text.contains(&first_words)
         {
@@ -811,19 +925,45 @@ fn explain(cp: &ControlPlane) -> Result<(), String> {
         }
     }
     if !out.contains("KIND:") || !out.contains("McpClient") || !missing.is_empty() {
-        return Err(format!("kubectl explain mcpclient.spec lacks {missing:?}:\n{out}"));
+        return Err(format!(
+            "kubectl explain mcpclient.spec lacks {missing:?}:\n{out}"
+        ));
     }
-    eprintln!("kubectl explain mcpclient.spec documents {} fields", fields.len());
+    eprintln!(
+        "kubectl explain mcpclient.spec documents {} fields",
+        fields.len()
+    );
     Ok(())
 }
 
 // ---- handover ------------------------------------------------------------------------------
 
 /// Polls the Lease until `who` holds it; the time from `since`.
-fn wait_holder(cp: &ControlPlane, who: &str, since: Instant, timeout: Duration) -> Result<Duration, String> {
+fn wait_holder(
+    cp: &ControlPlane,
+    who: &str,
+    since: Instant,
+    timeout: Duration,
+) -> Result<Duration, String> {
     wait_for(&format!("{who} to hold the Lease"), timeout, || {
-        Ok(lease_holder(cp).ok().filter(|(h, _)| h == who).map(|_| since.elapsed()))
+        Ok(lease_holder(cp)
+            .ok()
+            .filter(|(h, _)| h == who)
+            .map(|_| since.elapsed()))
     })
+}
+
+fn lease_time(lease: &Value, field: &str) -> Result<Timestamp, String> {
+    lease["spec"][field]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("Lease {field}: {e}: {}", lease["spec"]))
+}
+
+/// `later - earlier`, zero when negative.
+fn since(later: Timestamp, earlier: Timestamp) -> Duration {
+    Duration::try_from(later.duration_since(earlier)).unwrap_or_default()
 }
 
 fn patch_suspended(cp: &ControlPlane, name: &str, suspended: bool) -> Result<(), String> {
@@ -851,30 +991,24 @@ fn handover(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Result<(), 
     // Hard kill of the leader: no release; the follower waits the Lease out.
     let (_, lease) = lease_holder(cp)?;
     let killed_at = Instant::now();
+    let killed_wall = Timestamp::now();
     operators[0].proc.kill();
-    let last_renew: Timestamp = lease["spec"]["renewTime"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| format!("renewTime: {e}"))?;
-    let took = wait_holder(cp, "operator-b", killed_at, lease_duration * 3)?;
+    let last_renew = lease_time(&lease, "renewTime")?;
+    wait_holder(cp, "operator-b", killed_at, lease_duration * 3)?;
     let (_, lease) = lease_holder(cp)?;
-    let acquired: Timestamp = lease["spec"]["acquireTime"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| format!("acquireTime: {e}"))?;
-    // The renewal before the kill may be newer than the one read above: the gap is at most
-    // lease duration + retry period (+ slack for a loaded machine).
-    let gap = acquired.duration_since(last_renew).unsigned_abs();
+    // Measured on the Lease's own timestamps (one clock, the host's), not on the polling.
+    let took = since(lease_time(&lease, "acquireTime")?, killed_wall);
+    let gap = since(lease_time(&lease, "acquireTime")?, last_renew);
     eprintln!(
-        "SIGKILL of the leader: operator-b holds the Lease {:.1} s after the kill, {:.1} s after \
-         the last renewal seen (lease {LEASE_SECONDS} s, retry {:.1} s)",
+        "SIGKILL of the leader: operator-b acquired the Lease {:.1} s after the kill, {:.1} s \
+         after the last renewal read before it (lease {LEASE_SECONDS} s, retry {:.1} s)",
         took.as_secs_f64(),
         gap.as_secs_f64(),
         RETRY.as_secs_f64()
     );
-    if took > lease_duration + RETRY + Duration::from_secs(2) {
+    // Expiry is judged from when the follower last saw the record change (at most one retry
+    // period after the last renewal), and it looks once per retry period.
+    if took > lease_duration + 2 * RETRY + Duration::from_millis(500) {
         return Err(format!("handover took {took:?} (lease {lease_duration:?})"));
     }
     if lease["spec"]["leaseTransitions"] != json!(1) {
@@ -897,8 +1031,11 @@ fn handover(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Result<(), 
     operators.push(HostOperator::start(cp, &launch("operator-c"))?);
     std::thread::sleep(2 * RETRY);
     let stopped_at = Instant::now();
+    let stopped_wall = Timestamp::now();
     operators[1].terminate()?;
-    let took = wait_holder(cp, "operator-c", stopped_at, lease_duration * 3)?;
+    wait_holder(cp, "operator-c", stopped_at, lease_duration * 3)?;
+    let (_, lease) = lease_holder(cp)?;
+    let took = since(lease_time(&lease, "acquireTime")?, stopped_wall);
     eprintln!(
         "SIGTERM of the leader: operator-c holds the Lease {:.1} s later",
         took.as_secs_f64()
@@ -915,6 +1052,309 @@ fn handover(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Result<(), 
     check_table(cp)
 }
 
+// ---- review --------------------------------------------------------------------------------
+
+/// `mcp-warden-operator review <args>` with `kubeconfig`; stdout.
+fn review_cli(kubeconfig: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let bin = mcp_warden_tests::cluster::operator_bin()?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env("KUBECONFIG", kubeconfig)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .arg("review")
+        .args(args);
+    let out = run_bounded(cmd, Duration::from_secs(60))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "review {}: {}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn report_entry(report: &Value, ns: &str, name: &str) -> Result<Value, String> {
+    report["clients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["namespace"] == ns && c["name"] == name)
+        .cloned()
+        .ok_or(format!("the report has no {ns}/{name}"))
+}
+
+/// A person reviews, with exactly the RBAC docs/access-reviews.md says the commands need (list
+/// mcptools and mcppolicies cluster-wide; list, get and patch mcpclients), as a ServiceAccount
+/// token so the audit log names them.
+fn review(cp: &ControlPlane, seen: Timestamp) -> Result<(), String> {
+    cp.apply(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: reviewer, namespace: default}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: mcp-warden-reviewer}\n\
+         rules:\n- apiGroups: [mcpwarden.io]\n  resources: [mcptools, mcppolicies]\n  verbs: [list]\n\
+         - apiGroups: [mcpwarden.io]\n  resources: [mcpclients]\n  verbs: [list, get, patch]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n\
+         metadata: {name: mcp-warden-reviewer}\nroleRef: {apiGroup: rbac.authorization.k8s.io, \
+         kind: ClusterRole, name: mcp-warden-reviewer}\nsubjects:\n\
+         - {kind: ServiceAccount, name: reviewer, namespace: default}\n",
+    )?;
+    let kubeconfig = cp.dir.join("reviewer.kubeconfig");
+    cp.service_account_kubeconfig("default", "reviewer", &kubeconfig)?;
+    let report: Value = serde_json::from_str(&review_cli(&kubeconfig, &["report", "--format", "json"])?)
+        .map_err(|e| format!("review report --format json: {e}"))?;
+    if report["problems"] != json!([]) {
+        return Err(format!("the report has problems: {}", report["problems"]));
+    }
+    // The report says what kubectl get says, for every client.
+    for c in clients(cp)? {
+        let (ns, name) = key(&c);
+        let entry = report_entry(&report, &ns, &name)?;
+        let status = c.status.clone().unwrap_or_default();
+        let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+        let same = |field: &str, t: Option<Timestamp>| {
+            entry[field].as_str().and_then(|v| v.parse::<Timestamp>().ok()) == t
+        };
+        if entry["phase"] != json!(phase)
+            || !same("reviewDue", status.review_due.as_ref().map(|t| t.0))
+            || !same("lastSeen", status.last_seen.as_ref().map(|t| t.0))
+        {
+            return Err(format!("report entry {entry} vs status {status:?}"));
+        }
+    }
+    // lastSeen survived the leader handover (the new leader keeps it in status).
+    let alpha = report_entry(&report, "demo", "agent-alpha")?;
+    if alpha["lastSeen"].as_str().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_second())
+        != Some(seen.as_second())
+    {
+        return Err(format!("agent-alpha's lastSeen after the handover: {}", alpha["lastSeen"]));
+    }
+    let finance = report_entry(&report, "agents", "finance-agent")?;
+    let overdue = finance["phase"] == "ReviewOverdue";
+    if overdue != finance["flags"].as_array().into_iter().flatten().any(|f| f == "review-overdue") {
+        return Err(format!("finance-agent: phase and flags disagree: {finance}"));
+    }
+    // Approve: spec.review moves, the operator moves REVIEW-DUE and the phase.
+    let audit_from = cp.audit().len();
+    review_cli(&kubeconfig, &["approve", "agents/finance-agent", "--by", "alice@example.com"])?;
+    let c = cp.kubectl_json(&["-n", "agents", "get", "mcpclient", "finance-agent"])?;
+    let client: McpClient = serde_json::from_value(c.clone()).map_err(|e| e.to_string())?;
+    let review = client.spec.review.clone().ok_or("finance-agent lost spec.review")?;
+    if review.last_reviewed_by.as_deref() != Some("alice@example.com") {
+        return Err(format!("spec.review after approve: {review:?}"));
+    }
+    let due = mcp_warden_policy::lifecycle::review_due(&client);
+    let row = wait_for("finance-agent's new REVIEW-DUE", Duration::from_secs(20), || {
+        let (_, rows) = parse_table(&cp.kubectl(&["-n", "agents", "get", "mcpclients"])?);
+        Ok(rows
+            .into_iter()
+            .find(|r| r["NAME"] == "finance-agent")
+            .filter(|r| same_time(&r["REVIEW-DUE"], due)))
+    })?;
+    let want = format!("{:?}", mcp_warden_policy::lifecycle::phase(&client, Timestamp::now()));
+    if row["PHASE"] != want || want == "ReviewOverdue" {
+        return Err(format!("finance-agent after approve: {row:?} (want {want})"));
+    }
+    let patched_by: Vec<AuditEvent> = cp
+        .audit()
+        .into_iter()
+        .skip(audit_from)
+        .filter(|e| e.verb == "patch" && e.resource == "mcpclients")
+        .collect();
+    if patched_by.len() != 1 || patched_by[0].user != "system:serviceaccount:default:reviewer" {
+        return Err(format!("the approval's patch in the audit log: {patched_by:?}"));
+    }
+    let after: Value = serde_json::from_str(&review_cli(&kubeconfig, &["report", "--format", "json"])?)
+        .map_err(|e| e.to_string())?;
+    let finance = report_entry(&after, "agents", "finance-agent")?;
+    if finance["flags"].as_array().into_iter().flatten().any(|f| f == "review-overdue")
+        || finance["lastReviewedBy"] != "alice@example.com"
+    {
+        return Err(format!("the report after approve: {finance}"));
+    }
+    eprintln!(
+        "review approve: finance-agent {} -> {} (REVIEW-DUE {})",
+        if overdue { "ReviewOverdue" } else { "not overdue" },
+        row["PHASE"],
+        row["REVIEW-DUE"]
+    );
+    Ok(())
+}
+
+// ---- injection -----------------------------------------------------------------------------
+
+const GOVERNED: &str = "governed";
+
+/// The webhook reaches the host process through the chart's Service, turned into an
+/// ExternalName for `localhost`: the API server then dials `localhost:<clientConfig.service.port>`
+/// with TLS ServerName `mcp-warden-operator.mcp-warden.svc`, verified against the chart's
+/// caBundle. The chart's webhook port is 443 (privileged, and shared by every run on the
+/// machine), so the test also moves `clientConfig.service.port` of both entries to the port the
+/// host operator's webhook listens on; nothing else of the chart's configuration changes.
+fn injection(cp: &ControlPlane, op: &HostOperator) -> Result<(), String> {
+    let port: u16 = op
+        .webhook
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or(format!("operator webhook address {:?}", op.webhook))?;
+    cp.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "service",
+        DEPLOYMENT,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"type":"ExternalName","externalName":"localhost","clusterIP":null,"clusterIPs":null,"ipFamilies":null,"ipFamilyPolicy":null}}"#,
+    ])?;
+    let webhook_name = format!("{DEPLOYMENT}-{NS}");
+    let patch = json!([
+        {"op": "replace", "path": "/webhooks/0/clientConfig/service/port", "value": port},
+        {"op": "replace", "path": "/webhooks/1/clientConfig/service/port", "value": port},
+    ]);
+    cp.kubectl(&[
+        "patch",
+        "mutatingwebhookconfiguration",
+        &webhook_name,
+        "--type",
+        "json",
+        "-p",
+        &patch.to_string(),
+    ])?;
+    cp.kubectl(&["create", "namespace", GOVERNED])?;
+    cp.kubectl(&["label", "namespace", GOVERNED, "mcpwarden.io/inject=enabled"])?;
+    wait_for("the default ServiceAccount of governed", Duration::from_secs(30), || {
+        Ok(cp
+            .kubectl(&["-n", GOVERNED, "get", "serviceaccount", "default", "-o", "name"])
+            .ok())
+    })?;
+    let before = op.metric("mcp_warden_operator_admission_requests_total")?;
+    // An MCP server's Deployment: the Deployment and ReplicaSet controllers create its Pod; the
+    // API server calls the webhook on that creation.
+    cp.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: mcp-server, namespace: {GOVERNED}}}\n\
+         spec:\n  replicas: 1\n  selector: {{matchLabels: {{app: mcp-server}}}}\n  template:\n    \
+         metadata: {{labels: {{app: mcp-server}}}}\n    spec:\n      containers:\n      \
+         - name: server\n        image: node:22-bookworm-slim\n        \
+         ports: [{{name: http, containerPort: 3001}}]\n"
+    ))?;
+    let pod = wait_for("the MCP server's Pod", Duration::from_secs(30), || {
+        let pods = cp.kubectl_json(&["-n", GOVERNED, "get", "pods", "-l", "app=mcp-server"])?;
+        Ok(pods["items"].as_array().and_then(|p| p.first()).cloned())
+    })
+    .map_err(|e| {
+        let events = cp.kubectl(&["-n", GOVERNED, "get", "events"]).unwrap_or_default();
+        format!("{e}\nevents:\n{events}")
+    })?;
+    let spec = &pod["spec"];
+    let sidecar = &spec["initContainers"][0];
+    let args: Vec<&str> = sidecar["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let joined = args.join(" ");
+    let checks = [
+        ("sidecar first among initContainers", sidecar["name"] == "mcp-warden-sidecar"),
+        ("native sidecar", sidecar["restartPolicy"] == "Always"),
+        ("governed label", pod["metadata"]["labels"]["mcpwarden.io/governed"] == "true"),
+        (
+            "the chart's operator URL",
+            joined.contains("https://mcp-warden-operator.mcp-warden.svc:8443"),
+        ),
+        (
+            "upstream on the server's port",
+            joined.contains("http://127.0.0.1:3001/mcp"),
+        ),
+        ("the chart's sidecar image", sidecar["image"].as_str().is_some_and(|i| i.starts_with("ghcr.io/mcp-warden/mcp-warden-sidecar:"))),
+        ("the app container kept", spec["containers"][0]["name"] == "server"),
+    ];
+    let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    if !failed.is_empty() {
+        return Err(format!("the injected Pod lacks {failed:?}:\n{pod:#}"));
+    }
+    // The CA the sidecar is told to trust is the chart's (the caBundle the API server used).
+    let ca_env = sidecar["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "MCP_WARDEN_OPERATOR_CA")
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let webhook = cp.kubectl_json(&["get", "mutatingwebhookconfiguration", &webhook_name])?;
+    use base64::Engine as _;
+    let ca_bundle = base64::engine::general_purpose::STANDARD
+        .decode(webhook["webhooks"][0]["clientConfig"]["caBundle"].as_str().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    if ca_env.trim() != String::from_utf8_lossy(&ca_bundle).trim() {
+        return Err("the sidecar's MCP_WARDEN_OPERATOR_CA is not the webhook's caBundle".to_owned());
+    }
+    let after = op.metric("mcp_warden_operator_admission_requests_total")?;
+    if after <= before {
+        return Err(format!("the webhook counted no admission request ({before} -> {after})"));
+    }
+    // A Pod that opts out is not sent to the webhook at all (objectSelector).
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: opted-out, namespace: {GOVERNED}, \
+         labels: {{mcpwarden.io/inject: \"false\"}}}}\nspec:\n  containers:\n  \
+         - {{name: app, image: busybox}}\n"
+    ))?;
+    let opted_out = cp.kubectl_json(&["-n", GOVERNED, "get", "pod", "opted-out"])?;
+    if !opted_out["spec"]["initContainers"].is_null() {
+        return Err("the opted-out Pod was injected".to_owned());
+    }
+    eprintln!(
+        "the API server called the webhook over TLS (chart caBundle, ServerName \
+         {DEPLOYMENT}.{NS}.svc via ExternalName localhost:{port}); Pod {} injected",
+        pod["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `failurePolicy: Fail`: with no webhook answering, a Pod of an opted-in namespace is refused.
+fn webhook_down(cp: &ControlPlane, op: &mut HostOperator) -> Result<(), String> {
+    op.proc.kill();
+    let refusal = cp.kubectl_refused(&[
+        "-n",
+        GOVERNED,
+        "run",
+        "ungoverned",
+        "--image=node:22-bookworm-slim",
+        "--port=3001",
+        "--restart=Never",
+    ])?;
+    for words in [
+        r#"failed calling webhook "namespace.inject.mcpwarden.io""#,
+        "mcp-warden-operator.mcp-warden.svc",
+        "connection refused",
+    ] {
+        if !refusal.contains(words) {
+            return Err(format!("the refusal does not say {words:?}:\n{refusal}"));
+        }
+    }
+    if cp
+        .kubectl(&["-n", GOVERNED, "get", "pod", "ungoverned", "--ignore-not-found", "-o", "name"])?
+        .trim()
+        != ""
+    {
+        return Err("the ungoverned Pod exists".to_owned());
+    }
+    // An opted-out Pod does not depend on the webhook.
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: opted-out-2, namespace: {GOVERNED}, \
+         labels: {{mcpwarden.io/inject: \"false\"}}}}\nspec:\n  containers:\n  \
+         - {{name: app, image: busybox}}\n"
+    ))?;
+    eprintln!("webhook down, Pod refused: {}", refusal.trim());
+    Ok(())
+}
+
 // ---- rbac ----------------------------------------------------------------------------------
 
 fn rbac(cp: &ControlPlane, operators: &[HostOperator]) -> Result<(), String> {
@@ -927,7 +1367,10 @@ fn rbac(cp: &ControlPlane, operators: &[HostOperator]) -> Result<(), String> {
             "the API server refused the operator (403, missing permission):\n{}",
             refused
                 .iter()
-                .map(|e| format!("  {} {}/{} {}/{}", e.verb, e.group, e.resource, e.namespace, e.name))
+                .map(|e| format!(
+                    "  {} {}/{} {}/{}",
+                    e.verb, e.group, e.resource, e.namespace, e.name
+                ))
                 .collect::<Vec<_>>()
                 .join("\n")
         ));
@@ -935,7 +1378,11 @@ fn rbac(cp: &ControlPlane, operators: &[HostOperator]) -> Result<(), String> {
     for op in operators {
         let log = op.proc.log().to_lowercase();
         if log.contains("forbidden") || log.contains(" 403") || log.contains("code: 403") {
-            problems.push(format!("operator {} logged a refusal:\n{}", op.identity, op.proc.log()));
+            problems.push(format!(
+                "operator {} logged a refusal:\n{}",
+                op.identity,
+                op.proc.log()
+            ));
         }
     }
     // What the operator used, against what the chart grants.
@@ -973,7 +1420,9 @@ fn rbac(cp: &ControlPlane, operators: &[HostOperator]) -> Result<(), String> {
         used
     );
     if !unused.is_empty() {
-        problems.push(format!("the chart grants what the operator never used: {unused:?}"));
+        problems.push(format!(
+            "the chart grants what the operator never used: {unused:?}"
+        ));
     }
     if problems.is_empty() {
         Ok(())
@@ -992,7 +1441,14 @@ fn uninstall(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Resul
         if kind == "NetworkPolicy" {
             continue; // already removed by the upgrade
         }
-        let mut args = vec!["get", kind.as_str(), name.as_str(), "--ignore-not-found", "-o", "name"];
+        let mut args = vec![
+            "get",
+            kind.as_str(),
+            name.as_str(),
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ];
         if !ns.is_empty() {
             args.extend(["-n", ns.as_str()]);
         }
@@ -1004,19 +1460,23 @@ fn uninstall(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Resul
         return Err(format!("helm uninstall left {left:?}"));
     }
     // The Deployment's ReplicaSets and Pods go by garbage collection.
-    wait_for("the operator's Pods and ReplicaSets to be collected", Duration::from_secs(60), || {
-        let out = cp.kubectl(&[
-            "-n",
-            NS,
-            "get",
-            "pods,replicasets",
-            "-l",
-            "app.kubernetes.io/name=mcp-warden-operator",
-            "-o",
-            "name",
-        ])?;
-        Ok(out.trim().is_empty().then_some(()))
-    })?;
+    wait_for(
+        "the operator's Pods and ReplicaSets to be collected",
+        Duration::from_secs(60),
+        || {
+            let out = cp.kubectl(&[
+                "-n",
+                NS,
+                "get",
+                "pods,replicasets",
+                "-l",
+                "app.kubernetes.io/name=mcp-warden-operator",
+                "-o",
+                "name",
+            ])?;
+            Ok(out.trim().is_empty().then_some(()))
+        },
+    )?;
     for crd in CRDS {
         let c = cp.kubectl_json(&["get", "crd", crd])?;
         let established = c["status"]["conditions"]

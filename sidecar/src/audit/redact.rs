@@ -222,7 +222,7 @@ impl Redaction {
 
     fn matches_key(&self, k: &str) -> bool {
         let k = fold(k);
-        self.keys.iter().any(|r| *r == k)
+        self.keys.contains(&k)
     }
 
     fn finds_key(&self, value: &Value) -> bool {

@@ -471,7 +471,12 @@ mod tests {
             token_issuer(&token).as_deref(),
             Some("https://kubernetes.default.svc.cluster.local")
         );
-        for bad in ["", "a.b", "a.!!.c", &format!("x.{}.y", b64(&json!({"sub": "x"})))] {
+        for bad in [
+            "",
+            "a.b",
+            "a.!!.c",
+            &format!("x.{}.y", b64(&json!({"sub": "x"}))),
+        ] {
             assert_eq!(token_issuer(bad), None, "{bad}");
         }
     }

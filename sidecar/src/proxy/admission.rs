@@ -99,7 +99,10 @@ mod tests {
         let _second = a.body(Some(4 * (KIB * KIB) as u64), wait).await.unwrap();
         assert!(a.body(Some(1), wait).await.is_none(), "the budget is spent");
         drop(first);
-        assert!(a.body(Some(10 * (KIB * KIB) as u64), wait).await.is_some(), "capped at the body limit");
+        assert!(
+            a.body(Some(10 * (KIB * KIB) as u64), wait).await.is_some(),
+            "capped at the body limit"
+        );
         assert_eq!(a.body_kib_free(), 8 * KIB - 4 * KIB);
     }
 }

@@ -82,8 +82,9 @@ pub async fn identify(
 ) -> Result<Access, Refusal> {
     let (principal, token_id) = match &settings.anonymous_client {
         Some(name) if !headers.contains_key(header::AUTHORIZATION) => (
-            auth::anonymous_principal(&active.rules, name)
-                .ok_or_else(|| Denial::Unauthenticated(AuthError::Missing, active.challenge_scope()))?,
+            auth::anonymous_principal(&active.rules, name).ok_or_else(|| {
+                Denial::Unauthenticated(AuthError::Missing, active.challenge_scope())
+            })?,
             None,
         ),
         _ => {

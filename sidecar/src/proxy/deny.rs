@@ -25,8 +25,8 @@ use super::{
 use crate::auth::{AuthError, prm};
 use http::{HeaderValue, Response, StatusCode, header};
 use mcp_warden_policy::Decision;
-use std::sync::Arc;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Unauthenticated (401).
 pub const UNAUTHENTICATED: i64 = -31001;
@@ -193,9 +193,7 @@ impl Denial {
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady | Self::AuditUnavailable | Self::Busy => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NotReady | Self::AuditUnavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::UpstreamUnauthorized => StatusCode::BAD_GATEWAY,
         }
@@ -377,7 +375,10 @@ mod tests {
     #[tokio::test]
     async fn unauthenticated_is_401_with_a_challenge_and_the_request_id() {
         let (status, h, body) = parts(answer(
-            &[(id(3), Denial::Unauthenticated(AuthError::Missing, "".into()))],
+            &[(
+                id(3),
+                Denial::Unauthenticated(AuthError::Missing, "".into()),
+            )],
             false,
             RESOURCE,
         ))

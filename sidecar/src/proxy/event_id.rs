@@ -106,7 +106,11 @@ mod tests {
         assert_eq!(ids.open("alice\nS2", &sealed), None, "another session");
         assert_eq!(ids.open("bob\nS1", &sealed), None, "another caller");
         assert_eq!(ids.open("alice\nS1", b"stream_7"), None, "unsealed");
-        assert_eq!(ids.open("alice\nS1", b"stream_8~0000000000000000"), None, "forged");
+        assert_eq!(
+            ids.open("alice\nS1", b"stream_8~0000000000000000"),
+            None,
+            "forged"
+        );
         let other = EventIds::default();
         assert_eq!(other.open("alice\nS1", &sealed), None, "another process");
         // Ids that contain the separator themselves still round-trip.

@@ -67,9 +67,11 @@ impl Proxy {
                     .await
                 {
                     None => Err(Denial::Busy),
-                    Some(permit) => read_body(body, settings.max_body_bytes, settings.body_read_timeout)
-                        .await
-                        .map(|body| (permit, body)),
+                    Some(permit) => {
+                        read_body(body, settings.max_body_bytes, settings.body_read_timeout)
+                            .await
+                            .map(|body| (permit, body))
+                    }
                 }
             }
         };
@@ -143,8 +145,14 @@ impl Proxy {
         let throttle = if denied {
             Throttle::Pass(Vec::new())
         } else {
-            self.throttle(&t.active, &access.client, &access.key, &payload, &mut verdicts)
-                .await
+            self.throttle(
+                &t.active,
+                &access.client,
+                &access.key,
+                &payload,
+                &mut verdicts,
+            )
+            .await
         };
         let throttled = matches!(throttle, Throttle::Refuse(_));
         for (message, verdict) in payload.messages().iter().zip(&verdicts) {

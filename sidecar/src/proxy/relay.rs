@@ -15,12 +15,12 @@ use super::{
     BoxError, ProxyBody,
     authorize::Access,
     deny::{self, Denial},
+    event_id::{self, EventIds},
     filter::{self, Answer, Expect, Inspector},
     headers,
     jsonrpc::Id,
-    session::{Ownership, Sessions},
-    event_id::{self, EventIds},
     revoke::{self, Revocable},
+    session::{Ownership, Sessions},
     sse::{Events, RewriteBody},
 };
 use bytes::Bytes;
@@ -114,7 +114,10 @@ pub async fn relay(
     // DELETE's answer.
     let unread = exchange.delete
         || matches!(status, StatusCode::ACCEPTED | StatusCode::NO_CONTENT)
-        || parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v == "0");
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0");
     if !status.is_success() || unread {
         return Response::from_parts(parts, passthrough(body));
     }

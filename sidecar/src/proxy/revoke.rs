@@ -57,8 +57,7 @@ pub fn revoked(live: &Live, principal: &Principal, tool: Option<&str>) -> Option
     let Some(active) = live.current() else {
         return Some(Denial::NotReady);
     };
-    let caller = match mcp_warden_policy::authenticate(&active.rules, principal, Timestamp::now())
-    {
+    let caller = match mcp_warden_policy::authenticate(&active.rules, principal, Timestamp::now()) {
         Ok(caller) => caller,
         Err(decision) => return Some(Denial::Client(Box::new(decision))),
     };

@@ -37,7 +37,9 @@ pub async fn serve(
     let tally = shared.audit.clone().map(|auditor| {
         let live = shared.live.clone();
         let server = move || crate::audit::ServerInfo {
-            name: live.current().map_or_else(String::new, |a| a.rules.tool.name.clone()),
+            name: live
+                .current()
+                .map_or_else(String::new, |a| a.rules.tool.name.clone()),
             resource: live.current().map(|a| a.rules.resource.clone()),
             upstream: None,
         };

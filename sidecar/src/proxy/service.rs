@@ -15,16 +15,16 @@
 use super::{
     ProxyBody, Shared,
     admission::Admission,
-    event_id::{self, EventIds},
-    tally::Tally,
     authorize::{self, Event},
     deny::{self, Denial},
+    event_id::{self, EventIds},
     full, headers,
     jsonrpc::Id,
     origin::HostPolicy,
     relay::{Exchange, relay},
     revoke::Watch,
     session::{Ownership, Sessions},
+    tally::Tally,
     upstream::Upstream,
 };
 use crate::{auth::prm, state::Active};
@@ -75,8 +75,10 @@ impl Route {
             .public_url
             .clone()
             .unwrap_or_else(|| rules.resource.clone());
-        let mcp_path = url::Url::parse(&resource)
-            .map_or_else(|_| String::new(), |u| u.path().trim_end_matches('/').to_owned());
+        let mcp_path = url::Url::parse(&resource).map_or_else(
+            |_| String::new(),
+            |u| u.path().trim_end_matches('/').to_owned(),
+        );
         Self {
             prm_path: format!("{PRM_PATH}{mcp_path}"),
             hosts: HostPolicy::new(&resource, &settings.allowed_hosts),
@@ -116,7 +118,9 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         // Held while the request is decided; a streaming answer's body does not hold it.
         let Some(_slot) = self.admission.request() else {
-            self.shared.metrics.request(req.method().as_str(), "overloaded");
+            self.shared
+                .metrics
+                .request(req.method().as_str(), "overloaded");
             return deny::answer(&[(None, Denial::Busy)], false, "");
         };
         let settings = &self.shared.settings;

@@ -344,7 +344,11 @@ mod tests {
         let last = MAX_REMEMBERED as u64 + 9;
         assert_eq!(s.recall("S", &id(last)), Some(None));
         assert_eq!(s.recall("S", &id(last - 1)), Some(Some(Expect::ToolsList)));
-        assert_eq!(s.recall("T", &id(last)), None, "another session's ids are not this one's");
+        assert_eq!(
+            s.recall("T", &id(last)),
+            None,
+            "another session's ids are not this one's"
+        );
         s.answered("S", [&id(last)]);
         assert_eq!(s.recall("S", &id(last)), None);
         s.remember("unbound", &HashMap::from([(id(1), None)]));

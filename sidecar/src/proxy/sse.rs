@@ -135,11 +135,7 @@ impl Splitter {
 
     /// The upstream ended: emits what is left (an unterminated last line or event) as it is,
     /// except that an unterminated event with data is still rewritten.
-    pub fn finish(
-        &mut self,
-        out: &mut Vec<u8>,
-        rewrite: &mut impl Events,
-    ) {
+    pub fn finish(&mut self, out: &mut Vec<u8>, rewrite: &mut impl Events) {
         if !self.started {
             out.append(&mut self.pending);
         }
@@ -153,13 +149,7 @@ impl Splitter {
     }
 
     /// One line: `raw` with its line ending, `len` bytes of content.
-    fn line(
-        &mut self,
-        raw: Vec<u8>,
-        len: usize,
-        out: &mut Vec<u8>,
-        rewrite: &mut impl Events,
-    ) {
+    fn line(&mut self, raw: Vec<u8>, len: usize, out: &mut Vec<u8>, rewrite: &mut impl Events) {
         if len == 0 {
             self.flush(out, rewrite);
             out.extend_from_slice(&raw);
@@ -492,7 +482,8 @@ data:no-space\rdata:  two spaces\r\r\
 
     #[test]
     fn ids_are_sealed_and_dropped_events_lose_their_data_lines() {
-        let input = b"id: a\ndata: keep\n\nid: b\r\nevent: message\r\ndata: drop\r\n\r\ndata: x\nid:c\n\n";
+        let input =
+            b"id: a\ndata: keep\n\nid: b\r\nevent: message\r\ndata: drop\r\n\r\ndata: x\nid:c\n\n";
         for chunk in [1, 3, input.len()] {
             let mut splitter = Splitter::new(1 << 10);
             let mut out = Vec::new();
@@ -522,7 +513,11 @@ data:no-space\rdata:  two spaces\r\r\
         }
         splitter.push(b"\n\n", &mut out, &mut keep).unwrap();
         assert_eq!(out.len(), 6 + (4 << 20) + 2);
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
         // And memory per event is bounded: the same line over the limit fails.
         let mut small = Splitter::new(1 << 10);
         let mut sink = Vec::new();

@@ -12,7 +12,8 @@
 //! HTTP request: their tokens are valid, so their volume is bounded by quotas and revocation.
 
 use crate::audit::{
-    AuditEvent, Auditor, DecisionInfo, DecisionMode, Outcome, Redaction, TransportInfo, new_call_uid,
+    AuditEvent, Auditor, DecisionInfo, DecisionMode, Outcome, Redaction, TransportInfo,
+    new_call_uid,
 };
 use jiff::Timestamp;
 use std::{
@@ -59,7 +60,7 @@ impl Tally {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         let since = w.since.take()?;
         let mut counts: Vec<(Key, u64)> = w.counts.drain().collect();
-        counts.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_unstable_by_key(|c| std::cmp::Reverse(c.1));
         Some((since, counts))
     }
 

@@ -34,9 +34,15 @@ impl Inspector for Fake {
             .expect
             .iter()
             .filter(|(id, _)| self.strict && !self.settled.contains(*id))
-            .map(|(id, e)| (Id::from_value(&serde_json::from_str(id).unwrap()).unwrap(), *e))
+            .map(|(id, e)| {
+                (
+                    Id::from_value(&serde_json::from_str(id).unwrap()).unwrap(),
+                    *e,
+                )
+            })
             .collect();
-        self.settled.extend(pending.iter().map(|(id, _)| id.as_json().to_owned()));
+        self.settled
+            .extend(pending.iter().map(|(id, _)| id.as_json().to_owned()));
         pending
     }
     fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
@@ -163,7 +169,10 @@ fn other_ids_errors_and_server_messages_pass_untouched() {
     for text in ["not json", "\u{feff}{}", "null"] {
         assert_eq!(out(text, &mut f).as_deref(), Some(""), "{text:?}");
     }
-    assert_eq!(rewrite(b"{\"id\":1,\"result\":\"\xff\"}", &mut f), Some(Vec::new()));
+    assert_eq!(
+        rewrite(b"{\"id\":1,\"result\":\"\xff\"}", &mut f),
+        Some(Vec::new())
+    );
 }
 
 #[test]
@@ -189,15 +198,26 @@ fn answers_under_unknown_ids_are_dropped_and_unreadable_ones_withheld() {
         format!(r#"{{"jsonrpc":"2.0","id":1e0,"method":"x","result":{all}}}"#),
     ] {
         let got = out(&text, &mut strict()).unwrap();
-        assert!(got.contains("echo") && !got.contains("get-env"), "{text}: {got}");
+        assert!(
+            got.contains("echo") && !got.contains("get-env"),
+            "{text}: {got}"
+        );
     }
     // Unreadable while the list is pending: withheld as an error for its id, once.
-    for text in [&b"\xEF\xBB\xBF{\"id\":1}"[..], b"{\"id\":1,\"result\":\"\xff\"}", b"[1,"] {
+    for text in [
+        &b"\xEF\xBB\xBF{\"id\":1}"[..],
+        b"{\"id\":1,\"result\":\"\xff\"}",
+        b"[1,",
+    ] {
         let mut f = strict();
         let got = String::from_utf8(rewrite(text, &mut f).unwrap()).unwrap();
         assert!(got.contains(r#""id":1,"error":{"code":-32603"#), "{got}");
         assert!(got.contains("withheld"), "{got}");
-        assert_eq!(rewrite(text, &mut f), Some(Vec::new()), "withheld once, then dropped");
+        assert_eq!(
+            rewrite(text, &mut f),
+            Some(Vec::new()),
+            "withheld once, then dropped"
+        );
     }
 }
 
@@ -282,8 +302,7 @@ fn a_list_answer_with_a_key_twice_is_withheld() {
         );
     }
     let mut f = fake("\"t\"", Expect::TasksList);
-    let text =
-        r#"{"jsonrpc":"2.0","id":"t","result":{"tasks":[],"tasks":[{"taskId":"other"}]}}"#;
+    let text = r#"{"jsonrpc":"2.0","id":"t","result":{"tasks":[],"tasks":[{"taskId":"other"}]}}"#;
     assert_eq!(out(text, &mut f).unwrap(), withheld("\"t\"", "tasks/list"));
     // A key twice in an answer that is not a list, or to another request: never passed on
     // (nothing is pending here, so it is dropped).
@@ -383,7 +402,8 @@ fn tasks_are_recorded_and_filtered() {
         r#"{"jsonrpc":"2.0","id":6,"result":{"tasks":[{"taskId":"t-1","status":"completed"}],"nextCursor":"x"}}"#
     );
     let mut f = fake("0", Expect::Initialize);
-    let init = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
+    let init =
+        r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
     assert_eq!(out(init, &mut f), None);
     assert_eq!(f.versions, ["2025-06-18"]);
 }

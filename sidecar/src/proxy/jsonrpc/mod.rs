@@ -296,7 +296,8 @@ fn message(mut object: Map<String, Value>) -> Result<Message, ParseError> {
     let (has_id, null_id) = (raw_id.is_some(), raw_id.is_some_and(Value::is_null));
     let id = raw_id.map(Id::from_request);
     let known = id.as_ref().and_then(|id| id.as_ref().ok()).cloned();
-    strict::check_keys(&object, &strict::MESSAGE_KEYS).map_err(|why| invalid(&why, known.clone()))?;
+    strict::check_keys(&object, &strict::MESSAGE_KEYS)
+        .map_err(|why| invalid(&why, known.clone()))?;
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(invalid("\"jsonrpc\" must be \"2.0\"", known));
     }
@@ -441,14 +442,31 @@ mod tests {
 
     #[test]
     fn ids_are_strings_or_safe_integers() {
-        for id in ["1.0", "1e0", "1E2", "-1.5", "9007199254740992", "-9007199254740992", "1e400", "18446744073709551616"] {
+        for id in [
+            "1.0",
+            "1e0",
+            "1E2",
+            "-1.5",
+            "9007199254740992",
+            "-9007199254740992",
+            "1e400",
+            "18446744073709551616",
+        ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
             let e = parse(body.as_bytes()).unwrap_err();
             // 1e400 is not even a number serde reads (-32700); the others are no valid ids.
-            assert!(matches!(e.code(), code::INVALID_REQUEST | code::PARSE_ERROR), "{id}");
+            assert!(
+                matches!(e.code(), code::INVALID_REQUEST | code::PARSE_ERROR),
+                "{id}"
+            );
             assert_eq!(e.id(), None, "{id}");
         }
-        for (id, canonical) in [("9007199254740991", "9007199254740991"), ("-9007199254740991", "-9007199254740991"), ("0", "0"), ("\"1.0\"", "\"1.0\"")] {
+        for (id, canonical) in [
+            ("9007199254740991", "9007199254740991"),
+            ("-9007199254740991", "-9007199254740991"),
+            ("0", "0"),
+            ("\"1.0\"", "\"1.0\""),
+        ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
             assert_eq!(single(&body).id().map(Id::as_json), Some(canonical));
         }
@@ -490,7 +508,10 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"mine","TaskId":"theirs"}}"#,
         ] {
             let e = parse(body.as_bytes()).unwrap_err();
-            assert!(matches!(e.code(), code::INVALID_REQUEST | code::PARSE_ERROR), "{body}");
+            assert!(
+                matches!(e.code(), code::INVALID_REQUEST | code::PARSE_ERROR),
+                "{body}"
+            );
         }
     }
 
