@@ -50,6 +50,11 @@ pub struct McpToolSpec {
     /// every caller; `Allow` lets policies grant them with no tool-level scopes.
     #[serde(default)]
     pub default_action: DefaultAction,
+    /// What happens to JSON-RPC methods the sidecar has no rule for (vendor extensions, methods
+    /// of later protocol revisions): `Deny` (default) answers −32601 Method not found without
+    /// forwarding; `Allow` forwards them for any identified caller, undecided.
+    #[serde(default)]
+    pub unknown_methods: DefaultAction,
     /// A cap on calls to each tool of this server by all callers together, applied in addition
     /// to per-client limits. A tool entry's own `rateLimit` takes precedence.
     #[serde(default, skip_serializing_if = "Option::is_none")]

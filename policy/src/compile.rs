@@ -208,6 +208,8 @@ pub struct RuleSet {
     pub entries: Vec<ToolEntry>,
     /// What undeclared tools get.
     pub default_action: DefaultAction,
+    /// `spec.unknownMethods`: methods the sidecar has no rule for.
+    pub unknown_methods: DefaultAction,
     /// Per-tool cap for all callers (McpTool-wide).
     pub tool_rate_limit: Option<Rate>,
     /// Clients.
@@ -580,6 +582,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         base_scopes: spec.authentication.base_scopes.clone(),
         entries,
         default_action: spec.default_action,
+        unknown_methods: spec.unknown_methods,
         tool_rate_limit: rate(&tool_ref, "spec.rateLimit", spec.rate_limit.as_ref())?,
         clients,
         policies,

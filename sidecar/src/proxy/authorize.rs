@@ -8,7 +8,8 @@
 //!     tools/call           ──► Caller::call_tool(name)     (hidden → unknown tool, scope → step-up)
 //!     tasks/get|result|cancel|update ──► task owned by the caller? (else -32602)
 //!     tools/list, tasks/list, initialize, params.task ──► the response must be read (Expect)
-//!     anything else (notifications, responses, ping, resources/*, prompts/*, …) ──► allowed
+//!     methods::Rule: client notifications, ping, resources/*, prompts/* … ──► allowed;
+//!     a server's method, or one without a rule ──► −32601 (McpTool unknownMethods: Allow forwards)
 //! ```
 //!
 //! Every verdict is logged once as a `mcp_warden::decision` event and counted in
@@ -16,6 +17,7 @@
 
 use super::{
     deny::Denial,
+    methods::Rule,
     filter::Expect,
     jsonrpc::{Id, Message},
     session::{Ownership, PrincipalKey, Sessions},
@@ -27,6 +29,7 @@ use crate::{
 };
 use http::{HeaderMap, header};
 use jiff::Timestamp;
+use mcp_warden_crds::DefaultAction;
 use mcp_warden_policy::{Caller, Decision, ObjectRef, Principal};
 use std::sync::Arc;
 use tracing::field::display;
@@ -167,13 +170,32 @@ pub fn authorize(
     let Some(method) = message.method() else {
         return verdict;
     };
-    if matches!(message, Message::Notification { .. }) {
-        if GOVERNED.contains(&method) || TASK_METHODS.contains(&method) {
-            let denial = Denial::NotARequest(method.to_owned());
-            verdict.reason = denial.reason();
-            verdict.denial = Some(denial);
+    let notification = matches!(message, Message::Notification { .. });
+    let refuse = |verdict: &mut Verdict, denial: Denial| {
+        verdict.reason = denial.reason();
+        verdict.denial = Some(denial);
+    };
+    match Rule::of(method, notification) {
+        Rule::Unknown | Rule::ServerOnly
+            if notification && (GOVERNED.contains(&method) || TASK_METHODS.contains(&method)) =>
+        {
+            refuse(&mut verdict, Denial::NotARequest(method.to_owned()));
+            return verdict;
         }
-        return verdict;
+        Rule::Unknown if access.active.rules.unknown_methods == DefaultAction::Allow => {
+            verdict.reason = "unknown_method_allowed";
+            return verdict;
+        }
+        Rule::Unknown | Rule::ServerOnly => {
+            let denial = Denial::UnknownMethod {
+                method: method.to_owned(),
+                notification,
+            };
+            refuse(&mut verdict, denial);
+            return verdict;
+        }
+        Rule::ClientNotification => return verdict,
+        _ => {}
     }
     // A task-augmented request (2025-11-25 `params.task`), or any tools/call, which a
     // 2026-07-28 server may answer with a task (`resultType: "task"`): record the task's owner.

@@ -106,6 +106,14 @@ pub enum Denial {
     /// The audit trail could not make the call's record durable (spool full, policy `block`).
     #[error("Service unavailable: the audit trail cannot record the call; retry later")]
     AuditUnavailable,
+    /// A method without a rule (`methods.rs`), or one only a server sends.
+    #[error("Method not found: {method}")]
+    UnknownMethod {
+        /// The method.
+        method: String,
+        /// Sent as a notification (answered 400: a notification has no JSON-RPC answer).
+        notification: bool,
+    },
     /// Too many requests being decided, or no room for the body (`admission.rs`).
     #[error("Service unavailable: the proxy is at its request or body budget; retry later")]
     Busy,
@@ -170,6 +178,7 @@ impl Denial {
             Self::BatchNotForwarded => "batch_not_forwarded",
             Self::AuditUnavailable => "audit_unavailable",
             Self::Busy => "overloaded",
+            Self::UnknownMethod { .. } => "unknown_method",
         }
     }
 
@@ -185,6 +194,13 @@ impl Denial {
                 StatusCode::FORBIDDEN
             }
             Self::HiddenTool(_) | Self::ForeignTask(_) | Self::BatchNotForwarded => StatusCode::OK,
+            Self::UnknownMethod { notification, .. } => {
+                if *notification {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                }
+            }
             Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::HeaderMismatch(_) | Self::Parse(_) | Self::NotARequest(_) => {
                 StatusCode::BAD_REQUEST
@@ -209,6 +225,7 @@ impl Denial {
             Self::InsufficientScope { .. } => INSUFFICIENT_SCOPE,
             Self::HiddenTool(_) | Self::ForeignTask(_) => code::INVALID_PARAMS,
             Self::BatchNotForwarded => BATCH_NOT_FORWARDED,
+            Self::UnknownMethod { .. } => code::METHOD_NOT_FOUND,
             Self::SessionNotFound => code::SESSION_NOT_FOUND,
             Self::HeaderMismatch(_) => code::HEADER_MISMATCH,
             Self::Parse(e) => e.code(),

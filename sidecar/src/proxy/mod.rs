@@ -39,6 +39,7 @@ pub mod event_id;
 pub mod filter;
 pub mod headers;
 pub mod jsonrpc;
+pub mod methods;
 pub mod origin;
 mod post;
 pub mod relay;

@@ -35,6 +35,8 @@ pub mod code {
     pub const PARSE_ERROR: i64 = -32700;
     /// Not a valid JSON-RPC message.
     pub const INVALID_REQUEST: i64 = -32600;
+    /// A method the proxy has no rule for.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
     /// Unknown tool, foreign task (MCP uses "invalid params" for both).
     pub const INVALID_PARAMS: i64 = -32602;
     /// Proxy-side failure (upstream unreachable, not ready).

@@ -1,0 +1,140 @@
+//! A rule for every MCP method a client may send: nothing reaches the upstream undecided.
+//!
+//! ```text
+//! message ──► Rule::of(method, kind)
+//!   Initialize, Ping, ServerDiscover       allowed (initialize's answer is read for the version)
+//!   ToolsList, TasksList                  allowed; the answer is filtered per caller
+//!   ToolsCall                             decided by the policy (tools/call name)
+//!   TaskOwned                             the task must be the caller's
+//!   Ungoverned                            allowed for an identified caller: resources, prompts,
+//!                                         completion, logging/setLevel, subscriptions/listen
+//!                                         (no CR field restricts them yet)
+//!   ClientNotification                    allowed (initialized, cancelled, progress, …)
+//!   ServerOnly                            refused: a server's method sent by a client
+//!   Unknown                               McpTool.spec.unknownMethods: Deny (−32601) | Allow
+//! ```
+//!
+//! `tests/methods.rs` reads every request and notification method of the 2025-11-25 and
+//! 2026-07-28 schemas from the Python SDK's `mcp_types` package and of the TypeScript SDK's
+//! `spec.types.d.ts`, and fails for any method that falls to `Unknown`.
+
+/// What the gate does with one method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// `initialize`.
+    Initialize,
+    /// `ping`.
+    Ping,
+    /// `server/discover` (2026-07-28).
+    ServerDiscover,
+    /// `tools/list`: filtered per caller.
+    ToolsList,
+    /// `tools/call`: decided by the policy.
+    ToolsCall,
+    /// `tasks/list`: filtered per caller.
+    TasksList,
+    /// `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update`: the caller's own tasks only.
+    TaskOwned,
+    /// Methods no CR field restricts yet: allowed for an identified caller.
+    Ungoverned,
+    /// A notification a client may send.
+    ClientNotification,
+    /// A method only a server sends (`sampling/createMessage`, `roots/list`,
+    /// `notifications/tools/list_changed`, …): a client sending it is refused.
+    ServerOnly,
+    /// No rule: `McpTool.spec.unknownMethods` decides.
+    Unknown,
+}
+
+const UNGOVERNED: [&str; 9] = [
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+const CLIENT_NOTIFICATIONS: [&str; 5] = [
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+];
+
+const SERVER_ONLY: [&str; 11] = [
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "notifications/message",
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/resources/updated",
+    "notifications/elicitation/complete",
+    "notifications/subscriptions/acknowledged",
+    "notifications/stderr",
+];
+
+impl Rule {
+    /// The rule for `method` sent by a client as a request (`notification == false`) or a
+    /// notification.
+    pub fn of(method: &str, notification: bool) -> Self {
+        if notification {
+            return if CLIENT_NOTIFICATIONS.contains(&method) {
+                Self::ClientNotification
+            } else if SERVER_ONLY.contains(&method) {
+                Self::ServerOnly
+            } else {
+                Self::Unknown
+            };
+        }
+        match method {
+            "initialize" => Self::Initialize,
+            "ping" => Self::Ping,
+            "server/discover" => Self::ServerDiscover,
+            "tools/list" => Self::ToolsList,
+            "tools/call" => Self::ToolsCall,
+            "tasks/list" => Self::TasksList,
+            "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => Self::TaskOwned,
+            "subscriptions/listen" => Self::Ungoverned,
+            m if UNGOVERNED.contains(&m) => Self::Ungoverned,
+            m if SERVER_ONLY.contains(&m) => Self::ServerOnly,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Whether a method is one the sidecar knows (as a request or a notification).
+    pub fn is_known(method: &str) -> bool {
+        Self::of(method, false) != Self::Unknown || Self::of(method, true) != Self::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn governed_methods_sent_as_notifications_are_not_client_notifications() {
+        for m in ["tools/call", "tasks/cancel", "initialize", "resources/read"] {
+            assert_eq!(Rule::of(m, true), Rule::Unknown, "{m}");
+        }
+        assert_eq!(
+            Rule::of("notifications/cancelled", true),
+            Rule::ClientNotification
+        );
+        assert_eq!(
+            Rule::of("notifications/tools/list_changed", true),
+            Rule::ServerOnly
+        );
+        assert_eq!(Rule::of("sampling/createMessage", false), Rule::ServerOnly);
+        assert_eq!(Rule::of("vendor/x", false), Rule::Unknown);
+        assert_eq!(Rule::of("TOOLS/CALL", false), Rule::Unknown);
+        assert!(Rule::is_known("notifications/progress"));
+        assert!(!Rule::is_known("tools/call2"));
+    }
+}
