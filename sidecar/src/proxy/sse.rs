@@ -160,7 +160,7 @@ impl Splitter {
                 let mut line = b"id: ".to_vec();
                 line.extend_from_slice(&new);
                 let len = line.len();
-                line.extend_from_slice(line_ending(&raw));
+                line.extend_from_slice(safe_ending(&raw));
                 (line, len)
             }
             None => (raw, len),
@@ -191,13 +191,17 @@ impl Splitter {
         match rewrite.data(&self.data) {
             None => held.iter().for_each(|(raw, _)| out.extend_from_slice(raw)),
             Some(new) => {
+                // Lines move or go: a lone CR ending could meet the LF of the next line and
+                // become one CRLF, losing the blank line that ends the event (found by the
+                // `sse` fuzz target). Inside a rewritten event every lone CR becomes LF.
                 let mut replaced = false;
                 for (raw, is_data) in &held {
                     if !is_data {
-                        out.extend_from_slice(raw);
+                        out.extend_from_slice(&raw[..raw.len() - line_ending(raw).len()]);
+                        out.extend_from_slice(safe_ending(raw));
                     } else if !replaced && !new.is_empty() {
                         replaced = true;
-                        let eol = line_ending(raw);
+                        let eol = safe_ending(raw);
                         for line in split_lines(&new) {
                             out.extend_from_slice(b"data: ");
                             out.extend_from_slice(line);
@@ -230,6 +234,14 @@ fn data_value(line: &[u8]) -> Option<&[u8]> {
         None => Some(b""),
         Some(b':') => Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
         Some(_) => None,
+    }
+}
+
+/// A line's ending, with a lone CR written as LF (see `flush`).
+fn safe_ending(raw: &[u8]) -> &'static [u8] {
+    match line_ending(raw) {
+        b"\r" => b"\n",
+        eol => eol,
     }
 }
 
@@ -430,8 +442,9 @@ data:no-space\rdata:  two spaces\r\r\
     fn an_unterminated_last_event_passes_as_is_or_rewritten() {
         let (out, _) = run(b"data: a\n\nid: 2\ndata: b", 2, b"never", b"");
         assert_eq!(out, b"data: a\n\nid: 2\ndata: b");
+        // A rewritten event writes a lone CR as LF (see `flush`).
         let (out, _) = run(b"id: 2\ndata: b\r", 1, b"b", b"c");
-        assert_eq!(out, b"id: 2\ndata: c\r");
+        assert_eq!(out, b"id: 2\ndata: c\n");
         let (out, _) = run(b"\r", 1, b"never", b"");
         assert_eq!(out, b"\r");
         let (out, _) = run(b"\xEF\xBB", 1, b"never", b"");
@@ -496,6 +509,38 @@ data:no-space\rdata:  two spaces\r\r\
                 "id: a~s\ndata: keep\n\nid: b~s\r\nevent: message\r\n\r\ndata: x\nid: c~s\n\n",
                 "chunk size {chunk}"
             );
+        }
+    }
+
+    #[test]
+    fn a_rewritten_event_keeps_the_blank_line_that_ends_it() {
+        // Found by the `sse` fuzz target: a lone CR before the event's blank line.
+        for (input, want) in [
+            (&b"data: a\rdata: b\n\n"[..], "data: x\n\n"),
+            (b"data: a\nid: 5\rdata: b\n\n", "data: x\nid: 5~s\n\n"),
+            (b"id: 1\rdata: drop\n\ndata: c\n\n", "id: 1~s\n\ndata: c\n\n"),
+        ] {
+            let mut splitter = Splitter::new(1 << 10);
+            let mut out = Vec::new();
+            let mut events = Replace;
+            splitter.push(input, &mut out, &mut events).unwrap();
+            splitter.finish(&mut out, &mut events);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{input:?}");
+        }
+    }
+
+    /// Rewrites `a\nb` to `x`, drops `drop`, seals ids like [`Sealer`].
+    struct Replace;
+    impl Events for Replace {
+        fn data(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+            match data {
+                b"a\nb" | b"a\nb\n" => Some(b"x".to_vec()),
+                b"drop" => Some(Vec::new()),
+                _ => None,
+            }
+        }
+        fn id(&mut self, id: &[u8]) -> Option<Vec<u8>> {
+            Some([id, b"~s"].concat())
         }
     }
 
