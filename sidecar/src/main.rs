@@ -106,9 +106,10 @@ struct RunArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
-    /// The most request-body bytes held at once by all requests being read and decided (a
-    /// memory bound under floods; only authenticated callers' bodies are read).
-    #[arg(long, env = "MCP_WARDEN_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 32 * 1024 * 1024)]
+    /// The memory all request bodies being read and decided may take, each counted as 4 × its
+    /// size (bytes and parsed JSON): a bound under floods; only authenticated callers' bodies
+    /// are read.
+    #[arg(long, env = "MCP_WARDEN_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes_in_flight: usize,
     /// The most requests being decided at once (503 with Retry-After above it; open streams
     /// do not count).
@@ -394,7 +395,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             public_url: args.public_url,
             anonymous_client: args.anonymous_client,
             max_body_bytes: args.max_body_bytes,
-            max_body_bytes_in_flight: args.max_body_bytes_in_flight.max(args.max_body_bytes),
+            max_body_bytes_in_flight: args.max_body_bytes_in_flight,
             max_concurrent_requests: args.max_concurrent_requests.max(1),
             upstream_timeout: Duration::from_secs(args.upstream_timeout_seconds),
             ..Settings::default()

@@ -16,9 +16,9 @@ pub struct Settings {
     pub anonymous_client: Option<String>,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
-    /// The most request-body bytes all requests together may hold while they are read and
-    /// decided; a request waits for room up to `body_read_timeout` (then 503). Only
-    /// authenticated callers' bodies are read at all.
+    /// The memory all request bodies together may take while they are read and decided,
+    /// each counted as 4 × its size (the bytes and the parsed JSON); a request waits for room
+    /// up to `body_read_timeout` (then 503). Only authenticated callers' bodies are read.
     pub max_body_bytes_in_flight: usize,
     /// The most requests decided at once (a response's streaming body does not count); above
     /// it, 503 with `Retry-After`.
@@ -42,7 +42,7 @@ impl Default for Settings {
             public_url: None,
             anonymous_client: None,
             max_body_bytes: 4 * 1024 * 1024,
-            max_body_bytes_in_flight: 32 * 1024 * 1024,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
             max_concurrent_requests: 1024,
             upstream_timeout: Duration::from_secs(300),
             allowed_hosts: Vec::new(),

@@ -4,8 +4,8 @@
 //! ```text
 //! request ──► requests permit (try; none free ──► 503 Retry-After)        held until `handle` answers
 //!   ──► identify from the headers (no body read yet)  refused ──► answered, body never read
-//!   ──► body permit: Content-Length (or the body limit when unknown), in KiB
-//!         waits up to body_read_timeout for room ──► else 503 Retry-After
+//!   ──► body permit: PARSED × Content-Length (or the body limit when unknown), in KiB:
+//!         the body and what parsing it makes; waits up to body_read_timeout ──► else 503
 //!   ──► read ≤ max_body_bytes, parse, decide, forward ──► permits released
 //! ```
 
@@ -24,10 +24,14 @@ pub struct Admission {
 /// Budgets are counted in KiB so that a permit count fits a `u32`.
 const KIB: usize = 1024;
 
+/// What one byte of body costs while it is decided: the bytes, and the parsed JSON (a
+/// `serde_json::Value` takes about three times its text).
+pub const PARSED: u32 = 4;
+
 impl Admission {
     /// Budgets from the settings.
     pub fn new(settings: &Settings) -> Self {
-        let max_body_kib = kib(settings.max_body_bytes);
+        let max_body_kib = kib(settings.max_body_bytes).saturating_mul(PARSED);
         let total = kib(settings.max_body_bytes_in_flight).max(max_body_kib);
         Self {
             requests: Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1))),
@@ -49,7 +53,9 @@ impl Admission {
         wait: Duration,
     ) -> Option<OwnedSemaphorePermit> {
         let want = declared.map_or(self.max_body_kib, |n| {
-            kib(usize::try_from(n).unwrap_or(usize::MAX)).min(self.max_body_kib)
+            kib(usize::try_from(n).unwrap_or(usize::MAX))
+                .saturating_mul(PARSED)
+                .min(self.max_body_kib)
         });
         tokio::time::timeout(wait, self.body_kib.clone().acquire_many_owned(want.max(1)))
             .await
@@ -92,9 +98,10 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_share_one_budget_and_wait_for_room() {
-        let a = Admission::new(&settings(8, 8 * KIB * KIB));
+        // 4 MiB bodies cost 16 MiB each (parsed): two fit in 32 MiB.
+        let a = Admission::new(&settings(8, 32 * KIB * KIB));
         let wait = Duration::from_millis(50);
-        // An unknown length reserves the whole body limit (4 MiB of 8).
+        // An unknown length reserves the whole body limit.
         let first = a.body(None, wait).await.unwrap();
         let _second = a.body(Some(4 * (KIB * KIB) as u64), wait).await.unwrap();
         assert!(a.body(Some(1), wait).await.is_none(), "the budget is spent");
@@ -103,6 +110,10 @@ mod tests {
             a.body(Some(10 * (KIB * KIB) as u64), wait).await.is_some(),
             "capped at the body limit"
         );
-        assert_eq!(a.body_kib_free(), 8 * KIB - 4 * KIB);
+        assert_eq!(a.body_kib_free(), 16 * KIB);
+        // Small bodies cost little: a 1 KiB request reserves 4 KiB.
+        let small = a.body(Some(1024), wait).await.unwrap();
+        assert_eq!(a.body_kib_free(), 16 * KIB - 4);
+        drop(small);
     }
 }
