@@ -23,44 +23,21 @@ pub struct Metrics {
     usage_reports: IntCounterVec,
 }
 
-const METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/read",
-    "resources/templates/list",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "server/discover",
-    "subscriptions/listen",
-    "tasks/get",
-    "tasks/list",
-    "tasks/result",
-    "tasks/cancel",
-    "notification",
-    "response",
-    "batch",
-    "GET",
-    "DELETE",
+/// Label values besides the method names `proxy::methods` knows.
+const OTHER_LABELS: [&str; 5] = [
+    "response", "batch", "GET", "DELETE",
     // A POST refused before its body was read (no valid token).
     "POST",
 ];
 
-/// Maps a JSON-RPC method (or HTTP verb) to a bounded label value.
+/// Maps a JSON-RPC method (or HTTP verb) to a bounded label value: the methods with a rule in
+/// `proxy::methods`, `notification` for any notification, and `other` for the rest.
 pub fn method_label(method: &str) -> &'static str {
     if method.starts_with("notifications/") {
         return "notification";
     }
-    METHODS
-        .iter()
-        .find(|m| **m == method)
-        .copied()
+    crate::proxy::methods::name(method)
+        .or_else(|| OTHER_LABELS.iter().find(|m| **m == method).copied())
         .unwrap_or("other")
 }
 

@@ -46,6 +46,21 @@ pub enum Rule {
     Unknown,
 }
 
+/// Requests with a rule of their own.
+const REQUESTS: [&str; 11] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "tasks/list",
+    "tasks/get",
+    "tasks/result",
+    "tasks/cancel",
+    "tasks/update",
+    "subscriptions/listen",
+];
+
 const UNGOVERNED: [&str; 9] = [
     "resources/list",
     "resources/templates/list",
@@ -109,9 +124,21 @@ impl Rule {
     }
 
     /// Whether a method is one the sidecar knows (as a request or a notification).
+    /// (`name` is the same test, giving the method's static name.)
     pub fn is_known(method: &str) -> bool {
         Self::of(method, false) != Self::Unknown || Self::of(method, true) != Self::Unknown
     }
+}
+
+/// The static name of a method with a rule (for bounded metric labels).
+pub fn name(method: &str) -> Option<&'static str> {
+    REQUESTS
+        .iter()
+        .chain(&UNGOVERNED)
+        .chain(&CLIENT_NOTIFICATIONS)
+        .chain(&SERVER_ONLY)
+        .find(|m| **m == method)
+        .copied()
 }
 
 #[cfg(test)]
@@ -136,5 +163,15 @@ mod tests {
         assert_eq!(Rule::of("TOOLS/CALL", false), Rule::Unknown);
         assert!(Rule::is_known("notifications/progress"));
         assert!(!Rule::is_known("tools/call2"));
+        for m in REQUESTS
+            .iter()
+            .chain(&UNGOVERNED)
+            .chain(&CLIENT_NOTIFICATIONS)
+            .chain(&SERVER_ONLY)
+        {
+            assert_eq!(name(m), Some(*m));
+            assert!(Rule::is_known(m), "{m}");
+        }
+        assert_eq!(name("vendor/x"), None);
     }
 }
