@@ -197,8 +197,9 @@ impl Splitter {
                 let mut replaced = false;
                 for (raw, is_data) in &held {
                     if !is_data {
-                        out.extend_from_slice(&raw[..raw.len() - line_ending(raw).len()]);
-                        out.extend_from_slice(safe_ending(raw));
+                        let end = actual_ending(raw);
+                        out.extend_from_slice(&raw[..raw.len() - end.len()]);
+                        out.extend_from_slice(if end == b"\r" { b"\n" } else { end });
                     } else if !replaced && !new.is_empty() {
                         replaced = true;
                         let eol = safe_ending(raw);
@@ -234,6 +235,19 @@ fn data_value(line: &[u8]) -> Option<&[u8]> {
         None => Some(b""),
         Some(b':') => Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
         Some(_) => None,
+    }
+}
+
+/// The ending a line has: CRLF, CR, LF, or none (the last line of a stream).
+fn actual_ending(raw: &[u8]) -> &'static [u8] {
+    if raw.ends_with(b"\r\n") {
+        b"\r\n"
+    } else if raw.ends_with(b"\r") {
+        b"\r"
+    } else if raw.ends_with(b"\n") {
+        b"\n"
+    } else {
+        b""
     }
 }
 
@@ -519,6 +533,8 @@ data:no-space\rdata:  two spaces\r\r\
             (&b"data: a\rdata: b\n\n"[..], "data: x\n\n"),
             (b"data: a\nid: 5\rdata: b\n\n", "data: x\nid: 5~s\n\n"),
             (b"id: 1\rdata: drop\n\ndata: c\n\n", "id: 1~s\n\ndata: c\n\n"),
+            // An unterminated last line keeps having no ending (the event is not dispatched).
+            (b"data: a\ndata: b\nATad", "data: x\nATad"),
         ] {
             let mut splitter = Splitter::new(1 << 10);
             let mut out = Vec::new();
