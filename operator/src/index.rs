@@ -210,6 +210,26 @@ impl Index {
         rx
     }
 
+    /// The bundle `namespace/pod` gets now (what its sidecar enforces), without subscribing.
+    /// `None` when the pod is unknown or nothing governs it.
+    pub fn bundle_of(&self, namespace: &str, pod: &str) -> Option<Arc<Bundle>> {
+        let inner = self.inner.lock().expect("index lock");
+        let key = (namespace.to_owned(), pod.to_owned());
+        if let Some(tx) = inner.subscribers.get(&key) {
+            return tx.borrow().clone();
+        }
+        let labels = inner.pods.get(&key)?;
+        let bundle = select(
+            &inner.inventory,
+            &Workload {
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+                labels: labels.clone(),
+            },
+        );
+        (!bundle.is_empty()).then(|| Arc::new(bundle))
+    }
+
     /// Drops channels nobody listens to any more.
     pub fn prune(&self) {
         let mut inner = self.inner.lock().expect("index lock");

@@ -26,9 +26,51 @@ use serde_json::json;
 use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
+/// Why a caller was not admitted. The HTTP status follows the variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No usable credentials, or the API server rejected the token: 401.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not as the pod the request names: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The credentials could not be checked now (API server unreachable, 5xx, timeout): 503 with
+    /// `Retry-After`, the caller tries again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Who a caller is, as far as its headers alone prove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The headers prove the caller is this pod.
+    Pod {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+    },
+    /// The authorizer cannot tell from the headers alone: [`bind`] asks
+    /// [`Authorizer::authorize_async`] once the pod is known.
+    Unverified,
+}
+
 /// Who may watch which pod's bundle.
 pub trait Authorizer: Send + Sync + 'static {
-    /// Ok when the caller (its `Authorization` header) may receive the bundle of `namespace/pod`.
+    /// Ok when the caller (its `Authorization` header) may receive the bundle of `namespace/pod`;
+    /// the reason of a refusal otherwise (answered 403). Only for checks without I/O.
     fn authorize(
         &self,
         headers: &http::HeaderMap,
@@ -37,14 +79,57 @@ pub trait Authorizer: Send + Sync + 'static {
     ) -> Result<(), String>;
 
     /// The same check for authorizers that need I/O (TokenReview); the server calls this one.
-    /// Defaults to [`Authorizer::authorize`].
+    /// Defaults to [`Authorizer::authorize`], a refusal being [`AuthError::Forbidden`].
     fn authorize_async<'a>(
         &'a self,
         headers: &'a http::HeaderMap,
         namespace: &'a str,
         pod: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(std::future::ready(self.authorize(headers, namespace, pod)))
+    ) -> BoxFuture<'a, Result<(), AuthError>> {
+        Box::pin(std::future::ready(
+            self.authorize(headers, namespace, pod)
+                .map_err(AuthError::Forbidden),
+        ))
+    }
+
+    /// Authenticates the caller from its headers alone, before any body is read
+    /// (`POST /v1/usage`). Defaults to [`Caller::Unverified`]: the whole check then happens in
+    /// [`bind`], after the body names the pod. Authorizers that can tell who calls from the
+    /// headers (TokenReview) override this.
+    fn authenticate<'a>(
+        &'a self,
+        _headers: &'a http::HeaderMap,
+    ) -> BoxFuture<'a, Result<Caller, AuthError>> {
+        Box::pin(std::future::ready(Ok(Caller::Unverified)))
+    }
+}
+
+/// Checks that an authenticated `caller` is `namespace/pod` (the pod a usage report names).
+pub async fn bind(
+    authorizer: &dyn Authorizer,
+    caller: &Caller,
+    headers: &http::HeaderMap,
+    namespace: &str,
+    pod: &str,
+) -> Result<(), AuthError> {
+    match caller {
+        Caller::Pod {
+            namespace: ns,
+            pod: p,
+        } => {
+            if ns != namespace {
+                Err(AuthError::Forbidden(format!(
+                    "the caller is pod {ns}/{p}, not a pod of namespace {namespace}"
+                )))
+            } else if p != pod {
+                Err(AuthError::Forbidden(format!(
+                    "the token is bound to pod {ns}/{p}, not {namespace}/{pod}"
+                )))
+            } else {
+                Ok(())
+            }
+        }
+        Caller::Unverified => authorizer.authorize_async(headers, namespace, pod).await,
     }
 }
 
@@ -153,6 +238,11 @@ async fn handle(
             );
         };
         let (parts, body) = req.into_parts();
+        // Authenticate from the headers first: an unauthenticated caller's body is never read.
+        let caller = match usage.authenticate(&parts.headers).await {
+            Ok(caller) => caller,
+            Err(e) => return refusal(&e),
+        };
         let body = match Limited::new(body, MAX_REPORT_BYTES).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
@@ -162,10 +252,14 @@ async fn handle(
                 );
             }
         };
-        let (status, answer) = usage.post(parts.headers, body).await;
-        return Response::builder()
+        let (status, answer) = usage.post(caller, parts.headers, body).await;
+        let mut response = Response::builder()
             .status(status)
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, "application/json");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response = response.header(header::RETRY_AFTER, RETRY_AFTER_SECONDS);
+        }
+        return response
             .body(BodyExt::boxed_unsync(Full::new(Bytes::from(
                 answer.to_string(),
             ))))
@@ -192,7 +286,7 @@ async fn handle(
         .await
     {
         tracing::warn!(%namespace, %pod, %reason, "push watch refused");
-        return error(StatusCode::FORBIDDEN, &reason);
+        return refusal(&reason);
     }
     let labels = settings
         .labels_from_query
@@ -253,6 +347,21 @@ fn state_line(rx: &mut BundleRx) -> serde_json::Value {
         Some(bundle) => json!({"type": "bundle", "bundle": bundle.as_ref()}),
         None => json!({"type": "empty", "reason": "no McpTool selects this pod"}),
     }
+}
+
+/// `Retry-After` on a 503 (TokenReview unavailable, not the leader).
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
+/// The answer to a refused caller: 401, 403, or 503 with `Retry-After`.
+fn refusal(e: &AuthError) -> Response<Body> {
+    let mut response = error(e.status(), &e.to_string());
+    if matches!(e, AuthError::Unavailable(_)) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+    }
+    response
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {

@@ -11,7 +11,7 @@ use crate::{
     push,
     status_writer::{StatusSettings, StatusWriter},
     tokenreview::TokenReviewAuthorizer,
-    usage::{UsageEndpoint, UsageStore},
+    usage::{ScopedUsage, UsageEndpoint, UsageStore},
     watch::{self, InvalidObjects, Sinks, WatchSettings},
 };
 use std::{sync::Arc, time::Duration};
@@ -136,12 +136,16 @@ pub async fn run(
     let authorizer: Arc<dyn push::Authorizer> = Arc::new(
         TokenReviewAuthorizer::new(client.clone(), &cluster.audience).with_metrics(metrics.clone()),
     );
-    let usage_endpoint = UsageEndpoint {
-        store: usage,
-        authorizer: authorizer.clone(),
-        clock: cluster.clock.clone(),
-        metrics: Some(metrics.clone()),
-        leading,
+    // Reports keep only what the pod's bundle holds (a pod cannot touch another team's clients).
+    let usage_endpoint = ScopedUsage {
+        endpoint: UsageEndpoint {
+            store: usage,
+            authorizer: authorizer.clone(),
+            clock: cluster.clock.clone(),
+            metrics: Some(metrics.clone()),
+            leading,
+        },
+        index: index.clone(),
     };
     let settings = push::PushSettings {
         heartbeat: cluster.heartbeat,

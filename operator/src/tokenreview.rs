@@ -2,20 +2,22 @@
 //! ServiceAccount tokens.
 //!
 //! ```text
-//! Authorization: Bearer <token> ──► cache hit (same token, same pod, not expired)? ──► ok
+//! Authorization: Bearer <token> ──► cache hit (same token, not expired)? ──► its pod
 //!                                   └─► POST authentication.k8s.io/v1 TokenReview
 //!                                         {token, audiences: [<operator audience>]}
 //!                                       authenticated, audience echoed,
 //!                                       user "system:serviceaccount:<namespace>:…",
 //!                                       extra["authentication.kubernetes.io/pod-name"] == [pod]
-//!                                       ──► ok, cached for `cache_ttl`
+//!                                       ──► the pod, cached for `cache_ttl`
+//!   API server unreachable, 5xx, no answer in 10 s ──► AuthError::Unavailable (503, retry)
+//!   token rejected ──► Unauthenticated (401); another pod than asked ──► Forbidden (403)
 //! ```
 //!
 //! The pod binding is what makes a stolen or shared ServiceAccount token useless for another
 //! pod's bundle: a token is bound to the pod it was projected into (kubelet), and the operator
 //! refuses it for any other pod, even one running under the same ServiceAccount.
 
-use crate::push::Authorizer;
+use crate::push::{AuthError, Authorizer, Caller};
 use futures::future::BoxFuture;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::{Api, Client, api::PostParams};
@@ -33,13 +35,29 @@ pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 /// Most cached reviews; the cache is cleared when full.
 const CACHE_MAX: usize = 10_000;
 
+/// Longest wait for the API server's answer to one TokenReview (then 503, the caller retries).
+const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whom a reviewed token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    username: String,
+    namespace: String,
+    pod: String,
+}
+
+/// Successful reviews by SHA-256 of the token: until when, and whose it is.
+type ReviewCache = HashMap<[u8; 32], (Instant, Identity)>;
+
 /// Validates callers' tokens with the TokenReview API.
 #[derive(Clone)]
 pub struct TokenReviewAuthorizer {
     client: Client,
     audience: String,
     cache_ttl: Duration,
-    cache: Arc<Mutex<HashMap<[u8; 32], Instant>>>,
+    timeout: Duration,
+    /// Successful reviews by SHA-256 of the token: whom it belongs to, until when.
+    cache: Arc<Mutex<ReviewCache>>,
     metrics: Option<crate::metrics::Metrics>,
 }
 
@@ -59,14 +77,21 @@ impl TokenReviewAuthorizer {
             client,
             audience: audience.into(),
             cache_ttl: Duration::from_secs(60),
+            timeout: REVIEW_TIMEOUT,
             cache: Arc::default(),
             metrics: None,
         }
     }
 
-    /// How long a successful review is reused for the same token and pod (0: never).
+    /// How long a successful review is reused for the same token (0: never).
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
+        self
+    }
+
+    /// Longest wait for one TokenReview answer (default 10 s); past it the caller gets 503.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -76,25 +101,23 @@ impl TokenReviewAuthorizer {
         self
     }
 
-    fn cache_key(token: &str, namespace: &str, pod: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        for part in [token, namespace, pod] {
-            h.update(part.len().to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        h.finalize().into()
+    fn cache_key(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
     }
 
-    fn cached(&self, key: &[u8; 32]) -> bool {
+    fn cached(&self, key: &[u8; 32]) -> Option<Identity> {
         let cache = self.cache.lock().expect("cache lock");
-        cache.get(key).is_some_and(|until| Instant::now() < *until)
+        cache
+            .get(key)
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, who)| who.clone())
     }
 
-    /// Reviews `token` for `namespace/pod`.
-    pub async fn review(&self, token: &str, namespace: &str, pod: &str) -> Result<(), String> {
-        let key = Self::cache_key(token, namespace, pod);
-        if self.cached(&key) {
-            return Ok(());
+    /// Whom `token` belongs to: a pod-bound ServiceAccount token for the operator's audience.
+    async fn identify(&self, token: &str) -> Result<Identity, AuthError> {
+        let key = Self::cache_key(token);
+        if let Some(who) = self.cached(&key) {
+            return Ok(who);
         }
         let request = TokenReview {
             spec: TokenReviewSpec {
@@ -104,20 +127,25 @@ impl TokenReviewAuthorizer {
             ..TokenReview::default()
         };
         let api: Api<TokenReview> = Api::all(self.client.clone());
-        let answer = api
-            .create(&PostParams::default(), &request)
-            .await
-            .map_err(|e| {
-                if let Some(m) = &self.metrics {
-                    m.error("tokenreview");
-                }
-                tracing::warn!(error = %e, "TokenReview failed");
-                "the token could not be reviewed".to_owned()
-            })?;
+        let unavailable = |error: &dyn std::fmt::Display| {
+            if let Some(m) = &self.metrics {
+                m.error("tokenreview");
+            }
+            tracing::warn!(%error, "TokenReview failed");
+            AuthError::Unavailable("the token could not be reviewed now: try again".to_owned())
+        };
+        let answer =
+            match tokio::time::timeout(self.timeout, api.create(&PostParams::default(), &request))
+                .await
+            {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => return Err(unavailable(&e)),
+                Err(_) => return Err(unavailable(&"no answer within the timeout")),
+            };
         let status = answer.status.unwrap_or_default();
         if status.authenticated != Some(true) {
             let why = status.error.unwrap_or_else(|| "not authenticated".into());
-            return Err(format!("token refused: {why}"));
+            return Err(AuthError::Unauthenticated(format!("token refused: {why}")));
         }
         // The API server answers with the audiences the token is valid for among those asked;
         // an empty answer with audiences asked means the authenticator ignored them.
@@ -126,43 +154,73 @@ impl TokenReviewAuthorizer {
             .unwrap_or_default()
             .contains(&self.audience)
         {
-            return Err(format!("the token is not for audience {}", self.audience));
+            return Err(AuthError::Unauthenticated(format!(
+                "the token is not for audience {}",
+                self.audience
+            )));
         }
         let user = status.user.unwrap_or_default();
         let username = user.username.unwrap_or_default();
-        let prefix = format!("system:serviceaccount:{namespace}:");
-        if !username.starts_with(&prefix) {
-            return Err(format!(
-                "the token belongs to {username:?}, not to a ServiceAccount of namespace {namespace}"
-            ));
-        }
+        let Some(namespace) = username
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(ns, _)| ns.to_owned())
+        else {
+            return Err(AuthError::Unauthenticated(format!(
+                "the token belongs to {username:?}, not to a ServiceAccount"
+            )));
+        };
         let bound = user
             .extra
             .unwrap_or_default()
             .remove(POD_NAME_EXTRA)
             .unwrap_or_default();
-        if bound.as_slice() != [pod.to_owned()] {
-            return Err(match bound.first() {
-                Some(other) => {
-                    format!("the token is bound to pod {namespace}/{other}, not {namespace}/{pod}")
-                }
-                None => "the token is not bound to a pod (use a projected ServiceAccount token)"
-                    .to_owned(),
-            });
-        }
+        let [pod] = bound.as_slice() else {
+            return Err(AuthError::Unauthenticated(
+                "the token is not bound to a pod (use a projected ServiceAccount token)".to_owned(),
+            ));
+        };
+        let who = Identity {
+            username,
+            namespace,
+            pod: pod.clone(),
+        };
         if !self.cache_ttl.is_zero() {
             let mut cache = self.cache.lock().expect("cache lock");
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
-            cache.insert(key, Instant::now() + self.cache_ttl);
+            cache.insert(key, (Instant::now() + self.cache_ttl, who.clone()));
         }
-        Ok(())
+        Ok(who)
+    }
+
+    /// Reviews `token` for `namespace/pod`.
+    pub async fn review(&self, token: &str, namespace: &str, pod: &str) -> Result<(), AuthError> {
+        let who = self.identify(token).await?;
+        check(&who, namespace, pod)
     }
 }
 
+/// Whether `who` is `namespace/pod`.
+fn check(who: &Identity, namespace: &str, pod: &str) -> Result<(), AuthError> {
+    if who.namespace != namespace {
+        return Err(AuthError::Forbidden(format!(
+            "the token belongs to {:?}, not to a ServiceAccount of namespace {namespace}",
+            who.username
+        )));
+    }
+    if who.pod != pod {
+        return Err(AuthError::Forbidden(format!(
+            "the token is bound to pod {namespace}/{}, not {namespace}/{pod}",
+            who.pod
+        )));
+    }
+    Ok(())
+}
+
 /// The bearer token of an `Authorization` header.
-pub fn bearer(headers: &http::HeaderMap) -> Result<&str, String> {
+pub fn bearer(headers: &http::HeaderMap) -> Result<&str, AuthError> {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -173,7 +231,9 @@ pub fn bearer(headers: &http::HeaderMap) -> Result<&str, String> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            "a bearer token (the pod's projected ServiceAccount token) is required".to_owned()
+            AuthError::Unauthenticated(
+                "a bearer token (the pod's projected ServiceAccount token) is required".to_owned(),
+            )
         })
 }
 
@@ -185,11 +245,10 @@ impl Authorizer for TokenReviewAuthorizer {
         namespace: &str,
         pod: &str,
     ) -> Result<(), String> {
-        let token = bearer(headers)?;
-        if self.cached(&Self::cache_key(token, namespace, pod)) {
-            Ok(())
-        } else {
-            Err("the token has not been reviewed".into())
+        let token = bearer(headers).map_err(|e| e.to_string())?;
+        match self.cached(&Self::cache_key(token)) {
+            Some(who) => check(&who, namespace, pod).map_err(|e| e.to_string()),
+            None => Err("the token has not been reviewed".into()),
         }
     }
 
@@ -198,10 +257,23 @@ impl Authorizer for TokenReviewAuthorizer {
         headers: &'a http::HeaderMap,
         namespace: &'a str,
         pod: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), AuthError>> {
         Box::pin(async move {
             let token = bearer(headers)?;
             self.review(token, namespace, pod).await
+        })
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+    ) -> BoxFuture<'a, Result<Caller, AuthError>> {
+        Box::pin(async move {
+            let who = self.identify(bearer(headers)?).await?;
+            Ok(Caller::Pod {
+                namespace: who.namespace,
+                pod: who.pod,
+            })
         })
     }
 }

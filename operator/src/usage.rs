@@ -24,11 +24,16 @@
 //! A new leader starts with an empty window (the 24 h counts restart; `lastSeen` and per-tool
 //! last use are kept in status).
 
-use crate::{clock::Clock, push::Authorizer};
+use crate::{
+    clock::Clock,
+    index::Index,
+    push::{self, AuthError, Authorizer, Caller},
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
+use mcp_warden_policy::Bundle;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::{
@@ -412,8 +417,11 @@ impl UsageStore {
     }
 }
 
-/// Checks a report's shape: names present and bounded, not too many entries.
-pub fn validate(report: &UsageReport) -> Result<(), String> {
+/// Checks a report's envelope (namespace, pod, bootId, entry count): an error refuses the whole
+/// report. Then drops each malformed entry (a client, runaway flag or tool list without a
+/// bounded namespace and name, a client with a bad denial reason or tool name) and keeps the
+/// rest; returns how many were dropped.
+pub fn validate(report: &mut UsageReport) -> Result<usize, String> {
     let name_ok = |s: &str| !s.is_empty() && s.len() <= 253;
     if !name_ok(&report.namespace) || !name_ok(&report.pod) {
         return Err("namespace and pod are required".into());
@@ -426,51 +434,44 @@ pub fn validate(report: &UsageReport) -> Result<(), String> {
     {
         return Err(format!("at most {MAX_ENTRIES} entries per report"));
     }
-    let bad_client = report
-        .clients
-        .iter()
-        .any(|c| !name_ok(&c.namespace) || !name_ok(&c.name))
-        || report
-            .runaway
-            .iter()
-            .any(|c| !name_ok(&c.namespace) || !name_ok(&c.name))
-        || report
-            .tools
-            .iter()
-            .any(|t| !name_ok(&t.namespace) || !name_ok(&t.name));
-    if bad_client {
-        return Err("every client and tool needs a namespace and a name".into());
-    }
-    let bad_reason = report
-        .clients
-        .iter()
-        .flat_map(|c| c.denials.keys())
-        .any(|r| r.is_empty() || r.len() > 64);
-    if bad_reason {
-        return Err("denial reasons must be 1 to 64 characters".into());
-    }
-    let bad_tool = report
-        .clients
-        .iter()
-        .flat_map(|c| c.tools.keys())
-        .any(|t| t.is_empty() || t.len() > 128 || t.chars().any(char::is_control));
-    if bad_tool {
-        return Err("tool names must be 1 to 128 characters, without control characters".into());
-    }
-    Ok(())
+    let before = report.clients.len() + report.runaway.len() + report.tools.len();
+    report.clients.retain(|c| {
+        name_ok(&c.namespace)
+            && name_ok(&c.name)
+            && c.denials.keys().all(|r| !r.is_empty() && r.len() <= 64)
+            && c.tools
+                .keys()
+                .all(|t| !t.is_empty() && t.len() <= 128 && !t.chars().any(char::is_control))
+    });
+    report
+        .runaway
+        .retain(|f| name_ok(&f.namespace) && name_ok(&f.name));
+    report
+        .tools
+        .retain(|t| name_ok(&t.namespace) && name_ok(&t.name));
+    Ok(before - (report.clients.len() + report.runaway.len() + report.tools.len()))
 }
 
 /// Receives `POST /v1/usage` bodies for the push API server.
 pub trait UsageSink: Send + Sync + 'static {
-    /// Handles one report: the caller's headers and the (size-limited) body.
+    /// Authenticates the caller from its headers, before the body is read.
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+    ) -> BoxFuture<'a, Result<Caller, AuthError>>;
+
+    /// Handles one report of an authenticated `caller`: its headers and the (size-limited)
+    /// body. A 503 answer gets `Retry-After`.
     fn post(
         &self,
+        caller: Caller,
         headers: http::HeaderMap,
         body: Bytes,
     ) -> BoxFuture<'static, (StatusCode, serde_json::Value)>;
 }
 
-/// `POST /v1/usage`: authorizes the caller for the report's pod, then records the report.
+/// `POST /v1/usage`: authenticates the caller (headers), checks that the report's pod is the
+/// caller's (body), drops malformed entries, then records the report.
 #[derive(Clone)]
 pub struct UsageEndpoint {
     /// Where reports go.
@@ -494,62 +495,176 @@ impl std::fmt::Debug for UsageEndpoint {
     }
 }
 
+impl UsageEndpoint {
+    fn count(&self, result: &str) {
+        if let Some(m) = &self.metrics {
+            m.usage_reports.with_label_values(&[result]).inc();
+        }
+    }
+}
+
+/// The JSON answer to a refused caller.
+fn refused(e: &AuthError) -> (StatusCode, serde_json::Value) {
+    (e.status(), json!({"error": e.to_string()}))
+}
+
 impl UsageSink for UsageEndpoint {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+    ) -> BoxFuture<'a, Result<Caller, AuthError>> {
+        Box::pin(async move {
+            let caller = self.authorizer.authenticate(headers).await;
+            if let Err(reason) = &caller {
+                self.count("refused");
+                tracing::warn!(%reason, "usage report refused before its body was read");
+            }
+            caller
+        })
+    }
+
     fn post(
         &self,
+        caller: Caller,
         headers: http::HeaderMap,
         body: Bytes,
     ) -> BoxFuture<'static, (StatusCode, serde_json::Value)> {
+        self.handle(caller, headers, body, None)
+    }
+}
+
+/// A [`UsageEndpoint`] that keeps only what the reporting pod's McpTool could observe: entries
+/// for McpClients or McpTools outside the pod's current bundle (as [`Index`] computes it for
+/// its sidecar) are dropped, so a pod cannot mark another team's client runaway or move its
+/// last seen. For the cluster mode, where the index knows every Pod.
+#[derive(Clone, Debug)]
+pub struct ScopedUsage {
+    /// The endpoint proper.
+    pub endpoint: UsageEndpoint,
+    /// Where pods' bundles come from.
+    pub index: Index,
+}
+
+impl UsageSink for ScopedUsage {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+    ) -> BoxFuture<'a, Result<Caller, AuthError>> {
+        self.endpoint.authenticate(headers)
+    }
+
+    fn post(
+        &self,
+        caller: Caller,
+        headers: http::HeaderMap,
+        body: Bytes,
+    ) -> BoxFuture<'static, (StatusCode, serde_json::Value)> {
+        self.endpoint
+            .handle(caller, headers, body, Some(self.index.clone()))
+    }
+}
+
+/// Drops the entries of `report` outside `bundle` (all of them without a bundle); returns how
+/// many.
+pub fn scope(report: &mut UsageReport, bundle: Option<&Bundle>) -> usize {
+    let key = |m: &kube::api::ObjectMeta| {
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        )
+    };
+    let clients: BTreeSet<Key> = bundle
+        .map(|b| b.clients.iter().map(|c| key(&c.metadata)).collect())
+        .unwrap_or_default();
+    let tools: BTreeSet<Key> = bundle
+        .map(|b| b.tools.iter().map(|t| key(&t.metadata)).collect())
+        .unwrap_or_default();
+    let before = report.clients.len() + report.runaway.len() + report.tools.len();
+    let known =
+        |ns: &str, name: &str, set: &BTreeSet<Key>| set.contains(&(ns.to_owned(), name.to_owned()));
+    report
+        .clients
+        .retain(|c| known(&c.namespace, &c.name, &clients));
+    report
+        .runaway
+        .retain(|f| known(&f.namespace, &f.name, &clients));
+    report
+        .tools
+        .retain(|t| known(&t.namespace, &t.name, &tools));
+    before - (report.clients.len() + report.runaway.len() + report.tools.len())
+}
+
+impl UsageEndpoint {
+    /// One report: parse, check the envelope, drop malformed entries (and, with `index`, those
+    /// outside the pod's bundle), bind to the caller, record.
+    fn handle(
+        &self,
+        caller: Caller,
+        headers: http::HeaderMap,
+        body: Bytes,
+        index: Option<Index>,
+    ) -> BoxFuture<'static, (StatusCode, serde_json::Value)> {
         let this = self.clone();
         Box::pin(async move {
-            let count = |result: &str| {
-                if let Some(m) = &this.metrics {
-                    m.usage_reports.with_label_values(&[result]).inc();
-                }
-            };
-            let report: UsageReport = match serde_json::from_slice(&body) {
+            let mut report: UsageReport = match serde_json::from_slice(&body) {
                 Ok(r) => r,
                 Err(e) => {
-                    count("invalid");
+                    this.count("invalid");
                     return (
                         StatusCode::BAD_REQUEST,
                         json!({"error": format!("not a usage report: {e}")}),
                     );
                 }
             };
-            if let Err(e) = validate(&report) {
-                count("invalid");
-                return (StatusCode::BAD_REQUEST, json!({"error": e}));
-            }
+            let dropped = match validate(&mut report) {
+                Ok(n) => n,
+                Err(e) => {
+                    this.count("invalid");
+                    return (StatusCode::BAD_REQUEST, json!({"error": e}));
+                }
+            };
             if this.leading.as_ref().is_some_and(|l| !*l.borrow()) {
-                count("not_leader");
+                this.count("not_leader");
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({"error": "this replica does not lead: send the report again"}),
                 );
             }
-            if let Err(reason) = this
-                .authorizer
-                .authorize_async(&headers, &report.namespace, &report.pod)
-                .await
+            if let Err(reason) = push::bind(
+                this.authorizer.as_ref(),
+                &caller,
+                &headers,
+                &report.namespace,
+                &report.pod,
+            )
+            .await
             {
-                count("refused");
+                this.count("refused");
                 tracing::warn!(namespace = %report.namespace, pod = %report.pod, %reason, "usage report refused");
-                return (StatusCode::FORBIDDEN, json!({"error": reason}));
+                return refused(&reason);
             }
-            match this.store.record(report, this.clock.now()) {
+            let out_of_scope = index.map_or(0, |index| {
+                let bundle = index.bundle_of(&report.namespace, &report.pod);
+                scope(&mut report, bundle.as_deref())
+            });
+            let dropped = dropped + out_of_scope;
+            if dropped > 0 {
+                tracing::warn!(namespace = %report.namespace, pod = %report.pod, dropped, out_of_scope, "usage report: malformed entries or entries outside the pod's bundle dropped");
+            }
+            let mut answer = match this.store.record(report, this.clock.now()) {
                 Recorded::Accepted => {
-                    count("accepted");
-                    (StatusCode::OK, json!({"accepted": true}))
+                    this.count("accepted");
+                    json!({"accepted": true})
                 }
                 Recorded::Duplicate => {
-                    count("duplicate");
-                    (
-                        StatusCode::OK,
-                        json!({"accepted": false, "duplicate": true}),
-                    )
+                    this.count("duplicate");
+                    json!({"accepted": false, "duplicate": true})
                 }
+            };
+            if dropped > 0 {
+                answer["dropped"] = json!(dropped);
             }
+            (StatusCode::OK, answer)
         })
     }
 }
@@ -616,7 +731,8 @@ mod tests {
         );
         let mut bad = report(3, 1);
         bad.clients[0].tools = BTreeMap::from([(String::new(), 1)]);
-        assert!(validate(&bad).is_err());
+        assert_eq!(validate(&mut bad), Ok(1), "the entry is dropped");
+        assert!(bad.clients.is_empty());
     }
 
     #[test]
@@ -689,21 +805,173 @@ mod tests {
         let (lead, leading) = watch::channel(false);
         let endpoint = UsageEndpoint {
             store: UsageStore::default(),
-            authorizer: Arc::new(crate::push::AllowAll),
+            authorizer: Arc::new(push::AllowAll),
             clock: Arc::new(crate::clock::SystemClock),
             metrics: None,
             leading: Some(leading),
         };
         let body = Bytes::from(serde_json::to_vec(&report(1, 3)).unwrap());
-        let (status, _) = endpoint.post(http::HeaderMap::new(), body.clone()).await;
+        let (status, _) = endpoint
+            .post(Caller::Unverified, http::HeaderMap::new(), body.clone())
+            .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a follower");
         assert!(endpoint.store.reporters().is_empty(), "and it kept nothing");
         lead.send(true).unwrap();
-        let (status, answer) = endpoint.post(http::HeaderMap::new(), body).await;
+        let (status, answer) = endpoint
+            .post(Caller::Unverified, http::HeaderMap::new(), body)
+            .await;
         assert_eq!(
             (status, answer["accepted"].as_bool()),
             (StatusCode::OK, Some(true))
         );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_entry_is_dropped_and_the_rest_recorded() {
+        let endpoint = UsageEndpoint {
+            store: UsageStore::default(),
+            authorizer: Arc::new(push::AllowAll),
+            clock: Arc::new(crate::clock::SystemClock),
+            metrics: None,
+            leading: None,
+        };
+        let mut r = report(1, 3);
+        let mut bad_tool = r.clients[0].clone();
+        bad_tool.name = "other".into();
+        bad_tool.tools = BTreeMap::from([("bad\u{7}".into(), 1)]);
+        let mut bad_name = r.clients[0].clone();
+        bad_name.namespace.clear();
+        r.clients.extend([bad_tool, bad_name]);
+        r.runaway.push(RunawayFlag {
+            namespace: "agents".into(),
+            name: String::new(),
+            flagged_at: t("2030-01-01T00:00:00Z"),
+            suspended: false,
+        });
+        let body = Bytes::from(serde_json::to_vec(&r).unwrap());
+        let (status, answer) = endpoint
+            .post(Caller::Unverified, http::HeaderMap::new(), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer, json!({"accepted": true, "dropped": 3}));
+        let view = endpoint.store.view(Timestamp::now());
+        let keys: Vec<_> = view.clients.keys().cloned().collect();
+        assert_eq!(keys, vec![("agents".to_string(), "bot".to_string())]);
+        assert_eq!(view.clients[&keys[0]].calls_24h, 3);
+        assert!(view.clients[&keys[0]].runaway.is_empty());
+        // A bad envelope still refuses the whole report.
+        let mut r = report(2, 1);
+        r.boot_id.clear();
+        let body = Bytes::from(serde_json::to_vec(&r).unwrap());
+        let (status, _) = endpoint
+            .post(Caller::Unverified, http::HeaderMap::new(), body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn entries_outside_the_pods_bundle_are_dropped() {
+        let index = Index::default();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/everything");
+        index.replace_all(crate::files::read_dir(&dir).expect("examples"));
+        let labels = BTreeMap::from([("app".to_string(), "server-everything".to_string())]);
+        index.apply_pod("demo", "ev-0", labels);
+        let bundle = index
+            .bundle_of("demo", "ev-0")
+            .expect("the example governs the pod");
+        let mine = &bundle.clients[0].metadata;
+        let mine = (
+            mine.namespace.clone().unwrap_or_default(),
+            mine.name.clone().unwrap_or_default(),
+        );
+        let endpoint = ScopedUsage {
+            endpoint: UsageEndpoint {
+                store: UsageStore::default(),
+                authorizer: Arc::new(push::AllowAll),
+                clock: Arc::new(crate::clock::SystemClock),
+                metrics: None,
+                leading: None,
+            },
+            index,
+        };
+        let entry = |(namespace, name): &Key| ClientUsage {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            calls: 2,
+            last_seen: Some(t("2030-01-01T00:00:00Z")),
+            ..ClientUsage::default()
+        };
+        let theirs = ("other-team".to_string(), "their-bot".to_string());
+        let flag = |(namespace, name): &Key| RunawayFlag {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            flagged_at: t("2030-01-01T00:00:00Z"),
+            suspended: true,
+        };
+        let r = UsageReport {
+            namespace: "demo".into(),
+            pod: "ev-0".into(),
+            boot_id: "b".into(),
+            seq: 1,
+            clients: vec![entry(&mine), entry(&theirs)],
+            runaway: vec![flag(&mine), flag(&theirs)],
+            tools: vec![
+                ToolsSeen {
+                    namespace: "demo".into(),
+                    name: "everything".into(),
+                    tools_seen: vec!["echo".into()],
+                },
+                ToolsSeen {
+                    namespace: "other-team".into(),
+                    name: "their-tool".into(),
+                    tools_seen: vec!["x".into()],
+                },
+            ],
+            ..UsageReport::default()
+        };
+        let body = Bytes::from(serde_json::to_vec(&r).unwrap());
+        let (status, answer) = endpoint
+            .post(Caller::Unverified, http::HeaderMap::new(), body)
+            .await;
+        assert_eq!(
+            (status, answer),
+            (StatusCode::OK, json!({"accepted": true, "dropped": 3}))
+        );
+        let view = endpoint.endpoint.store.view(Timestamp::now());
+        assert!(!view.clients.contains_key(&theirs), "{view:?}");
+        assert_eq!(view.clients[&mine].calls_24h, 2);
+        assert_eq!(view.clients[&mine].runaway.len(), 1);
+        assert_eq!(
+            view.tools.keys().cloned().collect::<Vec<_>>(),
+            vec![("demo".to_string(), "everything".to_string())]
+        );
+        // A pod nothing governs observes nothing.
+        let mut r = r;
+        r.pod = "stranger".into();
+        let body = Bytes::from(serde_json::to_vec(&r).unwrap());
+        let (_, answer) = endpoint
+            .post(Caller::Unverified, http::HeaderMap::new(), body)
+            .await;
+        assert_eq!(answer["dropped"], 6);
+    }
+
+    #[tokio::test]
+    async fn a_report_for_another_pod_than_the_callers_is_refused() {
+        let endpoint = UsageEndpoint {
+            store: UsageStore::default(),
+            authorizer: Arc::new(push::AllowAll),
+            clock: Arc::new(crate::clock::SystemClock),
+            metrics: None,
+            leading: None,
+        };
+        let caller = Caller::Pod {
+            namespace: "team".into(),
+            pod: "pay-1".into(),
+        };
+        let body = Bytes::from(serde_json::to_vec(&report(1, 3)).unwrap());
+        let (status, answer) = endpoint.post(caller, http::HeaderMap::new(), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert!(endpoint.store.reporters().is_empty());
     }
 
     #[test]
@@ -715,12 +983,12 @@ mod tests {
         let r: UsageReport = serde_json::from_str(text).expect("parses");
         assert_eq!(r.clients[0].denials["rate_limited"], 1);
         assert_eq!(r.clients[0].tools["get_balance"], 2);
-        assert!(validate(&r).is_ok());
+        assert_eq!(validate(&mut r.clone()), Ok(0));
         let again: UsageReport =
             serde_json::from_value(serde_json::to_value(&r).expect("ser")).expect("de");
         assert_eq!(again, r);
         let mut bad = r.clone();
         bad.pod.clear();
-        assert!(validate(&bad).is_err());
+        assert!(validate(&mut bad).is_err());
     }
 }

@@ -11,10 +11,11 @@ use http_body_util::{BodyExt, Full};
 use mcp_warden_operator::{
     clock::SystemClock,
     index::Index,
-    push::{self, Authorizer, Extensions, PushSettings},
+    push::{self, AuthError, Authorizer, Extensions, PushSettings},
     tokenreview::TokenReviewAuthorizer,
     usage::{UsageEndpoint, UsageStore},
 };
+use mcp_warden_test_support::tls::{SelfSigned, self_signed};
 use serde_json::{Value, json};
 use std::{
     collections::HashMap,
@@ -171,36 +172,49 @@ async fn tokenreview_accepts_only_the_pod_the_token_is_bound_to() {
         .unwrap_err();
     assert_eq!(
         refused,
-        "the token is bound to pod team/pay-a, not team/pay-b"
+        AuthError::Forbidden("the token is bound to pod team/pay-a, not team/pay-b".into())
     );
     let refused = authz
         .authorize_async(&bearer("token-a"), "other", "pay-a")
         .await
         .unwrap_err();
     assert!(
-        refused.contains("not to a ServiceAccount of namespace other"),
-        "{refused}"
+        matches!(&refused, AuthError::Forbidden(m)
+        if m.contains("not to a ServiceAccount of namespace other")),
+        "{refused:?}"
     );
     let refused = authz
         .authorize_async(&bearer("token-other-audience"), "team", "pay-a")
         .await
         .unwrap_err();
-    assert!(refused.contains("audience"), "{refused}");
+    assert!(
+        matches!(&refused, AuthError::Unauthenticated(m) if m.contains("audience")),
+        "{refused:?}"
+    );
     let refused = authz
         .authorize_async(&bearer("token-no-pod"), "team", "pay-a")
         .await
         .unwrap_err();
-    assert!(refused.contains("not bound to a pod"), "{refused}");
+    assert!(
+        matches!(&refused, AuthError::Unauthenticated(m) if m.contains("not bound to a pod")),
+        "{refused:?}"
+    );
     let refused = authz
         .authorize_async(&bearer("forged"), "team", "pay-a")
         .await
         .unwrap_err();
-    assert!(refused.contains("invalid bearer token"), "{refused}");
+    assert!(
+        matches!(&refused, AuthError::Unauthenticated(m) if m.contains("invalid bearer token")),
+        "{refused:?}"
+    );
     let refused = authz
         .authorize_async(&HeaderMap::new(), "team", "pay-a")
         .await
         .unwrap_err();
-    assert!(refused.contains("bearer token"), "{refused}");
+    assert!(
+        matches!(&refused, AuthError::Unauthenticated(m) if m.contains("bearer token")),
+        "{refused:?}"
+    );
 
     // A successful review is reused (reconnects do not hit the API server); refusals are not.
     let before = seen.lock().unwrap().len();
@@ -219,8 +233,17 @@ async fn tokenreview_accepts_only_the_pod_the_token_is_bound_to() {
         .unwrap_err();
     assert_eq!(
         seen.lock().unwrap().len(),
+        before,
+        "a reviewed token is cached with its pod: another pod is refused without a review"
+    );
+    authz
+        .authorize_async(&bearer("forged"), "team", "pay-a")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        seen.lock().unwrap().len(),
         before + 1,
-        "a refusal is reviewed again every time"
+        "a token the API server rejects is reviewed again every time"
     );
     assert!(
         authz
@@ -280,7 +303,7 @@ async fn push_api_over_https_refuses_pod_a_token_for_pod_b() {
     support::init();
     let (client, _) = tokenreview_api(tokens());
     let authorizer: Arc<dyn Authorizer> = Arc::new(TokenReviewAuthorizer::new(client, AUDIENCE));
-    let support::tls::SelfSigned { server, roots, .. } = support::tls::self_signed();
+    let SelfSigned { server, roots, .. } = self_signed();
 
     let index = Index::default();
     index.apply_pod("team", "pay-a", Default::default());
@@ -399,4 +422,159 @@ async fn push_api_over_https_refuses_pod_a_token_for_pod_b() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The push server with TokenReview over `client` and `/v1/usage` (no leader election).
+async fn serve(client: kube::Client) -> (u16, Arc<rustls::RootCertStore>, UsageStore) {
+    let authorizer: Arc<dyn Authorizer> = Arc::new(
+        TokenReviewAuthorizer::new(client, AUDIENCE).with_timeout(Duration::from_millis(300)),
+    );
+    let SelfSigned { server, roots, .. } = self_signed();
+    let index = Index::default();
+    index.apply_pod("team", "pay-a", Default::default());
+    let store = UsageStore::default();
+    let usage = UsageEndpoint {
+        store: store.clone(),
+        authorizer: authorizer.clone(),
+        clock: Arc::new(SystemClock),
+        metrics: None,
+        leading: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let settings = PushSettings {
+        heartbeat: Duration::from_secs(10),
+        labels_from_query: false,
+    };
+    let extensions = Extensions {
+        tls: Some(server),
+        usage: Some(Arc::new(usage)),
+    };
+    tokio::spawn(push::serve_with(
+        listener,
+        index,
+        settings,
+        authorizer,
+        extensions,
+        std::future::pending(),
+    ));
+    (port, roots, store)
+}
+
+/// `POST /v1/usage` with `token` and a body of `first` followed by a body that never ends
+/// (`endless`) or ends there: the status and the `Retry-After` header, within 5 s.
+async fn post_streaming(
+    port: u16,
+    roots: &Arc<rustls::RootCertStore>,
+    token: &str,
+    first: Bytes,
+    endless: bool,
+) -> (StatusCode, Option<String>) {
+    use futures::StreamExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let tls = support::tls::tls_stream(port, roots, &[]).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let head = futures::stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(first))]);
+    let body = if endless {
+        head.chain(futures::stream::pending()).boxed()
+    } else {
+        head.boxed()
+    };
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/usage")
+        .header(header::HOST, "localhost")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(StreamBody::new(body))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("an answer without the rest of the body")
+        .unwrap();
+    let retry = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.status(), retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_authenticates_before_it_reads_the_body() {
+    support::init();
+    let (client, seen) = tokenreview_api(tokens());
+    let (port, roots, store) = serve(client).await;
+    let start = Bytes::from_static(br#"{"namespace":"team","pod":"pay-a","#);
+    // A forged or missing token: 401 at once, although the body never ends.
+    let (status, _) = post_streaming(port, &roots, "forged", start.clone(), true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post_streaming(port, &roots, "", start.clone(), true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(seen.lock().unwrap().len(), 1, "no token, no review");
+    // Authenticated: the body limit still holds.
+    let big = Bytes::from(vec![b' '; (1 << 20) + 1]);
+    let (status, _) = post_streaming(port, &roots, "token-a", big, false).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(store.reporters().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_tokenreview_is_503_with_retry_after_not_403() {
+    support::init();
+    for failure in ["5xx", "network", "timeout"] {
+        let svc = tower::service_fn(move |_: Request<kube::client::Body>| async move {
+            match failure {
+                "5xx" => Ok(Response::builder()
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(kube::client::Body::from(
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": "etcdserver: request timed out", "code": 500})
+                        .to_string()
+                        .into_bytes(),
+                    ))
+                    .unwrap()),
+                "network" => Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "connection refused",
+                )),
+                _ => std::future::pending().await,
+            }
+        });
+        let client = kube::Client::new(svc, "default");
+        let direct = TokenReviewAuthorizer::new(client.clone(), AUDIENCE)
+            .with_timeout(Duration::from_millis(300))
+            .authorize_async(&bearer("token-a"), "team", "pay-a")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(direct, AuthError::Unavailable(_)),
+            "{failure}: {direct:?}"
+        );
+        let (port, roots, _) = serve(client).await;
+        let (status, _) = https(
+            port,
+            roots.clone(),
+            "GET",
+            "/v1/watch?namespace=team&pod=pay-a",
+            "token-a",
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{failure}: watch");
+        let body = Bytes::from(
+            json!({"namespace": "team", "pod": "pay-a", "bootId": "b", "seq": 1}).to_string(),
+        );
+        let (status, retry) = post_streaming(port, &roots, "token-a", body, false).await;
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("1")),
+            "{failure}: usage"
+        );
+    }
 }
