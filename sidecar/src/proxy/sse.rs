@@ -270,10 +270,18 @@ fn line_ending(raw: &[u8]) -> &'static [u8] {
 }
 
 /// Splits JSON text on line breaks (which JSON only allows as whitespace).
-fn split_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|&b| b == b'\n' || b == b'\r')
+/// Text of only line breaks gives one empty line, so the event keeps a `data:` line where it
+/// had one (nothing else moves up in its place: found by the `sse` fuzz target).
+fn split_lines(text: &[u8]) -> Vec<&[u8]> {
+    let lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n' || b == b'\r')
         .filter(|l| !l.is_empty())
-        .chain(text.is_empty().then_some(&b""[..]))
+        .collect();
+    if lines.is_empty() {
+        vec![&b""[..]]
+    } else {
+        lines
+    }
 }
 
 /// A response body that runs an upstream SSE body through a [`Splitter`] and `rewrite`.
@@ -532,9 +540,18 @@ data:no-space\rdata:  two spaces\r\r\
         for (input, want) in [
             (&b"data: a\rdata: b\n\n"[..], "data: x\n\n"),
             (b"data: a\nid: 5\rdata: b\n\n", "data: x\nid: 5~s\n\n"),
-            (b"id: 1\rdata: drop\n\ndata: c\n\n", "id: 1~s\n\ndata: c\n\n"),
+            (
+                b"id: 1\rdata: drop\n\ndata: c\n\n",
+                "id: 1~s\n\ndata: c\n\n",
+            ),
+            // Data of only line breaks keeps a data line (a BOM line must not move to the start).
+            (
+                b"data\n\xEF\xBB\xBFid:7\ndata\n\n",
+                "data: \n\u{feff}id:7\n\n",
+            ),
             // An unterminated last line keeps having no ending (the event is not dispatched).
             (b"data: a\ndata: b\nATad", "data: x\nATad"),
+            (b"data\ndata\n\n", "data: \n\n"),
         ] {
             let mut splitter = Splitter::new(1 << 10);
             let mut out = Vec::new();
@@ -552,6 +569,7 @@ data:no-space\rdata:  two spaces\r\r\
             match data {
                 b"a\nb" | b"a\nb\n" => Some(b"x".to_vec()),
                 b"drop" => Some(Vec::new()),
+                b"\n" => Some(b"\n".to_vec()),
                 _ => None,
             }
         }
