@@ -109,11 +109,12 @@ pub struct AuthenticationSpec {
     #[schemars(length(max = 32))]
     pub clock_skew: String,
     /// The scopes every caller asks for to begin: the `scope` of the 401 challenge, which
-    /// spec-following clients request instead of everything in `scopes_supported`. Keep them
-    /// to what any registered agent may obtain from the IdP; a call that needs more is answered
-    /// 403 `insufficient_scope` naming what it needs (step-up). When empty, the 401 names the
+    /// spec-following clients request instead of everything in `scopes_supported`. A hint, not
+    /// a requirement: each call still needs only its own scopes. Keep them to what any
+    /// registered agent may obtain from the IdP; a call that needs more is answered 403
+    /// `insufficient_scope` naming what it needs (step-up). When empty, the 401 names the
     /// scopes the McpPolicies require of every call (often none), and `scopes_supported` is
-    /// all a client can go by.
+    /// all a client can go by: set it whenever tools need scopes not every agent may get.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new(SCOPES_RULE).message(SCOPES_MESSAGE))]
     #[schemars(length(max = 16), inner(length(max = 256)))]

@@ -7,6 +7,7 @@
 mod proxy_support;
 
 use http::Method;
+use mcp_warden_test_support::server_everything;
 use proxy_support::*;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -30,15 +31,15 @@ fn granted(client: &str, tool: &str) -> bool {
 
 #[tokio::test]
 async fn tools_list_is_filtered_per_client_in_upstream_order() {
-    let everything = Everything::start();
-    let direct_session = Session::open(&everything.url, "2025-11-25").await;
-    let all = tool_names(&everything.url, &direct_session).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let direct_session = Session::open(&everything_url, "2025-11-25").await;
+    let all = tool_names(&everything_url, &direct_session).await;
     assert!(
         all.contains(&"get-env".to_owned()) && all.contains(&"echo".to_owned()),
         "{all:?}"
     );
     for client in [ALPHA, BETA] {
-        let proxy = Proxy::anonymous(&everything.url, client).await;
+        let proxy = Proxy::anonymous(&everything_url, client).await;
         let session = Session::open(&proxy.url(), "2025-11-25").await;
         let listed = tool_names(&proxy.url(), &session).await;
         let expected: Vec<String> = all.iter().filter(|t| granted(client, t)).cloned().collect();
@@ -52,13 +53,13 @@ async fn tools_list_is_filtered_per_client_in_upstream_order() {
 
 #[tokio::test]
 async fn the_surviving_tool_objects_are_untouched() {
-    let everything = Everything::start();
-    let direct_session = Session::open(&everything.url, "2025-11-25").await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let direct_session = Session::open(&everything_url, "2025-11-25").await;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-    let direct = post(&everything.url, &direct_session.headers(), body)
+    let direct = post(&everything_url, &direct_session.headers(), body)
         .await
         .answer(&1.into());
-    let proxy = Proxy::anonymous(&everything.url, BETA).await;
+    let proxy = Proxy::anonymous(&everything_url, BETA).await;
     let session = Session::open(&proxy.url(), "2025-11-25").await;
     let reply = post(&proxy.url(), &session.headers(), body).await;
     assert_eq!(reply.header("content-type"), Some("text/event-stream"));
@@ -77,8 +78,8 @@ async fn the_surviving_tool_objects_are_untouched() {
 
 #[tokio::test]
 async fn a_hidden_tool_is_answered_as_an_unknown_tool() {
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, BETA).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, BETA).await;
     let session = Session::open(&proxy.url(), "2025-11-25").await;
     for tool in ["get-env", "simulate-research-query", "no-such-tool"] {
         let body = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":tool,"arguments":{}}});
@@ -102,8 +103,8 @@ async fn a_hidden_tool_is_answered_as_an_unknown_tool() {
 
 #[tokio::test]
 async fn progress_notifications_stream_before_the_result() {
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, ALPHA).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, ALPHA).await;
     let session = Session::open(&proxy.url(), "2025-11-25").await;
     let body = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":2,"steps":4},"_meta":{"progressToken":"p-1"}}}"#;
     let mut headers = POST.to_vec();
@@ -158,8 +159,8 @@ async fn progress_notifications_stream_before_the_result() {
 
 #[tokio::test]
 async fn a_session_answers_only_its_principal() {
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, ALPHA).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, ALPHA).await;
     let session = Session::open(&proxy.url(), "2025-11-25").await;
     assert!(!tool_names(&proxy.url(), &session).await.is_empty());
     // Another principal: same McpClient name, another OAuth client id.
@@ -198,8 +199,8 @@ async fn a_session_answers_only_its_principal() {
 
 #[tokio::test]
 async fn get_streams_and_delete_pass_through() {
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, ALPHA).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, ALPHA).await;
     let session = Session::open(&proxy.url(), "2025-11-25").await;
     let mut headers = vec![("accept", "text/event-stream")];
     headers.extend(session.headers());
@@ -224,12 +225,12 @@ async fn get_streams_and_delete_pass_through() {
 
 #[tokio::test]
 async fn suspended_and_expired_clients_are_refused_on_every_request() {
-    let everything = Everything::start();
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
     for (client, reason) in [
         ("demo/agent-gamma", "suspended"),
         ("demo/agent-delta", "expired"),
     ] {
-        let proxy = Proxy::anonymous(&everything.url, client).await;
+        let proxy = Proxy::anonymous(&everything_url, client).await;
         let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
         let reply = post(&proxy.url(), &[], init).await;
         assert_eq!(reply.status, 403, "{client}");
@@ -259,8 +260,8 @@ async fn suspended_and_expired_clients_are_refused_on_every_request() {
 
 #[tokio::test]
 async fn a_2025_03_26_batch_with_a_denied_call_is_refused_whole() {
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, BETA).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, BETA).await;
     let session = Session::open(&proxy.url(), "2025-03-26").await;
     assert_eq!(session.version, "2025-03-26");
     let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}},
@@ -301,8 +302,8 @@ async fn a_2025_03_26_batch_with_a_denied_call_is_refused_whole() {
 
 #[tokio::test]
 async fn rebinding_hosts_and_origins_are_refused_loopback_names_pass() {
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, ALPHA).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, ALPHA).await;
     let port = proxy.addr.port();
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     for bad in [
@@ -330,8 +331,8 @@ async fn rebinding_hosts_and_origins_are_refused_loopback_names_pass() {
 
 #[tokio::test]
 async fn malformed_requests_get_json_rpc_errors_and_the_proxy_keeps_serving() {
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, ALPHA).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, ALPHA).await;
     let url = proxy.url();
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
@@ -405,8 +406,8 @@ async fn malformed_requests_get_json_rpc_errors_and_the_proxy_keeps_serving() {
 
 #[tokio::test]
 async fn prm_is_public_and_the_mcp_path_needs_a_token() {
-    let everything = Everything::start();
-    let mut settings = settings(&everything.url, ALPHA);
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let mut settings = settings(&everything_url, ALPHA);
     settings.anonymous_client = None;
     let proxy = Proxy::start(settings, Some(everything_rules(|t| t))).await;
     for path in [
@@ -435,6 +436,9 @@ async fn prm_is_public_and_the_mcp_path_needs_a_token() {
     )
     .await;
     assert_eq!(reply.status, 401);
+    // Refused before its body was read: over HTTP/1.1 the client is told to use a new
+    // connection (a reused one would be closed under its next request, e.g. the PRM fetch).
+    assert_eq!(reply.header("connection"), Some("close"));
     // The challenge names what every caller asks for to begin (`baseScopes`), so a client
     // that follows the spec's scope selection does not ask for everything in scopes_supported.
     assert_eq!(
@@ -465,8 +469,8 @@ async fn prm_is_public_and_the_mcp_path_needs_a_token() {
 
 #[tokio::test]
 async fn without_a_configuration_everything_is_503() {
-    let everything = Everything::start();
-    let proxy = Proxy::start(settings(&everything.url, ALPHA), None).await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::start(settings(&everything_url, ALPHA), None).await;
     let reply = post(
         &proxy.url(),
         &[],

@@ -82,7 +82,8 @@ impl Proxy {
                 if let Some(a) = audit.as_ref() {
                     a.refused(Some(&access), None, &denial).await;
                 }
-                return self.refuse(&t.resource, "POST", None, sid, client, denial);
+                let answer = self.refuse(&t.resource, "POST", None, sid, client, denial);
+                return super::service::closing_unread(&parts, answer);
             }
         };
         if let Some(a) = audit.as_mut() {

@@ -181,9 +181,10 @@ impl Proxy {
         let authorize::Refusal { denial, who } = refusal;
         if let Some(access) = who {
             let active = Some(t.active.clone());
-            return self
+            let answer = self
                 .refuse_request(active, parts, &t.resource, Some(&access), denial)
                 .await;
+            return closing_unread(parts, answer);
         }
         let kind = match &denial {
             Denial::Unauthenticated(e, _) => e.kind(),
@@ -201,7 +202,7 @@ impl Proxy {
             method = parts.method.as_str(), reason = denial.reason(), kind, allowed = false,
             "denied: no valid token"
         );
-        deny::answer(&[(None, denial)], false, &t.resource)
+        closing_unread(parts, deny::answer(&[(None, denial)], false, &t.resource))
     }
 
     /// Refuses a request that is not a readable POST (those record their own refusals): logs,
@@ -396,6 +397,26 @@ impl Proxy {
         };
         authorize::record(&self.shared, event);
     }
+}
+
+/// An answer given without reading the request's body: over HTTP/1.1 the connection cannot
+/// carry another request (the unread body is still on it), so the client is told to open a new
+/// one (`Connection: close`) instead of finding it closed under its next request.
+pub(super) fn closing_unread(
+    parts: &http::request::Parts,
+    mut answer: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let has_body = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body && parts.version <= http::Version::HTTP_11 {
+        answer
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    answer
 }
 
 /// RFC 9728 metadata, for anyone (it is public), with CORS for browser-based clients.
