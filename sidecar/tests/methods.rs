@@ -91,25 +91,48 @@ async fn unknown_and_server_only_methods_are_refused_unless_allowed() {
     .await;
     let proxy = Proxy::anonymous(&mock.url, "demo/agent-alpha").await;
     for (body, status) in [
-        (r#"{"jsonrpc":"2.0","id":1,"method":"vendor/exfiltrate"}"#, 200),
-        (r#"{"jsonrpc":"2.0","id":2,"method":"sampling/createMessage","params":{}}"#, 200),
-        (r#"{"jsonrpc":"2.0","id":3,"method":"Tools/Call","params":{"name":"echo"}}"#, 200),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"vendor/exfiltrate"}"#,
+            200,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":"sampling/createMessage","params":{}}"#,
+            200,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"Tools/Call","params":{"name":"echo"}}"#,
+            200,
+        ),
         (r#"{"jsonrpc":"2.0","method":"notifications/vendor"}"#, 400),
-        (r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#, 400),
+        (
+            r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
+            400,
+        ),
     ] {
         let reply = post(&proxy.url(), &[], body).await;
         assert_eq!(reply.status, status, "{body}: {}", reply.text());
         assert_eq!(reply.json()["error"]["code"], -32601, "{body}");
     }
-    assert!(mock.requests().is_empty(), "nothing undecided was forwarded");
-    let ping = post(&proxy.url(), &[], r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#).await;
+    assert!(
+        mock.requests().is_empty(),
+        "nothing undecided was forwarded"
+    );
+    let ping = post(
+        &proxy.url(),
+        &[],
+        r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#,
+    )
+    .await;
     assert_eq!(ping.status, 200);
     assert_eq!(mock.requests().len(), 1);
 
     let allowing = Proxy::start(
         settings(&mock.url, "demo/agent-alpha"),
         Some(everything_rules(|t| {
-            t.replace("  defaultAction: Deny\n", "  defaultAction: Deny\n  unknownMethods: Allow\n")
+            t.replace(
+                "  defaultAction: Deny\n",
+                "  defaultAction: Deny\n  unknownMethods: Allow\n",
+            )
         })),
     )
     .await;

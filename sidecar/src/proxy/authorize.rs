@@ -17,9 +17,9 @@
 
 use super::{
     deny::Denial,
-    methods::Rule,
     filter::Expect,
     jsonrpc::{Id, Message},
+    methods::Rule,
     session::{Ownership, PrincipalKey, Sessions},
 };
 use crate::{
