@@ -341,6 +341,7 @@ start() {
   [[ ${rc} -eq 0 ]] || die "could not find free ports after 3 attempts"
   if [[ -n "${CP_OWNER_PID:-}" ]]; then
     # Detached (own session, no inherited stdio): outlives this script, not the owner.
+    # shellcheck disable=SC2016 # $1.. are the inner script's arguments
     setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -f "$2/pids" ]]; do sleep 1; done
       [[ -f "$2/pids" ]] && exec "$3" stop "$2"' reaper "${CP_OWNER_PID}" "${DIR}" \
       "${SCRIPT_DIR}/control-plane.sh" </dev/null >>"${DIR}/logs/reaper.log" 2>&1 &

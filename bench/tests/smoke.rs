@@ -16,40 +16,19 @@ use mcp_warden_sidecar::{
     settings::Settings,
     state::{Active, Live},
 };
+use mcp_warden_test_support::Proc;
 use serde_json::Value;
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{process::Command, sync::Arc, time::Duration};
 
-/// The upstream binary, killed on drop.
-struct Upstream(std::process::Child);
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_upstream() -> (Upstream, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench-upstream"))
-        .args(["--listen", "127.0.0.1:0", "--tools", "20"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("bench-upstream starts");
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (Upstream(child), format!("http://{addr}/mcp"))
+/// The upstream binary (killed on drop) and its MCP URL, once it printed its address.
+fn start_upstream() -> (Proc, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bench-upstream"));
+    cmd.args(["--listen", "127.0.0.1:0", "--tools", "20"]);
+    let (proc, addr) = Proc::spawn("bench-upstream", cmd, Duration::from_secs(30), |line| {
+        line.trim().strip_prefix("listening ").map(str::to_owned)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    (proc, format!("http://{addr}/mcp"))
 }
 
 /// POSTs `body` with `token` (blocking; run it off the runtime). Status and JSON body.

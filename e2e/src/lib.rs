@@ -21,14 +21,11 @@
 
 #![forbid(unsafe_code)]
 
-use mcp_warden_tests::{
-    procs::{Proc, free_port, peer_file},
-    repo_root,
-};
+use mcp_warden_test_support::{Proc, free_port, peer_file, repo_root};
 use std::{
     path::Path,
     process::{Command, Output},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// The release name and namespace the tests install into (the install contract's defaults).
@@ -109,24 +106,6 @@ pub fn apply(yaml: &str) -> Result<String, String> {
     let file = dir.join("apply.yaml");
     std::fs::write(&file, yaml).map_err(|e| e.to_string())?;
     kubectl(&["apply", "-f", &file.to_string_lossy()])
-}
-
-/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
-pub fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-) -> Result<T, String> {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > end {
-            return Err(format!("timed out after {timeout:?} waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Image references and whether to build them.

@@ -8,10 +8,11 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // a panic is how a test reports its failure
 
 use mcp_warden_e2e::{
-    Images, SKIP_MESSAGE, apply, eventually, helm_install, kube_context, kubectl, port_forward,
-    repo_file, service_account_issuer,
+    Images, SKIP_MESSAGE, apply, helm_install, kube_context, kubectl, port_forward, repo_file,
+    service_account_issuer,
 };
-use mcp_warden_tests::{mcp::Session, repo_root, yaml_files};
+use mcp_warden_test_support::{repo_root, try_eventually};
+use mcp_warden_tests::{mcp::Session, yaml_files};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ fn apply_examples() -> Result<(), String> {
 }
 
 fn pod_name() -> Result<String, String> {
-    eventually(
+    try_eventually(
         "an injected server-everything pod",
         Duration::from_secs(60),
         || {
@@ -139,7 +140,7 @@ fn scenario() -> Result<(), String> {
     let (_forward, port) = port_forward(MCP_NS, &pod, PROXY_PORT)?;
     let url = format!("http://127.0.0.1:{port}/mcp");
     let token = token()?;
-    let mut session = eventually(
+    let mut session = try_eventually(
         "an MCP session through the sidecar",
         Duration::from_secs(60),
         || Session::connect(&url, Some(&token)).ok(),
@@ -173,7 +174,7 @@ fn scenario() -> Result<(), String> {
     // Timed from before `kubectl patch` starts: an upper bound.
     let patched = Instant::now();
     suspend(true)?;
-    let denied_after = eventually(
+    let denied_after = try_eventually(
         "the suspension to be enforced",
         Duration::from_secs(5),
         || {
@@ -195,7 +196,7 @@ fn scenario() -> Result<(), String> {
     assert_eq!(denied_after.1.status, 403, "{:?}", denied_after.1);
 
     // The access review columns.
-    let table = eventually(
+    let table = try_eventually(
         "McpClient status phase Suspended",
         Duration::from_secs(30),
         || {

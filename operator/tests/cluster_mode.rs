@@ -19,9 +19,10 @@ use mcp_warden_operator::{
     clock::SystemClock, leader::LeaseSettings, metrics::Metrics, run,
     status_writer::StatusSettings, watch::WatchSettings,
 };
+use mcp_warden_test_support::{eventually_await, tls::self_signed};
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use support::{create, create_pod, eventually_some, fake_cluster, with_tokenreview};
+use support::{create, create_pod, fake_cluster, with_tokenreview};
 use tokio::sync::mpsc;
 
 const AUDIENCE: &str = "mcp-warden-operator";
@@ -112,7 +113,7 @@ async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
     create_pod(&shimmed, "team", "web-0", &[("app", "web")]).await;
     create(&shimmed, CRS).await;
 
-    let tls = support::tls::self_signed();
+    let tls = self_signed();
     let push = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (push_port, admin_port) = (
@@ -148,7 +149,7 @@ async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
         },
     ));
 
-    eventually_some("/ready", Duration::from_secs(10), || async {
+    eventually_await("/ready", Duration::from_secs(10), || async {
         (admin_get(admin_port, "/ready").await.0 == StatusCode::OK).then_some(())
     })
     .await;
@@ -249,7 +250,7 @@ async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let bot = eventually_some("usage in status", Duration::from_secs(5), || async {
+    let bot = eventually_await("usage in status", Duration::from_secs(5), || async {
         Api::<McpClient>::namespaced(shimmed.clone(), "agents")
             .get("bot")
             .await

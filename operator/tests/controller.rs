@@ -17,11 +17,10 @@ use mcp_warden_operator::{
     index::BundleRx,
     usage::{ClientUsage, UsageReport},
 };
+use mcp_warden_test_support::{eventually_async, eventually_await};
 use serde_json::json;
 use std::{sync::Arc, time::Duration};
-use support::{
-    Leadership, Operator, create, create_pod, eventually, eventually_some, fake_cluster,
-};
+use support::{Leadership, Operator, create, create_pod, fake_cluster};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -68,11 +67,11 @@ async fn create_update_delete_of_each_kind_updates_the_right_pods_bundles() {
 
     // Create: each pod gets its McpTool; only pay gets the policy and its client.
     create(&c, CRS).await;
-    eventually("pay's bundle", 5 * SECOND, || {
+    eventually_async("pay's bundle", 5 * SECOND, || {
         content(&pay) == Some((v(&["pay"]), v(&["bot"]), v(&["bot-pay"])))
     })
     .await;
-    eventually("ledger's bundle", 5 * SECOND, || {
+    eventually_async("ledger's bundle", 5 * SECOND, || {
         content(&ledger) == Some((v(&["ledger"]), v(&[]), v(&[])))
     })
     .await;
@@ -88,7 +87,7 @@ async fn create_update_delete_of_each_kind_updates_the_right_pods_bundles() {
         )
         .await
         .unwrap();
-    eventually("bot suspended in pay's bundle", 5 * SECOND, || {
+    eventually_async("bot suspended in pay's bundle", 5 * SECOND, || {
         pay.borrow()
             .as_ref()
             .is_some_and(|b| b.clients[0].spec.suspended)
@@ -104,7 +103,7 @@ async fn create_update_delete_of_each_kind_updates_the_right_pods_bundles() {
         )
         .await
         .unwrap();
-    eventually("the index has the new owner", 5 * SECOND, || {
+    eventually_async("the index has the new owner", 5 * SECOND, || {
         op.index.inventory().clients()[&("agents".into(), "other".into())]
             .spec
             .owner
@@ -127,7 +126,7 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: ledger}]}
 "#,
     )
     .await;
-    eventually("ledger gets the policy", 5 * SECOND, || {
+    eventually_async("ledger gets the policy", 5 * SECOND, || {
         content(&ledger) == Some((v(&["ledger"]), v(&["other"]), v(&["other-ledger"])))
     })
     .await;
@@ -143,11 +142,11 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: ledger}]}
         )
         .await
         .unwrap();
-    eventually("pay loses the policy", 5 * SECOND, || {
+    eventually_async("pay loses the policy", 5 * SECOND, || {
         content(&pay) == Some((v(&["pay"]), v(&[]), v(&[])))
     })
     .await;
-    eventually("ledger gains it", 5 * SECOND, || {
+    eventually_async("ledger gains it", 5 * SECOND, || {
         content(&ledger)
             == Some((
                 v(&["ledger"]),
@@ -168,7 +167,7 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: ledger}]}
         )
         .await
         .unwrap();
-    eventually("ledger-0 is governed by nothing", 5 * SECOND, || {
+    eventually_async("ledger-0 is governed by nothing", 5 * SECOND, || {
         content(&ledger).is_none()
     })
     .await;
@@ -178,7 +177,7 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: ledger}]}
     // Pods: a new pod with app=pay gets pay's bundle when it subscribes; deleting pay-0 empties
     // its channel.
     create_pod(&c, "team", "pay-1", &[("app", "pay")]).await;
-    eventually("pay-1 indexed", 5 * SECOND, || {
+    eventually_async("pay-1 indexed", 5 * SECOND, || {
         op.index
             .pods()
             .contains_key(&("team".into(), "pay-1".into()))
@@ -200,7 +199,7 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: ledger}]}
         .delete("bot", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("bot gone from the index", 5 * SECOND, || {
+    eventually_async("bot gone from the index", 5 * SECOND, || {
         !op.index
             .inventory()
             .clients()
@@ -212,7 +211,7 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: ledger}]}
         .delete("pay", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("pay-0 is governed by nothing", 5 * SECOND, || {
+    eventually_async("pay-0 is governed by nothing", 5 * SECOND, || {
         content(&pay).is_none()
     })
     .await;
@@ -220,7 +219,7 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: ledger}]}
         .delete("pay-1", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("pay-1 forgotten", 5 * SECOND, || {
+    eventually_async("pay-1 forgotten", 5 * SECOND, || {
         !op.index
             .pods()
             .contains_key(&("team".into(), "pay-1".into()))
@@ -252,7 +251,7 @@ spec:
     )
     .await;
     let api = policies(&c, "team");
-    let status = eventually_some("policy status", 5 * SECOND, || async {
+    let status = eventually_await("policy status", 5 * SECOND, || async {
         api.get("dangling")
             .await
             .unwrap()
@@ -293,7 +292,7 @@ spec:
 "#,
     )
     .await;
-    let message = eventually_some("ResolvedRefs names only the client", 5 * SECOND, || async {
+    let message = eventually_await("ResolvedRefs names only the client", 5 * SECOND, || async {
         let s = api.get("dangling").await.unwrap().status?;
         let c = condition(&s.conditions, "ResolvedRefs")?.clone();
         (c.reason == "ClientNotFound").then_some(c.message)
@@ -311,12 +310,12 @@ spec: {owner: me, identity: {issuer: "https://idp.example", clientId: nobody}}
 "#,
     )
     .await;
-    eventually_some("ResolvedRefs true", 5 * SECOND, || async {
+    eventually_await("ResolvedRefs true", 5 * SECOND, || async {
         let s = api.get("dangling").await.unwrap().status?;
         (condition(&s.conditions, "ResolvedRefs")?.status == "True").then_some(())
     })
     .await;
-    let tool = eventually_some("tool status", 5 * SECOND, || async {
+    let tool = eventually_await("tool status", 5 * SECOND, || async {
         tools(&c, "team").get("ghost").await.unwrap().status
     })
     .await;
@@ -325,7 +324,7 @@ spec: {owner: me, identity: {issuer: "https://idp.example", clientId: nobody}}
         condition(&tool.conditions, "Ready").unwrap().reason,
         "NoPods"
     );
-    let client = eventually_some("client status", 5 * SECOND, || async {
+    let client = eventually_await("client status", 5 * SECOND, || async {
         clients(&c, "agents")
             .get("nobody")
             .await
@@ -345,7 +344,7 @@ async fn status_writes_settle_and_do_not_loop() {
     create_pod(&c, "team", "pay-0", &[("app", "pay")]).await;
     create(&c, CRS).await;
     // Every object (2 tools, 2 clients, 1 policy) gets a status.
-    eventually_some("every status written", 5 * SECOND, || async {
+    eventually_await("every status written", 5 * SECOND, || async {
         let t = tools(&c, "team").list(&Default::default()).await.unwrap();
         let cl = clients(&c, "agents")
             .list(&Default::default())
@@ -407,7 +406,7 @@ async fn status_writes_settle_and_do_not_loop() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let calls = eventually_some("calls24h", 5 * SECOND, || async {
+    let calls = eventually_await("calls24h", 5 * SECOND, || async {
         clients(&c, "agents")
             .get("bot")
             .await
@@ -459,7 +458,7 @@ spec:
         let api = api.clone();
         async move { api.get(name).await.unwrap().status.and_then(|s| s.phase) }
     };
-    eventually_some("initial phases", 5 * SECOND, || async {
+    eventually_await("initial phases", 5 * SECOND, || async {
         (phase("expiring").await == Some(ClientPhase::Active)
             && phase("reviewed").await == Some(ClientPhase::Active))
         .then_some(())
@@ -476,7 +475,7 @@ spec:
 
     // At the boundary, with no event at all: ReviewOverdue, transition time = the boundary.
     clock.set(review_due);
-    eventually_some("ReviewOverdue", 5 * SECOND, || async {
+    eventually_await("ReviewOverdue", 5 * SECOND, || async {
         (phase("reviewed").await == Some(ClientPhase::ReviewOverdue)).then_some(())
     })
     .await;
@@ -502,7 +501,7 @@ spec:
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(phase("expiring").await, Some(ClientPhase::Active));
     clock.set(expiry);
-    eventually_some("Expired", 5 * SECOND, || async {
+    eventually_await("Expired", 5 * SECOND, || async {
         (phase("expiring").await == Some(ClientPhase::Expired)).then_some(())
     })
     .await;
@@ -530,7 +529,7 @@ async fn only_the_lease_holder_writes_status() {
         Leadership::Lease("replica-b".into()),
     )
     .await;
-    eventually("one leader", 5 * SECOND, || a.is_leader() || b.is_leader()).await;
+    eventually_async("one leader", 5 * SECOND, || a.is_leader() || b.is_leader()).await;
     tokio::time::sleep(SECOND).await;
     assert!(a.is_leader() ^ b.is_leader(), "exactly one leader");
     let (leader, follower) = if a.is_leader() { (a, b) } else { (b, a) };
@@ -541,7 +540,7 @@ async fn only_the_lease_holder_writes_status() {
     let holder = lease.spec.unwrap().holder_identity.unwrap();
 
     create(&c, CRS).await;
-    eventually_some("statuses", 5 * SECOND, || async {
+    eventually_await("statuses", 5 * SECOND, || async {
         clients(&c, "agents")
             .get("bot")
             .await
@@ -551,7 +550,7 @@ async fn only_the_lease_holder_writes_status() {
     })
     .await;
     // The follower indexes everything (it serves the push API) but writes nothing.
-    eventually("the follower indexed the CRs", 5 * SECOND, || {
+    eventually_async("the follower indexed the CRs", 5 * SECOND, || {
         follower.index.inventory().len() == (2, 2, 1)
     })
     .await;
@@ -571,7 +570,7 @@ async fn only_the_lease_holder_writes_status() {
 
     // The leader stops and releases the lease: the follower takes over and writes.
     leader.stop().await;
-    eventually("the follower leads", 5 * SECOND, || follower.is_leader()).await;
+    eventually_async("the follower leads", 5 * SECOND, || follower.is_leader()).await;
     create(
         &c,
         r#"
@@ -582,7 +581,7 @@ spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: missing}]}
 "#,
     )
     .await;
-    eventually_some("the new leader writes", 5 * SECOND, || async {
+    eventually_await("the new leader writes", 5 * SECOND, || async {
         policies(&c, "team").get("late").await.unwrap().status
     })
     .await;
@@ -603,7 +602,7 @@ async fn objects_that_do_not_deserialize_are_skipped_with_a_condition() {
     create_pod(&c, "team", "pay-0", &[("app", "pay")]).await;
     create(&c, CRS).await;
     let pay = op.index.subscribe("team", "pay-0", None);
-    eventually("bot in pay's bundle", 5 * SECOND, || {
+    eventually_async("bot in pay's bundle", 5 * SECOND, || {
         content(&pay).is_some_and(|(_, clients, _)| clients == vec!["bot".to_string()])
     })
     .await;
@@ -631,12 +630,12 @@ async fn objects_that_do_not_deserialize_are_skipped_with_a_condition() {
         )
         .await
         .unwrap();
-    eventually("bot leaves pay's bundle", 5 * SECOND, || {
+    eventually_async("bot leaves pay's bundle", 5 * SECOND, || {
         content(&pay).is_some_and(|(_, clients, _)| clients.is_empty())
     })
     .await;
     for name in ["broken", "bot"] {
-        let conditions = eventually_some("InvalidSpec condition", 5 * SECOND, || async {
+        let conditions = eventually_await("InvalidSpec condition", 5 * SECOND, || async {
             let o = dynamic.get(name).await.unwrap();
             let cs = o.data.get("status")?.get("conditions")?.as_array()?.clone();
             cs.iter()
@@ -675,7 +674,7 @@ async fn objects_that_do_not_deserialize_are_skipped_with_a_condition() {
         )
         .await
         .unwrap();
-    eventually("bot back in pay's bundle", 5 * SECOND, || {
+    eventually_async("bot back in pay's bundle", 5 * SECOND, || {
         content(&pay).is_some_and(|(_, clients, _)| clients == vec!["bot".to_string()])
     })
     .await;

@@ -24,6 +24,7 @@ use mcp_warden_operator::{
     clock::SystemClock, leader::LeaseSettings, metrics::Metrics, run,
     status_writer::StatusSettings, watch::WatchSettings,
 };
+use mcp_warden_test_support::eventually_await;
 use mcp_warden_tests::helm;
 use serde_json::json;
 use std::{
@@ -31,7 +32,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use support::{create, create_pod, eventually_some, fake_cluster, http_get, with_tokenreview};
+use support::{create, create_pod, fake_cluster, http_get, with_tokenreview};
 
 const AUDIENCE: &str = "mcp-warden-operator";
 
@@ -210,7 +211,7 @@ async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Cal
     }));
 
     // Status written by the leader (so: Lease created, CRs listed and watched).
-    eventually_some("status written", Duration::from_secs(10), || async {
+    eventually_await("status written", Duration::from_secs(10), || async {
         kube::Api::<McpClient>::namespaced(shimmed.clone(), "agents")
             .get("bot")
             .await
@@ -219,7 +220,7 @@ async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Cal
     })
     .await;
     // A sidecar authenticates (TokenReview); the push API serves once the watches listed.
-    eventually_some("push API serving", Duration::from_secs(10), || async {
+    eventually_await("push API serving", Duration::from_secs(10), || async {
         match tokio::net::TcpStream::connect(("127.0.0.1", push_port)).await {
             Ok(_) => Some(()),
             Err(_) => None,
@@ -232,7 +233,7 @@ async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Cal
         c.iter()
             .any(|c| c.resource == "leases" && c.verb == "update")
     };
-    eventually_some("a lease renewal", Duration::from_secs(5), || {
+    eventually_await("a lease renewal", Duration::from_secs(5), || {
         let ok = renewed(&calls.lock().unwrap());
         async move { ok.then_some(()) }
     })

@@ -16,6 +16,7 @@ use mcp_warden_operator::{
     metrics::Metrics,
     webhook::{self, Webhook},
 };
+use mcp_warden_test_support::tls::self_signed;
 use serde_json::Value;
 use std::sync::Arc;
 use support::admission::{
@@ -31,7 +32,7 @@ struct Server {
 
 /// The webhook on 127.0.0.1 with a fresh self-signed certificate for `localhost`.
 async fn server() -> Server {
-    let tls = support::tls::self_signed();
+    let tls = self_signed();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let metrics = Metrics::new();

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::Full;
 use k8s_openapi::api::core::v1::Pod;
+use mcp_warden_test_support::{Proc, eventually_async, free_port, tls::self_signed};
 use serde_json::Value;
 use std::time::Duration;
 use support::admission::{fixture, patch_of, post, response_of, sidecar};
@@ -30,33 +31,19 @@ async fn get_plain(port: u16, path: &str) -> String {
     text
 }
 
-/// Kills the child when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_real_binary_serves_the_webhook_with_its_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = support::tls::self_signed();
+    let tls = self_signed();
     let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert_file, &tls.cert_pem).unwrap();
     std::fs::write(&key_file, &tls.key_pem).unwrap();
     let crs = dir.path().join("crs");
     std::fs::create_dir(&crs).unwrap();
     let ready = dir.path().join("ready.json");
-    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-warden-operator"))
-        .arg("run")
+    let admin_port = free_port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-warden-operator"));
+    cmd.arg("run")
         .arg(format!("--source=files:{}", crs.display()))
         .args(["--listen", "127.0.0.1:0", "--webhook-listen", "127.0.0.1:0"])
         .arg(format!("--admin-listen=127.0.0.1:{admin_port}"))
@@ -70,30 +57,20 @@ async fn the_real_binary_serves_the_webhook_with_its_flags() {
         .arg("--operator-ca-file")
         .arg(&cert_file)
         .args(["--sidecar-image", "registry.example/sidecar:dev"])
-        .args(["--audience", "warden-test"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = Child(child);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let webhook_port = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready)
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && let Some(addr) = v["webhook"].as_str()
-        {
-            break addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
-        }
+        .args(["--audience", "warden-test"]);
+    let mut operator = Proc::start("mcp-warden-operator", cmd).unwrap_or_else(|e| panic!("{e}"));
+    let webhook_port = eventually_async("the ready file", Duration::from_secs(30), || {
         assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "the operator exited before it was ready"
+            operator.try_wait().is_none(),
+            "the operator exited before it was ready:\n{}",
+            operator.log()
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no ready file in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        let text = std::fs::read_to_string(&ready).ok()?;
+        let v = serde_json::from_str::<Value>(&text).ok()?;
+        let addr = v["webhook"].as_str()?;
+        Some(addr.rsplit(':').next().unwrap().parse::<u16>().unwrap())
+    })
+    .await;
     let roots = tls.roots.clone();
     let body = fixture("create-replicaset-pod.json");
     let request: Value = serde_json::from_str(&body).unwrap();

@@ -15,6 +15,7 @@ mod proxy_support;
 
 use audit_support::outcome;
 use mcp_warden_sidecar::audit::{AuditConfig, Auditor, Outcome};
+use mcp_warden_test_support::{eventually_async, server_everything};
 use proxy_support::*;
 use serde_json::{Value, json};
 use std::{
@@ -26,7 +27,7 @@ use std::{
 const BETA: &str = "demo/agent-beta";
 
 async fn wait_records(dir: &Path, n: usize) -> Vec<Value> {
-    let records = audit_support::eventually(Duration::from_secs(15), "the records", || {
+    let records = eventually_async("the records", Duration::from_secs(15), || {
         let r = audit_support::call_records(dir);
         (r.len() >= n).then_some(r)
     })
@@ -144,11 +145,11 @@ async fn an_upstream_silent_past_the_timeout_is_recorded_as_timed_out() {
 async fn refusals_that_are_not_readable_posts_are_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("audit");
-    let everything = Everything::start();
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
     let audit = auditor(&dir);
     // Not ready: nothing in force yet.
     let proxy = Proxy::start_audited(
-        settings(&everything.url, BETA),
+        settings(&everything_url, BETA),
         None,
         None,
         Some(audit.clone()),

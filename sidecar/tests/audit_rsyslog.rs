@@ -10,6 +10,7 @@ mod proxy_support;
 
 use audit_support::*;
 use mcp_warden_sidecar::audit::{Auditor, Redaction, verify};
+use mcp_warden_test_support::{eventually_async, free_port, repo_root, server_everything};
 use serde_json::Value;
 use std::{
     collections::BTreeSet,
@@ -108,7 +109,7 @@ async fn ten_thousand_calls_arrive_as_sequences_1_to_10000_without_gap() {
         auditor.shutdown(Duration::from_secs(60)).await,
         "the sink did not drain"
     );
-    let records = eventually(Duration::from_secs(30), "10,000 records at rsyslog", || {
+    let records = eventually_async("10,000 records at rsyslog", Duration::from_secs(30), || {
         let r = siem.records();
         (r.len() >= 10_000).then_some(r)
     })
@@ -120,7 +121,7 @@ async fn ten_thousand_calls_arrive_as_sequences_1_to_10000_without_gap() {
     assert_eq!(siem.rejected(), 0, "rsyslog rejected records as non-JSON");
     // rsyslog's own counters agree (impstats writes them every second).
     let port = siem.port;
-    let stats = eventually(Duration::from_secs(5), "impstats to count 10,000", || {
+    let stats = eventually_async("impstats to count 10,000", Duration::from_secs(5), || {
         let s = siem.stats();
         (s.get("audit_out").and_then(|o| o["processed"].as_u64()) == Some(10_000)).then_some(s)
     })
@@ -161,7 +162,7 @@ async fn rsyslog_killed_and_restarted_mid_stream_loses_nothing() {
             append_range(&a, 1..n + 1, 4, Some(Duration::from_millis(2)), done).await
         })
     };
-    eventually(Duration::from_secs(60), "1,500 appends", || {
+    eventually_async("1,500 appends", Duration::from_secs(60), || {
         (done.load(Ordering::SeqCst) >= 1_500).then_some(())
     })
     .await;
@@ -240,7 +241,7 @@ async fn the_shipper_killed_and_restarted_mid_stream_loses_nothing() {
     // First run: killed (SIGKILL) after 1,000 durable records.
     let first = Arc::new(Mutex::new(Vec::new()));
     let mut child = spawn_load(&cfg_path, 4_000, 1, first.clone());
-    eventually(Duration::from_secs(60), "1,000 durable records", || {
+    eventually_async("1,000 durable records", Duration::from_secs(60), || {
         (first.lock().unwrap().len() >= 1_000).then_some(())
     })
     .await;
@@ -293,7 +294,7 @@ async fn the_shipper_killed_and_restarted_mid_stream_loses_nothing() {
 /// `mcp-warden-sidecar run` on `port` in front of `upstream`, auditing with `config`.
 fn spawn_sidecar(port: u16, upstream: &str, config: &std::path::Path) -> std::process::Child {
     // One client, `echo` granted, no rate limit.
-    let everything = repo().join("tests/fixtures/configs/revocation.yaml");
+    let everything = repo_root().join("tests/fixtures/configs/revocation.yaml");
     let child = Command::new(env!("CARGO_BIN_EXE_mcp-warden-sidecar"))
         .arg("run")
         .arg("--config")
@@ -371,7 +372,7 @@ async fn call_until(
 async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_call() {
     let tmp = tempfile::tempdir().unwrap();
     let siem = Rsyslog::start(&tmp.path().join("rsyslog"));
-    let everything = proxy_support::Everything::start();
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
     let cfg_path = syslog_config(tmp.path(), &siem);
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/mcp");
@@ -379,7 +380,7 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
     let answered = Arc::new(Mutex::new(Vec::new()));
 
     // First life: SIGKILL while calls are in flight, after 300 answered calls.
-    let mut sidecar = spawn_sidecar(port, &everything.url, &cfg_path);
+    let mut sidecar = spawn_sidecar(port, &everything_url, &cfg_path);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = tokio::spawn(call_until(
         url.clone(),
@@ -387,7 +388,7 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
         answered.clone(),
         stop.clone(),
     ));
-    eventually(Duration::from_secs(60), "300 answered calls", || {
+    eventually_async("300 answered calls", Duration::from_secs(60), || {
         (answered.lock().unwrap().len() >= 300).then_some(())
     })
     .await;
@@ -399,7 +400,7 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
     let last_before_kill = answered.lock().unwrap().iter().copied().max().unwrap();
 
     // Second life on the same spool: 200 more calls, then a graceful stop (drains the sinks).
-    let mut sidecar = spawn_sidecar(port, &everything.url, &cfg_path);
+    let mut sidecar = spawn_sidecar(port, &everything_url, &cfg_path);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = tokio::spawn(call_until(
         url.clone(),
@@ -407,7 +408,7 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
         answered.clone(),
         stop.clone(),
     ));
-    eventually(Duration::from_secs(60), "200 more answered calls", || {
+    eventually_async("200 more answered calls", Duration::from_secs(60), || {
         (answered.lock().unwrap().len() >= first + 200).then_some(())
     })
     .await;
@@ -421,7 +422,7 @@ async fn the_serving_sidecar_killed_and_restarted_mid_stream_loses_no_answered_c
 
     // Every sequence from 1 to the last arrived (after dedup by record id), and every answered
     // call has its records there.
-    let last = eventually(Duration::from_secs(30), "records at rsyslog", || {
+    let last = eventually_async("records at rsyslog", Duration::from_secs(30), || {
         unique_sequences(&siem.records()).last().copied()
     })
     .await;

@@ -8,6 +8,7 @@ mod audit_support;
 
 use audit_support::*;
 use mcp_warden_sidecar::audit::{Auditor, Outcome, Redaction, SpoolError, verify};
+use mcp_warden_test_support::eventually_async;
 use std::{
     collections::BTreeSet,
     fs,
@@ -407,7 +408,7 @@ async fn metrics_follow_the_pipeline() {
     assert!(m.spool_bytes.get() > 0);
     assert!(m.oldest_unshipped_age.with_label_values(&["hook"]).get() >= 1.0);
     capture.down.store(false, Ordering::SeqCst);
-    eventually(Duration::from_secs(10), "the sink to catch up", || {
+    eventually_async("the sink to catch up", Duration::from_secs(10), || {
         (m.sink_acked_sequence.with_label_values(&["hook"]).get() == 40).then_some(())
     })
     .await;
@@ -519,7 +520,7 @@ async fn a_final_record_is_synced_with_the_next_request_record() {
 
     let a = auditor.clone();
     let first_final = tokio::spawn(async move { a.record(&call_event(1), &redaction()).await });
-    eventually(Duration::from_secs(2), "the final record written", || {
+    eventually_async("the final record written", Duration::from_secs(2), || {
         written("call-000001").then_some(())
     })
     .await;

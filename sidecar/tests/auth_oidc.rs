@@ -12,24 +12,22 @@
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, header::AUTHORIZATION};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor, rt::TokioIo};
+use hyper_util::rt::TokioIo;
 use jiff::Timestamp;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_warden_crds::{IssuerKind, McpTool, McpToolSpec, SigningAlgorithm};
 use mcp_warden_policy::{Bundle, RuleSet, compile, compile::Issuer};
 use mcp_warden_sidecar::auth::{AuthConfig, AuthError, Authenticator, Verified};
+use mcp_warden_test_support::{Idp, IdpOptions, oidc::gen_keys, peer};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
-        mpsc,
     },
     time::Duration,
 };
@@ -38,256 +36,17 @@ const RESOURCE: &str = "http://127.0.0.1:9401/mcp";
 const OPAQUE_RESOURCE: &str = "http://127.0.0.1:9401/mcp-opaque";
 
 // ---------------------------------------------------------------------------------------------
-// Peers: where `make peers` put node 22 and oidc-provider.
+// The real IdP (`mcp_warden_test_support::oidc`).
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the sidecar crate lives in the workspace")
-        .to_path_buf()
-}
-
-/// A variable of `$PEERS_DIR/env.sh`: from the environment (`make test` sources it), else read
-/// from the file.
-fn peer_var(name: &str) -> String {
-    if let Ok(value) = std::env::var(name)
-        && !value.trim().is_empty()
-    {
-        return value.trim().to_owned();
-    }
-    let dir = std::env::var("PEERS_DIR")
-        .ok()
-        .filter(|d| !d.is_empty())
-        .map(|d| {
-            let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                repo_root().join(d)
-            }
-        })
-        .unwrap_or_else(|| repo_root().join(".peers"));
-    let env_sh = dir.join("env.sh");
-    let text = std::fs::read_to_string(&env_sh).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run `make peers` to install node 22 and oidc-provider",
-            env_sh.display()
-        )
-    });
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| {
-            v.split(" #")
-                .next()
-                .unwrap_or(v)
-                .trim()
-                .trim_matches('\'')
-                .to_owned()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not set in {}: run `make peers`",
-                env_sh.display()
-            )
-        })
-}
-
-/// `$PEERS_NODE22` and `$PEERS_NPM_DIR`, checked; the test fails when they are missing.
-fn node_and_npm_dir() -> (PathBuf, PathBuf) {
-    let node = PathBuf::from(peer_var("PEERS_NODE22"));
-    assert!(
-        node.is_file(),
-        "node 22 is missing at {}: run `make peers`",
-        node.display()
-    );
-    let npm = PathBuf::from(peer_var("PEERS_NPM_DIR"));
-    assert!(
-        npm.join("node_modules/oidc-provider/package.json")
-            .is_file(),
-        "oidc-provider is not installed under {}: run `make peers`",
-        npm.display()
-    );
-    (node, npm)
-}
-
-fn peer_script(name: &str) -> PathBuf {
-    repo_root().join("tests/peers/oidc-provider").join(name)
-}
-
-/// A scratch folder under `$PEERS_NPM_DIR` (so that `import 'oidc-provider'` resolves), removed
-/// on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(npm: &Path, what: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = npm.join(format!(
-            ".test-{what}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `gen-keys.mjs` and returns the private JWKS it prints.
-fn gen_keys(node: &Path, kids: &[&str]) -> Value {
-    let out = Command::new(node)
-        .arg(peer_script("gen-keys.mjs"))
-        .args(kids)
-        .output()
-        .expect("run gen-keys.mjs");
-    assert!(
-        out.status.success(),
-        "gen-keys.mjs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("gen-keys.mjs prints a JWKS")
-}
-
-// ---------------------------------------------------------------------------------------------
-// The real IdP.
-
-struct Idp {
-    child: Child,
-    issuer: String,
-    keys_path: PathBuf,
-    lines: mpsc::Receiver<String>,
-    node: PathBuf,
-    _scratch: Scratch,
-}
-
-impl Idp {
-    /// Starts op.mjs with the keys `kids` (the first signs) and an access-token TTL.
-    fn start(ttl_secs: u64, kids: &[&str]) -> Self {
-        let (node, npm) = node_and_npm_dir();
-        let scratch = Scratch::new(&npm, "op");
-        std::fs::copy(peer_script("op.mjs"), scratch.0.join("op.mjs")).expect("copy op.mjs");
-        let keys_path = scratch.0.join("keys.json");
-        let keys = gen_keys(&node, kids);
-        std::fs::write(&keys_path, keys.to_string()).expect("write keys");
-        let mut child = Command::new(&node)
-            .arg(scratch.0.join("op.mjs"))
-            .current_dir(&scratch.0)
-            .env("OP_PORT", "0")
-            .env("OP_KEYS", &keys_path)
-            .env("OP_RESOURCE", RESOURCE)
-            .env("OP_OPAQUE_RESOURCE", OPAQUE_RESOURCE)
-            .env("OP_TTL", ttl_secs.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start op.mjs");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[op.mjs] {line}");
-            }
-        });
-        let mut idp = Self {
-            child,
-            issuer: String::new(),
-            keys_path,
-            lines,
-            node,
-            _scratch: scratch,
-        };
-        let ready = idp.wait_line(|l| l.starts_with("READY "), "READY");
-        idp.issuer = ready["READY ".len()..].trim().to_owned();
-        idp
-    }
-
-    fn wait_line(&self, matches: impl Fn(&str) -> bool, what: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if matches(&line) => return line,
-                Ok(line) => eprintln!("[op.mjs] {line}"),
-                Err(_) => break,
-            }
-        }
-        panic!("op.mjs did not print {what} within 30 s");
-    }
-
-    /// The private JWKS the IdP signs with now.
-    fn keys(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(&self.keys_path).expect("keys"))
-            .expect("JSON")
-    }
-
-    /// Replaces the IdP's keys (SIGHUP, as an operator would) and waits until it reloaded.
-    fn rotate(&self, keys: &Value) {
-        std::fs::write(&self.keys_path, keys.to_string()).expect("write keys");
-        let status = Command::new("kill")
-            .arg("-HUP")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill -HUP");
-        assert!(status.success());
-        self.wait_line(|l| l == "RELOADED", "RELOADED");
-    }
-
-    /// A client_credentials access token.
-    async fn token(&self, client: &str, secret: &str, scope: &str, resource: &str) -> String {
-        let body: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("scope", scope)
-            .append_pair("resource", resource)
-            .finish();
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
-        let request = Request::post(format!("{}/token", self.issuer))
-            .header(AUTHORIZATION, format!("Basic {basic}"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-            .await
-            .expect("token endpoint answers")
-            .expect("token request");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert_eq!(
-            status,
-            200,
-            "token endpoint: {}",
-            String::from_utf8_lossy(&body)
-        );
-        let doc: Value = serde_json::from_slice(&body).expect("JSON");
-        doc["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// op.mjs for [`RESOURCE`] (JWTs) and [`OPAQUE_RESOURCE`], with the keys `kids` (the first
+/// signs) and an access-token TTL.
+fn start_idp(ttl_secs: u64, kids: &[&str]) -> Idp {
+    IdpOptions::new(RESOURCE)
+        .opaque_resource(OPAQUE_RESOURCE)
+        .ttl_secs(ttl_secs)
+        .kids(kids)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,7 +81,7 @@ struct TestKey {
 }
 
 fn test_key(kid: &str) -> TestKey {
-    let (node, _) = node_and_npm_dir();
+    let node = peer("PEERS_NODE22");
     let script = r#"
 const { generateKeyPairSync: g } = require('crypto');
 const kid = process.argv[1];
@@ -534,18 +293,18 @@ fn header_of(token: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_idp_tokens_are_accepted_with_the_right_principal() {
-    let idp = Idp::start(300, &["k1"]);
+    let idp = start_idp(300, &["k1"]);
     let rules = rules(vec![oauth_issuer(&idp.issuer)]);
     let a = Authenticator::with_config(test_config());
 
     let token = idp
-        .token(
+        .token_with(
             "agent-alpha",
             "alpha-secret",
             "mcp:tools.list mcp:tools.call",
             RESOURCE,
         )
-        .await;
+        .expect("a token");
     assert_eq!(header_of(&token)["typ"], "at+jwt");
     assert_eq!(header_of(&token)["kid"], "k1");
     let claims = claims_of(&token);
@@ -582,8 +341,8 @@ async fn real_idp_tokens_are_accepted_with_the_right_principal() {
 
     // Another agent, fewer scopes; scheme and host of the audience in another case.
     let beta = idp
-        .token("agent-beta", "beta-secret", "mcp:tools.list", RESOURCE)
-        .await;
+        .token_with("agent-beta", "beta-secret", "mcp:tools.list", RESOURCE)
+        .expect("a token");
     let mut upper = rules.clone();
     upper.issuers[0].audiences = vec!["HTTP://127.0.0.1:9401/mcp".into()];
     let v = auth(&a, &upper, &beta).await.expect("agent-beta");
@@ -597,12 +356,12 @@ async fn real_idp_tokens_are_accepted_with_the_right_principal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_idp_token_attacks_are_refused() {
-    let idp = Idp::start(300, &["k1"]);
+    let idp = start_idp(300, &["k1"]);
     let trusted = rules(vec![oauth_issuer(&idp.issuer)]);
     let a = Authenticator::with_config(test_config());
     let token = idp
-        .token("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
-        .await;
+        .token_with("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
+        .expect("a token");
 
     // No token.
     let e = a
@@ -663,13 +422,13 @@ async fn real_idp_token_attacks_are_refused() {
         "malformed token header"
     );
     let opaque = idp
-        .token(
+        .token_with(
             "agent-alpha",
             "alpha-secret",
             "mcp:tools.list",
             OPAQUE_RESOURCE,
         )
-        .await;
+        .expect("a token");
     assert_eq!(
         refused(&a, &trusted, &opaque).await,
         "the token is not a JWT"
@@ -713,13 +472,13 @@ async fn real_idp_token_attacks_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_real_tokens_expire() {
     // The IdP issues 3 s tokens; the server tolerates no clock skew.
-    let idp = Idp::start(3, &["k1"]);
+    let idp = start_idp(3, &["k1"]);
     let mut rules = rules(vec![oauth_issuer(&idp.issuer)]);
     rules.clock_skew = Duration::ZERO;
     let a = Authenticator::with_config(test_config());
     let token = idp
-        .token("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
-        .await;
+        .token_with("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
+        .expect("a token");
     let exp = claims_of(&token)["exp"].as_i64().expect("exp");
     let v = auth(&a, &rules, &token).await.expect("fresh token");
     assert_eq!(v.expires_at, Some(Timestamp::from_second(exp).expect("ts")));
@@ -918,7 +677,7 @@ async fn forged_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_at_the_idp_is_picked_up_without_restart() {
-    let idp = Idp::start(300, &["k1"]);
+    let mut idp = start_idp(300, &["k1"]);
     let rules = rules(vec![oauth_issuer(&idp.issuer)]);
     let a = Authenticator::with_config(AuthConfig {
         jwks_refresh: Duration::from_secs(1),
@@ -926,20 +685,21 @@ async fn key_rotation_at_the_idp_is_picked_up_without_restart() {
         ..AuthConfig::default()
     });
     let t1 = idp
-        .token("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
-        .await;
+        .token_with("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
+        .expect("a token");
     assert_eq!(header_of(&t1)["kid"], "k1");
     auth(&a, &rules, &t1).await.expect("k1 token");
     assert_eq!(a.stats().jwks_fetches, 1);
 
     // Overlap: k2 signs, k1 still published.
-    let k1 = idp.keys()["keys"][0].clone();
-    let k2 = gen_keys(&idp.node, &["k2"])["keys"][0].clone();
-    idp.rotate(&json!({"keys": [k2, k1]}));
+    let k1 = idp.keys().expect("the keys")["keys"][0].clone();
+    let k2 = gen_keys(&["k2"]).expect("a key")["keys"][0].clone();
+    idp.rotate(&json!({"keys": [k2, k1]}))
+        .expect("op.mjs reloads its keys");
     tokio::time::sleep(Duration::from_millis(400)).await; // past jwks_min_refetch
     let t2 = idp
-        .token("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
-        .await;
+        .token_with("agent-alpha", "alpha-secret", "mcp:tools.list", RESOURCE)
+        .expect("a token");
     assert_eq!(header_of(&t2)["kid"], "k2");
     auth(&a, &rules, &t2)
         .await
@@ -950,7 +710,8 @@ async fn key_rotation_at_the_idp_is_picked_up_without_restart() {
         .expect("k1 tokens stay valid during the overlap");
 
     // k1 retired: once the keys are refreshed, k1 tokens are refused, even cached ones.
-    idp.rotate(&json!({"keys": [k2]}));
+    idp.rotate(&json!({"keys": [k2]}))
+        .expect("op.mjs reloads its keys");
     tokio::time::sleep(Duration::from_millis(1100)).await; // past jwks_refresh
     assert_eq!(refused(&a, &rules, &t1).await, "unknown signing key (kid)");
     // The refresh, and at most one re-fetch for the unknown kid (if the machine is slow).
@@ -959,8 +720,8 @@ async fn key_rotation_at_the_idp_is_picked_up_without_restart() {
         .await
         .expect("k2 tokens are still fine");
     let t3 = idp
-        .token("agent-beta", "beta-secret", "mcp:tools.list", RESOURCE)
-        .await;
+        .token_with("agent-beta", "beta-secret", "mcp:tools.list", RESOURCE)
+        .expect("a token");
     auth(&a, &rules, &t3).await.expect("new tokens are fine");
 }
 

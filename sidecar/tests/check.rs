@@ -1,10 +1,7 @@
 //! `mcp-warden-sidecar check`: the standalone validator users run before deploying a file.
 
-use std::{path::Path, process::Command};
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use mcp_warden_test_support::repo_root;
+use std::process::Command;
 
 fn check(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-warden-sidecar"))
@@ -21,7 +18,7 @@ fn check(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn a_valid_folder_compiles_and_names_its_tool() {
-    let dir = repo().join("examples/payments");
+    let dir = repo_root().join("examples/payments");
     let (code, out, err) = check(&["--config", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert!(

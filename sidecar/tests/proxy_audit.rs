@@ -9,6 +9,7 @@ mod proxy_support;
 
 use audit_support::outcome;
 use mcp_warden_sidecar::audit::{AuditConfig, Auditor, Outcome, Redaction};
+use mcp_warden_test_support::{eventually_async, server_everything};
 use proxy_support::*;
 use serde_json::{Value, json};
 use std::{
@@ -31,12 +32,12 @@ fn call_uid(r: &Value) -> &str {
 
 #[tokio::test]
 async fn every_call_and_refusal_is_recorded_once_redacted_and_valid() {
-    let everything = Everything::start();
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("audit");
     let auditor = Auditor::start(&AuditConfig::in_dir(&dir), &prometheus::Registry::new()).unwrap();
     let proxy = Proxy::start_audited(
-        settings(&everything.url, BETA),
+        settings(&everything_url, BETA),
         Some(everything_rules(|t| t)),
         None,
         Some(auditor.clone()),
@@ -87,7 +88,7 @@ async fn every_call_and_refusal_is_recorded_once_redacted_and_valid() {
     .await;
     assert_eq!(unauth.status, 401, "{}", unauth.text());
 
-    let records = audit_support::eventually(Duration::from_secs(15), "6 call records", || {
+    let records = eventually_async("6 call records", Duration::from_secs(15), || {
         let r = audit_support::call_records(&dir);
         (r.len() >= 6).then_some(r)
     })
@@ -311,7 +312,7 @@ async fn a_client_that_leaves_before_the_answer_is_recorded_as_disconnected() {
     .await;
     assert_eq!(response.status(), 200);
     drop(response);
-    let records = audit_support::eventually(Duration::from_secs(15), "2 call records", || {
+    let records = eventually_async("2 call records", Duration::from_secs(15), || {
         let r = audit_support::call_records(&dir);
         (r.len() >= 2).then_some(r)
     })

@@ -8,6 +8,7 @@ mod proxy_support;
 
 use bytes::Bytes;
 use http::Method;
+use mcp_warden_test_support::free_port;
 use proxy_support::*;
 use serde_json::{Value, json};
 use std::{

@@ -7,6 +7,7 @@
 
 mod proxy_support;
 
+use mcp_warden_test_support::{peer, repo_root, server_everything};
 use proxy_support::*;
 use std::{path::Path, process::Stdio, time::Duration};
 
@@ -49,9 +50,9 @@ async fn python_and_typescript_clients_work_through_the_proxy() {
     let python = peer("PEERS_PYTHON");
     let node = peer("PEERS_NODE22");
     let npm_dir = peer("PEERS_NPM_DIR");
-    let reference = repo().join("tests/peers/reference/mcp-peers");
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, "demo/agent-beta").await;
+    let reference = repo_root().join("tests/peers/reference/mcp-peers");
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, "demo/agent-beta").await;
     let url = proxy.url();
     let py_client = reference.join("py_client.py");
     let py = py_client.to_str().unwrap();
@@ -107,8 +108,8 @@ async fn python_and_typescript_clients_work_through_the_proxy() {
 async fn the_inspector_cli_lists_and_calls_through_the_proxy() {
     let node = peer("PEERS_NODE22");
     let inspector = peer("PEERS_INSPECTOR_JS");
-    let everything = Everything::start();
-    let proxy = Proxy::anonymous(&everything.url, "demo/agent-beta").await;
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = Proxy::anonymous(&everything_url, "demo/agent-beta").await;
     let url = proxy.url();
     let home = tempfile::tempdir().unwrap();
     let home = home.path().to_str().unwrap();

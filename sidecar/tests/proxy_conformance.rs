@@ -7,6 +7,7 @@
 
 mod proxy_support;
 
+use mcp_warden_test_support::{peer, repo_root, server_everything};
 use proxy_support::*;
 use std::{process::Stdio, time::Duration};
 
@@ -15,9 +16,9 @@ async fn conformance_0_1_16_through_the_proxy_matches_the_baseline() {
     let node = peer("PEERS_NODE22");
     let suite = peer("PEERS_CONFORMANCE_JS");
     let baseline =
-        repo().join("tests/peers/reference/mcp-peers/expected-failures-0.1.16-via-proxy.yml");
+        repo_root().join("tests/peers/reference/mcp-peers/expected-failures-0.1.16-via-proxy.yml");
     assert!(baseline.exists(), "{} is missing", baseline.display());
-    let everything = Everything::start();
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
     // The suite's tokenless principal is allowed everything (reference §11): undeclared tools
     // allowed, and agent-alpha granted every tool, so that only transport behaviour differs.
     let rules = everything_rules(|t| {
@@ -27,7 +28,7 @@ async fn conformance_0_1_16_through_the_proxy_matches_the_baseline() {
                 "names: [\"*\"]",
             )
     });
-    let proxy = Proxy::start(settings(&everything.url, "demo/agent-alpha"), Some(rules)).await;
+    let proxy = Proxy::start(settings(&everything_url, "demo/agent-alpha"), Some(rules)).await;
     let url = format!("http://localhost:{}/mcp", proxy.addr.port());
     let output_dir = tempfile::tempdir().unwrap();
     let run = tokio::process::Command::new(node)
@@ -91,7 +92,7 @@ async fn run_suite(node: &std::path::Path, suite: &std::path::Path, url: &str) -
 async fn conformance_0_2_at_2025_11_25_through_the_proxy_equals_the_direct_run() {
     let node = peer("PEERS_NODE22");
     let suite = peer("PEERS_CONFORMANCE_NEXT_JS");
-    let everything = Everything::start();
+    let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
     let rules = everything_rules(|t| {
         t.replace("defaultAction: Deny", "defaultAction: Allow")
             .replace(
@@ -99,8 +100,8 @@ async fn conformance_0_2_at_2025_11_25_through_the_proxy_equals_the_direct_run()
                 "names: [\"*\"]",
             )
     });
-    let proxy = Proxy::start(settings(&everything.url, "demo/agent-alpha"), Some(rules)).await;
-    let direct_url = everything.url.replace("127.0.0.1", "localhost");
+    let proxy = Proxy::start(settings(&everything_url, "demo/agent-alpha"), Some(rules)).await;
+    let direct_url = everything_url.replace("127.0.0.1", "localhost");
     let direct = scenarios(&run_suite(&node, &suite, &direct_url).await);
     let proxied_out = run_suite(
         &node,

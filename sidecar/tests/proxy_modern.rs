@@ -6,6 +6,7 @@
 
 mod proxy_support;
 
+use mcp_warden_test_support::{peer, repo_root};
 use proxy_support::*;
 use serde_json::json;
 use std::{process::Stdio, time::Duration};
@@ -98,7 +99,7 @@ async fn modern_requests_are_validated_filtered_and_marked_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_negotiates_the_modern_era_through_the_proxy() {
     let python = peer("PEERS_PYTHON");
-    let client = repo().join("tests/peers/reference/mcp-peers/py_client.py");
+    let client = repo_root().join("tests/peers/reference/mcp-peers/py_client.py");
     let fixture = PyFixture::start();
     let proxy = Proxy::anonymous(&fixture.url, "demo/agent-beta").await;
     let run = tokio::process::Command::new(python)

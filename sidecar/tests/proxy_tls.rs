@@ -9,12 +9,15 @@ use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use mcp_warden_test_support::repo_root;
 use proxy_support::*;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use std::sync::Arc;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    repo().join("sidecar/tests/fixtures/proxy-tls").join(name)
+    repo_root()
+        .join("sidecar/tests/fixtures/proxy-tls")
+        .join(name)
 }
 
 #[tokio::test]

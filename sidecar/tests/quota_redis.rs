@@ -10,39 +10,16 @@ use mcp_warden_sidecar::quota::{
     FailMode, LimitKind, QuotaConfig, QuotaOutcome, Quotas, RedisConfig,
     resp::{Reply, encode, parse},
 };
+use mcp_warden_test_support::{free_port, peer, repo_root};
 use prometheus::{Encoder, Registry, TextEncoder};
 use quota_support::*;
 use serde_json::json;
 use std::{
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// `$PEERS_REDIS_SERVER`, else the value in `.peers/env.sh`.
-fn redis_server() -> PathBuf {
-    let from_env = std::env::var_os("PEERS_REDIS_SERVER").map(PathBuf::from);
-    let from_file = || {
-        let text = std::fs::read_to_string(repo().join(".peers/env.sh")).ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("export PEERS_REDIS_SERVER="))?;
-        let value = line.split_once('=')?.1.split('#').next()?.trim();
-        Some(PathBuf::from(value.trim_matches(|c| c == '\'' || c == '"')))
-    };
-    match from_env.or_else(from_file) {
-        Some(path) if path.exists() => path,
-        _ => panic!(
-            "redis-server not found (PEERS_REDIS_SERVER unset and no .peers/env.sh): run `make peers`"
-        ),
-    }
-}
 
 /// A `redis-server` of this test, on 127.0.0.1, stopped by its PID on drop.
 struct Redis {
@@ -53,10 +30,7 @@ struct Redis {
 
 impl Redis {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_port();
         let mut redis = Self {
             port,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -68,7 +42,7 @@ impl Redis {
 
     /// (Re)starts the server on the same port, waiting (at most 5 s) until it answers.
     fn restart(&mut self) {
-        let child = Command::new(redis_server())
+        let child = Command::new(peer("PEERS_REDIS_SERVER"))
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
@@ -463,7 +437,7 @@ async fn local_only_divides_the_budget_among_replicas_and_recovers_by_itself() {
 
 /// The verified reference script, for a cross-check of the GCRA math.
 fn reference_gcra() -> Option<String> {
-    std::fs::read_to_string(repo().join("tests/peers/reference/ratelimit/gcra.lua")).ok()
+    std::fs::read_to_string(repo_root().join("tests/peers/reference/ratelimit/gcra.lua")).ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

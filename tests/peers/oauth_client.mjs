@@ -13,7 +13,8 @@
 // Every token request, PRM fetch and 401/403 is recorded from the wire (the transport's `fetch`,
 // which the SDK also uses for discovery and token requests). Prints one JSON document:
 //   {"sdk": "...", "connected": bool, "tools": [...], "steps": [{step, tool, ok, result|error}],
-//    "token_requests": [{scope, resource, status, granted|error}], "challenges": [...], "prm": {...}}
+//    "token_requests": [{scope, resource, status, granted|error}], "challenges": [...], "prm": {...},
+//    "trace": ["<s> METHOD /path bearer|- -> status", ...]}
 import { parseArgs } from 'node:util';
 
 const { values, positionals } = parseArgs({
@@ -50,12 +51,22 @@ if (values.sdk === 'v1') {
 console.warn = (...a) => console.error(...a);
 
 const out = { sdk: version, client_id: values['client-id'], connected: false, steps: [],
-  token_requests: [], challenges: [], prm: null };
+  token_requests: [], challenges: [], prm: null, trace: [] };
+const t0 = performance.now();
 
 async function recordingFetch(input, init) {
   const req = new Request(input, init);
   const body = req.method === 'POST' ? await req.clone().text() : '';
-  const res = await fetch(req);
+  const line = `${((performance.now() - t0) / 1000).toFixed(3)} ${req.method} ${new URL(req.url).pathname} ${
+    req.headers.has('authorization') ? 'bearer' : '-'}`;
+  let res;
+  try {
+    res = await fetch(req);
+  } catch (e) {
+    out.trace.push(`${line} -> ${e?.message} (${e?.cause?.code ?? e?.cause?.message ?? ''})`);
+    throw e;
+  }
+  out.trace.push(`${line} -> ${res.status}`);
   const href = req.url;
   if (req.method === 'POST' && href.replace(/\/$/, '').endsWith('/token')) {
     const form = new URLSearchParams(body);
@@ -74,8 +85,10 @@ async function recordingFetch(input, init) {
 }
 
 function describe(e) {
+  const causes = [];
+  for (let c = e?.cause; c && causes.length < 4; c = c.cause) causes.push(`${c.code ?? c.name}: ${c.message}`);
   return { exception: e?.constructor?.name ?? typeof e, message: String(e?.message ?? e).slice(0, 500),
-    code: e?.code ?? null, status: e?.status ?? e?.data?.status ?? null };
+    code: e?.code ?? null, status: e?.status ?? e?.data?.status ?? null, cause: causes.join(' <- ') || null };
 }
 
 function withDeadline(promise, what) {

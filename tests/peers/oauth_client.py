@@ -22,7 +22,9 @@ scope it asked for and the IdP's answer.
 Prints one JSON document on stdout:
     {"connected": bool, "tools": [...], "steps": [{"step": "base", "ok": bool, "error": ...}, ...],
      "token_requests": [{"scope": "...", "status": 200, "granted": "...", "error": "..."}, ...],
-     "challenges": [{"status": 401, "www_authenticate": "..."}, ...], "prm": {...}}
+     "challenges": [{"status": 401, "www_authenticate": "..."}, ...], "prm": {...},
+     "trace": ["<s> METHOD /path bearer|- ...", "<s> METHOD /path bearer|- -> status", ...]}
+OAUTH_CLIENT_TRACEBACKS=1 prints the tracebacks of failures on stderr.
 Exit status: 0 when the script ran to its end (whatever the outcomes), 2 on a usage error.
 """
 

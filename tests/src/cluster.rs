@@ -34,7 +34,7 @@ use std::{
 
 /// Proxy variables kept out of every child: the API server would send webhook calls through
 /// them, kubectl and curl their requests to 127.0.0.1.
-const PROXY_VARS: [&str; 8] = [
+pub const PROXY_VARS: [&str; 8] = [
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "http_proxy",
@@ -562,59 +562,47 @@ impl HostOperator {
         let token = cp.service_account_kubeconfig(ns, sa, &kubeconfig)?;
         let credential = token_credential_id(&token)?;
 
-        let admin_port = free_port();
-        let mut args = Vec::new();
-        for arg in container["args"].as_array().ok_or("no args")? {
-            let arg = arg.as_str().unwrap_or_default();
-            let moved = if let Some((flag, _)) = arg.split_once('=')
-                && ["--listen", "--admin-listen", "--webhook-listen"].contains(&flag)
-            {
-                let port = match flag {
-                    "--listen" => 0,
-                    "--admin-listen" => admin_port,
-                    _ => launch.webhook_port,
-                };
-                format!("{flag}=127.0.0.1:{port}")
-            } else if let Some(rest) = arg.split_once('=').and_then(|(flag, value)| {
-                value
-                    .strip_prefix(&format!("{mount_path}/"))
-                    .map(|file| format!("{flag}={}", tls_dir.join(file).display()))
-            }) {
-                rest
-            } else {
-                arg.to_owned()
-            };
-            args.push(moved);
-        }
-        let mut cmd = Command::new(&bin);
-        for v in PROXY_VARS {
-            cmd.env_remove(v);
-        }
-        cmd.env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("KUBERNETES_SERVICE_PORT")
-            .env("KUBECONFIG", &kubeconfig);
-        for env in container["env"].as_array().into_iter().flatten() {
-            let name = env["name"].as_str().unwrap_or_default();
-            let value = match (name, env["value"].as_str()) {
-                ("POD_NAME", _) => launch.identity.clone(),
-                ("POD_NAMESPACE", _) => ns.to_owned(),
-                (_, Some(v)) => v.to_owned(),
-                (_, None) => return Err(format!("env {name}: only values and the pod fields")),
-            };
-            cmd.env(name, value);
-        }
-        cmd.args(&args);
-        let ready_file = cp
-            .dir
-            .join(format!("operator-{}.ready.json", launch.identity));
-        let _ = std::fs::remove_file(&ready_file);
-        cmd.arg("--ready-file").arg(&ready_file);
-        let (proc, ()) = Proc::spawn(
-            &format!("mcp-warden-operator {}", launch.identity),
-            cmd,
-            Duration::from_secs(30),
-            |line| line.contains("push API bound").then_some(()),
-        )?;
+        // The admin port must be chosen here (the operator does not report it): a free port,
+        // and another one should something take it before the operator binds it.
+        let mut attempt = 0;
+        let (proc, admin_port, ready_file) = loop {
+            attempt += 1;
+            let admin_port = free_port();
+            let (mut cmd, ready_file) = Self::command(
+                &bin,
+                container,
+                launch,
+                &kubeconfig,
+                &mount_path,
+                &tls_dir,
+                admin_port,
+            )?;
+            let _ = std::fs::remove_file(&ready_file);
+            cmd.arg("--ready-file").arg(&ready_file);
+            let (proc, bound) = Proc::spawn(
+                &format!("mcp-warden-operator {}", launch.identity),
+                cmd,
+                Duration::from_secs(30),
+                |line| {
+                    if line.contains("push API bound") {
+                        Some(true)
+                    } else if line.contains("cannot listen on") {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                },
+            )?;
+            if bound {
+                break (proc, admin_port, ready_file);
+            }
+            if attempt == 3 {
+                return Err(format!(
+                    "the operator could not bind its ports:\n{}",
+                    proc.log()
+                ));
+            }
+        };
         cp.adopt("mcp-warden-operator", proc.id());
         let ready: Value = std::fs::read_to_string(&ready_file)
             .ok()
@@ -641,6 +629,64 @@ impl HostOperator {
         )
         .map_err(|e| format!("{e}\nits output:\n{}", op.proc.log()))?;
         Ok(op)
+    }
+
+    /// The command line of the Deployment's container, moved to the host; and its ready file.
+    fn command(
+        bin: &Path,
+        container: &Value,
+        launch: &OperatorLaunch,
+        kubeconfig: &Path,
+        mount_path: &str,
+        tls_dir: &Path,
+        admin_port: u16,
+    ) -> Result<(Command, PathBuf), String> {
+        let mut args = Vec::new();
+        for arg in container["args"].as_array().ok_or("no args")? {
+            let arg = arg.as_str().unwrap_or_default();
+            let moved = if let Some((flag, _)) = arg.split_once('=')
+                && ["--listen", "--admin-listen", "--webhook-listen"].contains(&flag)
+            {
+                let port = match flag {
+                    "--listen" => 0,
+                    "--admin-listen" => admin_port,
+                    _ => launch.webhook_port,
+                };
+                format!("{flag}=127.0.0.1:{port}")
+            } else if let Some(rest) = arg.split_once('=').and_then(|(flag, value)| {
+                value
+                    .strip_prefix(&format!("{mount_path}/"))
+                    .map(|file| format!("{flag}={}", tls_dir.join(file).display()))
+            }) {
+                rest
+            } else {
+                arg.to_owned()
+            };
+            args.push(moved);
+        }
+        let mut cmd = Command::new(bin);
+        for v in PROXY_VARS {
+            cmd.env_remove(v);
+        }
+        cmd.env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env("KUBECONFIG", kubeconfig);
+        for env in container["env"].as_array().into_iter().flatten() {
+            let name = env["name"].as_str().unwrap_or_default();
+            let value = match (name, env["value"].as_str()) {
+                ("POD_NAME", _) => launch.identity.clone(),
+                ("POD_NAMESPACE", _) => launch.namespace.clone(),
+                (_, Some(v)) => v.to_owned(),
+                (_, None) => return Err(format!("env {name}: only values and the pod fields")),
+            };
+            cmd.env(name, value);
+        }
+        cmd.args(&args);
+        let dir = tls_dir.parent().unwrap_or(tls_dir);
+        Ok((
+            cmd,
+            dir.join(format!("operator-{}.ready.json", launch.identity)),
+        ))
     }
 
     /// One metric's value summed over its label sets (`/metrics` on the admin port).
@@ -690,7 +736,11 @@ pub fn operator_bin() -> Result<PathBuf, String> {
             }
         }
     }
-    if let Some(first) = stale.first() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if let Some(first) = stale.first()
+        && !WARNED.is_completed()
+    {
+        WARNED.call_once(|| ());
         // A warning, not a failure: `make test` builds it in the same run; the sources may be
         // edited while the suite runs.
         eprintln!(

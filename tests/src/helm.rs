@@ -10,7 +10,8 @@
 //! No cluster is involved (`lookup` finds nothing, so self-signed TLS is generated on every
 //! render).
 
-use crate::{procs::peer_file, repo_root, yaml_documents};
+use crate::yaml_documents;
+use mcp_warden_test_support::{peer_file, repo_root};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeMap,

@@ -12,6 +12,7 @@
 //! | `chart` | the Helm chart renders, lints and validates for every option, and matches the install contract ([`helm`]) |
 //! | `injected_sidecar` | the sidecar `inject -f` writes starts with those args, reaches a files-mode operator and enforces its bundle |
 //! | `cluster` | the chart, the CRDs and the operator on a real control plane (etcd, kube-apiserver, kube-controller-manager from `make k8s-bins`) with the real kubectl and helm: install/upgrade/uninstall, server-side refusal of every broken sample, the operator on the host under the chart's RBAC (audit log), status columns, usage, leader handover ([`cluster`]) |
+//! | `oauth_handshake` | the Python and TypeScript SDKs' client-credentials providers, given only a client id, its secret and the MCP URL, begin with the 401's scope and step up on `insufficient_scope` (agent-alpha granted, agent-beta refused by the IdP), against oidc-provider and `examples/everything`; without `baseScopes` agent-beta cannot connect |
 //! | `adversarial` | the sidecar's gate under attack (smuggled keys, ids, batches, foreign sessions and event ids, tokenless floods, revocation of open streams, hostile upstream answers) against server-everything, the Python fixture and the Go (mcp-go) server, with a recording [`tap`] showing what each upstream received |
 
 #![forbid(unsafe_code)]
@@ -24,7 +25,7 @@ pub mod tap;
 
 use serde_json::Value;
 use std::{
-    env, fs,
+    fs,
     path::{Path, PathBuf},
 };
 
@@ -35,31 +36,9 @@ pub const CRD_DIRS: [&str; 2] = ["crds/manifests", "charts/mcp-warden/crds"];
 /// version k8s-openapi is built for.
 pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.36.0"];
 
-/// The root of the repository (the workspace).
-pub fn repo_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = here
-        .parent()
-        .expect("the tests crate lives in a folder of the workspace");
-    root.canonicalize().unwrap_or_else(|_| root.to_path_buf())
-}
-
-/// Where `scripts/peers.sh` (`make peers`) installs the third-party test peers: `$PEERS_DIR`
-/// when set (a relative path is taken from the repository root, as `make` would), else
-/// `<repo>/.peers`.
-pub fn peers_dir() -> PathBuf {
-    match env::var_os("PEERS_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                repo_root().join(dir)
-            }
-        }
-        None => repo_root().join(".peers"),
-    }
-}
+// Re-exported for tests/src/cluster.rs and tests/tests/cluster.rs, which import them from here;
+// new code imports them from `mcp_warden_test_support`.
+pub use mcp_warden_test_support::{peers_dir, repo_root};
 
 /// The `kubernetes-validate` CLI (PyPI `kubernetes-validate==1.37.0`) in the peers' venv.
 ///

@@ -1,183 +1,18 @@
-//! Real processes for black-box tests: the peers (MCP servers, IdP, …) and our own binaries,
-//! each killed when dropped, with its output kept for failure messages.
-//!
-//! ```text
-//! Proc::spawn(cmd, ready-line matcher, deadline) ──► (Proc, what the matcher extracted)
-//!        stdout/stderr ──reader threads──► log buffer (+ matcher)      Drop: kill + wait
-//! ```
+//! Our own binaries as real processes for black-box tests: the sidecar and the files-mode
+//! operator built by the same `cargo test` run, and what their metrics say. The generic pieces
+//! (a process killed on drop, free ports, the peers, the IdP) are in `mcp-warden-test-support`.
 
-use crate::{peers_dir, repo_root};
-use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, mpsc},
-    time::{Duration, Instant},
+// Re-exported for tests/src/cluster.rs, tests/tests/cluster.rs and tests/tests/oauth_handshake.rs,
+// which import them from here; new code imports them from `mcp_warden_test_support`.
+use mcp_warden_test_support::try_eventually;
+pub use mcp_warden_test_support::{
+    Idp, Proc, free_port, oidc_provider, peer_file, server_everything,
 };
-
-/// A child process, killed (SIGKILL) when dropped.
-#[derive(Debug)]
-pub struct Proc {
-    name: String,
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    /// Starts `cmd` and waits until a line of its stdout or stderr makes `ready` return `Some`,
-    /// for at most `deadline`.
-    pub fn spawn<T: Send + 'static>(
-        name: &str,
-        mut cmd: Command,
-        deadline: Duration,
-        ready: impl Fn(&str) -> Option<T> + Send + Sync + 'static,
-    ) -> Result<(Self, T), String> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {name} ({cmd:?}): {e}"))?;
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let ready = Arc::new(ready);
-        let outputs: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("piped")),
-            Box::new(child.stderr.take().expect("piped")),
-        ];
-        for output in outputs {
-            let (log, tx, ready) = (log.clone(), tx.clone(), ready.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    if let Some(found) = ready(&line) {
-                        let _ = tx.send(found);
-                    }
-                    let mut log = log.lock().expect("log lock");
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        let mut proc = Self {
-            name: name.to_owned(),
-            child,
-            log,
-        };
-        match rx.recv_timeout(deadline) {
-            Ok(found) => Ok((proc, found)),
-            Err(_) => {
-                let status = proc.child.try_wait().ok().flatten();
-                Err(format!(
-                    "{name} did not become ready within {deadline:?} (exit status: {status:?}); its output:\n{}",
-                    proc.log()
-                ))
-            }
-        }
-    }
-
-    /// Everything the process printed so far.
-    pub fn log(&self) -> String {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    /// The process id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends SIGKILL and waits.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!("---- output of {} ----\n{}", self.name, self.log());
-        }
-    }
-}
-
-/// A TCP port free on 127.0.0.1 right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port on 127.0.0.1")
-}
-
-/// A variable of `$PEERS_DIR/env.sh` (written by `make peers`), from the environment when the
-/// test runs under `make test`, else read from the file.
-pub fn peer_var(name: &str) -> Result<String, String> {
-    if let Ok(value) = std::env::var(name).map(|v| v.trim().to_owned())
-        && !value.is_empty()
-    {
-        return Ok(value);
-    }
-    let env_sh = peers_dir().join("env.sh");
-    let text = std::fs::read_to_string(&env_sh).map_err(|_| {
-        format!(
-            "{} is missing: run `make peers` to install the test peers",
-            env_sh.display()
-        )
-    })?;
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| {
-            v.split(" #")
-                .next()
-                .unwrap_or(v)
-                .trim()
-                .trim_matches('\'')
-                .to_owned()
-        })
-        .ok_or_else(|| {
-            format!(
-                "{name} is not set in {}: run `make peers`",
-                env_sh.display()
-            )
-        })
-}
-
-/// A peer executable named by an env.sh variable, checked to exist.
-pub fn peer_file(var: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(peer_var(var)?);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{var}={} does not exist: run `make peers`",
-            path.display()
-        ))
-    }
-}
-
-/// The official MCP test server, `@modelcontextprotocol/server-everything`, in Streamable HTTP
-/// mode on a free loopback port. Returns the process and its MCP URL.
-pub fn server_everything() -> Result<(Proc, String), String> {
-    let node = peer_file("PEERS_NODE22")?;
-    let script = peer_file("PEERS_SERVER_EVERYTHING_JS")?;
-    let port = free_port();
-    let mut cmd = Command::new(node);
-    cmd.arg("-r")
-        .arg(repo_root().join("scripts/force-loopback.cjs"))
-        .arg(script)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string());
-    let (proc, ()) = Proc::spawn(
-        "server-everything",
-        cmd,
-        Duration::from_secs(30),
-        move |line| line.contains(&port.to_string()).then_some(()),
-    )?;
-    Ok((proc, format!("http://127.0.0.1:{port}/mcp")))
-}
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 /// A workspace binary (`mcp-warden-sidecar`, `mcp-warden-operator`, …) built by the same
 /// `cargo test` run, found next to the test executable's `deps/` folder.
@@ -238,125 +73,21 @@ pub fn sidecar_on(listen: &str, args: &[&str]) -> Result<(Proc, SidecarAddrs), S
     let (proc, ()) = Proc::spawn("mcp-warden-sidecar", cmd, Duration::from_secs(30), |line| {
         line.contains("listening").then_some(())
     })?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&ready_file)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-        {
-            let field = |k: &str| {
-                v.get(k)
-                    .and_then(|x| x.as_str())
-                    .map(|a| format!("http://{a}"))
-            };
-            if let (Some(base), Some(admin)) = (field("listen"), field("admin")) {
-                return Ok((proc, SidecarAddrs { base, admin }));
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the sidecar wrote no ready file; its output:\n{}",
-                proc.log()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A running oidc-provider (npm `oidc-provider`, `tests/peers/oidc-provider/op.mjs`): a real
-/// OAuth 2.1 authorization server minting RFC 9068 JWT access tokens for `resource`.
-#[derive(Debug)]
-pub struct Idp {
-    /// The process.
-    pub proc: Proc,
-    /// Its issuer URL (`http://127.0.0.1:PORT`).
-    pub issuer: String,
-    /// The resource (token audience) it mints tokens for.
-    pub resource: String,
-    dir: PathBuf,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        self.proc.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Starts the IdP for `resource` on `port` (0: any free port).
-pub fn oidc_provider(resource: &str, port: u16) -> Result<Idp, String> {
-    let node = peer_file("PEERS_NODE22")?;
-    let npm = peer_file("PEERS_NPM_DIR")?;
-    // ES-module imports resolve from the script's folder: run it from under $PEERS_NPM_DIR.
-    let dir = npm.join(format!("op-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    for file in ["op.mjs", "gen-keys.mjs"] {
-        std::fs::copy(
-            repo_root().join("tests/peers/oidc-provider").join(file),
-            dir.join(file),
-        )
-        .map_err(|e| format!("copying {file}: {e}"))?;
-    }
-    let keys = Command::new(&node)
-        .arg(dir.join("gen-keys.mjs"))
-        .arg("k1")
-        .output()
-        .map_err(|e| format!("gen-keys.mjs: {e}"))?;
-    if !keys.status.success() {
-        return Err(format!(
-            "gen-keys.mjs failed: {}",
-            String::from_utf8_lossy(&keys.stderr)
-        ));
-    }
-    std::fs::write(dir.join("keys.json"), &keys.stdout).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&node);
-    cmd.arg(dir.join("op.mjs"))
-        .current_dir(&dir)
-        .env("OP_PORT", port.to_string())
-        .env("OP_KEYS", dir.join("keys.json"))
-        .env("OP_RESOURCE", resource)
-        .env("OP_TTL", "300");
-    let (proc, issuer) = Proc::spawn("oidc-provider", cmd, Duration::from_secs(30), |line| {
-        line.strip_prefix("READY ").map(str::to_owned)
-    })?;
-    Ok(Idp {
-        proc,
-        issuer,
-        resource: resource.to_owned(),
-        dir,
+    let addrs = try_eventually("the sidecar's ready file", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&ready_file).ok()?;
+        let v = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .map(|a| format!("http://{a}"))
+        };
+        Some(SidecarAddrs {
+            base: field("listen")?,
+            admin: field("admin")?,
+        })
     })
-}
-
-impl Idp {
-    /// A client-credentials access token for `client` (secret `<name>-secret` without the
-    /// `agent-` prefix, as op.mjs configures) with `scope`.
-    pub fn token(&self, client: &str, scope: &str) -> Result<String, String> {
-        use base64::Engine as _;
-        let secret = format!("{}-secret", client.trim_start_matches("agent-"));
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"));
-        let body = format!(
-            "grant_type=client_credentials&scope={}&resource={}",
-            scope.replace(' ', "%20"),
-            self.resource.replace(':', "%3A").replace('/', "%2F")
-        );
-        let mut response = ureq::post(format!("{}/token", self.issuer))
-            .header("Authorization", &format!("Basic {basic}"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send(body.as_bytes())
-            .map_err(|e| format!("token request: {e}"))?;
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        json["access_token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no access_token for {client}: {text}"))
-    }
+    .map_err(|e| format!("{e}; its output:\n{}", proc.log()))?;
+    Ok((proc, addrs))
 }
 
 /// Starts `mcp-warden-operator run --source files:<dir>` on a free loopback port; returns the

@@ -17,12 +17,11 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 
 use http_body_util::BodyExt;
+use mcp_warden_test_support::{
+    Idp, Proc, oidc_provider, peer_file, poll, repo_root, server_everything,
+};
 use mcp_warden_tests::{
-    procs::{
-        Idp, Proc, SidecarAddrs, enforced_version, oidc_provider, peer_file, server_everything,
-        sidecar, workspace_bin,
-    },
-    repo_root,
+    procs::{SidecarAddrs, enforced_version, sidecar, workspace_bin},
     tap::{self, Recorded, Tap},
 };
 use serde_json::{Value, json};
@@ -796,19 +795,6 @@ fn unauthenticated_records(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // The report: every case runs, all results are listed, then the test fails if any failed
 // ------------------------------------------------------------------------------------------
@@ -1208,7 +1194,7 @@ fn last_event_id(s: &Stack) -> Result<(), String> {
             &[("accept", "text/event-stream"), ("last-event-id", sealed)],
             Some(Duration::from_secs(20)),
         );
-        let got = wait_for(Duration::from_secs(10), || {
+        let got = poll(Duration::from_secs(10), || {
             let got = s.tap.since(mark);
             (!got.is_empty()).then_some(got)
         })
@@ -1257,7 +1243,7 @@ fn unauthenticated_batch(s: &Stack) -> Result<(), String> {
 
 fn tally_record(s: &Stack, sent: Instant) -> Result<(), String> {
     // The tally flushes every 10 s; the file sink follows the spool.
-    let found = wait_for(
+    let found = poll(
         Duration::from_secs(25).saturating_sub(sent.elapsed()),
         || {
             let r = unauthenticated_records(&s.audit);
@@ -1418,7 +1404,7 @@ fn flood_tally(s: &Stack) -> Result<(), String> {
             .map(|r| r["count"].as_u64().unwrap_or(1))
             .sum()
     };
-    let settled = wait_for(Duration::from_secs(25), || {
+    let settled = poll(Duration::from_secs(25), || {
         let records = unauthenticated_records(&s.audit);
         (total(&records) >= 65).then_some(records)
     });
@@ -1511,7 +1497,7 @@ fn revocation(s: &Stack) -> Result<(), String> {
         ));
     }
     // Both reached the upstream, and the call is running (its first progress event arrived).
-    let reached = wait_for(Duration::from_secs(15), || {
+    let reached = poll(Duration::from_secs(15), || {
         let got = s.tap.since(mark);
         let get = got.iter().any(|g| g.method == "GET");
         let call = streams.len() == 1 || got.iter().any(|g| lossy(&g.body()).contains("\"id\":90"));
@@ -1546,7 +1532,7 @@ fn revocation(s: &Stack) -> Result<(), String> {
         .count();
     let written = Instant::now();
     std::fs::write(&s.config, suspended).unwrap();
-    let seen = wait_for(Duration::from_secs(10), || {
+    let seen = poll(Duration::from_secs(10), || {
         (enforced_version(&s.addrs.admin).as_deref() != Some(version.as_str())).then(Instant::now)
     })
     .ok_or("the sidecar did not report a new config version within 10 s of the write")?;
@@ -1594,7 +1580,7 @@ fn revocation(s: &Stack) -> Result<(), String> {
         seen - written,
         timings.join("; ")
     );
-    let records = wait_for(Duration::from_secs(5), || {
+    let records = poll(Duration::from_secs(5), || {
         let n = audit_records(&s.audit)
             .iter()
             .filter(|r| reason(r) == "suspended")

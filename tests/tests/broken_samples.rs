@@ -11,7 +11,8 @@
 //! and every error the loader reports for it must be at that path, so a fixture cannot pass
 //! because of some other, accidental mistake in it.
 
-use mcp_warden_tests::{display, read, repo_root, yaml_files};
+use mcp_warden_test_support::repo_root;
+use mcp_warden_tests::{display, read, yaml_files};
 use std::path::PathBuf;
 
 /// Fewer than this many fixtures means some went missing.

@@ -5,12 +5,13 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 
+use mcp_warden_test_support::repo_root;
 use mcp_warden_tests::{
     KUBERNETES_VERSIONS,
     helm::{self, NAMESPACE, Render},
     kubernetes_validate,
     procs::workspace_bin,
-    read, repo_root,
+    read,
 };
 use serde_json::{Value, json};
 use std::{collections::BTreeSet, process::Command};

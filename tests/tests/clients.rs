@@ -4,10 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 
-use mcp_warden_tests::{
-    procs::{Idp, Proc, SidecarAddrs, oidc_provider, peer_file, server_everything, sidecar},
-    repo_root,
-};
+use mcp_warden_test_support::{Idp, Proc, oidc_provider, peer_file, repo_root, server_everything};
+use mcp_warden_tests::procs::{SidecarAddrs, sidecar};
 use serde_json::Value;
 use std::process::Command;
 

@@ -28,7 +28,8 @@ use jiff::Timestamp;
 use mcp_warden_crds::McpClient;
 use mcp_warden_tests::{
     cluster::{
-        AuditEvent, ControlPlane, HostOperator, OperatorLaunch, curl_https, parse_table, run_bounded, wait_for,
+        AuditEvent, ControlPlane, HostOperator, OperatorLaunch, curl_https, parse_table,
+        run_bounded, wait_for,
     },
     display, read, repo_root, yaml_files,
 };
@@ -44,7 +45,12 @@ fn chart() -> String {
     std::env::var("MCP_WARDEN_CHART")
         .ok()
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| repo_root().join("charts/mcp-warden").to_string_lossy().into_owned())
+        .unwrap_or_else(|| {
+            repo_root()
+                .join("charts/mcp-warden")
+                .to_string_lossy()
+                .into_owned()
+        })
 }
 
 /// The install contract's defaults.
@@ -722,7 +728,12 @@ fn refused(cp: &ControlPlane) -> Option<String> {
         .audit()
         .iter()
         .filter(|e| e.user == user && e.code == 403)
-        .map(|e| format!("  {} {}/{} {}/{}", e.verb, e.group, e.resource, e.namespace, e.name))
+        .map(|e| {
+            format!(
+                "  {} {}/{} {}/{}",
+                e.verb, e.group, e.resource, e.namespace, e.name
+            )
+        })
         .collect();
     (!refused.is_empty()).then(|| {
         format!(
@@ -827,7 +838,7 @@ fn usage_report(
         &follower.push,
         &ca,
         "/v1/watch?namespace=demo&pod=everything-0",
-        &["-H", &auth, "--max-time", "3"],
+        &["-H", &auth, "--max-time", "4"],
     )?;
     if code != 200 || !body.contains("everything") {
         return Err(format!("GET /v1/watch from the follower: {code} {body}"));
@@ -1058,9 +1069,10 @@ fn handover(cp: &ControlPlane, operators: &mut Vec<HostOperator>) -> Result<(), 
 fn review_cli(kubeconfig: &std::path::Path, args: &[&str]) -> Result<String, String> {
     let bin = mcp_warden_tests::cluster::operator_bin()?;
     let mut cmd = std::process::Command::new(bin);
+    for v in mcp_warden_tests::cluster::PROXY_VARS {
+        cmd.env_remove(v);
+    }
     cmd.env("KUBECONFIG", kubeconfig)
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .arg("review")
         .args(args);
@@ -1103,8 +1115,9 @@ fn review(cp: &ControlPlane, seen: Timestamp) -> Result<(), String> {
     )?;
     let kubeconfig = cp.dir.join("reviewer.kubeconfig");
     cp.service_account_kubeconfig("default", "reviewer", &kubeconfig)?;
-    let report: Value = serde_json::from_str(&review_cli(&kubeconfig, &["report", "--format", "json"])?)
-        .map_err(|e| format!("review report --format json: {e}"))?;
+    let report: Value =
+        serde_json::from_str(&review_cli(&kubeconfig, &["report", "--format", "json"])?)
+            .map_err(|e| format!("review report --format json: {e}"))?;
     if report["problems"] != json!([]) {
         return Err(format!("the report has problems: {}", report["problems"]));
     }
@@ -1115,7 +1128,10 @@ fn review(cp: &ControlPlane, seen: Timestamp) -> Result<(), String> {
         let status = c.status.clone().unwrap_or_default();
         let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
         let same = |field: &str, t: Option<Timestamp>| {
-            entry[field].as_str().and_then(|v| v.parse::<Timestamp>().ok()) == t
+            entry[field]
+                .as_str()
+                .and_then(|v| v.parse::<Timestamp>().ok())
+                == t
         };
         if entry["phase"] != json!(phase)
             || !same("reviewDue", status.review_due.as_ref().map(|t| t.0))
@@ -1126,36 +1142,71 @@ fn review(cp: &ControlPlane, seen: Timestamp) -> Result<(), String> {
     }
     // lastSeen survived the leader handover (the new leader keeps it in status).
     let alpha = report_entry(&report, "demo", "agent-alpha")?;
-    if alpha["lastSeen"].as_str().and_then(|t| t.parse::<Timestamp>().ok()).map(|t| t.as_second())
+    if alpha["lastSeen"]
+        .as_str()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map(|t| t.as_second())
         != Some(seen.as_second())
     {
-        return Err(format!("agent-alpha's lastSeen after the handover: {}", alpha["lastSeen"]));
+        return Err(format!(
+            "agent-alpha's lastSeen after the handover: {}",
+            alpha["lastSeen"]
+        ));
     }
     let finance = report_entry(&report, "agents", "finance-agent")?;
     let overdue = finance["phase"] == "ReviewOverdue";
-    if overdue != finance["flags"].as_array().into_iter().flatten().any(|f| f == "review-overdue") {
-        return Err(format!("finance-agent: phase and flags disagree: {finance}"));
+    if overdue
+        != finance["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f == "review-overdue")
+    {
+        return Err(format!(
+            "finance-agent: phase and flags disagree: {finance}"
+        ));
     }
     // Approve: spec.review moves, the operator moves REVIEW-DUE and the phase.
     let audit_from = cp.audit().len();
-    review_cli(&kubeconfig, &["approve", "agents/finance-agent", "--by", "alice@example.com"])?;
+    review_cli(
+        &kubeconfig,
+        &[
+            "approve",
+            "agents/finance-agent",
+            "--by",
+            "alice@example.com",
+        ],
+    )?;
     let c = cp.kubectl_json(&["-n", "agents", "get", "mcpclient", "finance-agent"])?;
     let client: McpClient = serde_json::from_value(c.clone()).map_err(|e| e.to_string())?;
-    let review = client.spec.review.clone().ok_or("finance-agent lost spec.review")?;
+    let review = client
+        .spec
+        .review
+        .clone()
+        .ok_or("finance-agent lost spec.review")?;
     if review.last_reviewed_by.as_deref() != Some("alice@example.com") {
         return Err(format!("spec.review after approve: {review:?}"));
     }
     let due = mcp_warden_policy::lifecycle::review_due(&client);
-    let row = wait_for("finance-agent's new REVIEW-DUE", Duration::from_secs(20), || {
-        let (_, rows) = parse_table(&cp.kubectl(&["-n", "agents", "get", "mcpclients"])?);
-        Ok(rows
-            .into_iter()
-            .find(|r| r["NAME"] == "finance-agent")
-            .filter(|r| same_time(&r["REVIEW-DUE"], due)))
-    })?;
-    let want = format!("{:?}", mcp_warden_policy::lifecycle::phase(&client, Timestamp::now()));
+    let row = wait_for(
+        "finance-agent's new REVIEW-DUE",
+        Duration::from_secs(20),
+        || {
+            let (_, rows) = parse_table(&cp.kubectl(&["-n", "agents", "get", "mcpclients"])?);
+            Ok(rows
+                .into_iter()
+                .find(|r| r["NAME"] == "finance-agent")
+                .filter(|r| same_time(&r["REVIEW-DUE"], due)))
+        },
+    )?;
+    let want = format!(
+        "{:?}",
+        mcp_warden_policy::lifecycle::phase(&client, Timestamp::now())
+    );
     if row["PHASE"] != want || want == "ReviewOverdue" {
-        return Err(format!("finance-agent after approve: {row:?} (want {want})"));
+        return Err(format!(
+            "finance-agent after approve: {row:?} (want {want})"
+        ));
     }
     let patched_by: Vec<AuditEvent> = cp
         .audit()
@@ -1164,19 +1215,30 @@ fn review(cp: &ControlPlane, seen: Timestamp) -> Result<(), String> {
         .filter(|e| e.verb == "patch" && e.resource == "mcpclients")
         .collect();
     if patched_by.len() != 1 || patched_by[0].user != "system:serviceaccount:default:reviewer" {
-        return Err(format!("the approval's patch in the audit log: {patched_by:?}"));
+        return Err(format!(
+            "the approval's patch in the audit log: {patched_by:?}"
+        ));
     }
-    let after: Value = serde_json::from_str(&review_cli(&kubeconfig, &["report", "--format", "json"])?)
-        .map_err(|e| e.to_string())?;
+    let after: Value =
+        serde_json::from_str(&review_cli(&kubeconfig, &["report", "--format", "json"])?)
+            .map_err(|e| e.to_string())?;
     let finance = report_entry(&after, "agents", "finance-agent")?;
-    if finance["flags"].as_array().into_iter().flatten().any(|f| f == "review-overdue")
+    if finance["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| f == "review-overdue")
         || finance["lastReviewedBy"] != "alice@example.com"
     {
         return Err(format!("the report after approve: {finance}"));
     }
     eprintln!(
         "review approve: finance-agent {} -> {} (REVIEW-DUE {})",
-        if overdue { "ReviewOverdue" } else { "not overdue" },
+        if overdue {
+            "ReviewOverdue"
+        } else {
+            "not overdue"
+        },
         row["PHASE"],
         row["REVIEW-DUE"]
     );
@@ -1226,12 +1288,29 @@ fn injection(cp: &ControlPlane, op: &HostOperator) -> Result<(), String> {
         &patch.to_string(),
     ])?;
     cp.kubectl(&["create", "namespace", GOVERNED])?;
-    cp.kubectl(&["label", "namespace", GOVERNED, "mcpwarden.io/inject=enabled"])?;
-    wait_for("the default ServiceAccount of governed", Duration::from_secs(30), || {
-        Ok(cp
-            .kubectl(&["-n", GOVERNED, "get", "serviceaccount", "default", "-o", "name"])
-            .ok())
-    })?;
+    cp.kubectl(&[
+        "label",
+        "namespace",
+        GOVERNED,
+        "mcpwarden.io/inject=enabled",
+    ])?;
+    wait_for(
+        "the default ServiceAccount of governed",
+        Duration::from_secs(30),
+        || {
+            Ok(cp
+                .kubectl(&[
+                    "-n",
+                    GOVERNED,
+                    "get",
+                    "serviceaccount",
+                    "default",
+                    "-o",
+                    "name",
+                ])
+                .ok())
+        },
+    )?;
     let before = op.metric("mcp_warden_operator_admission_requests_total")?;
     // An MCP server's Deployment: the Deployment and ReplicaSet controllers create its Pod; the
     // API server calls the webhook on that creation.
@@ -1247,7 +1326,9 @@ fn injection(cp: &ControlPlane, op: &HostOperator) -> Result<(), String> {
         Ok(pods["items"].as_array().and_then(|p| p.first()).cloned())
     })
     .map_err(|e| {
-        let events = cp.kubectl(&["-n", GOVERNED, "get", "events"]).unwrap_or_default();
+        let events = cp
+            .kubectl(&["-n", GOVERNED, "get", "events"])
+            .unwrap_or_default();
         format!("{e}\nevents:\n{events}")
     })?;
     let spec = &pod["spec"];
@@ -1260,9 +1341,15 @@ fn injection(cp: &ControlPlane, op: &HostOperator) -> Result<(), String> {
         .collect();
     let joined = args.join(" ");
     let checks = [
-        ("sidecar first among initContainers", sidecar["name"] == "mcp-warden-sidecar"),
+        (
+            "sidecar first among initContainers",
+            sidecar["name"] == "mcp-warden-sidecar",
+        ),
         ("native sidecar", sidecar["restartPolicy"] == "Always"),
-        ("governed label", pod["metadata"]["labels"]["mcpwarden.io/governed"] == "true"),
+        (
+            "governed label",
+            pod["metadata"]["labels"]["mcpwarden.io/governed"] == "true",
+        ),
         (
             "the chart's operator URL",
             joined.contains("https://mcp-warden-operator.mcp-warden.svc:8443"),
@@ -1271,10 +1358,22 @@ fn injection(cp: &ControlPlane, op: &HostOperator) -> Result<(), String> {
             "upstream on the server's port",
             joined.contains("http://127.0.0.1:3001/mcp"),
         ),
-        ("the chart's sidecar image", sidecar["image"].as_str().is_some_and(|i| i.starts_with("ghcr.io/mcp-warden/mcp-warden-sidecar:"))),
-        ("the app container kept", spec["containers"][0]["name"] == "server"),
+        (
+            "the chart's sidecar image",
+            sidecar["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("ghcr.io/mcp-warden/mcp-warden-sidecar:")),
+        ),
+        (
+            "the app container kept",
+            spec["containers"][0]["name"] == "server",
+        ),
     ];
-    let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
     if !failed.is_empty() {
         return Err(format!("the injected Pod lacks {failed:?}:\n{pod:#}"));
     }
@@ -1290,14 +1389,22 @@ fn injection(cp: &ControlPlane, op: &HostOperator) -> Result<(), String> {
     let webhook = cp.kubectl_json(&["get", "mutatingwebhookconfiguration", &webhook_name])?;
     use base64::Engine as _;
     let ca_bundle = base64::engine::general_purpose::STANDARD
-        .decode(webhook["webhooks"][0]["clientConfig"]["caBundle"].as_str().unwrap_or_default())
+        .decode(
+            webhook["webhooks"][0]["clientConfig"]["caBundle"]
+                .as_str()
+                .unwrap_or_default(),
+        )
         .map_err(|e| e.to_string())?;
     if ca_env.trim() != String::from_utf8_lossy(&ca_bundle).trim() {
-        return Err("the sidecar's MCP_WARDEN_OPERATOR_CA is not the webhook's caBundle".to_owned());
+        return Err(
+            "the sidecar's MCP_WARDEN_OPERATOR_CA is not the webhook's caBundle".to_owned(),
+        );
     }
     let after = op.metric("mcp_warden_operator_admission_requests_total")?;
     if after <= before {
-        return Err(format!("the webhook counted no admission request ({before} -> {after})"));
+        return Err(format!(
+            "the webhook counted no admission request ({before} -> {after})"
+        ));
     }
     // A Pod that opts out is not sent to the webhook at all (objectSelector).
     cp.apply(&format!(
@@ -1339,7 +1446,16 @@ fn webhook_down(cp: &ControlPlane, op: &mut HostOperator) -> Result<(), String> 
         }
     }
     if cp
-        .kubectl(&["-n", GOVERNED, "get", "pod", "ungoverned", "--ignore-not-found", "-o", "name"])?
+        .kubectl(&[
+            "-n",
+            GOVERNED,
+            "get",
+            "pod",
+            "ungoverned",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])?
         .trim()
         != ""
     {
@@ -1376,6 +1492,16 @@ fn rbac(cp: &ControlPlane, operators: &[HostOperator]) -> Result<(), String> {
         ));
     }
     for op in operators {
+        let warnings: Vec<String> = op
+            .proc
+            .log()
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .map(str::to_owned)
+            .collect();
+        if !warnings.is_empty() {
+            eprintln!("operator {} warned:\n{}", op.identity, warnings.join("\n"));
+        }
         let log = op.proc.log().to_lowercase();
         if log.contains("forbidden") || log.contains(" 403") || log.contains("code: 403") {
             problems.push(format!(

@@ -7,10 +7,8 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 
-use mcp_warden_tests::{
-    procs::{Proc, peer_file, server_everything, sidecar},
-    repo_root,
-};
+use mcp_warden_test_support::{Proc, peer_file, repo_root, server_everything};
+use mcp_warden_tests::procs::sidecar;
 use serde_json::Value;
 use std::{collections::BTreeMap, process::Command, time::Duration};
 

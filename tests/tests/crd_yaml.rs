@@ -4,7 +4,8 @@
 //! `REFRESH_GOLDEN=1 cargo test -p mcp-warden-tests --test crd_yaml` rewrites the files instead
 //! of failing (the same as `make gen`).
 
-use mcp_warden_tests::{CRD_DIRS, display, repo_root, yaml_files};
+use mcp_warden_test_support::repo_root;
+use mcp_warden_tests::{CRD_DIRS, display, yaml_files};
 use std::{collections::BTreeSet, fs};
 
 /// Rewrite the golden files only when asked for explicitly, never by accident.

@@ -4,8 +4,9 @@
 //! against its CRD's `openAPIV3Schema` with the `jsonschema` crate.
 
 use mcp_warden_policy::{Kind, ObjectRef, Resource, load};
+use mcp_warden_test_support::repo_root;
 use mcp_warden_tests::{
-    closed_schema, crd_schema, display, read, repo_root, subdirs, yaml_documents, yaml_files,
+    closed_schema, crd_schema, display, read, subdirs, yaml_documents, yaml_files,
 };
 use serde_json::Value;
 use std::{

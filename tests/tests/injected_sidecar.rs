@@ -9,9 +9,10 @@
 //! has no Pod objects to read labels from.
 #![allow(clippy::unwrap_used)]
 
+use mcp_warden_test_support::repo_root;
 use mcp_warden_tests::{
     procs::{enforced_version, operator_files, sidecar},
-    read, repo_root,
+    read,
 };
 use serde_yaml::Value;
 use std::time::{Duration, Instant};

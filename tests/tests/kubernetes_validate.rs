@@ -6,9 +6,8 @@
 //! when it prints `passed` for every file; and a deliberately broken CRD must be rejected, so we
 //! know the check has teeth.
 
-use mcp_warden_tests::{
-    CRD_DIRS, KUBERNETES_VERSIONS, display, kubernetes_validate, repo_root, yaml_files,
-};
+use mcp_warden_test_support::repo_root;
+use mcp_warden_tests::{CRD_DIRS, KUBERNETES_VERSIONS, display, kubernetes_validate, yaml_files};
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::{

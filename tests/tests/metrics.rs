@@ -3,11 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 
-use mcp_warden_tests::{
-    mcp::Session,
-    procs::{peer_file, server_everything, sidecar},
-    repo_root,
-};
+use mcp_warden_test_support::{peer_file, repo_root, server_everything};
+use mcp_warden_tests::{mcp::Session, procs::sidecar};
 use serde_json::json;
 use std::{io::Write, process::Command};
 

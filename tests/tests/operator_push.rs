@@ -5,27 +5,18 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 
+use mcp_warden_test_support::{Proc, eventually, free_port, repo_root, server_everything};
 use mcp_warden_tests::{
     mcp::Session,
     procs::{
-        Proc, SidecarAddrs, enforced_version, free_port, metric_lines, operator_files,
-        operator_files_on, server_everything, sidecar,
+        SidecarAddrs, enforced_version, metric_lines, operator_files, operator_files_on, sidecar,
     },
-    repo_root,
 };
 use serde_json::json;
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
-
-fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !ok() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn operator_sidecar(
     operator: &str,
@@ -102,7 +93,7 @@ fn a_sidecar_fed_by_the_operator_enforces_exactly_what_file_mode_does() {
             client,
             None,
         );
-        wait_until("the pushed bundle", Duration::from_secs(10), || {
+        eventually("the pushed bundle", Duration::from_secs(10), || {
             enforced_version(&pushed_addrs.admin).is_some()
         });
         let file_version = enforced_version(&file_addrs.admin).expect("file mode has a version");
@@ -168,7 +159,7 @@ fn each_pod_gets_its_own_bundle_and_a_change_reaches_only_the_affected_one() {
         "demo/agent-beta",
         None,
     );
-    wait_until("both bundles", Duration::from_secs(10), || {
+    eventually("both bundles", Duration::from_secs(10), || {
         enforced_version(&a.admin).is_some() && enforced_version(&b.admin).is_some()
     });
     let (va, vb) = (
@@ -183,7 +174,7 @@ fn each_pod_gets_its_own_bundle_and_a_change_reaches_only_the_affected_one() {
         extra.replace("[{name: agent-beta}]", "[{name: agent-alpha}]"),
     )
     .unwrap();
-    wait_until("b's new bundle", Duration::from_secs(5), || {
+    eventually("b's new bundle", Duration::from_secs(5), || {
         enforced_version(&b.admin).is_some_and(|v| v != vb)
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -210,7 +201,7 @@ fn enforcement_survives_the_operator_going_away_and_a_sidecar_restart() {
         "demo/agent-beta",
         Some(state.path()),
     );
-    wait_until("the first bundle", Duration::from_secs(10), || {
+    eventually("the first bundle", Duration::from_secs(10), || {
         enforced_version(&addrs.admin).is_some()
     });
     let version = enforced_version(&addrs.admin).unwrap();
@@ -256,7 +247,7 @@ fn enforcement_survives_the_operator_going_away_and_a_sidecar_restart() {
 
     // The operator comes back on the same address: the sidecar reconnects and is no longer stale.
     let (_operator2, _) = operator_files_on(&examples, port).unwrap_or_else(|e| panic!("{e}"));
-    wait_until("reconnection", Duration::from_secs(20), || {
+    eventually("reconnection", Duration::from_secs(20), || {
         metric_lines(&addrs2.admin, "mcp_warden_config_stale")
             .iter()
             .any(|l| l.ends_with(" 0"))
@@ -295,7 +286,7 @@ fn revocation_through_the_operator_is_enforced_within_a_second() {
         "test/looper",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    wait_until("the first bundle", Duration::from_secs(10), || {
+    eventually("the first bundle", Duration::from_secs(10), || {
         enforced_version(&addrs.admin).is_some()
     });
     let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();

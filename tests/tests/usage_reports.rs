@@ -16,17 +16,13 @@ use mcp_warden_operator::{
     push::{self, Authorizer, Extensions, PushSettings},
     usage::{UsageEndpoint, UsageStore},
 };
+use mcp_warden_test_support::{Proc, eventually, repo_root, server_everything, tls::self_signed};
 use mcp_warden_tests::{
     mcp::Session,
-    procs::{Proc, SidecarAddrs, enforced_version, metric_lines, server_everything, sidecar},
-    repo_root,
+    procs::{SidecarAddrs, enforced_version, metric_lines, sidecar},
 };
 use serde_json::json;
-use std::{
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 /// Admits exactly `Bearer <token>`, for any pod of namespace `demo`.
 struct Token(String);
@@ -53,15 +49,8 @@ struct Operator {
 
 /// The push API with TLS (a self-signed certificate for `localhost`) and `/v1/usage`.
 fn operator(token: &str, leading: Option<tokio::sync::watch::Receiver<bool>>) -> Operator {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()).into();
-    let mut tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tls = self_signed();
     let index = Index::default();
     let inventory = files::read_dir(&repo_root().join("examples/everything")).unwrap();
     index.replace_all(inventory);
@@ -83,7 +72,7 @@ fn operator(token: &str, leading: Option<tokio::sync::watch::Receiver<bool>>) ->
         labels_from_query: true,
     };
     let extensions = Extensions {
-        tls: Some(Arc::new(tls)),
+        tls: Some(tls.server),
         usage: Some(Arc::new(usage)),
     };
     runtime.spawn(async move {
@@ -100,7 +89,7 @@ fn operator(token: &str, leading: Option<tokio::sync::watch::Receiver<bool>>) ->
     Operator {
         url: format!("https://localhost:{port}"),
         store,
-        ca_pem: cert.cert.pem(),
+        ca_pem: tls.cert_pem,
         _runtime: runtime,
     }
 }
@@ -150,14 +139,14 @@ fn one_call_held_back(
 ) -> Proc {
     let (ca, token_file) = files;
     let (sidecar, addrs) = reporting_sidecar(op, upstream, pod, Some(ca), token_file);
-    wait_until("the first bundle", Duration::from_secs(10), || {
+    eventually("the first bundle", Duration::from_secs(10), || {
         enforced_version(&addrs.admin).is_some()
     });
     block();
     let mut session = Session::connect(&format!("{}/mcp", addrs.base), None).unwrap();
     let reply = session.call_tool("echo", json!({"message": "a"})).unwrap();
     assert!(reply.is_success());
-    wait_until(
+    eventually(
         &format!("a report failing with {result}"),
         Duration::from_secs(10),
         || {
@@ -188,19 +177,11 @@ fn arrives_once(op: &Operator) {
             .get(&beta())
             .map(|c| c.calls_24h)
     };
-    wait_until("the kept report", Duration::from_secs(10), || {
+    eventually("the kept report", Duration::from_secs(10), || {
         calls() == Some(1)
     });
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(calls(), Some(1), "not counted twice");
-}
-
-fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !ok() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -222,7 +203,7 @@ fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
     );
 
     let (sidecar, addrs) = reporting_sidecar(&op, &upstream, "pod-1", Some(&ca), &token_file);
-    wait_until(
+    eventually(
         "the first bundle over HTTPS",
         Duration::from_secs(10),
         || enforced_version(&addrs.admin).is_some(),
@@ -244,7 +225,7 @@ fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
     assert!(!denied.is_success(), "agent-beta may not call it");
 
     let key = ("demo".to_owned(), "agent-beta".to_owned());
-    wait_until("the usage report", Duration::from_secs(10), || {
+    eventually("the usage report", Duration::from_secs(10), || {
         op.store
             .view(Timestamp::now())
             .clients
@@ -272,7 +253,7 @@ fn calls_denials_and_listed_tools_reach_the_operator_over_https() {
         "the untrusting sidecar reported nothing"
     );
     // Counted once the operator's answer is back (just after the store has the report).
-    wait_until("sent reports counted", Duration::from_secs(5), || {
+    eventually("sent reports counted", Duration::from_secs(5), || {
         metric_lines(&addrs.admin, "mcp_warden_usage_reports_total")
             .iter()
             .any(|l| l.contains("result=\"sent\""))

@@ -306,37 +306,6 @@ pub async fn create_pod(client: &kube::Client, ns: &str, name: &str, labels: &[(
         .expect("create pod");
 }
 
-/// Polls `f` every 20 ms until it holds or `timeout` passes.
-pub async fn eventually<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls an async check every 50 ms until it returns `Some` or `timeout` passes.
-pub async fn eventually_some<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// How an operator instance decides whether it writes status.
 #[derive(Clone, Debug)]
 pub enum Leadership {

@@ -1,5 +1,5 @@
 //! Shared by the `audit_*` integration tests: the OCSF validator, event builders, a real rsyslog,
-//! a capturing HTTP server, and small polling helpers. Every loop is bounded in count and time;
+//! a capturing HTTP server, and readers of the records. Every loop is bounded in count and time;
 //! every server binds 127.0.0.1.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
@@ -11,10 +11,11 @@ use mcp_warden_sidecar::audit::{
     AuditConfig, AuditEvent, ClientInfo, DecisionInfo, DecisionMode, JsonRpcError, Outcome,
     PrincipalInfo, ResponseInfo, ServerInfo, ToolInfo, TransportInfo,
 };
+use mcp_warden_test_support::{free_port, peer, repo_root};
 use serde_json::{Value, json};
 use std::{
     collections::HashMap,
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -23,13 +24,6 @@ use std::{
     },
     time::{Duration, Instant},
 };
-
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -373,22 +367,7 @@ pub fn config(spool: &Path, extra_spool: &str, sinks: &str) -> AuditConfig {
     AuditConfig::from_yaml(&config_yaml(spool, extra_spool, sinks)).unwrap()
 }
 
-// ---------------------------------------------------------------- polling
-
-/// Polls `f` every 20 ms until it returns `Some`, for at most `limit`.
-pub async fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+// ---------------------------------------------------------------- records
 
 /// Parses a JSONL file (missing file: no lines).
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
@@ -431,49 +410,7 @@ pub fn dedup_by_uid(records: &[Value]) -> Vec<Value> {
     out
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ---------------------------------------------------------------- rsyslog
-
-/// `rsyslogd` from the peers (`make peers`): `$PEERS_RSYSLOGD`, else the one recorded in
-/// `$PEERS_DIR/env.sh`. Panics with the fix when missing.
-pub fn rsyslogd() -> PathBuf {
-    let from_env = std::env::var_os("PEERS_RSYSLOGD").map(PathBuf::from);
-    let from_file = || {
-        let dir = std::env::var_os("PEERS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join(".peers"));
-        let text = std::fs::read_to_string(dir.join("env.sh")).ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("export PEERS_RSYSLOGD="))?;
-        let value = line
-            .split_once('=')?
-            .1
-            .split('#')
-            .next()?
-            .trim()
-            .trim_matches('\'')
-            .trim_matches('"');
-        Some(PathBuf::from(value))
-    };
-    match from_env.or_else(from_file) {
-        Some(p) if p.is_file() => p,
-        other => panic!(
-            "rsyslogd (the SIEM stand-in) is not installed{}: run `make peers` (it installs Debian rsyslog \
-             and writes .peers/env.sh), then `. .peers/env.sh`",
-            other
-                .map(|p| format!(" at {}", p.display()))
-                .unwrap_or_default()
-        ),
-    }
-}
 
 /// A real rsyslog receiving RFC 5424 over TCP on a random loopback port (config:
 /// `tests/peers/rsyslog/rsyslog-audit.conf.tmpl`), killed when dropped.
@@ -487,12 +424,14 @@ pub struct Rsyslog {
 
 impl Rsyslog {
     pub fn start(dir: &Path) -> Self {
-        let bin = rsyslogd();
+        // Debian's rsyslog, the SIEM stand-in, from `make peers`.
+        let bin = peer("PEERS_RSYSLOGD");
         std::fs::create_dir_all(dir.join("work")).unwrap();
         let port = free_port();
-        let tmpl =
-            std::fs::read_to_string(repo().join("tests/peers/rsyslog/rsyslog-audit.conf.tmpl"))
-                .unwrap();
+        let tmpl = std::fs::read_to_string(
+            repo_root().join("tests/peers/rsyslog/rsyslog-audit.conf.tmpl"),
+        )
+        .unwrap();
         let conf = tmpl
             .replace("@DIR@", dir.to_str().unwrap())
             .replace("@PORT@", &port.to_string());

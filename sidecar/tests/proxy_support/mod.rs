@@ -1,9 +1,11 @@
 //! Shared helpers of the `proxy_*` integration tests: `proxy::serve` in-process in front of a
-//! real upstream, either `@modelcontextprotocol/server-everything` (from `make peers`) or a
-//! small hyper server written in the test, and an HTTP client to talk to it.
+//! real upstream, either `@modelcontextprotocol/server-everything` (from `make peers`, started
+//! by `mcp_warden_test_support::server_everything`), the Python SDK fixture, or a small hyper
+//! server written in the test, and an HTTP client to talk to it.
 //!
 //! ```text
-//! test ──Http──► proxy::serve (127.0.0.1:0, in this process) ──► Everything (node, 127.0.0.1)
+//! test ──Http──► proxy::serve (127.0.0.1:0, in this process) ──► server-everything (node, 127.0.0.1)
+//!                                                           ├──► PyFixture (python, 127.0.0.1)
 //!                                                           └──► Mock (hyper, 127.0.0.1)
 //! ```
 //!
@@ -27,129 +29,25 @@ use mcp_warden_sidecar::{
     settings::Settings,
     state::{Active, Live},
 };
+use mcp_warden_test_support::{Proc, free_port, repo_root};
 use serde_json::Value;
 use std::{
     convert::Infallible,
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-/// The repository root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A variable of `.peers/env.sh` (from the environment under `make test`, else from the file).
-/// Panics with a message to run `make peers` when the peers are not installed: a missing peer
-/// fails the test, it never skips it.
-pub fn peer(name: &str) -> PathBuf {
-    let value = std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .or_else(|| {
-            let dir =
-                std::env::var_os("PEERS_DIR").map_or_else(|| repo().join(".peers"), PathBuf::from);
-            let text = std::fs::read_to_string(dir.join("env.sh")).ok()?;
-            text.lines()
-                .filter_map(|l| l.strip_prefix("export "))
-                .filter_map(|l| l.split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| {
-                    v.split(" #")
-                        .next()
-                        .unwrap_or(v)
-                        .trim()
-                        .trim_matches('\'')
-                        .to_owned()
-                })
-        });
-    let path = PathBuf::from(value.unwrap_or_else(|| {
-        panic!("{name} is not set and .peers/env.sh does not define it: run `make peers` to install the test peers")
-    }));
-    assert!(
-        path.exists(),
-        "{name}={} does not exist: run `make peers`",
-        path.display()
-    );
-    path
-}
-
-/// `@modelcontextprotocol/server-everything` in Streamable HTTP mode on a free loopback port,
-/// killed when dropped (and exiting on its own when this process dies: its stdin closes).
-#[derive(Debug)]
-pub struct Everything {
-    child: Child,
-    script: PathBuf,
-    /// Its MCP URL.
-    pub url: String,
-}
-
-impl Everything {
-    /// Starts it and waits (at most 30 s) until it accepts connections.
-    pub fn start() -> Self {
-        let node = peer("PEERS_NODE22");
-        let script = peer("PEERS_SERVER_EVERYTHING_JS");
-        let loopback = repo().join("scripts/force-loopback.cjs");
-        assert!(loopback.exists(), "{} is missing", loopback.display());
-        let port = free_port();
-        let watchdog = std::env::temp_dir().join(format!(
-            "mcp-warden-proxy-watchdog-{}-{port}.cjs",
-            std::process::id()
-        ));
-        std::fs::write(
-            &watchdog,
-            "process.stdin.on('end', () => process.exit(0)); process.stdin.on('error', () => process.exit(0)); process.stdin.resume();\n",
-        )
-        .unwrap();
-        let child = Command::new(node)
-            .arg("-r")
-            .arg(loopback)
-            .arg("-r")
-            .arg(&watchdog)
-            .arg(script)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node starts (run `make peers`)");
-        let mut me = Self {
-            child,
-            script: watchdog,
-            url: format!("http://127.0.0.1:{port}/mcp"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = me.child.try_wait() {
-                panic!("server-everything exited: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server-everything did not listen on {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        me
-    }
-}
-
-impl Drop for Everything {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.script);
-    }
-}
+// For tests/methods.rs, which imports it from here; the others import it from the crate.
+pub use mcp_warden_test_support::peer;
 
 /// A Python `mcp` SDK (`MCPServer`) fixture serving both eras (legacy and 2026-07-28) on a
 /// free loopback port, with the tools `echo`, `get-sum` and `get-env`; killed when dropped.
 #[derive(Debug)]
 pub struct PyFixture {
-    child: Child,
+    _proc: Proc,
     script: PathBuf,
     /// Its MCP URL.
     pub url: String,
@@ -181,63 +79,35 @@ app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
 impl PyFixture {
     /// Starts it and waits (at most 30 s) until it accepts connections.
     pub fn start() -> Self {
-        let python = peer("PEERS_PYTHON");
         let port = free_port();
         let script = std::env::temp_dir().join(format!(
             "mcp-warden-proxy-fixture-{}-{port}.py",
             std::process::id()
         ));
         std::fs::write(&script, PY_FIXTURE).unwrap();
-        let child = Command::new(python)
-            .arg(&script)
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python starts (run `make peers`)");
-        let mut me = Self {
-            child,
+        let mut cmd = Command::new(peer("PEERS_PYTHON"));
+        cmd.arg(&script).arg(port.to_string());
+        let mut proc = Proc::start("the Python fixture", cmd).unwrap_or_else(|e| panic!("{e}"));
+        proc.wait_port(port, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e} (is `mcp` installed? run `make peers`)"));
+        Self {
+            _proc: proc,
             script,
             url: format!("http://127.0.0.1:{port}/mcp"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = me.child.try_wait() {
-                panic!(
-                    "the Python fixture exited: {status} (is `mcp` installed? run `make peers`)"
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the Python fixture did not listen on {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        me
     }
 }
 
 impl Drop for PyFixture {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.script);
     }
 }
 
-/// A port free on 127.0.0.1 right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The compiled `examples/everything` configuration, after `edit` of its YAML text.
 pub fn everything_rules(edit: impl Fn(String) -> String) -> Active {
-    let text = std::fs::read_to_string(repo().join("examples/everything/everything.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("examples/everything/everything.yaml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("everything.yaml");
     std::fs::write(&file, edit(text)).unwrap();
