@@ -190,6 +190,7 @@ pub fn authorize(
             let denial = Denial::UnknownMethod {
                 method: method.to_owned(),
                 notification,
+                modern: false,
             };
             refuse(&mut verdict, denial);
             return verdict;

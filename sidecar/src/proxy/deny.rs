@@ -113,6 +113,9 @@ pub enum Denial {
         method: String,
         /// Sent as a notification (answered 400: a notification has no JSON-RPC answer).
         notification: bool,
+        /// A 2026-07-28 request: answered 404, as that revision requires (SEP-2575); earlier
+        /// revisions get 200 (a 404 there means "session not found" to clients).
+        modern: bool,
     },
     /// Too many requests being decided, or no room for the body (`admission.rs`).
     #[error("Service unavailable: the proxy is at its request or body budget; retry later")]
@@ -194,13 +197,15 @@ impl Denial {
                 StatusCode::FORBIDDEN
             }
             Self::HiddenTool(_) | Self::ForeignTask(_) | Self::BatchNotForwarded => StatusCode::OK,
-            Self::UnknownMethod { notification, .. } => {
-                if *notification {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::OK
-                }
-            }
+            Self::UnknownMethod {
+                notification,
+                modern,
+                ..
+            } => match (notification, modern) {
+                (true, _) => StatusCode::BAD_REQUEST,
+                (false, true) => StatusCode::NOT_FOUND,
+                (false, false) => StatusCode::OK,
+            },
             Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::HeaderMismatch(_) | Self::Parse(_) | Self::NotARequest(_) => {
                 StatusCode::BAD_REQUEST

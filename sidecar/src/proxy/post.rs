@@ -142,6 +142,13 @@ impl Proxy {
                 return self.refuse_payload(&t, Some(&payload), sid, client, denial);
             }
         };
+        if era == headers::Era::Modern {
+            for v in &mut verdicts {
+                if let Some(Denial::UnknownMethod { modern, .. }) = &mut v.denial {
+                    *modern = true;
+                }
+            }
+        }
         let denied = verdicts.iter().any(|v| v.denial.is_some());
         let throttle = if denied {
             Throttle::Pass(Vec::new())
