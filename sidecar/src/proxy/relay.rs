@@ -1,14 +1,18 @@
 //! Upstream response ──► client: status and headers kept, sessions bookkept, bodies streamed, and
-//! read only where the proxy must (`tools/list`, `tasks/list`, task creation, `initialize`).
+//! every 2xx body of a caller's exchange read (`filter`): answers only to the caller's own
+//! requests, lists filtered, unreadable answers withheld.
 //!
 //! ```text
 //! Response<Incoming> ──► 401 from upstream ──► 502 JSON-RPC error (AUTH-11)
 //!   ├─ headers::to_client (hop-by-hop, WWW-Authenticate out; X-Accel-Buffering: no on SSE)
 //!   ├─ sessions: initialize 2xx + Mcp-Session-Id ──► bind;  404 ──► forget;  DELETE 2xx ──► forget
 //!   │            (an unknown session never reaches the upstream: service.rs, post.rs)
-//!   └─ body: nothing to read ──► passed through as it streams
-//!            text/event-stream ──► sse::RewriteBody + filter::rewrite, event by event
-//!            application/json  ──► collected (bounded), filter::rewrite, new Content-Length
+//!   └─ body: non-2xx, 202, 204, DELETE ──► passed through as it streams (clients read none)
+//!            compressed, or neither JSON nor SSE ──► withheld (errors for pending answers)
+//!            text/event-stream ──► sse::RewriteBody + filter::rewrite, event by event, ids
+//!                                  sealed, revoke::Revocable
+//!            application/json  ──► collected (bounded), filter::rewrite, new Content-Length;
+//!                                  pending answers missing ──► withheld
 //! ```
 
 use super::{
