@@ -10,8 +10,9 @@
 //!        data(data joined by "\n") = None        ──► the held bytes, unchanged
 //!        data(data)               = Some(json)  ──► the same lines, the data lines replaced
 //!                                                  by `data: <json>` (same line ending)
-//!        data(data)               = Some("")    ──► the data lines dropped: no event reaches
-//!                                                  the client (an answer to nobody's request)
+//!        data(data)               = Some("")    ──► the data lines become one empty `data:`:
+//!                                                  no event reaches the client (an answer to
+//!                                                  nobody's request)
 //! upstream end ──► what is held goes out (rewritten if it has data); nothing is synthesized
 //! upstream error ──► the client stream fails too (no clean end is invented)
 //! ```
@@ -200,13 +201,20 @@ impl Splitter {
                         let end = actual_ending(raw);
                         out.extend_from_slice(&raw[..raw.len() - end.len()]);
                         out.extend_from_slice(if end == b"\r" { b"\n" } else { end });
-                    } else if !replaced && !new.is_empty() {
+                    } else if !replaced {
                         replaced = true;
                         let eol = safe_ending(raw);
-                        for line in split_lines(&new) {
-                            out.extend_from_slice(b"data: ");
-                            out.extend_from_slice(line);
+                        if new.is_empty() {
+                            // Dropped: one empty `data:` line keeps the event's shape, and an
+                            // event whose data is empty is never dispatched.
+                            out.extend_from_slice(b"data:");
                             out.extend_from_slice(eol);
+                        } else {
+                            for line in split_lines(&new) {
+                                out.extend_from_slice(b"data: ");
+                                out.extend_from_slice(line);
+                                out.extend_from_slice(eol);
+                            }
                         }
                     }
                 }

@@ -145,7 +145,7 @@ impl Events for Sealer {
 }
 
 #[test]
-fn ids_are_sealed_and_dropped_events_lose_their_data_lines() {
+fn ids_are_sealed_and_dropped_events_keep_one_empty_data_line() {
     let input =
         b"id: a\ndata: keep\n\nid: b\r\nevent: message\r\ndata: drop\r\n\r\ndata: x\nid:c\n\n";
     for chunk in [1, 3, input.len()] {
@@ -157,7 +157,7 @@ fn ids_are_sealed_and_dropped_events_lose_their_data_lines() {
         splitter.finish(&mut out, &mut Sealer);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "id: a~s\ndata: keep\n\nid: b~s\r\nevent: message\r\n\r\ndata: x\nid: c~s\n\n",
+            "id: a~s\ndata: keep\n\nid: b~s\r\nevent: message\r\ndata:\r\n\r\ndata: x\nid: c~s\n\n",
             "chunk size {chunk}"
         );
     }
@@ -171,7 +171,7 @@ fn a_rewritten_event_keeps_the_blank_line_that_ends_it() {
         (b"data: a\nid: 5\rdata: b\n\n", "data: x\nid: 5~s\n\n"),
         (
             b"id: 1\rdata: drop\n\ndata: c\n\n",
-            "id: 1~s\n\ndata: c\n\n",
+            "id: 1~s\ndata:\n\ndata: c\n\n",
         ),
         // Data of only line breaks keeps a data line (a BOM line must not move to the start).
         (
