@@ -8,7 +8,6 @@ mod proxy_support;
 
 use bytes::Bytes;
 use http::Method;
-use mcp_warden_test_support::free_port;
 use proxy_support::*;
 use serde_json::{Value, json};
 use std::{
@@ -609,7 +608,11 @@ async fn upstream_failures_are_json_rpc_errors() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     hold.abort();
-    let port = free_port();
+    // A port bound but not listening: connections are refused, and no other test can take it
+    // (a merely free port could be, and answer for it).
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let proxy = Proxy::anonymous(&format!("http://127.0.0.1:{port}/mcp"), ALPHA).await;
     let reply = post(
         &proxy.url(),
