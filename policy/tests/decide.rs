@@ -451,87 +451,78 @@ fn policies_grant_only_the_tool_they_reference_in_their_namespace() {
     ));
 }
 
-#[test]
-fn service_account_identities() {
+/// `payments` trusting the Kubernetes issuers `clusters`.
+fn payments_trusting(clusters: &[&str]) -> McpTool {
     let mut tool = payments();
-    tool.spec.authentication.issuers.push(IssuerSpec {
-        issuer: "https://kubernetes.default.svc".into(),
-        kind: IssuerKind::Kubernetes,
-        algorithms: vec![SigningAlgorithm::RS256],
-        ..Default::default()
-    });
-    let mut c = mk_client("agents", "sa-bot");
-    c.spec.identity = ClientIdentity {
-        service_account: Some(ServiceAccountRef {
-            namespace: None,
-            name: "bot".into(),
-        }),
-        ..Default::default()
-    };
-    let rules = rules(
-        vec![tool],
-        vec![c],
-        vec![mk_policy(
-            "payments",
-            "read",
-            &["agents/sa-bot"],
-            "payments-api",
-            &["*"],
-        )],
-    );
-    let mut p = principal("ignored", &["payments:read"]);
-    p.issuer = "https://kubernetes.default.svc".into();
-    p.subject = Some("system:serviceaccount:agents:bot".into());
-    assert!(decide(&rules, &p, Call::Tool("get_balance"), ts(NOW)).is_allowed());
-    p.subject = Some("system:serviceaccount:other:bot".into());
-    assert!(matches!(
-        decide(&rules, &p, Call::Session, ts(NOW)),
-        Decision::DenyUnknownClient { .. }
-    ));
-    p.subject = Some("bot".into());
-    assert!(matches!(
-        decide(&rules, &p, Call::Session, ts(NOW)),
-        Decision::DenyUnknownClient { .. }
-    ));
-}
-
-#[test]
-fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
-    // The McpTool trusts two clusters: agents/bot of the other cluster is not our sa-bot.
-    let mut tool = payments();
-    for issuer in [
-        "https://kubernetes.default.svc",
-        "https://oidc.other-cluster.example",
-    ] {
+    for issuer in clusters {
         tool.spec.authentication.issuers.push(IssuerSpec {
-            issuer: issuer.into(),
+            issuer: (*issuer).into(),
             kind: IssuerKind::Kubernetes,
             algorithms: vec![SigningAlgorithm::RS256],
             ..Default::default()
         });
     }
+    tool
+}
+
+/// `agents/sa-bot`, identified by the ServiceAccount `bot` of its namespace (and `issuer`).
+fn sa_bot(issuer: Option<&str>) -> McpClient {
     let mut c = mk_client("agents", "sa-bot");
     c.spec.identity = ClientIdentity {
         service_account: Some(ServiceAccountRef {
             namespace: None,
             name: "bot".into(),
         }),
+        issuer: issuer.map(str::to_owned),
         ..Default::default()
     };
-    let policy = mk_policy(
+    c
+}
+
+const LOCAL: &str = "https://kubernetes.default.svc";
+const OTHER: &str = "https://oidc.other-cluster.example";
+
+fn sa_bot_read() -> McpPolicy {
+    mk_policy(
         "payments",
         "read",
         &["agents/sa-bot"],
         "payments-api",
         &["*"],
+    )
+}
+
+#[test]
+fn service_account_identities() {
+    let rules = rules(
+        vec![payments_trusting(&[LOCAL])],
+        vec![sa_bot(None)],
+        vec![sa_bot_read()],
     );
-    let ambiguous = rules(vec![tool], vec![c.clone()], vec![policy.clone()]);
+    let mut p = principal("ignored", &["payments:read"]);
+    p.issuer = LOCAL.into();
+    p.subject = Some("system:serviceaccount:agents:bot".into());
+    assert!(decide(&rules, &p, Call::Tool("get_balance"), ts(NOW)).is_allowed());
+    for subject in ["system:serviceaccount:other:bot", "bot"] {
+        p.subject = Some(subject.into());
+        assert!(
+            matches!(
+                decide(&rules, &p, Call::Session, ts(NOW)),
+                Decision::DenyUnknownClient { .. }
+            ),
+            "{subject}"
+        );
+    }
+}
+
+#[test]
+fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
+    // The McpTool trusts two clusters: agents/bot of the other cluster is not our sa-bot.
+    let both = payments_trusting(&[LOCAL, OTHER]);
+    let ambiguous = rules(vec![both.clone()], vec![sa_bot(None)], vec![sa_bot_read()]);
     let mut p = principal("ignored", &["payments:read"]);
     p.subject = Some("system:serviceaccount:agents:bot".into());
-    for issuer in [
-        "https://kubernetes.default.svc",
-        "https://oidc.other-cluster.example",
-    ] {
+    for issuer in [LOCAL, OTHER] {
         p.issuer = issuer.into();
         assert!(
             matches!(
@@ -542,27 +533,10 @@ fn a_service_account_without_an_issuer_is_not_matched_across_clusters() {
         );
     }
     // Naming the issuer picks the cluster.
-    c.spec.identity.service_account = Some(ServiceAccountRef {
-        namespace: None,
-        name: "bot".into(),
-    });
-    c.spec.identity.issuer = Some("https://kubernetes.default.svc".into());
-    let mut tool = payments();
-    for issuer in [
-        "https://kubernetes.default.svc",
-        "https://oidc.other-cluster.example",
-    ] {
-        tool.spec.authentication.issuers.push(IssuerSpec {
-            issuer: issuer.into(),
-            kind: IssuerKind::Kubernetes,
-            algorithms: vec![SigningAlgorithm::RS256],
-            ..Default::default()
-        });
-    }
-    let named = rules(vec![tool], vec![c], vec![policy]);
-    p.issuer = "https://kubernetes.default.svc".into();
+    let named = rules(vec![both], vec![sa_bot(Some(LOCAL))], vec![sa_bot_read()]);
+    p.issuer = LOCAL.into();
     assert!(decide(&named, &p, Call::Tool("get_balance"), ts(NOW)).is_allowed());
-    p.issuer = "https://oidc.other-cluster.example".into();
+    p.issuer = OTHER.into();
     assert!(matches!(
         decide(&named, &p, Call::Session, ts(NOW)),
         Decision::DenyUnknownClient { .. }

@@ -22,15 +22,7 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn the_listener_serves_tls_with_http2_and_http1() {
-    let mock = Mock::start(|seen| {
-        let req: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
-        respond(
-            200,
-            &[("content-type", "application/json")],
-            serde_json::json!({"jsonrpc":"2.0","id":req["id"],"result":{}}).to_string(),
-        )
-    })
-    .await;
+    let mock = Mock::empty_results().await;
     let tls =
         mcp_warden_sidecar::tls::server_config(&fixture("server.pem"), &fixture("server.key"))
             .unwrap();

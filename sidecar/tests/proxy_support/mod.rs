@@ -479,6 +479,19 @@ impl std::fmt::Debug for Mock {
 }
 
 impl Mock {
+    /// An upstream answering every request `{"result":{}}` under its id (JSON).
+    pub async fn empty_results() -> Self {
+        Self::start(|seen| {
+            let req: Value = serde_json::from_slice(&seen.body).unwrap();
+            respond(
+                200,
+                &[("content-type", "application/json")],
+                serde_json::json!({"jsonrpc":"2.0","id":req["id"],"result":{}}).to_string(),
+            )
+        })
+        .await
+    }
+
     /// Serves until the test's runtime ends.
     pub async fn start(
         handler: impl Fn(Seen) -> Response<MockBody> + Send + Sync + 'static,
