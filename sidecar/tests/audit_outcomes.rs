@@ -26,8 +26,9 @@ use std::{
 
 const BETA: &str = "demo/agent-beta";
 
+/// Waits up to 30 s: a tokenless refusal comes with the tally's flush, every 10 s (proxy::tally).
 async fn wait_records(dir: &Path, n: usize) -> Vec<Value> {
-    let records = eventually_async("the records", Duration::from_secs(15), || {
+    let records = eventually_async("the records", Duration::from_secs(30), || {
         let r = audit_support::call_records(dir);
         (r.len() >= n).then_some(r)
     })
