@@ -109,7 +109,10 @@ pub struct ClientSelector {
     pub selector: LabelSelector,
 }
 
-/// Tools of one McpTool.
+/// Tools, resources and prompts of one McpTool.
+///
+/// A grant that names no `resources` and no `prompts` grants tools only, as before these fields
+/// existed: no McpPolicy gains access on upgrade.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolGrant {
@@ -117,15 +120,37 @@ pub struct ToolGrant {
     #[x_kube(validation = kube::core::Rule::new(NAME_RULE).message(NAME_MESSAGE))]
     #[schemars(length(max = 253))]
     pub tool_ref: String,
-    /// Tool names or globs (`get_*`); `["*"]` (the default) grants every tool of the server.
-    #[serde(default = "all_tools")]
+    /// Tool names or globs (`get_*`). When unset: every tool of the server (`["*"]`) if the grant
+    /// names no `resources` and no `prompts`, else no tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("size(self) >= 1 && self.all(n, n.matches('^[A-Za-z0-9_.*/-]+$'))").message("names must be non-empty tool names or globs"))]
     #[schemars(length(max = 128), inner(length(max = 128)))]
-    pub names: Vec<String>,
+    pub names: Option<Vec<String>>,
+    /// Resources granted: URIs, URI globs (`docs://public/*`) or URI templates, matched like
+    /// `McpTool.spec.resources[].uri`. A resource template is listed (`resources/templates/list`)
+    /// and completed when its template text matches a grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new("self.all(u, u.matches('^[^\\\\s]+$'))").message("resources must be URIs, URI globs or URI templates without whitespace"))]
+    #[schemars(length(max = 128), inner(length(max = 2048)))]
+    pub resources: Vec<String>,
+    /// Prompt names or globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new("self.all(n, n.matches('^[A-Za-z0-9_.*/-]+$'))").message("prompts must be non-empty prompt names or globs"))]
+    #[schemars(length(max = 128), inner(length(max = 128)))]
+    pub prompts: Vec<String>,
 }
 
-fn all_tools() -> Vec<String> {
-    vec!["*".to_owned()]
+impl ToolGrant {
+    /// The tool names or globs granted, with the default applied.
+    pub fn tool_names(&self) -> &[String] {
+        static ALL: std::sync::LazyLock<[String; 1]> =
+            std::sync::LazyLock::new(|| ["*".to_owned()]);
+        match &self.names {
+            Some(names) => names,
+            None if self.resources.is_empty() && self.prompts.is_empty() => &ALL[..],
+            None => &[],
+        }
+    }
 }
 
 /// Observed state of an `McpPolicy`.

@@ -50,6 +50,33 @@ pub struct McpToolSpec {
     /// every caller; `Allow` lets policies grant them with no tool-level scopes.
     #[serde(default)]
     pub default_action: DefaultAction,
+    /// What each resource requires: entries by exact URI, URI glob (`docs://*`) or RFC 6570 URI
+    /// template (`file:///{path}`). A resource that no entry matches is governed by
+    /// `defaultResourceAction`. Each `uri` appears once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["uri"]))]
+    pub resources: Vec<ResourceSpec>,
+    /// What happens to resources that match no entry in `resources`: `Deny` (default) hides them
+    /// from every caller (not listed, not readable); `Allow` lets policies grant them with no
+    /// resource-level scopes.
+    #[serde(default)]
+    pub default_resource_action: DefaultAction,
+    /// What each prompt requires, by name or glob. A prompt that no entry matches is governed by
+    /// `defaultPromptAction`. Each name appears once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub prompts: Vec<PromptSpec>,
+    /// What happens to prompts that match no entry in `prompts`: `Deny` (default) or `Allow`.
+    #[serde(default)]
+    pub default_prompt_action: DefaultAction,
+    /// The requests this server may send to its callers (server-to-client), relayed only while
+    /// they belong to one of the caller's requests: `Elicitation` (form and URL mode), and the
+    /// kinds the 2026-07-28 revision deprecates, `Sampling` and `Roots`. Others are withheld and
+    /// answered to the server with an error. Default: `[Elicitation]`.
+    #[serde(default = "default_server_requests")]
+    #[schemars(length(max = 3))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("each kind appears once"))]
+    pub server_requests: Vec<ServerRequest>,
     /// What happens to JSON-RPC methods the sidecar has no rule for (vendor extensions, methods
     /// of later protocol revisions): `Deny` (default) answers −32601 Method not found without
     /// forwarding; `Allow` forwards them for any identified caller, undecided.
@@ -222,6 +249,87 @@ pub struct ToolSpec {
     /// What audit records keep of this tool's calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<ToolAuditSpec>,
+}
+
+/// What one resource (or a family of resources, by glob or URI template) requires.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// The resource URI as the server lists it, a glob (`*` matches any run of characters:
+    /// `docs://public/*`), or an RFC 6570 URI template (`{id}` matches a run without `/`,
+    /// `{+path}` any run). When several entries match, the most specific (longest literal) wins.
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[^\\\\s]+$')").message("uri must be a URI, URI glob or URI template without whitespace"))]
+    #[schemars(length(max = 2048))]
+    pub uri: String,
+    /// OAuth scopes the caller's token must carry to read the resource (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new(SCOPES_RULE).message(SCOPES_MESSAGE))]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
+    pub scopes: Vec<String>,
+    /// How much damage a wrong read can do; reported in audit records and access reviews.
+    #[serde(default)]
+    pub risk: Risk,
+    /// A cap on reads of this resource by all callers together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// What audit records keep of this resource's reads (`redact` has nothing to apply to:
+    /// a read has no arguments; `captureResponse` records the contents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<ToolAuditSpec>,
+}
+
+/// What one prompt (or a family of prompts, by glob) requires.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromptSpec {
+    /// The prompt name as the server lists it, or a glob (`*` matches any run of characters).
+    /// When several entries match, the most specific (longest literal) wins.
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[A-Za-z0-9_.*/-]+$')").message("name must be a prompt name or glob of letters, digits, '_', '-', '.', '/' and '*'"))]
+    #[schemars(length(max = 128))]
+    pub name: String,
+    /// OAuth scopes the caller's token must carry to get the prompt (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new(SCOPES_RULE).message(SCOPES_MESSAGE))]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
+    pub scopes: Vec<String>,
+    /// How much damage a wrong use can do; reported in audit records and access reviews.
+    #[serde(default)]
+    pub risk: Risk,
+    /// A cap on gets of this prompt by all callers together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// What audit records keep of this prompt's gets (`redact` applies to its arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<ToolAuditSpec>,
+}
+
+/// A kind of request a server sends to its callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ServerRequest {
+    /// `elicitation/create` (form and URL mode): the server asks the user for input.
+    Elicitation,
+    /// `sampling/createMessage`: the server asks the caller's model for a completion
+    /// (deprecated in 2026-07-28).
+    Sampling,
+    /// `roots/list`: the server asks for the caller's file-system roots (deprecated in
+    /// 2026-07-28).
+    Roots,
+}
+
+impl ServerRequest {
+    /// The kind of a server-to-client request method, if it is one.
+    pub fn of(method: &str) -> Option<Self> {
+        match method {
+            "elicitation/create" => Some(Self::Elicitation),
+            "sampling/createMessage" => Some(Self::Sampling),
+            "roots/list" => Some(Self::Roots),
+            _ => None,
+        }
+    }
+}
+
+fn default_server_requests() -> Vec<ServerRequest> {
+    vec![ServerRequest::Elicitation]
 }
 
 /// How much damage a wrong call to a tool can do.

@@ -104,7 +104,7 @@ pub fn effective_tools(inventory: &Inventory) -> HashMap<Key, BTreeSet<String>> 
                     .contains_key(&(ns.clone(), g.tool_ref.clone()))
             })
             .flat_map(|g| {
-                g.names
+                g.tool_names()
                     .iter()
                     .map(move |n| format!("{ns}/{}/{n}", g.tool_ref))
             })

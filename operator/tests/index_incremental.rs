@@ -97,7 +97,8 @@ fn policy(rng: &mut Lcg) -> Resource {
     let tools = (0..1 + rng.next() % 2)
         .map(|_| ToolGrant {
             tool_ref: format!("t{}", rng.next() % 5),
-            names: vec!["*".into()],
+            names: Some(vec!["*".into()]),
+            ..Default::default()
         })
         .collect();
     let clients = (0..rng.next() % 3)

@@ -110,7 +110,8 @@ fn inventory() -> Inventory {
                     client_selector,
                     tools: vec![ToolGrant {
                         tool_ref: format!("tool-{}", p % TOOLS_PER_NS),
-                        names: vec!["op_*".into()],
+                        names: Some(vec!["op_*".into()]),
+                        ..Default::default()
                     }],
                     ..Default::default()
                 },

@@ -2,31 +2,31 @@
 //!
 //! ```text
 //! Bundle{tools, clients, policies}
-//!   ├─ McpTool      → server, issuers, tool entries (exact map + globs by specificity)
+//!   ├─ McpTool      → server, issuers, Entries of tools, resources and prompts
+//!   │                 (exact map + globs by specificity, each with its default action)
 //!   ├─ McpClient    → clients, indexed by (issuer, client_id) and by ServiceAccount
-//!   └─ McpPolicy    → grants per client: exact tool names → policies, plus glob grants
+//!   └─ McpPolicy    → Grants per client and capability: exact names → policies, plus globs
 //! ```
 //!
 //! Lookups cost the same with 10 or 10,000 clients: a request finds its client by hash, then
 //! only that client's grants are scanned.
 
+pub use crate::capability::{Capability, Entries, Entry, Grants, Rate};
 use crate::{
     Kind, ObjectRef,
     bundle::{Bundle, granted_clients_in},
+    capability::GrantsBuilder,
     duration,
-    glob::Glob,
     inventory::{Key, key},
     lifecycle,
 };
 use jiff::Timestamp;
 use mcp_warden_crds::{
-    DefaultAction, IssuerKind, McpClient, McpTool, PolicyMode, RateLimit, Risk, SigningAlgorithm,
-    ThrottleResponse, ToolAuditSpec,
+    DefaultAction, IssuerKind, McpClient, McpTool, PolicyMode, RateLimit, Risk, ServerRequest,
+    SigningAlgorithm, ThrottleResponse, ToolAuditSpec,
 };
 use std::{
     collections::{BTreeMap, HashMap},
-    fmt,
-    sync::Arc,
     time::Duration,
 };
 
@@ -73,17 +73,6 @@ pub struct Problem {
 /// reported as a `Ready`/`InvalidAnnotation` problem.
 pub const RUNAWAY_CLEARED_AT_ANNOTATION: &str = "mcpwarden.io/runaway-cleared-at";
 
-/// A rate with a burst, compiled from a `RateLimit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    /// Calls per `period`.
-    pub requests: u32,
-    /// The period.
-    pub period: Duration,
-    /// Calls allowed back to back.
-    pub burst: u32,
-}
-
 /// A trusted issuer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Issuer {
@@ -97,21 +86,6 @@ pub struct Issuer {
     pub algorithms: Vec<SigningAlgorithm>,
     /// OAuth or Kubernetes ServiceAccount tokens.
     pub kind: IssuerKind,
-}
-
-/// What one tool entry of the McpTool requires.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ToolEntry {
-    /// The name or glob as written.
-    pub pattern: Glob,
-    /// Scopes the token must carry.
-    pub scopes: Vec<String>,
-    /// Declared risk.
-    pub risk: Risk,
-    /// Cap on calls by all callers.
-    pub rate_limit: Option<Rate>,
-    /// Audit redaction and capture.
-    pub audit: Option<ToolAuditSpec>,
 }
 
 /// A compiled McpClient.
@@ -148,24 +122,8 @@ pub struct Client {
     /// When a person last cleared a runaway suspension: the annotation
     /// [`RUNAWAY_CLEARED_AT_ANNOTATION`] (RFC 3339). Runaway flags raised before it are lifted.
     pub runaway_cleared_at: Option<Timestamp>,
-    /// Grants of exact tool names: `(name id, policy index)` sorted by name id, each name's
-    /// policies in grant order. Names are interned once per RuleSet in `names` (a HashMap of
-    /// Strings per client took most of the memory of 1,000 clients).
-    grants_exact: Box<[(u32, u32)]>,
-    /// The tool names granted by exact name, shared by every client of the RuleSet.
-    names: Arc<GrantNames>,
-    /// Glob grants, in grant order.
-    grants_glob: Box<[(Glob, usize)]>,
-}
-
-/// The interned tool names of a RuleSet's exact grants: name → id.
-#[derive(Clone, Default, PartialEq)]
-struct GrantNames(HashMap<Box<str>, u32>);
-
-impl fmt::Debug for GrantNames {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GrantNames({} names)", self.0.len())
-    }
+    /// Its grants of tools, resources and prompts, by `Capability` (in `Capability::ALL` order).
+    grants: [Grants; 3],
 }
 
 /// A compiled McpPolicy.
@@ -204,10 +162,14 @@ pub struct RuleSet {
     pub clock_skew: Duration,
     /// `spec.authentication.baseScopes`: what every caller asks for to begin.
     pub base_scopes: Vec<String>,
-    /// Tool entries in order of precedence (exact names first, then globs by specificity).
-    pub entries: Vec<ToolEntry>,
-    /// What undeclared tools get.
-    pub default_action: DefaultAction,
+    /// What each tool requires (`spec.tools`, `spec.defaultAction`).
+    pub tools: Entries,
+    /// What each resource requires (`spec.resources`, `spec.defaultResourceAction`).
+    pub resources: Entries,
+    /// What each prompt requires (`spec.prompts`, `spec.defaultPromptAction`).
+    pub prompts: Entries,
+    /// `spec.serverRequests`: what the server may ask its callers.
+    pub server_requests: Vec<ServerRequest>,
     /// `spec.unknownMethods`: methods the sidecar has no rule for.
     pub unknown_methods: DefaultAction,
     /// Per-tool cap for all callers (McpTool-wide).
@@ -218,9 +180,6 @@ pub struct RuleSet {
     pub policies: Vec<Policy>,
     /// Cross-object problems found while compiling.
     pub problems: Vec<Problem>,
-    entries_exact: HashMap<String, usize>,
-    /// Where the glob entries start in `entries` (the exact names come first).
-    globs_from: usize,
     by_client_id: Pairs,
     by_service_account: Pairs,
 }
@@ -238,13 +197,17 @@ fn pair<'p>(pairs: &'p Pairs, first: &str, second: &str) -> &'p [usize] {
 
 impl RuleSet {
     /// The tool entry governing `tool`: the exact entry, else the most specific glob.
-    pub fn entry(&self, tool: &str) -> Option<&ToolEntry> {
-        if let Some(&i) = self.entries_exact.get(tool) {
-            return Some(&self.entries[i]);
+    pub fn entry(&self, tool: &str) -> Option<&Entry> {
+        self.tools.entry(tool)
+    }
+
+    /// The entries of one capability.
+    pub fn entries(&self, capability: Capability) -> &Entries {
+        match capability {
+            Capability::Tool => &self.tools,
+            Capability::Resource => &self.resources,
+            Capability::Prompt => &self.prompts,
         }
-        self.entries[self.globs_from..]
-            .iter()
-            .find(|e| e.pattern.matches(tool))
     }
 
     /// Clients whose `clientId` identity matches.
@@ -275,20 +238,12 @@ impl Client {
     /// Policy indexes granting `tool` to this client: exact grants, then glob grants, each in
     /// grant order (policy order, then name order within a policy).
     pub fn grants_for<'a>(&'a self, tool: &'a str) -> impl Iterator<Item = usize> + 'a {
-        let exact: &[(u32, u32)] = match self.names.0.get(tool) {
-            Some(&id) => {
-                let start = self.grants_exact.partition_point(|&(n, _)| n < id);
-                let len = self.grants_exact[start..].partition_point(|&(n, _)| n == id);
-                &self.grants_exact[start..start + len]
-            }
-            None => &[],
-        };
-        exact.iter().map(|&(_, p)| p as usize).chain(
-            self.grants_glob
-                .iter()
-                .filter(move |(g, _)| g.matches(tool))
-                .map(|(_, p)| *p),
-        )
+        self.grants(Capability::Tool).matching(tool)
+    }
+
+    /// This client's grants of one capability.
+    pub fn grants(&self, capability: Capability) -> &Grants {
+        &self.grants[capability as usize]
     }
 }
 
@@ -365,40 +320,51 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         })
         .collect();
 
-    let mut entries = Vec::with_capacity(spec.tools.len());
-    for (i, t) in spec.tools.iter().enumerate() {
-        entries.push(ToolEntry {
-            pattern: Glob::new(&t.name),
-            scopes: t.scopes.clone(),
-            risk: t.risk,
-            rate_limit: rate(
-                &tool_ref,
-                &format!("spec.tools[{i}].rateLimit"),
+    let tools = entries(
+        &tool_ref,
+        "tools",
+        spec.default_action,
+        spec.tools.iter().map(|t| {
+            (
+                Capability::Tool,
+                &t.name,
+                &t.scopes,
+                t.risk,
                 t.rate_limit.as_ref(),
-            )?,
-            audit: t.audit.clone(),
-        });
-    }
-    // Exact names first; globs by specificity (longest literal first), ties by pattern text.
-    entries.sort_by(|a, b| {
-        (
-            !a.pattern.is_literal(),
-            std::cmp::Reverse(a.pattern.specificity()),
-            a.pattern.as_str(),
-        )
-            .cmp(&(
-                !b.pattern.is_literal(),
-                std::cmp::Reverse(b.pattern.specificity()),
-                b.pattern.as_str(),
-            ))
-    });
-    let entries_exact = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.pattern.is_literal())
-        .map(|(i, e)| (e.pattern.as_str().to_owned(), i))
-        .collect();
-    let globs_from = entries.partition_point(|e| e.pattern.is_literal());
+                &t.audit,
+            )
+        }),
+    )?;
+    let resources = entries(
+        &tool_ref,
+        "resources",
+        spec.default_resource_action,
+        spec.resources.iter().map(|r| {
+            (
+                Capability::Resource,
+                &r.uri,
+                &r.scopes,
+                r.risk,
+                r.rate_limit.as_ref(),
+                &r.audit,
+            )
+        }),
+    )?;
+    let prompts = entries(
+        &tool_ref,
+        "prompts",
+        spec.default_prompt_action,
+        spec.prompts.iter().map(|p| {
+            (
+                Capability::Prompt,
+                &p.name,
+                &p.scopes,
+                p.risk,
+                p.rate_limit.as_ref(),
+                &p.audit,
+            )
+        }),
+    )?;
 
     // Clients, in bundle order (sorted by key), indexed by identity.
     let mut clients = Vec::with_capacity(bundle.clients.len());
@@ -467,9 +433,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
             daily_calls: quota.and_then(|q| q.daily_calls),
             suspend_on_runaway: quota.is_some_and(|q| q.suspend_on_runaway),
             runaway_cleared_at,
-            grants_exact: Box::default(),
-            names: Arc::default(),
-            grants_glob: Box::default(),
+            grants: Default::default(),
             object,
         });
         index_of.insert((ns, name), idx);
@@ -505,9 +469,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         .iter()
         .map(|c| (key(&c.metadata), c))
         .collect();
-    let mut names: HashMap<Box<str>, u32> = HashMap::new();
-    let mut exact: Vec<Vec<(u32, u32)>> = vec![Vec::new(); clients.len()];
-    let mut glob: Vec<Vec<(Glob, usize)>> = vec![Vec::new(); clients.len()];
+    let mut grants = Capability::ALL.map(|_| GrantsBuilder::new(clients.len()));
     let mut policies = Vec::with_capacity(bundle.policies.len());
     for p in &bundle.policies {
         let (ns, name) = key(&p.metadata);
@@ -522,25 +484,23 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
                 message: format!("McpClients not found: {}", granted.missing.join(", ")),
             });
         }
-        let patterns: Vec<Glob> = p
-            .spec
-            .tools
-            .iter()
-            .filter(|g| ns == tool_ns && g.tool_ref == tool_name)
-            .flat_map(|g| g.names.iter().map(Glob::new))
-            .collect();
-        for client_key in &granted.found {
-            let Some(&ci) = index_of.get(client_key) else {
-                continue;
-            };
-            for pattern in &patterns {
-                if pattern.is_literal() {
-                    let next = u32::try_from(names.len()).expect("fewer than 2^32 tool names");
-                    let id = *names.entry(pattern.as_str().into()).or_insert(next);
-                    let policy = u32::try_from(idx).expect("fewer than 2^32 policies");
-                    exact[ci].push((id, policy));
-                } else {
-                    glob[ci].push((pattern.clone(), idx));
+        let here = || (p.spec.tools.iter()).filter(|g| ns == tool_ns && g.tool_ref == tool_name);
+        let patterns = [
+            here().flat_map(|g| g.tool_names()).collect::<Vec<_>>(),
+            here().flat_map(|g| &g.resources).collect(),
+            here().flat_map(|g| &g.prompts).collect(),
+        ];
+        for (capability, (names, builder)) in Capability::ALL
+            .into_iter()
+            .zip(patterns.iter().zip(&mut grants))
+        {
+            let patterns: Vec<_> = names.iter().map(|n| capability.pattern(n)).collect();
+            for client_key in &granted.found {
+                let Some(&ci) = index_of.get(client_key) else {
+                    continue;
+                };
+                for pattern in &patterns {
+                    builder.grant(ci, pattern, idx);
                 }
             }
         }
@@ -554,13 +514,10 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         });
     }
     drop(local);
-    let names = Arc::new(GrantNames(names));
-    for ((client, mut exact), glob) in clients.iter_mut().zip(exact).zip(glob) {
-        // Stable: each name's policies stay in grant order.
-        exact.sort_by_key(|&(name, _)| name);
-        client.grants_exact = exact.into_boxed_slice();
-        client.grants_glob = glob.into_boxed_slice();
-        client.names = names.clone();
+    for (i, builder) in grants.into_iter().enumerate() {
+        for (client, built) in clients.iter_mut().zip(builder.build()) {
+            client.grants[i] = built;
+        }
     }
     problems.sort();
 
@@ -580,15 +537,15 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
             &spec.authentication.clock_skew,
         )?,
         base_scopes: spec.authentication.base_scopes.clone(),
-        entries,
-        default_action: spec.default_action,
+        tools,
+        resources,
+        prompts,
+        server_requests: spec.server_requests.clone(),
         unknown_methods: spec.unknown_methods,
         tool_rate_limit: rate(&tool_ref, "spec.rateLimit", spec.rate_limit.as_ref())?,
         clients,
         policies,
         problems,
-        entries_exact,
-        globs_from,
         by_client_id,
         by_service_account,
         tool: tool_ref,
@@ -598,9 +555,40 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
 /// Summary counts, for logs and metrics.
 pub fn summary(rules: &RuleSet) -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
-        ("tools", rules.entries.len()),
+        ("tools", rules.tools.list.len()),
+        ("resources", rules.resources.list.len()),
+        ("prompts", rules.prompts.list.len()),
         ("clients", rules.clients.len()),
         ("policies", rules.policies.len()),
         ("problems", rules.problems.len()),
     ])
+}
+
+/// The entries of one capability, in any order; `what` names the spec field for errors.
+fn entries<'a>(
+    tool: &ObjectRef,
+    what: &str,
+    default_action: DefaultAction,
+    specs: impl Iterator<
+        Item = (
+            Capability,
+            &'a String,
+            &'a Vec<String>,
+            Risk,
+            Option<&'a RateLimit>,
+            &'a Option<ToolAuditSpec>,
+        ),
+    >,
+) -> Result<Entries, CompileError> {
+    let mut list = Vec::new();
+    for (i, (capability, pattern, scopes, risk, limit, audit)) in specs.enumerate() {
+        list.push(Entry {
+            pattern: capability.pattern(pattern),
+            scopes: scopes.clone(),
+            risk,
+            rate_limit: rate(tool, &format!("spec.{what}[{i}].rateLimit"), limit)?,
+            audit: audit.clone(),
+        });
+    }
+    Ok(Entries::new(list, default_action))
 }

@@ -3,7 +3,9 @@
 //! ```text
 //! Principal ──identify──► Client ──lifecycle──► suspended? expired? token cut off? review overdue?
 //!                                   │
-//!  Call::Tool(name) ──► tool entry (exact, glob, defaultAction) ──► grants of that client
+//!  Call::Tool(name) / Resource(uri) / Prompt(name)
+//!                   ──► entry of that capability (exact, glob, default action)
+//!                   ──► that client's grants of that capability
 //!                        ──► Enforce policy with enough scopes?  Allow
 //!                        ──► Enforce policy, scopes missing?     DenyInsufficientScope{needed}
 //!                        ──► only Audit policies?                Allow (audit) / WouldDeny
@@ -15,10 +17,11 @@
 
 use crate::{
     ObjectRef,
+    capability::Capability,
     compile::{Client, RuleSet},
 };
 use jiff::Timestamp;
-use mcp_warden_crds::{DefaultAction, IssuerKind, PolicyMode};
+use mcp_warden_crds::{IssuerKind, PolicyMode};
 use std::collections::BTreeSet;
 
 /// Who is calling, as established from a verified token.
@@ -41,6 +44,11 @@ pub struct Principal {
 pub enum Call<'a> {
     /// `tools/call` of the named tool.
     Tool(&'a str),
+    /// `resources/read` or `resources/subscribe` of a URI (or the completion of a resource
+    /// template, by its template text).
+    Resource(&'a str),
+    /// `prompts/get` of the named prompt (or the completion of its arguments).
+    Prompt(&'a str),
     /// Any other request of an established client (`initialize`, `tools/list`, `ping`,
     /// notifications, GET streams, DELETE): only identity and lifecycle are checked.
     Session,
@@ -102,8 +110,8 @@ pub enum Decision {
         /// The cut-off.
         cutoff: Timestamp,
     },
-    /// No policy grants the tool to this client (or the tool is not declared). Answered as an
-    /// unknown tool, so hidden tools stay hidden.
+    /// No policy grants the tool, resource or prompt to this client (or it is not declared).
+    /// Answered as an unknown tool, resource or prompt, so hidden ones stay hidden.
     DenyNotGranted {
         /// The caller.
         client: ObjectRef,
@@ -187,7 +195,9 @@ pub fn decide(rules: &RuleSet, principal: &Principal, call: Call<'_>, now: Times
     match authenticate(rules, principal, now) {
         Err(denied) => denied,
         Ok(caller) => match call {
-            Call::Tool(tool) => caller.call_tool(tool),
+            Call::Tool(tool) => caller.call(Capability::Tool, tool),
+            Call::Resource(uri) => caller.call(Capability::Resource, uri),
+            Call::Prompt(prompt) => caller.call(Capability::Prompt, prompt),
             Call::Session => Decision::Allow {
                 client: caller.client.object.clone(),
                 policy: None,
@@ -306,26 +316,25 @@ impl<'r> Caller<'r> {
         self.client
     }
 
-    /// The tool-level scopes, or `None` when the tool is not declared and undeclared tools
-    /// are denied.
-    fn tool_scopes(&self, tool: &str) -> Option<&'r [String]> {
-        self.rules.tool_scopes(tool)
-    }
-
     /// Decides a `tools/call` of `tool`.
     pub fn call_tool(&self, tool: &str) -> Decision {
+        self.call(Capability::Tool, tool)
+    }
+
+    /// Decides a use of the tool, resource or prompt `name`.
+    pub fn call(&self, capability: Capability, name: &str) -> Decision {
         let client = || self.client.object.clone();
         let not_granted = || Decision::DenyNotGranted {
             client: client(),
             tool: self.rules.tool.clone(),
         };
-        let Some(tool_scopes) = self.tool_scopes(tool) else {
+        let Some(tool_scopes) = self.rules.entries(capability).scopes(name) else {
             return not_granted();
         };
         // Best enforce grant: allowed, else the one needing the fewest scopes. Same for audit.
         let mut enforce_missing: Option<(usize, Vec<String>)> = None;
         let mut audit: Option<(usize, Vec<String>)> = None;
-        for p in self.client.grants_for(tool) {
+        for p in self.client.grants(capability).matching(name) {
             let policy = &self.rules.policies[p];
             // What is missing is only spelled out (sorted, deduplicated) for a refusal.
             let needed = || needed_scopes(tool_scopes, &policy.scopes);
@@ -380,7 +389,19 @@ impl<'r> Caller<'r> {
     /// tools are allowed) and some policy grants it. Tools granted but needing more scopes are
     /// listed, so that calling them yields a scope step-up challenge.
     pub fn lists(&self, tool: &str) -> bool {
-        self.tool_scopes(tool).is_some() && self.client.grants_for(tool).next().is_some()
+        self.may_list(Capability::Tool, tool)
+    }
+
+    /// Whether a list (`tools/list`, `resources/list`, `resources/templates/list`,
+    /// `prompts/list`) shows `name` to this caller, as `lists` does for tools.
+    pub fn may_list(&self, capability: Capability, name: &str) -> bool {
+        self.rules.entries(capability).scopes(name).is_some()
+            && self
+                .client
+                .grants(capability)
+                .matching(name)
+                .next()
+                .is_some()
     }
 }
 
@@ -388,11 +409,7 @@ impl RuleSet {
     /// The tool-level scopes of `tool`, or `None` when it is not declared and undeclared tools
     /// are denied (nobody may call it, whatever the grants).
     pub fn tool_scopes(&self, tool: &str) -> Option<&[String]> {
-        match self.entry(tool) {
-            Some(entry) => Some(&entry.scopes),
-            None if self.default_action == DefaultAction::Allow => Some(&[]),
-            None => None,
-        }
+        self.tools.scopes(tool)
     }
 }
 

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod capability;
 pub mod compile;
 pub mod decide;
 pub mod duration;
@@ -25,6 +26,7 @@ pub mod resource;
 pub mod selector;
 
 pub use bundle::{Bundle, Workload, bundle_for_tools, select};
+pub use capability::Capability;
 pub use compile::{CompileError, Problem, RuleSet, compile};
 pub use decide::{Call, Caller, Decision, Principal, authenticate, decide};
 pub use inventory::Inventory;

@@ -139,7 +139,7 @@ fn decide_cost_does_not_grow_with_clients() {
         (
             rules.clients.len(),
             rules.policies.len(),
-            rules.entries.len()
+            rules.tools.list.len()
         ),
         (CLIENTS, POLICIES, TOOLS)
     );

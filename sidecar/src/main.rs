@@ -211,7 +211,7 @@ fn check(path: &std::path::Path, select: &SelectArgs) -> ExitCode {
                 "ok: {} governs {} ({} tool entries, {} clients, {} policies), version {}",
                 rules.tool,
                 rules.resource,
-                rules.entries.len(),
+                rules.tools.list.len(),
                 rules.clients.len(),
                 rules.policies.len(),
                 bundle.version

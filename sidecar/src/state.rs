@@ -65,7 +65,8 @@ impl Active {
         let all = self.redactions.get_or_init(|| {
             let mut all: Vec<Option<Arc<Redaction>>> = self
                 .rules
-                .entries
+                .tools
+                .list
                 .iter()
                 .map(|e| match Redaction::from_spec(e.audit.as_ref()) {
                     Ok(r) => Some(Arc::new(r)),
@@ -82,7 +83,8 @@ impl Active {
             .and_then(|t| self.rules.entry(t))
             .and_then(|entry| {
                 self.rules
-                    .entries
+                    .tools
+                    .list
                     .iter()
                     .position(|e| std::ptr::eq(e, entry))
             })

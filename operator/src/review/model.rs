@@ -184,7 +184,7 @@ fn grants(inventory: &Inventory) -> (BTreeMap<Key, Vec<Grant>>, Vec<String>) {
                 .tools
                 .iter()
                 .filter(|g| g.tool_ref == key.1)
-                .flat_map(|g| g.names.iter().cloned());
+                .flat_map(|g| g.tool_names().iter().cloned());
             names.extend(names_here);
         }
         for client in &rules.clients {

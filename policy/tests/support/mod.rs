@@ -93,7 +93,8 @@ pub fn mk_policy(ns: &str, name: &str, clients: &[&str], tool: &str, names: &[&s
                 .collect(),
             tools: vec![ToolGrant {
                 tool_ref: tool.into(),
-                names: names.iter().map(|s| s.to_string()).collect(),
+                names: Some(names.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
             }],
             ..Default::default()
         },

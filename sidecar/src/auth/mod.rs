@@ -541,9 +541,9 @@ pub fn anonymous_principal(rules: &RuleSet, name: &str) -> Option<Principal> {
         .clients
         .iter()
         .find(|c| c.object.name == name && ns.is_none_or(|ns| c.object.namespace == ns))?;
-    let scopes = rules
-        .entries
-        .iter()
+    let scopes = [&rules.tools, &rules.resources, &rules.prompts]
+        .into_iter()
+        .flat_map(|entries| &entries.list)
         .flat_map(|e| e.scopes.iter())
         .chain(rules.policies.iter().flat_map(|p| p.scopes.iter()))
         .cloned()

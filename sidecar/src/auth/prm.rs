@@ -31,9 +31,9 @@ pub fn scopes_supported(rules: &RuleSet) -> Vec<&str> {
         .base_scopes
         .iter()
         .chain(
-            rules
-                .entries
-                .iter()
+            [&rules.tools, &rules.resources, &rules.prompts]
+                .into_iter()
+                .flat_map(|entries| &entries.list)
                 .filter(|e| matches!(e.risk, Risk::Low | Risk::Medium))
                 .flat_map(|e| e.scopes.iter()),
         )
