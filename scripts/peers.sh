@@ -30,6 +30,10 @@ PY_PINS=(
   "requests==2.34.2"             # oidc-provider/verify_jwt.py, glewlwyd demo
   "redis==8.1.0"                 # ratelimit/replicas_test.py
 )
+# The 2025-06-18 schema as an SDK ships it: mcp 1.10.0..1.22.0's mcp/types.py (LATEST_PROTOCOL_VERSION
+# "2025-06-18"; 1.23.0 keeps that string but adds 2025-11-25's tasks). Only its source is read
+# (sidecar/tests/methods.rs), so it goes beside the venv: --target, --no-deps.
+MCP_2025_06_18_PIN="mcp==1.22.0"
 NODE22_VERSION=22.23.3           # the conformance CLI needs Node >= 22 (fs.globSync)
 # name -> npm spec. conformance 0.1.16 is npm "latest"; 0.2.0-alpha.12 has the 2026-07-28 scenarios
 # and is installed under an alias so both can live in one node_modules.
@@ -62,6 +66,7 @@ case $(uname -m) in
   *) NODE_PKG=unsupported ;;
 esac
 VENV=$PEERS_DIR/venv
+MCP_2025_06_18=$PEERS_DIR/mcp-2025-06-18
 NODE22_DIR=$PEERS_DIR/node22
 NODE22_BIN_DIR=$NODE22_DIR/node_modules/$NODE_PKG/bin
 NODE22=$NODE22_BIN_DIR/node
@@ -77,16 +82,29 @@ group_python() {
   h=$(hash_of "${PY_PINS[@]}" "$("$PYTHON_BIN" -c 'import sys; print(sys.version)')")
   if stamp_ok python "$h" && [[ -x $VENV/bin/python ]]; then
     log "python: up to date ($VENV)"
+  else
+    log "python: creating $VENV (${#PY_PINS[@]} pins)"
+    rm -rf "$VENV"
+    "$PYTHON_BIN" -m venv "$VENV"
+    # --no-compile: byte-compiling ~100 MB of packages doubled the install time; imports compile lazily.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-compile "${PY_PINS[@]}"
+    # Fail here, not in a test, if a pinned tool cannot load.
+    "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, jsonschema, ocsf_json_schema, mcp, jwt, requests, redis, httpx2, yaml'
+    write_stamp python "$h"
+  fi
+
+  h=$(hash_of "$MCP_2025_06_18_PIN")
+  if stamp_ok mcp-2025-06-18 "$h" && [[ -f $MCP_2025_06_18/mcp/types.py ]]; then
+    log "python: up to date ($MCP_2025_06_18)"
     return
   fi
-  log "python: creating $VENV (${#PY_PINS[@]} pins)"
-  rm -rf "$VENV"
-  "$PYTHON_BIN" -m venv "$VENV"
-  # --no-compile: byte-compiling ~100 MB of packages doubled the install time; imports compile lazily.
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-compile "${PY_PINS[@]}"
-  # Fail here, not in a test, if a pinned tool cannot load.
-  "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, jsonschema, ocsf_json_schema, mcp, jwt, requests, redis, httpx2, yaml'
-  write_stamp python "$h"
+  log "python: installing $MCP_2025_06_18_PIN's source into $MCP_2025_06_18"
+  rm -rf "$MCP_2025_06_18"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-compile --no-deps \
+    --target "$MCP_2025_06_18" "$MCP_2025_06_18_PIN"
+  grep -q '^LATEST_PROTOCOL_VERSION = "2025-06-18"$' "$MCP_2025_06_18/mcp/types.py" \
+    || die "python: $MCP_2025_06_18_PIN's mcp/types.py is not the 2025-06-18 schema"
+  write_stamp mcp-2025-06-18 "$h"
 }
 
 # ---- node ---------------------------------------------------------------------------------------
@@ -187,6 +205,9 @@ write_env() {
       echo "export PEERS_PYTEST='$VENV/bin/pytest'"
       echo "export PEERS_KUBERNETES_VALIDATE='$VENV/bin/kubernetes-validate'"
     fi
+    if [[ -f $MCP_2025_06_18/mcp/types.py ]]; then
+      echo "export PEERS_MCP_2025_06_18='$MCP_2025_06_18'   # $MCP_2025_06_18_PIN, source only (mcp/types.py: the 2025-06-18 schema)"
+    fi
     if [[ -x $NODE22 && -d $NM ]]; then
       echo "export PEERS_NODE22='$NODE22'"
       echo "export PEERS_NODE22_BIN='$NODE22_BIN_DIR'"
@@ -246,6 +267,9 @@ from importlib.metadata import version
 names = ["kubernetes-validate", "helm-python-sdk", "jsonschema", "ocsf-json-schema", "pytest", "mcp", "PyJWT", "requests", "redis"]
 print(f"  python  {sys.argv[1]} (Python {platform.python_version()}): " + " ".join(f"{n}=={version(n)}" for n in names))
 EOF
+  fi
+  if [[ -f $MCP_2025_06_18/mcp/types.py ]]; then
+    echo "  python  $MCP_2025_06_18: $MCP_2025_06_18_PIN (source only, --no-deps)"
   fi
   if [[ -x $NODE22 && -d $NM ]]; then
     "$NODE22" - "$NODE22" "$NM" <<'EOF'

@@ -4,7 +4,8 @@
 //!
 //! | revision | source |
 //! | --- | --- |
-//! | 2025-11-25 (a superset of 2025-06-18's methods) | Python `mcp_types/_v2025_11_25` (`mcp==2.3.0`) |
+//! | 2025-06-18 | Python `mcp/types.py` of `mcp==1.22.0` (source only, `$PEERS_MCP_2025_06_18`) |
+//! | 2025-11-25 | Python `mcp_types/_v2025_11_25` (`mcp==2.3.0`) |
 //! | 2026-07-28 | Python `mcp_types/_v2026_07_28` |
 //! | the TypeScript SDK's current draft | `@modelcontextprotocol/sdk` 1.32.2 `spec.types.d.ts` |
 
@@ -43,8 +44,28 @@ fn every_schema_method_has_a_rule() {
         .map(|d| d.path().join("site-packages/mcp_types"))
         .find(|p| p.is_dir())
         .expect("mcp_types in the peers' venv (pip install mcp==2.3.0: run `make peers`)");
+    // mcp 1.x's types.py is one revision's schema; 1.23.0 still declares 2025-06-18 but adds
+    // 2025-11-25's tasks, so a pin past 1.22.0 fails on them.
+    let v2025_06_18 = peer("PEERS_MCP_2025_06_18").join("mcp/types.py");
+    let text = std::fs::read_to_string(&v2025_06_18)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make peers`)", v2025_06_18.display()));
+    assert!(
+        text.contains("\nLATEST_PROTOCOL_VERSION = \"2025-06-18\"\n"),
+        "{}: not the 2025-06-18 schema",
+        v2025_06_18.display()
+    );
+    let later: Vec<String> = methods(&v2025_06_18)
+        .into_iter()
+        .filter(|m| m.starts_with("tasks/") || m.contains("/tasks/"))
+        .collect();
+    assert!(
+        later.is_empty(),
+        "{}: has 2025-11-25's {later:?}",
+        v2025_06_18.display()
+    );
     let node_modules = peer("PEERS_NODE_MODULES");
     let sources = [
+        v2025_06_18,
         site.join("_v2025_11_25/__init__.py"),
         site.join("_v2026_07_28/__init__.py"),
         node_modules.join("@modelcontextprotocol/sdk/dist/esm/spec.types.d.ts"),
