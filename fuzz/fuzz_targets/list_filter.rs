@@ -17,6 +17,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcp_warden_sidecar::proxy::filter::{self, Answer, Expect, Inspector, MAX_TTL_MS};
+use mcp_warden_policy::Capability;
 use mcp_warden_sidecar::proxy::jsonrpc::Id;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -38,7 +39,7 @@ fn task_owned(task: &str) -> bool {
 /// What the proxy expects for an id (its own comparison: canonical JSON text).
 fn expected(id: &str) -> Option<Expect> {
     match id {
-        "1" | "\"a\"" => Some(Expect::ToolsList),
+        "1" | "\"a\"" => Some(Expect::List(Capability::Tool)),
         "2" => Some(Expect::TasksList),
         "3" => Some(Expect::CreateTask),
         "4" => Some(Expect::Initialize),
@@ -61,7 +62,7 @@ impl Inspector for Caller {
             (None, _) => Answer::Drop,
         }
     }
-    fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
+    fn list_filter(&mut self, _capability: Capability) -> impl FnMut(&str) -> bool + '_ {
         self.filters += 1;
         let rule = self.rule;
         move |name| tool_allowed(rule, name)
@@ -85,7 +86,7 @@ fn answers(message: &Value, lenient: bool) -> Option<Expect> {
     }
     match id {
         Value::Number(n) => match n.as_f64()? {
-            1.0 => Some(Expect::ToolsList),
+            1.0 => Some(Expect::List(Capability::Tool)),
             2.0 => Some(Expect::TasksList),
             _ => None,
         },
@@ -98,7 +99,7 @@ fn check_message(message: &Value, caller: &Caller, lenient: bool, rewritten: boo
     let Some(expect) = answers(message, lenient) else { return };
     let Some(result) = message.get("result") else { return };
     let (list, key) = match expect {
-        Expect::ToolsList => ("tools", "name"),
+        Expect::List(Capability::Tool) => ("tools", "name"),
         Expect::TasksList => ("tasks", "taskId"),
         _ => return,
     };
@@ -106,7 +107,7 @@ fn check_message(message: &Value, caller: &Caller, lenient: bool, rewritten: boo
         for item in items {
             if let Some(name) = item.get(key).and_then(Value::as_str) {
                 let visible = match expect {
-                    Expect::ToolsList => tool_allowed(caller.rule, name),
+                    Expect::List(Capability::Tool) => tool_allowed(caller.rule, name),
                     _ => task_owned(name),
                 };
                 assert!(
@@ -117,7 +118,7 @@ fn check_message(message: &Value, caller: &Caller, lenient: bool, rewritten: boo
         }
     }
     let proxy_expects = Id::from_value(&message["id"]).and_then(|id| expected(id.as_json()));
-    if rewritten && caller.modern && proxy_expects == Some(Expect::ToolsList) && result.is_object() {
+    if rewritten && caller.modern && proxy_expects == Some(Expect::List(Capability::Tool)) && result.is_object() {
         assert_eq!(result["cacheScope"], "private", "{message}");
         if let Some(ttl) = result.get("ttlMs").and_then(Value::as_f64) {
             assert!(ttl <= MAX_TTL_MS as f64, "{message}");

@@ -208,10 +208,12 @@ fn check(path: &std::path::Path, select: &SelectArgs) -> ExitCode {
     match config::load_config(path, &selection) {
         Ok((bundle, rules)) => {
             println!(
-                "ok: {} governs {} ({} tool entries, {} clients, {} policies), version {}",
+                "ok: {} governs {} ({} tool, {} resource and {} prompt entries, {} clients, {} policies), version {}",
                 rules.tool,
                 rules.resource,
                 rules.tools.list.len(),
+                rules.resources.list.len(),
+                rules.prompts.list.len(),
                 rules.clients.len(),
                 rules.policies.len(),
                 bundle.version

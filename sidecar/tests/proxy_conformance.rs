@@ -19,15 +19,7 @@ async fn conformance_0_1_16_through_the_proxy_matches_the_baseline() {
         repo_root().join("tests/peers/reference/mcp-peers/expected-failures-0.1.16-via-proxy.yml");
     assert!(baseline.exists(), "{} is missing", baseline.display());
     let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
-    // The suite's tokenless principal is allowed everything (reference §11): undeclared tools
-    // allowed, and agent-alpha granted every tool, so that only transport behaviour differs.
-    let rules = everything_rules(|t| {
-        t.replace("defaultAction: Deny", "defaultAction: Allow")
-            .replace(
-                "names: [echo, get-*, gzip-file-as-resource, trigger-*, toggle-*]",
-                "names: [\"*\"]",
-            )
-    });
+    let rules = allowing_everything();
     let proxy = Proxy::start(settings(&everything_url, "demo/agent-alpha"), Some(rules)).await;
     let url = format!("http://localhost:{}/mcp", proxy.addr.port());
     let output_dir = tempfile::tempdir().unwrap();
@@ -52,6 +44,26 @@ async fn conformance_0_1_16_through_the_proxy_matches_the_baseline() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("dns-rebinding-protection"), "{summary}");
+}
+
+/// The demo's rules, with the suite's tokenless principal (agent-alpha) allowed everything
+/// (reference §11): undeclared tools, resources and prompts allowed and granted, every server
+/// request relayed, so that only transport behaviour differs.
+fn allowing_everything() -> mcp_warden_sidecar::state::Active {
+    everything_rules(|t| {
+        t.replace("defaultAction: Deny", "defaultAction: Allow")
+            .replace("defaultResourceAction: Deny", "defaultResourceAction: Allow")
+            .replace("defaultPromptAction: Deny", "defaultPromptAction: Allow")
+            .replace(
+                "names: [echo, get-*, gzip-file-as-resource, trigger-*, toggle-*]",
+                "names: [\"*\"]",
+            )
+            .replace("resources: [\"demo://*\"]", "resources: [\"*\"]")
+            .replace(
+                "serverRequests: [Elicitation, Sampling]",
+                "serverRequests: [Elicitation, Sampling, Roots]",
+            )
+    })
 }
 
 /// `scenario → (passed, failed)` from a conformance run's `=== SUMMARY ===` block.
@@ -93,13 +105,7 @@ async fn conformance_0_2_at_2025_11_25_through_the_proxy_equals_the_direct_run()
     let node = peer("PEERS_NODE22");
     let suite = peer("PEERS_CONFORMANCE_NEXT_JS");
     let (_everything, everything_url) = server_everything().unwrap_or_else(|e| panic!("{e}"));
-    let rules = everything_rules(|t| {
-        t.replace("defaultAction: Deny", "defaultAction: Allow")
-            .replace(
-                "names: [echo, get-*, gzip-file-as-resource, trigger-*, toggle-*]",
-                "names: [\"*\"]",
-            )
-    });
+    let rules = allowing_everything();
     let proxy = Proxy::start(settings(&everything_url, "demo/agent-alpha"), Some(rules)).await;
     let direct_url = everything_url.replace("127.0.0.1", "localhost");
     let direct = scenarios(&run_suite(&node, &suite, &direct_url).await);
@@ -135,3 +141,4 @@ async fn conformance_0_2_at_2025_11_25_through_the_proxy_equals_the_direct_run()
         }
     }
 }
+

@@ -4,11 +4,17 @@
 //! headers ──► Authorization? ──► auth::Authenticator::authenticate ──► Principal   (else 401)
 //!             none + settings.anonymous_client ──► auth::anonymous_principal
 //! Principal ──► policy::authenticate (McpClient, lifecycle) ──► Access            (else 403/401)
-//! each message ──► authorize(&Access) ──► Verdict { reason, decided_by, denial, expect }
-//!     tools/call           ──► Caller::call_tool(name)     (hidden → unknown tool, scope → step-up)
+//! each message ──► authorize(&Access) ──► Verdict { reason, decided_by, used, denial, expect }
+//!     tools/call name            ──► Caller::call(Tool, name)
+//!     resources/read|subscribe uri ──► Caller::call(Resource, uri)
+//!     prompts/get name           ──► Caller::call(Prompt, name)
+//!     completion/complete ref    ──► ref/prompt: call(Prompt, name); ref/resource: call(Resource,
+//!                                    template text); another ref ──► −32602
+//!     subscriptions/listen       ──► call(Resource, uri) for each resourceSubscriptions URI
+//!         hidden ──► answered as the server answers a missing one; scope ──► 403 step-up
 //!     tasks/get|result|cancel|update ──► task owned by the caller? (else -32602)
-//!     tools/list, tasks/list, initialize, params.task ──► the response must be read (Expect)
-//!     methods::Rule: client notifications, ping, resources/*, prompts/* … ──► allowed;
+//!     lists, initialize, params.task ──► the response must be read (Expect)
+//!     methods::Rule: client notifications, ping, unsubscribe, setLevel ──► allowed;
 //!     a server's method, or one without a rule ──► −32601 (McpTool unknownMethods: Allow forwards)
 //! ```
 //!
@@ -30,7 +36,7 @@ use crate::{
 use http::{HeaderMap, header};
 use jiff::Timestamp;
 use mcp_warden_crds::DefaultAction;
-use mcp_warden_policy::{Caller, Decision, ObjectRef, Principal};
+use mcp_warden_policy::{Caller, Capability, Decision, ObjectRef, Principal};
 use std::sync::Arc;
 use tracing::field::display;
 
@@ -139,8 +145,9 @@ pub struct Verdict {
     pub reason: &'static str,
     /// The CR that decided.
     pub decided_by: ObjectRef,
-    /// The tool of a `tools/call`.
-    pub tool: Option<String>,
+    /// What the message uses: the tool of a `tools/call`, the resource of a `resources/read`,
+    /// the prompt of a `prompts/get` (or of a completion).
+    pub used: Option<(Capability, String)>,
     /// For an Audit-mode policy that lets the call through: what enforcing it would answer.
     pub would: Option<&'static str>,
     /// Why it is refused, if it is.
@@ -149,8 +156,32 @@ pub struct Verdict {
     pub expect: Option<Expect>,
 }
 
-const TASK_METHODS: [&str; 4] = ["tasks/get", "tasks/result", "tasks/cancel", "tasks/update"];
-const GOVERNED: [&str; 2] = ["tools/call", "tasks/list"];
+impl Verdict {
+    /// The tool of a `tools/call` (`None` for resources and prompts).
+    pub fn tool(&self) -> Option<&str> {
+        match &self.used {
+            Some((Capability::Tool, name)) => Some(name),
+            _ => None,
+        }
+    }
+
+    fn refuse(&mut self, denial: Denial) {
+        self.reason = denial.reason();
+        self.denial = Some(denial);
+    }
+
+    /// Applies the policy's decision about `name`.
+    fn decide(&mut self, caller: &Caller<'_>, capability: Capability, name: &str) {
+        let decision = caller.call(capability, name);
+        self.reason = decision.reason();
+        self.decided_by = decision.decided_by().clone();
+        self.denial = Denial::from_decision(&decision, capability, name);
+        if let Decision::WouldDeny { would, .. } = &decision {
+            self.would = Some(would.reason());
+        }
+        self.used = Some((capability, name.to_owned()));
+    }
+}
 
 /// Decides one message of an authenticated caller.
 pub fn authorize(
@@ -162,7 +193,7 @@ pub fn authorize(
     let mut verdict = Verdict {
         reason: "allowed",
         decided_by: access.client.clone(),
-        tool: None,
+        used: None,
         would: None,
         denial: None,
         expect: None,
@@ -171,28 +202,23 @@ pub fn authorize(
         return verdict;
     };
     let notification = matches!(message, Message::Notification { .. });
-    let refuse = |verdict: &mut Verdict, denial: Denial| {
-        verdict.reason = denial.reason();
-        verdict.denial = Some(denial);
-    };
-    match Rule::of(method, notification) {
-        Rule::Unknown | Rule::ServerOnly
-            if notification && (GOVERNED.contains(&method) || TASK_METHODS.contains(&method)) =>
-        {
-            refuse(&mut verdict, Denial::NotARequest(method.to_owned()));
-            return verdict;
-        }
+    let rule = Rule::of(method, notification);
+    if notification && !matches!(Rule::of(method, false), Rule::Unknown | Rule::ServerOnly) {
+        // A request method sent as a notification would run without an answer or a decision.
+        verdict.refuse(Denial::NotARequest(method.to_owned()));
+        return verdict;
+    }
+    match rule {
         Rule::Unknown if access.active.rules.unknown_methods == DefaultAction::Allow => {
             verdict.reason = "unknown_method_allowed";
             return verdict;
         }
         Rule::Unknown | Rule::ServerOnly => {
-            let denial = Denial::UnknownMethod {
+            verdict.refuse(Denial::UnknownMethod {
                 method: method.to_owned(),
                 notification,
                 modern: false,
-            };
-            refuse(&mut verdict, denial);
+            });
             return verdict;
         }
         Rule::ClientNotification => return verdict,
@@ -208,32 +234,75 @@ pub fn authorize(
     {
         verdict.expect = Some(Expect::CreateTask);
     }
-    match method {
-        "tools/call" => {
-            if let Some(tool) = message.param_str("name") {
-                let decision = caller.call_tool(tool);
-                verdict.reason = decision.reason();
-                verdict.decided_by = decision.decided_by().clone();
-                verdict.denial = Denial::from_decision(&decision, Some(tool));
-                if let Decision::WouldDeny { would, .. } = &decision {
-                    verdict.would = Some(would.reason());
-                }
-                verdict.tool = Some(tool.to_owned());
+    let params = message.params();
+    let param = |key: &str| message.param_str(key);
+    match rule {
+        Rule::ToolsCall => {
+            if let Some(tool) = param("name") {
+                verdict.decide(caller, Capability::Tool, tool);
             }
         }
-        "tools/list" => verdict.expect = Some(Expect::ToolsList),
-        "tasks/list" => verdict.expect = Some(Expect::TasksList),
-        "initialize" => verdict.expect = Some(Expect::Initialize),
-        m if TASK_METHODS.contains(&m) => {
-            if let Some(task) = message.param_str("taskId")
+        Rule::ResourceRead => match param("uri") {
+            Some(uri) => verdict.decide(caller, Capability::Resource, uri),
+            None => verdict.refuse(Denial::InvalidParams(format!("{method} needs a uri"))),
+        },
+        Rule::PromptsGet => match param("name") {
+            Some(name) => verdict.decide(caller, Capability::Prompt, name),
+            None => verdict.refuse(Denial::InvalidParams("prompts/get needs a name".into())),
+        },
+        Rule::Complete => {
+            let reference = params.and_then(|p| p.get("ref"));
+            let text = |key: &str| reference.and_then(|r| r.get(key)).and_then(|v| v.as_str());
+            match (text("type"), text("name"), text("uri")) {
+                (Some("ref/prompt"), Some(name), _) => {
+                    verdict.decide(caller, Capability::Prompt, name)
+                }
+                (Some("ref/resource"), _, Some(uri)) => {
+                    verdict.decide(caller, Capability::Resource, uri)
+                }
+                _ => verdict.refuse(Denial::InvalidParams(
+                    "completion/complete needs a ref of type ref/prompt (with a name) or ref/resource (with a uri)".into(),
+                )),
+            }
+        }
+        Rule::SubscriptionsListen => {
+            let uris = params
+                .and_then(|p| p.get("notifications"))
+                .and_then(|n| n.get("resourceSubscriptions"));
+            match uris {
+                None => {}
+                Some(serde_json::Value::Array(uris)) => {
+                    for uri in uris {
+                        let Some(uri) = uri.as_str() else {
+                            verdict.refuse(Denial::InvalidParams(
+                                "resourceSubscriptions must be resource URIs (strings)".into(),
+                            ));
+                            break;
+                        };
+                        verdict.decide(caller, Capability::Resource, uri);
+                        if verdict.denial.is_some() {
+                            break;
+                        }
+                    }
+                }
+                Some(_) => verdict.refuse(Denial::InvalidParams(
+                    "resourceSubscriptions must be an array of resource URIs".into(),
+                )),
+            }
+        }
+        Rule::List(capability) => verdict.expect = Some(Expect::List(capability)),
+        Rule::ResourceTemplatesList => verdict.expect = Some(Expect::ResourceTemplatesList),
+        Rule::TasksList => verdict.expect = Some(Expect::TasksList),
+        Rule::Initialize => verdict.expect = Some(Expect::Initialize),
+        Rule::TaskOwned => {
+            if let Some(task) = param("taskId")
                 && sessions.task(task, &access.key) != Ownership::Owned
             {
-                let denial = Denial::ForeignTask(task.to_owned());
-                verdict.reason = denial.reason();
-                verdict.denial = Some(denial);
+                verdict.refuse(Denial::ForeignTask(task.to_owned()));
             }
         }
-        _ => {}
+        Rule::Ping | Rule::ServerDiscover | Rule::Lessening => {}
+        Rule::Unknown | Rule::ServerOnly | Rule::ClientNotification => {}
     }
     verdict
 }
@@ -365,7 +434,7 @@ mod tests {
         assert!(v.denial.is_none());
         let v = verdict(&beta, &sessions, &call("get-env"));
         assert!(
-            matches!(v.denial, Some(Denial::HiddenTool(ref t)) if t == "get-env"),
+            matches!(v.denial, Some(Denial::Hidden(Capability::Tool, ref t)) if t == "get-env"),
             "{v:?}"
         );
         let v = verdict(&beta, &sessions, &call("get-tiny-image"));
@@ -383,7 +452,7 @@ mod tests {
             matches!(v.denial, Some(Denial::InsufficientScope { ref needed, .. }) if needed == &["mcp:admin", "mcp:tools.call"]),
             "{v:?}"
         );
-        assert_eq!(v.tool.as_deref(), Some("get-env"));
+        assert_eq!(v.tool(), Some("get-env"));
     }
 
     #[test]
@@ -412,7 +481,7 @@ mod tests {
             (r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, None),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-                Some(Expect::ToolsList),
+                Some(Expect::List(Capability::Tool)),
             ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tasks/list"}"#,
@@ -437,6 +506,136 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo"}}"#,
         );
         assert!(matches!(v.denial, Some(Denial::NotARequest(_))));
+    }
+
+    #[test]
+    fn resources_prompts_and_completions_follow_the_policy() {
+        let active = active(false);
+        let sessions = Sessions::new();
+        let beta = access(&active, "agent-beta", &["mcp:tools.list"]);
+        let request = |method: &str, params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#)
+        };
+        let read = |uri: &str| request("resources/read", &format!(r#"{{"uri":"{uri}"}}"#));
+        let doc = "demo://resource/static/document/";
+        for (body, reason) in [
+            (read(&format!("{doc}instructions.md")), "allowed"),
+            // Public documents are granted one by one; the design notes not at all.
+            (read(&format!("{doc}structure.md")), "not_granted"),
+            (read(&format!("{doc}architecture.md")), "not_granted"),
+            (read("demo://resource/dynamic/text/7"), "allowed"),
+            (read("demo://resource/dynamic/text/7/x"), "not_granted"),
+            (read("file:///etc/passwd"), "not_granted"),
+            (
+                request(
+                    "resources/subscribe",
+                    &format!(r#"{{"uri":"{doc}architecture.md"}}"#),
+                ),
+                "not_granted",
+            ),
+            (
+                request("resources/unsubscribe", r#"{"uri":"x"}"#),
+                "allowed",
+            ),
+            (
+                request("prompts/get", r#"{"name":"simple-prompt"}"#),
+                "allowed",
+            ),
+            (
+                request("prompts/get", r#"{"name":"args-prompt"}"#),
+                "not_granted",
+            ),
+            (
+                request(
+                    "completion/complete",
+                    r#"{"ref":{"type":"ref/prompt","name":"completable-prompt"},"argument":{"name":"a","value":""}}"#,
+                ),
+                "allowed",
+            ),
+            (
+                request(
+                    "completion/complete",
+                    r#"{"ref":{"type":"ref/prompt","name":"args-prompt"},"argument":{"name":"a","value":""}}"#,
+                ),
+                "not_granted",
+            ),
+            (
+                request(
+                    "completion/complete",
+                    r#"{"ref":{"type":"ref/resource","uri":"demo://resource/dynamic/text/{resourceId}"},"argument":{"name":"resourceId","value":""}}"#,
+                ),
+                "allowed",
+            ),
+            (
+                request(
+                    "completion/complete",
+                    r#"{"ref":{"type":"ref/resource","uri":"demo://resource/dynamic/blob/{resourceId}"},"argument":{"name":"resourceId","value":""}}"#,
+                ),
+                "not_granted",
+            ),
+            (
+                request(
+                    "completion/complete",
+                    r#"{"ref":{"type":"ref/tool","name":"echo"}}"#,
+                ),
+                "invalid_params",
+            ),
+            (request("resources/read", "{}"), "invalid_params"),
+            (
+                request(
+                    "subscriptions/listen",
+                    &format!(
+                        r#"{{"notifications":{{"resourceSubscriptions":["{doc}features.md","{doc}architecture.md"]}}}}"#
+                    ),
+                ),
+                "not_granted",
+            ),
+            (
+                request(
+                    "subscriptions/listen",
+                    &format!(
+                        r#"{{"notifications":{{"resourceSubscriptions":["{doc}features.md"],"toolsListChanged":true}}}}"#
+                    ),
+                ),
+                "allowed",
+            ),
+            (
+                request(
+                    "subscriptions/listen",
+                    r#"{"notifications":{"resourceSubscriptions":[1]}}"#,
+                ),
+                "invalid_params",
+            ),
+            (
+                request("logging/setLevel", r#"{"level":"debug"}"#),
+                "allowed",
+            ),
+        ] {
+            let v = verdict(&beta, &sessions, &body);
+            assert_eq!(v.reason, reason, "{body}");
+            assert_eq!(v.denial.is_some(), reason != "allowed", "{body}");
+        }
+        let v = verdict(&beta, &sessions, &read(&format!("{doc}architecture.md")));
+        assert!(
+            matches!(&v.denial, Some(d @ Denial::Hidden(Capability::Resource, _)) if d.to_string() == format!("Resource not found: {doc}architecture.md")),
+            "{v:?}"
+        );
+        assert_eq!(v.tool(), None);
+        // A granted resource whose entry needs a scope the token lacks: a step-up.
+        let alpha = access(&active, "agent-alpha", &["mcp:tools.list"]);
+        let v = verdict(&alpha, &sessions, &read("demo://resource/dynamic/blob/1"));
+        assert!(
+            matches!(&v.denial, Some(Denial::InsufficientScope { capability: Capability::Resource, needed, .. }) if needed == &["mcp:tools.call"]),
+            "{v:?}"
+        );
+        for (method, capability) in [
+            ("resources/list", Expect::List(Capability::Resource)),
+            ("prompts/list", Expect::List(Capability::Prompt)),
+            ("resources/templates/list", Expect::ResourceTemplatesList),
+        ] {
+            let v = verdict(&beta, &sessions, &request(method, "{}"));
+            assert_eq!(v.expect, Some(capability), "{method}");
+        }
     }
 
     #[test]

@@ -3,20 +3,32 @@
 //! ```text
 //! message ──► Rule::of(method, kind)
 //!   Initialize, Ping, ServerDiscover       allowed (initialize's answer is read for the version)
-//!   ToolsList, TasksList                  allowed; the answer is filtered per caller
+//!   List(capability), TasksList           allowed; the answer is filtered per caller
+//!                                         (tools/list, resources/list, resources/templates/list,
+//!                                         prompts/list, tasks/list)
 //!   ToolsCall                             decided by the policy (tools/call name)
+//!   ResourceRead                          decided by the policy (resources/read and
+//!                                         resources/subscribe uri: only readable URIs)
+//!   PromptsGet                            decided by the policy (prompts/get name)
+//!   Complete                              the prompt or resource template it completes must be
+//!                                         granted (completion/complete ref)
+//!   SubscriptionsListen                   every URI of resourceSubscriptions must be readable
+//!   Unsubscribe, SetLogLevel              allowed for an identified caller (they only lessen
+//!                                         what the caller receives, on its own session)
 //!   TaskOwned                             the task must be the caller's
-//!   Ungoverned                            allowed for an identified caller: resources, prompts,
-//!                                         completion, logging/setLevel, subscriptions/listen
-//!                                         (no CR field restricts them yet)
 //!   ClientNotification                    allowed (initialized, cancelled, progress, …)
 //!   ServerOnly                            refused: a server's method sent by a client
 //!   Unknown                               McpTool.spec.unknownMethods: Deny (−32601) | Allow
 //! ```
 //!
+//! Server-to-client requests (sampling, elicitation, roots) are the answer side's business:
+//! `relay.rs` relays them only where `McpTool.spec.serverRequests` allows.
+//!
 //! `tests/methods.rs` reads every request and notification method of the 2025-11-25 and
 //! 2026-07-28 schemas from the Python SDK's `mcp_types` package and of the TypeScript SDK's
 //! `spec.types.d.ts`, and fails for any method that falls to `Unknown`.
+
+use mcp_warden_policy::Capability;
 
 /// What the gate does with one method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,16 +39,26 @@ pub enum Rule {
     Ping,
     /// `server/discover` (2026-07-28).
     ServerDiscover,
-    /// `tools/list`: filtered per caller.
-    ToolsList,
+    /// `tools/list`, `resources/list` (`Resource`), `prompts/list`: filtered per caller.
+    List(Capability),
+    /// `resources/templates/list`: filtered per caller by template text.
+    ResourceTemplatesList,
     /// `tools/call`: decided by the policy.
     ToolsCall,
+    /// `resources/read`, `resources/subscribe`: decided by the policy on `uri`.
+    ResourceRead,
+    /// `prompts/get`: decided by the policy on `name`.
+    PromptsGet,
+    /// `completion/complete`: decided on the prompt or resource template of `ref`.
+    Complete,
+    /// `subscriptions/listen` (2026-07-28): every `resourceSubscriptions` URI must be readable.
+    SubscriptionsListen,
+    /// `resources/unsubscribe`, `logging/setLevel`: allowed for an identified caller.
+    Lessening,
     /// `tasks/list`: filtered per caller.
     TasksList,
     /// `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update`: the caller's own tasks only.
     TaskOwned,
-    /// Methods no CR field restricts yet: allowed for an identified caller.
-    Ungoverned,
     /// A notification a client may send.
     ClientNotification,
     /// A method only a server sends (`sampling/createMessage`, `roots/list`,
@@ -46,8 +68,8 @@ pub enum Rule {
     Unknown,
 }
 
-/// Requests with a rule of their own.
-const REQUESTS: [&str; 11] = [
+/// Requests with a rule.
+const REQUESTS: [&str; 20] = [
     "initialize",
     "ping",
     "server/discover",
@@ -59,9 +81,6 @@ const REQUESTS: [&str; 11] = [
     "tasks/cancel",
     "tasks/update",
     "subscriptions/listen",
-];
-
-const UNGOVERNED: [&str; 9] = [
     "resources/list",
     "resources/templates/list",
     "resources/read",
@@ -112,12 +131,18 @@ impl Rule {
             "initialize" => Self::Initialize,
             "ping" => Self::Ping,
             "server/discover" => Self::ServerDiscover,
-            "tools/list" => Self::ToolsList,
+            "tools/list" => Self::List(Capability::Tool),
+            "resources/list" => Self::List(Capability::Resource),
+            "prompts/list" => Self::List(Capability::Prompt),
+            "resources/templates/list" => Self::ResourceTemplatesList,
             "tools/call" => Self::ToolsCall,
+            "resources/read" | "resources/subscribe" => Self::ResourceRead,
+            "prompts/get" => Self::PromptsGet,
+            "completion/complete" => Self::Complete,
+            "subscriptions/listen" => Self::SubscriptionsListen,
+            "resources/unsubscribe" | "logging/setLevel" => Self::Lessening,
             "tasks/list" => Self::TasksList,
             "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => Self::TaskOwned,
-            "subscriptions/listen" => Self::Ungoverned,
-            m if UNGOVERNED.contains(&m) => Self::Ungoverned,
             m if SERVER_ONLY.contains(&m) => Self::ServerOnly,
             _ => Self::Unknown,
         }
@@ -134,7 +159,6 @@ impl Rule {
 pub fn name(method: &str) -> Option<&'static str> {
     REQUESTS
         .iter()
-        .chain(&UNGOVERNED)
         .chain(&CLIENT_NOTIFICATIONS)
         .chain(&SERVER_ONLY)
         .find(|m| **m == method)
@@ -165,7 +189,6 @@ mod tests {
         assert!(!Rule::is_known("tools/call2"));
         for m in REQUESTS
             .iter()
-            .chain(&UNGOVERNED)
             .chain(&CLIENT_NOTIFICATIONS)
             .chain(&SERVER_ONLY)
         {

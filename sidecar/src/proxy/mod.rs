@@ -17,7 +17,8 @@
 //!        │    │                       governed keys, typed governed values, safe ids (strict.rs)
 //!        │    ├─ headers              era, 2026-07-28 mirrored headers (-32020)
 //!        │    ├─ session::Sessions    Mcp-Session-Id: own session only (never adopted)
-//!        │    ├─ authorize::authorize per message (tools/call via policy, task ownership)
+//!        │    ├─ authorize::authorize per message (tools, resources, prompts, completions
+//!        │    │                       via policy; task ownership)
 //!        │    ├─ throttle             quotas (quota::Quotas), MRTR retries by issued requestState
 //!        │    ├─ audit                request-phase records durable before forwarding
 //!        │    └─ deny                 every refusal → status + headers + JSON-RPC error
@@ -27,6 +28,8 @@
 //!             ├─ sse::RewriteBody     event by event; ids sealed to caller+session (event_id.rs)
 //!             ├─ filter               answers only to the caller's own request ids; lists per
 //!             │                       caller; unreadable answers withheld; task ids, versions
+//!             ├─ server_requests      sampling/elicitation/roots as the McpTool allows, tied
+//!             │                       to a pending request; resource updates if readable
 //!             ├─ revoke::Revocable    open streams end when their caller is revoked
 //!             └─ audit::Audited       final records; usage (operator mode) observes each call
 //! ```
@@ -45,6 +48,7 @@ mod post;
 pub mod relay;
 pub mod revoke;
 mod server;
+pub mod server_requests;
 pub mod service;
 pub mod session;
 pub mod sse;

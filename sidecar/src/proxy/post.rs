@@ -23,6 +23,7 @@ use super::{
     jsonrpc::{self, Id, Message, Payload},
     relay::{Exchange, relay},
     revoke::Watch,
+    server_requests::Replier,
     service::{Proxy, Target},
     session::Ownership,
     throttle::Throttle,
@@ -173,7 +174,7 @@ impl Proxy {
                 };
             let event = Event {
                 method: message.label(),
-                tool: verdict.tool.as_deref(),
+                tool: verdict.tool(),
                 client,
                 reason: forwarded_reason,
                 would: verdict.would,
@@ -263,6 +264,7 @@ impl Proxy {
         if let Err(denial) = self.event_ids.resume(&mut forward, &scope) {
             return self.refuse(&t.resource, payload.label(), None, sid, client, denial);
         }
+        let replier = Replier::new(self.upstream.clone(), &t.upstream, &forward);
         let (response, took) = match self
             .upstream
             .send(Method::POST, &t.upstream, parts.uri.query(), forward, body)
@@ -284,8 +286,8 @@ impl Proxy {
         let revoke = Watch {
             live: self.shared.live.clone(),
             principal: access.principal.clone(),
-            tool: match verdicts.as_slice() {
-                [one] => one.tool.clone(),
+            used: match verdicts.as_slice() {
+                [one] => one.used.clone(),
                 _ => None,
             },
             on_revoke: match audit {
@@ -294,6 +296,7 @@ impl Proxy {
             },
         };
         let exchange = Exchange {
+            replier: Some(replier),
             answer_id: payload.answer_id(),
             revoke: Some(revoke),
             access: Some(access),

@@ -10,7 +10,8 @@
 //!   └─ body: non-2xx, 202, 204, DELETE ──► passed through as it streams (clients read none)
 //!            compressed, or neither JSON nor SSE ──► withheld (errors for pending answers)
 //!            text/event-stream ──► sse::RewriteBody + filter::rewrite, event by event, ids
-//!                                  sealed, revoke::Revocable
+//!                                  sealed, revoke::Revocable; the server's own requests and
+//!                                  notifications decided by server_requests::decide
 //!            application/json  ──► collected (bounded), filter::rewrite, new Content-Length;
 //!                                  pending answers missing ──► withheld
 //! ```
@@ -24,6 +25,7 @@ use super::{
     headers,
     jsonrpc::Id,
     revoke::{self, Revocable},
+    server_requests::{self, Fate, Replier},
     session::{Ownership, Sessions},
     sse::{Events, RewriteBody},
 };
@@ -31,6 +33,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use mcp_warden_policy::Capability;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -66,6 +69,8 @@ pub struct Exchange {
     pub event_ids: Option<Arc<EventIds>>,
     /// Ends a streaming answer when its caller is revoked.
     pub revoke: Option<revoke::Watch>,
+    /// Answers the server's refused requests on the caller's session.
+    pub replier: Option<Replier>,
 }
 
 /// Turns the upstream's response into the client's.
@@ -135,6 +140,7 @@ pub async fn relay(
         modern: exchange.modern,
         audit: exchange.audit,
         usage: exchange.usage,
+        replier: exchange.replier,
         listed: Vec::new(),
     };
     // Fail closed: what the proxy must read arrives uncompressed (it asks for identity) as JSON
@@ -263,6 +269,7 @@ struct ResponseInspector {
     modern: bool,
     audit: Option<Arc<super::audit::Calls>>,
     usage: Option<Arc<crate::usage::Usage>>,
+    replier: Option<Replier>,
     /// Tool names the upstream listed, reported to `usage` when the exchange ends.
     listed: Vec<String>,
 }
@@ -302,15 +309,47 @@ impl Inspector for ResponseInspector {
         }
     }
 
-    fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
+    fn list_filter(&mut self, capability: Capability) -> impl FnMut(&str) -> bool + '_ {
         let caller = self.access.caller().ok();
-        let mut listed = self.usage.is_some().then_some(&mut self.listed);
+        let report = self.usage.is_some() && capability == Capability::Tool;
+        let mut listed = report.then_some(&mut self.listed);
         move |name| {
             if let Some(listed) = &mut listed {
                 listed.push(name.to_owned());
             }
-            caller.as_ref().is_some_and(|c| c.lists(name))
+            caller
+                .as_ref()
+                .is_some_and(|c| c.may_list(capability, name))
         }
+    }
+
+    fn server_message(&mut self, method: &str, id: Option<&Id>, params: Option<&str>) -> bool {
+        let caller = self.access.caller().ok();
+        let tied = self.answers.keys().any(|id| !self.settled.contains(id));
+        let fate = server_requests::decide(
+            &self.access.active.rules,
+            caller.as_ref(),
+            method,
+            params,
+            tied,
+        );
+        match &fate {
+            Fate::Relay => return true,
+            Fate::Drop => tracing::debug!(
+                target: "mcp_warden::decision",
+                method, client = %self.access.client, "a resource update the caller may not read: dropped"
+            ),
+            Fate::Refuse(why) => {
+                tracing::warn!(
+                    target: "mcp_warden::decision",
+                    method, client = %self.access.client, reason = %why, "server request refused"
+                );
+                if let (Some(id), Some(replier)) = (id, &self.replier) {
+                    replier.refuse(id, why);
+                }
+            }
+        }
+        false
     }
 
     fn owns_task(&self, task_id: &str) -> bool {

@@ -2,11 +2,12 @@
 //! its caller may no longer have it.
 //!
 //! ```text
-//! relay ──► Revocable(body, Watch { live, principal, tool })
+//! relay ──► Revocable(body, Watch { live, principal, used })
 //!   each configuration change (state::Live::subscribe), and every TICK (expiry is a time)
 //!     ──► policy::authenticate(principal, now)          refused (suspended, expired, token
 //!                                                        cut-off, unknown) ──► revoked
-//!     ──► the stream's tool: Caller::call_tool(tool)     no longer allowed ──► revoked
+//!     ──► what the stream uses: Caller::call(capability,  no longer allowed ──► revoked
+//!         name) (a tools/call, resources/read, prompts/get, subscriptions/listen …)
 //!   revoked ──► the stream ends cleanly; on_revoke(denial) writes the audit record
 //! ```
 //!
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use jiff::Timestamp;
-use mcp_warden_policy::{Decision, Principal};
+use mcp_warden_policy::{Capability, Decision, Principal};
 use std::{
     future::Future,
     pin::Pin,
@@ -37,8 +38,8 @@ pub struct Watch {
     pub live: Arc<Live>,
     /// Who holds the stream.
     pub principal: Principal,
-    /// The tool of a `tools/call` stream.
-    pub tool: Option<String>,
+    /// The tool, resource or prompt of the stream's request.
+    pub used: Option<(Capability, String)>,
     /// Called once when the stream is revoked (writes the audit record).
     pub on_revoke: Box<dyn FnOnce(Denial) + Send>,
 }
@@ -47,13 +48,17 @@ impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watch")
             .field("principal", &self.principal)
-            .field("tool", &self.tool)
+            .field("used", &self.used)
             .finish_non_exhaustive()
     }
 }
 
 /// Why the caller may no longer hold the stream, under the configuration in force now.
-pub fn revoked(live: &Live, principal: &Principal, tool: Option<&str>) -> Option<Denial> {
+pub fn revoked(
+    live: &Live,
+    principal: &Principal,
+    used: Option<&(Capability, String)>,
+) -> Option<Denial> {
     let Some(active) = live.current() else {
         return Some(Denial::NotReady);
     };
@@ -61,10 +66,10 @@ pub fn revoked(live: &Live, principal: &Principal, tool: Option<&str>) -> Option
         Ok(caller) => caller,
         Err(decision) => return Some(Denial::Client(Box::new(decision))),
     };
-    let tool = tool?;
-    match caller.call_tool(tool) {
+    let (capability, name) = used?;
+    match caller.call(*capability, name) {
         Decision::Allow { .. } | Decision::WouldDeny { .. } => None,
-        decision => Denial::from_decision(&decision, Some(tool)),
+        decision => Denial::from_decision(&decision, *capability, name),
     }
 }
 
@@ -89,7 +94,7 @@ impl Revocable {
         let Watch {
             live,
             principal,
-            tool,
+            used,
             on_revoke,
         } = w;
         let mut changes = live.subscribe();
@@ -104,10 +109,10 @@ impl Revocable {
                     },
                     _ = tick.tick() => {}
                 }
-                if let Some(denial) = revoked(&live, &principal, tool.as_deref()) {
+                if let Some(denial) = revoked(&live, &principal, used.as_ref()) {
                     tracing::warn!(
                         target: "mcp_warden::decision",
-                        reason = denial.reason(), tool = tool.as_deref(),
+                        reason = denial.reason(), used = ?used.as_ref().map(|(_, name)| name),
                         "an open stream's caller was revoked: the stream ends"
                     );
                     on_revoke(denial.clone());

@@ -23,6 +23,7 @@ use super::{
     origin::HostPolicy,
     relay::{Exchange, relay},
     revoke::Watch,
+    server_requests::Replier,
     session::{Ownership, Sessions},
     tally::Tally,
     upstream::Upstream,
@@ -289,6 +290,7 @@ impl Proxy {
                 .refuse_request(active, &parts, &t.resource, Some(&access), denial)
                 .await;
         }
+        let replier = Replier::new(self.upstream.clone(), &t.upstream, &forward);
         let sent = self
             .upstream
             .send(
@@ -310,7 +312,7 @@ impl Proxy {
         let revoke = Watch {
             live: self.shared.live.clone(),
             principal: access.principal.clone(),
-            tool: None,
+            used: None,
             on_revoke: match &self.shared.audit {
                 Some(a) => super::audit::Context::new(a.clone(), Some(t.active.clone()), &parts)
                     .revoked(access.clone()),
@@ -326,6 +328,7 @@ impl Proxy {
             modern: headers::era(&parts.headers, None) == headers::Era::Modern,
             usage: self.shared.usage.clone(),
             event_ids: Some(self.event_ids.clone()),
+            replier: Some(replier),
             ..Exchange::default()
         };
         relay(response, exchange, &self.sessions, &t.resource).await

@@ -303,6 +303,7 @@ fn evict<V>(map: &mut HashMap<String, V>, used: impl Fn(&V) -> u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcp_warden_policy::Capability;
 
     fn key(client: &str) -> PrincipalKey {
         PrincipalKey::of(&Principal {
@@ -337,13 +338,16 @@ mod tests {
         s.bind("S", &key("a"));
         let id = |n: u64| Id::from_value(&n.into()).unwrap();
         for n in 0..(MAX_REMEMBERED as u64 + 10) {
-            let expect = (n % 2 == 0).then_some(Expect::ToolsList);
+            let expect = (n % 2 == 0).then_some(Expect::List(Capability::Tool));
             s.remember("S", &HashMap::from([(id(n), expect)]));
         }
         assert_eq!(s.recall("S", &id(0)), None, "the oldest is forgotten");
         let last = MAX_REMEMBERED as u64 + 9;
         assert_eq!(s.recall("S", &id(last)), Some(None));
-        assert_eq!(s.recall("S", &id(last - 1)), Some(Some(Expect::ToolsList)));
+        assert_eq!(
+            s.recall("S", &id(last - 1)),
+            Some(Some(Expect::List(Capability::Tool)))
+        );
         assert_eq!(
             s.recall("T", &id(last)),
             None,

@@ -50,7 +50,7 @@ impl Proxy {
         let messages = payload.messages();
         for (i, message) in messages.iter().enumerate() {
             let (Message::Request { method, id, .. }, Some(tool)) =
-                (message, verdicts[i].tool.clone())
+                (message, verdicts[i].tool().map(str::to_owned))
             else {
                 continue;
             };

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::auth::{AuthError, prm};
 use http::{HeaderValue, Response, StatusCode, header};
-use mcp_warden_policy::Decision;
+use mcp_warden_policy::{Capability, Decision};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -48,14 +48,17 @@ pub enum Denial {
     /// The client's identity or lifecycle refuses every request (policy `authenticate`).
     #[error("{}", lifecycle_message(.0))]
     Client(Box<Decision>),
-    /// `tools/call` of a tool this caller cannot see.
-    #[error("Unknown tool: {0}")]
-    HiddenTool(String),
-    /// `tools/call` granted, but the token lacks scopes.
-    #[error("Insufficient scope for tool {tool}: requires {}", needed.join(" "))]
+    /// A tool, resource or prompt this caller cannot see: answered as the SDKs answer one that
+    /// does not exist.
+    #[error("{}", hidden_message(*.0, .1))]
+    Hidden(Capability, String),
+    /// Granted, but the token lacks scopes.
+    #[error("Insufficient scope for {capability} {name}: requires {}", needed.join(" "))]
     InsufficientScope {
-        /// The tool.
-        tool: String,
+        /// What is used.
+        capability: Capability,
+        /// The tool or prompt name, or the resource URI.
+        name: String,
         /// Every scope the call requires.
         needed: Vec<String>,
         /// The McpPolicy whose requirement is reported.
@@ -76,6 +79,10 @@ pub enum Denial {
     /// Not JSON or not JSON-RPC.
     #[error("{0}")]
     Parse(ParseError),
+    /// Parameters the gate cannot decide on (a completion `ref` of an unknown type, a
+    /// subscription URI that is not a string).
+    #[error("Invalid params: {0}")]
+    InvalidParams(String),
     /// A governed method sent as a notification (it would run without an answer).
     #[error("Invalid Request: {0} must be a request with an id")]
     NotARequest(String),
@@ -122,6 +129,14 @@ pub enum Denial {
     Busy,
 }
 
+fn hidden_message(capability: Capability, name: &str) -> String {
+    match capability {
+        Capability::Tool => format!("Unknown tool: {name}"),
+        Capability::Resource => format!("Resource not found: {name}"),
+        Capability::Prompt => format!("Unknown prompt: {name}"),
+    }
+}
+
 fn lifecycle_message(d: &Decision) -> String {
     let why = match d {
         Decision::DenyTokenRevoked { .. } => {
@@ -140,16 +155,16 @@ fn lifecycle_message(d: &Decision) -> String {
 }
 
 impl Denial {
-    /// The denial for a policy decision, `None` when it allows. `tool` names a `tools/call`.
-    pub fn from_decision(decision: &Decision, tool: Option<&str>) -> Option<Self> {
+    /// The denial for a policy decision about `name` (a tool, resource or prompt), `None` when
+    /// it allows.
+    pub fn from_decision(decision: &Decision, capability: Capability, name: &str) -> Option<Self> {
         match decision {
             Decision::Allow { .. } | Decision::WouldDeny { .. } => None,
-            Decision::DenyNotGranted { .. } => {
-                Some(Self::HiddenTool(tool.unwrap_or_default().to_owned()))
-            }
+            Decision::DenyNotGranted { .. } => Some(Self::Hidden(capability, name.to_owned())),
             Decision::DenyInsufficientScope { needed, policy, .. } => {
                 Some(Self::InsufficientScope {
-                    tool: tool.unwrap_or_default().to_owned(),
+                    capability,
+                    name: name.to_owned(),
                     needed: needed.clone(),
                     policy: policy.to_string(),
                 })
@@ -163,7 +178,8 @@ impl Denial {
         match self {
             Self::Unauthenticated(..) => "unauthenticated",
             Self::Client(d) => d.reason(),
-            Self::HiddenTool(_) => "not_granted",
+            Self::Hidden(..) => "not_granted",
+            Self::InvalidParams(_) => "invalid_params",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::ForeignTask(_) => "foreign_task",
             Self::SessionNotFound => "foreign_session",
@@ -196,7 +212,10 @@ impl Denial {
             Self::Client(_) | Self::Origin(_) | Self::InsufficientScope { .. } => {
                 StatusCode::FORBIDDEN
             }
-            Self::HiddenTool(_) | Self::ForeignTask(_) | Self::BatchNotForwarded => StatusCode::OK,
+            Self::Hidden(..)
+            | Self::ForeignTask(_)
+            | Self::InvalidParams(_)
+            | Self::BatchNotForwarded => StatusCode::OK,
             Self::UnknownMethod {
                 notification,
                 modern,
@@ -228,7 +247,9 @@ impl Denial {
             Self::Client(_) => CLIENT_NOT_PERMITTED,
             Self::Origin(_) => FORBIDDEN_ORIGIN,
             Self::InsufficientScope { .. } => INSUFFICIENT_SCOPE,
-            Self::HiddenTool(_) | Self::ForeignTask(_) => code::INVALID_PARAMS,
+            Self::Hidden(..) | Self::ForeignTask(_) | Self::InvalidParams(_) => {
+                code::INVALID_PARAMS
+            }
             Self::BatchNotForwarded => BATCH_NOT_FORWARDED,
             Self::UnknownMethod { .. } => code::METHOD_NOT_FOUND,
             Self::SessionNotFound => code::SESSION_NOT_FOUND,
@@ -252,13 +273,14 @@ impl Denial {
     pub fn data(&self) -> Option<Value> {
         let mut data = json!({ "reason": self.reason() });
         match self {
-            Self::HiddenTool(_) | Self::SessionNotFound | Self::ForeignTask(_) => return None,
+            Self::Hidden(..) | Self::SessionNotFound | Self::ForeignTask(_) => return None,
             Self::InsufficientScope {
-                tool,
+                capability,
+                name,
                 needed,
                 policy,
             } => {
-                data["tool"] = json!(tool);
+                data[capability.as_str()] = json!(name);
                 data["scopes"] = json!(needed);
                 data["policyId"] = json!(policy);
             }

@@ -65,7 +65,7 @@ async fn hidden_tools_look_like_unknown_tools() {
         client: client(),
         tool: ObjectRef::new(Kind::McpTool, "demo", "everything"),
     };
-    let denial = Denial::from_decision(&decision, Some("get-env")).unwrap();
+    let denial = Denial::from_decision(&decision, Capability::Tool, "get-env").unwrap();
     let (status, h, body) = parts(answer(&[(id(1), denial)], false, RESOURCE)).await;
     assert_eq!(status, 200);
     assert!(!h.contains_key("www-authenticate"));
@@ -82,7 +82,7 @@ async fn missing_scope_is_a_step_up_challenge_with_every_needed_scope() {
         policy: ObjectRef::new(Kind::McpPolicy, "demo", "basic-tools"),
         needed: vec!["mcp:admin".into(), "mcp:tools.call".into()],
     };
-    let denial = Denial::from_decision(&decision, Some("get-env")).unwrap();
+    let denial = Denial::from_decision(&decision, Capability::Tool, "get-env").unwrap();
     let (status, h, body) = parts(answer(&[(id(2), denial)], false, RESOURCE)).await;
     assert_eq!(status, 403);
     assert_eq!(
@@ -148,7 +148,7 @@ async fn lifecycle_denials_are_403_without_step_up_except_revoked_tokens() {
         ),
     ];
     for (decision, status, code, reason) in cases {
-        let denial = Denial::from_decision(&decision, None).unwrap();
+        let denial = Denial::from_decision(&decision, Capability::Tool, "").unwrap();
         let (s, h, body) = parts(answer(&[(id(9), denial)], false, RESOURCE)).await;
         assert_eq!(s, status, "{reason}");
         assert_eq!(body["error"]["code"], code, "{reason}");
@@ -172,7 +172,8 @@ async fn lifecycle_denials_are_403_without_step_up_except_revoked_tokens() {
                 policy: None,
                 audit: false
             },
-            None
+            Capability::Tool,
+            "echo"
         )
         .is_none()
     );
@@ -186,16 +187,18 @@ async fn a_denied_batch_answers_every_request_id() {
         (
             id(2),
             Denial::InsufficientScope {
-                tool: "a".into(),
+                capability: Capability::Tool,
+                name: "a".into(),
                 needed: vec!["s2".into(), "s1".into()],
                 policy: "p".into(),
             },
         ),
-        (id(3), Denial::HiddenTool("b".into())),
+        (id(3), Denial::Hidden(Capability::Tool, "b".into())),
         (
             id(4),
             Denial::InsufficientScope {
-                tool: "c".into(),
+                capability: Capability::Tool,
+                name: "c".into(),
                 needed: vec!["s1".into(), "s3".into()],
                 policy: "p".into(),
             },
@@ -224,7 +227,7 @@ async fn a_denied_batch_answers_every_request_id() {
     let (status, _, body) = parts(answer(
         &[
             (id(7), Denial::BatchNotForwarded),
-            (id(8), Denial::HiddenTool("x".into())),
+            (id(8), Denial::Hidden(Capability::Tool, "x".into())),
         ],
         true,
         RESOURCE,

@@ -1,15 +1,19 @@
-//! Reading and rewriting upstream responses: `tools/list` and `tasks/list` filtered per caller,
-//! task ids and negotiated versions recorded.
+//! Reading and rewriting upstream messages: lists filtered per caller, server-to-client messages
+//! decided, task ids and negotiated versions recorded.
 //!
 //! ```text
 //! JSON body, or one SSE event's data ──► rewrite(text, inspector)
 //!   object (or 2025-03-26 array of objects) ──► id ──inspector.expect(id)──► what the request was
-//!     ToolsList  ──► result.tools minus the tools `Caller::lists` refuses (upstream order kept,
-//!                    nextCursor kept even on an emptied page); modern era: cacheScope "private",
-//!                    ttlMs capped
+//!     List(cap)  ──► result.tools / resources / prompts minus what `Caller::may_list` refuses
+//!                    (by name, by uri); ResourceTemplatesList: result.resourceTemplates by
+//!                    uriTemplate text (upstream order kept, nextCursor kept even on an emptied
+//!                    page); modern era: cacheScope "private", ttlMs capped
 //!     TasksList  ──► result.tasks minus the tasks of other principals
 //!     CreateTask ──► record result.task.taskId for the caller (no change)
 //!     Initialize ──► record result.protocolVersion for the session (no change)
+//!   a server request or notification ──► inspector.server_message(method, id, params):
+//!                    false ──► dropped (a sampling the McpTool does not allow, an update of a
+//!                    resource the caller may not read)
 //!   anything else ──► None: the bytes go out untouched
 //!
 //! filter_list(result, list, key, keep): one pass over result           walk.rs
@@ -32,6 +36,7 @@ mod walk;
 
 use super::jsonrpc::Id;
 use elements::Listed;
+use mcp_warden_policy::Capability;
 use object::Object;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -43,8 +48,10 @@ pub const MAX_TTL_MS: u64 = 60_000;
 /// What the proxy does with the response to one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
-    /// Filter `result.tools`.
-    ToolsList,
+    /// Filter `result.tools`, `result.resources` or `result.prompts`.
+    List(Capability),
+    /// Filter `result.resourceTemplates`.
+    ResourceTemplatesList,
     /// Filter `result.tasks`.
     TasksList,
     /// Record `result.task.taskId` (a task-augmented request).
@@ -69,9 +76,15 @@ pub enum Answer {
 pub trait Inspector {
     /// What to do with the response to `id`.
     fn expect(&mut self, id: &Id) -> Answer;
-    /// Whether `tools/list` shows a tool to the caller, asked of each listed tool of one
-    /// response (so the caller is resolved once per response, not once per tool).
-    fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_;
+    /// Whether a list shows a tool, resource (by URI or template text) or prompt to the caller,
+    /// asked of each listed element of one response (so the caller is resolved once per
+    /// response, not once per element).
+    fn list_filter(&mut self, capability: Capability) -> impl FnMut(&str) -> bool + '_;
+    /// A request or notification of the server: whether it reaches the caller. `params` is
+    /// the raw JSON text of `params`.
+    fn server_message(&mut self, _method: &str, _id: Option<&Id>, _params: Option<&str>) -> bool {
+        true
+    }
     /// Whether the task belongs to the caller.
     fn owns_task(&self, task_id: &str) -> bool;
     /// A task was created for the caller.
@@ -136,10 +149,21 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
                 .into_owned()
         }));
     };
-    // Requests and notifications from the server pass here; a message with `result` or `error`
-    // is a response whatever else it holds (clients read it as one).
+    // A message with `result` or `error` is a response whatever else it holds (clients read it
+    // as one); the others are the server's requests and notifications.
     if message.get("result").is_none() && message.get("error").is_none() {
-        return None;
+        let method: Option<String> = message
+            .get("method")
+            .and_then(|raw| serde_json::from_str(raw).ok());
+        let id = message
+            .get("id")
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .and_then(|v| Id::from_value(&v));
+        let keep = match &method {
+            Some(method) => inspector.server_message(method, id.as_ref(), message.get("params")),
+            None => true,
+        };
+        return (!keep).then(String::new);
     }
     let id = message
         .get("id")
@@ -164,14 +188,27 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
     }
     let result = message.get("result")?;
     match expect {
-        Expect::ToolsList | Expect::TasksList => {
-            let filtered = if expect == Expect::ToolsList {
-                let modern = inspector.modern();
-                filter_list(result, "tools", "name", modern, inspector.tool_filter())
-            } else {
-                filter_list(result, "tasks", "taskId", false, |task| {
+        Expect::List(_) | Expect::ResourceTemplatesList | Expect::TasksList => {
+            let modern = inspector.modern();
+            let filtered = match expect {
+                Expect::List(capability) => {
+                    let (list, key) = match capability {
+                        Capability::Tool => ("tools", "name"),
+                        Capability::Resource => ("resources", "uri"),
+                        Capability::Prompt => ("prompts", "name"),
+                    };
+                    filter_list(result, list, key, modern, inspector.list_filter(capability))
+                }
+                Expect::ResourceTemplatesList => filter_list(
+                    result,
+                    "resourceTemplates",
+                    "uriTemplate",
+                    modern,
+                    inspector.list_filter(Capability::Resource),
+                ),
+                _ => filter_list(result, "tasks", "taskId", false, |task| {
                     inspector.owns_task(task)
-                })
+                }),
             };
             match filtered {
                 Ok(filtered) => {
@@ -266,7 +303,7 @@ fn refuse_ambiguous_list(text: &str, inspector: &mut impl Inspector) -> Option<S
     }
     let Ids(ids) = serde_json::from_str(text).ok()?;
     ids.into_iter().find_map(|id| match inspector.expect(&id) {
-        Answer::Inspect(e @ (Expect::ToolsList | Expect::TasksList)) => Some(withheld(&id, e)),
+        Answer::Inspect(e) if e.is_list() => Some(withheld(&id, e)),
         _ => None,
     })
 }
@@ -301,11 +338,22 @@ impl Expect {
     /// The method whose answer this is.
     pub fn method(self) -> &'static str {
         match self {
-            Self::ToolsList => "tools/list",
+            Self::List(Capability::Tool) => "tools/list",
+            Self::List(Capability::Resource) => "resources/list",
+            Self::List(Capability::Prompt) => "prompts/list",
+            Self::ResourceTemplatesList => "resources/templates/list",
             Self::TasksList => "tasks/list",
             Self::CreateTask => "tools/call",
             Self::Initialize => "initialize",
         }
+    }
+
+    /// Whether the answer is a list filtered per caller.
+    pub fn is_list(self) -> bool {
+        matches!(
+            self,
+            Self::List(_) | Self::ResourceTemplatesList | Self::TasksList
+        )
     }
 
     /// Whether an unreadable answer must be withheld (everything but `initialize`, whose answer

@@ -45,7 +45,7 @@ impl Inspector for Fake {
             .extend(pending.iter().map(|(id, _)| id.as_json().to_owned()));
         pending
     }
-    fn tool_filter(&mut self) -> impl FnMut(&str) -> bool + '_ {
+    fn list_filter(&mut self, _capability: Capability) -> impl FnMut(&str) -> bool + '_ {
         self.filters += 1;
         |name| {
             self.asked.push(name.to_owned());
@@ -80,7 +80,7 @@ fn out(text: &str, f: &mut Fake) -> Option<String> {
 #[test]
 fn tools_are_filtered_in_order_and_kept_byte_for_byte() {
     let text = r#"{"result":{"tools":[{"name":"get-env","inputSchema":{}},{"name":"echo", "inputSchema":{"type":"object","x-mcp-header":"X"},"_meta":{"z":1,"a":2}},{"name":"zzz"},{"name":"get-sum","icons":[]}],"nextCursor":"c2"},"jsonrpc":"2.0","id":1}"#;
-    let got = out(text, &mut fake("1", Expect::ToolsList)).unwrap();
+    let got = out(text, &mut fake("1", Expect::List(Capability::Tool))).unwrap();
     assert_eq!(
         got,
         r#"{"result":{"tools":[{"name":"echo", "inputSchema":{"type":"object","x-mcp-header":"X"},"_meta":{"z":1,"a":2}},{"name":"get-sum","icons":[]}],"nextCursor":"c2"},"jsonrpc":"2.0","id":1}"#
@@ -89,7 +89,7 @@ fn tools_are_filtered_in_order_and_kept_byte_for_byte() {
 
 #[test]
 fn each_tool_is_read_for_its_own_name_once_per_response() {
-    let mut f = fake("1", Expect::ToolsList);
+    let mut f = fake("1", Expect::List(Capability::Tool));
     // A nested `name` (in `inputSchema`) is not the tool's; `name` need not come first;
     // escapes are decoded for the decision and kept in the bytes; elements that are not
     // objects with a readable string `name` (and no duplicate key) are dropped unasked.
@@ -137,7 +137,7 @@ fn a_huge_list_is_filtered_in_order() {
 
 #[test]
 fn an_emptied_page_keeps_its_cursor_and_modern_lists_are_private() {
-    let mut f = fake("\"p\"", Expect::ToolsList);
+    let mut f = fake("\"p\"", Expect::List(Capability::Tool));
     f.modern = true;
     let text = r#"{"jsonrpc":"2.0","id":"p","result":{"tools":[{"name":"hidden"}],"nextCursor":"","ttlMs":3600000,"cacheScope":"public","resultType":"complete"}}"#;
     let got: serde_json::Value = serde_json::from_str(&out(text, &mut f).unwrap()).unwrap();
@@ -147,13 +147,13 @@ fn an_emptied_page_keeps_its_cursor_and_modern_lists_are_private() {
     );
     // Legacy era: no cache hints are added.
     let text = r#"{"jsonrpc":"2.0","id":"p","result":{"tools":[],"nextCursor":"n"}}"#;
-    let mut f = fake("\"p\"", Expect::ToolsList);
+    let mut f = fake("\"p\"", Expect::List(Capability::Tool));
     assert_eq!(out(text, &mut f).unwrap(), text);
 }
 
 #[test]
 fn other_ids_errors_and_server_messages_pass_untouched() {
-    let mut f = fake("1", Expect::ToolsList);
+    let mut f = fake("1", Expect::List(Capability::Tool));
     for text in [
         r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"hidden"}]}}"#,
         r#"{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"hidden"}]}}"#,
@@ -178,7 +178,7 @@ fn other_ids_errors_and_server_messages_pass_untouched() {
 #[test]
 fn answers_under_unknown_ids_are_dropped_and_unreadable_ones_withheld() {
     let strict = || {
-        let mut f = fake("1", Expect::ToolsList);
+        let mut f = fake("1", Expect::List(Capability::Tool));
         f.strict = true;
         f
     };
@@ -223,7 +223,7 @@ fn answers_under_unknown_ids_are_dropped_and_unreadable_ones_withheld() {
 
 #[test]
 fn unreadable_lists_fail_closed() {
-    let mut f = fake("1", Expect::ToolsList);
+    let mut f = fake("1", Expect::List(Capability::Tool));
     let got = out(
         r#"{"jsonrpc":"2.0","id":1,"result":{"tools":{"name":"hidden"}}}"#,
         &mut f,
@@ -290,7 +290,7 @@ fn a_list_answer_with_a_key_twice_is_withheld() {
             "1",
         ),
     ] {
-        let mut f = fake("1", Expect::ToolsList);
+        let mut f = fake("1", Expect::List(Capability::Tool));
         assert_eq!(
             out(text, &mut f).unwrap(),
             withheld(id, "tools/list"),
@@ -306,7 +306,7 @@ fn a_list_answer_with_a_key_twice_is_withheld() {
     assert_eq!(out(text, &mut f).unwrap(), withheld("\"t\"", "tasks/list"));
     // A key twice in an answer that is not a list, or to another request: never passed on
     // (nothing is pending here, so it is dropped).
-    let mut f = fake("1", Expect::ToolsList);
+    let mut f = fake("1", Expect::List(Capability::Tool));
     for text in [
         r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[]},"result":{}}"#,
         r#"{"jsonrpc":"2.0","method":"x","method":"y"}"#,
@@ -320,7 +320,7 @@ fn a_list_answer_with_a_key_twice_is_withheld() {
 
 #[test]
 fn batched_responses_are_filtered_element_by_element() {
-    let mut f = fake("1", Expect::ToolsList);
+    let mut f = fake("1", Expect::List(Capability::Tool));
     let text = r#"[{"jsonrpc":"2.0","id":0,"result":{}}, {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"x"},{"name":"echo"}]}}]"#;
     assert_eq!(
         out(text, &mut f).unwrap(),
@@ -360,7 +360,7 @@ fn arbitrary_text_never_panics() {
         "\u{e9}",
     ];
     for expect in [
-        Expect::ToolsList,
+        Expect::List(Capability::Tool),
         Expect::TasksList,
         Expect::CreateTask,
         Expect::Initialize,

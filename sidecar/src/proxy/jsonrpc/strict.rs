@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bytes ──serde_json + StrictValue──► Value      a key twice in any object ──► refused
-//!   message and params level (and params.ref, .task, ._meta):
+//!   message and params level (and params.ref, .task, ._meta, .notifications):
 //!     a key equal to a governed key only under case or Unicode folding  ──► refused
 //!     (`Name`, `METHOD`, `taſkId`, `\u212Aey`: Go's encoding/json and other case-insensitive
 //!      decoders would read them as the governed key the sidecar did not decide)
@@ -21,7 +21,7 @@ use std::fmt;
 pub const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 
 /// Keys of MCP `params` (every revision) that the sidecar reads, records or relays meaning to.
-pub const PARAM_KEYS: [&str; 20] = [
+pub const PARAM_KEYS: [&str; 23] = [
     "name",
     "uri",
     "arguments",
@@ -42,13 +42,17 @@ pub const PARAM_KEYS: [&str; 20] = [
     "requestState",
     "inputResponses",
     "ttl",
+    "type",
+    "notifications",
+    "resourceSubscriptions",
 ];
 
-/// `params` members whose value must be a string when present.
-pub const STRING_PARAMS: [&str; 4] = ["name", "uri", "taskId", "cursor"];
+/// `params` members whose value must be a string when present (`type`: a completion's
+/// `ref.type`, which decides whether its `name` or its `uri` is granted).
+pub const STRING_PARAMS: [&str; 5] = ["name", "uri", "taskId", "cursor", "type"];
 
 /// The objects inside `params` whose keys are checked as well.
-pub const NESTED: [&str; 3] = ["ref", "task", "_meta"];
+pub const NESTED: [&str; 4] = ["ref", "task", "_meta", "notifications"];
 
 /// Parses JSON, refusing an object that has a key twice at any depth.
 pub fn value(bytes: &[u8]) -> Result<Value, serde_json::Error> {
