@@ -352,6 +352,11 @@ impl Inspector for ResponseInspector {
         false
     }
 
+    fn input_requests(&mut self, result: &str) -> Option<String> {
+        let caller = self.access.caller().ok();
+        server_requests::input_requests(&self.access.active.rules, caller.as_ref(), result)
+    }
+
     fn owns_task(&self, task_id: &str) -> bool {
         self.sessions.task(task_id, &self.access.key) == Ownership::Owned
     }

@@ -74,6 +74,36 @@ pub fn decide(
     Fate::Relay
 }
 
+/// The refusal of an MRTR result's `inputRequests` (2026-07-28: the server's requests ride in
+/// an `input_required` result of the caller's own request, so they are tied by construction):
+/// `Some(why)` when one of them is a kind the McpTool does not allow, or cannot be read.
+pub fn input_requests(
+    rules: &RuleSet,
+    caller: Option<&Caller<'_>>,
+    result: &str,
+) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Result {
+        #[serde(rename = "inputRequests")]
+        input_requests: Option<std::collections::BTreeMap<String, Request>>,
+    }
+    #[derive(Deserialize)]
+    struct Request {
+        method: String,
+    }
+    let requests = match serde_json::from_str::<Result>(result) {
+        Ok(read) => read.input_requests.unwrap_or_default(),
+        Err(_) => return Some("its inputRequests cannot be read".into()),
+    };
+    requests
+        .values()
+        .find_map(|r| match decide(rules, caller, &r.method, None, true) {
+            Fate::Refuse(why) => Some(why),
+            Fate::Drop => Some(format!("it asks the client for {}", r.method)),
+            Fate::Relay => None,
+        })
+}
+
 /// Answers the upstream's refused requests on the caller's behalf, on the caller's session.
 #[derive(Clone, Debug)]
 pub struct Replier {
@@ -188,6 +218,23 @@ mod tests {
             decide(&default, "notifications/progress", false),
             Fate::Relay
         );
+        // MRTR: the server's requests inside a result of the caller's own request.
+        let mrtr = |methods: &[&str]| {
+            let inner: Vec<String> = (methods.iter().enumerate())
+                .map(|(i, m)| format!(r#""k{i}":{{"method":"{m}","params":{{}}}}"#))
+                .collect();
+            let result = format!(
+                r#"{{"resultType":"input_required","inputRequests":{{{}}}}}"#,
+                inner.join(",")
+            );
+            input_requests(&default, None, &result)
+        };
+        assert_eq!(mrtr(&["elicitation/create"]), None);
+        assert!(
+            mrtr(&["elicitation/create", "sampling/createMessage"])
+                .is_some_and(|w| w.contains("sampling/createMessage"))
+        );
+        assert!(input_requests(&default, None, r#"{"inputRequests":[1]}"#).is_some());
         // An update without a caller, or without a readable uri, is dropped.
         assert_eq!(
             decide(&default, "notifications/resources/updated", false),

@@ -91,6 +91,11 @@ pub trait Inspector {
     fn created_task(&mut self, task_id: &str);
     /// The upstream issued an MRTR `requestState` to the caller.
     fn issued_request_state(&mut self, _state: &str) {}
+    /// A result with `inputRequests` (MRTR, 2026-07-28) came: `Some(why)` when one of them
+    /// may not reach the caller (the answer is then withheld). `result` is its raw JSON text.
+    fn input_requests(&mut self, _result: &str) -> Option<String> {
+        None
+    }
     /// The upstream accepted `initialize` with this version.
     fn initialized(&mut self, protocol_version: &str);
     /// Whether the request was 2026-07-28 or later.
@@ -170,8 +175,8 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
         .and_then(|raw| serde_json::from_str(raw).ok())
         .and_then(|v| Id::from_value(&v));
     let expect = match id.as_ref().map(|id| inspector.expect(id)) {
-        Some(Answer::Inspect(expect)) => expect,
-        Some(Answer::Pass) => return None,
+        Some(Answer::Inspect(expect)) => Some(expect),
+        Some(Answer::Pass) => None,
         // An error answer without an id (id null) cannot be a governed list: pass it.
         None if message.get("result").is_none() => return None,
         None | Some(Answer::Drop) => {
@@ -183,6 +188,27 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
         }
     };
     let id = id?;
+    // A 2026-07-28 `input_required` result asks the client through `inputRequests` (MRTR):
+    // the server-to-client requests of that revision, decided like the others.
+    if let Some(result) = message
+        .get("result")
+        .filter(|r| r.contains("inputRequests"))
+        && let Some(why) = inspector.input_requests(result)
+    {
+        let error = serde_json::json!({
+            "code": -32603,
+            "message": format!("mcp-warden withheld the upstream's answer: {why}"),
+        })
+        .to_string();
+        if expect == Some(Expect::CreateTask) {
+            inspector.answered(&id, None, Some(&error));
+        }
+        return Some(format!(
+            r#"{{"jsonrpc":"2.0","id":{},"error":{error}}}"#,
+            id.as_json()
+        ));
+    }
+    let expect = expect?;
     if expect == Expect::CreateTask {
         inspector.answered(&id, message.get("result"), message.get("error"));
     }

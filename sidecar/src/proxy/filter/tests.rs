@@ -64,6 +64,11 @@ impl Inspector for Fake {
     fn modern(&self) -> bool {
         self.modern
     }
+    fn input_requests(&mut self, result: &str) -> Option<String> {
+        result
+            .contains("sampling/createMessage")
+            .then(|| "it asks for \"sampling\"".to_owned())
+    }
 }
 
 fn fake(id: &str, expect: Expect) -> Fake {
@@ -406,4 +411,22 @@ fn tasks_are_recorded_and_filtered() {
         r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{}}}"#;
     assert_eq!(out(init, &mut f), None);
     assert_eq!(f.versions, ["2025-06-18"]);
+}
+
+#[test]
+fn input_requests_the_caller_may_not_receive_withhold_the_answer() {
+    let sampling = r#"{"jsonrpc":"2.0","id":4,"result":{"resultType":"input_required","inputRequests":{"a":{"method":"sampling/createMessage","params":{}}}}}"#;
+    let elicit = sampling.replace("sampling/createMessage", "elicitation/create");
+    // Whether or not the proxy reads the answer otherwise (a tools/call, or a prompts/get).
+    for mut f in [fake("4", Expect::CreateTask), Fake::default()] {
+        let got: serde_json::Value = serde_json::from_str(&out(sampling, &mut f).unwrap()).unwrap();
+        assert_eq!(got["id"], 4);
+        assert_eq!(got["error"]["code"], -32603);
+        assert_eq!(
+            got["error"]["message"],
+            "mcp-warden withheld the upstream's answer: it asks for \"sampling\""
+        );
+        assert!(got.get("result").is_none());
+        assert_eq!(out(&elicit, &mut f), None, "an allowed input request passes untouched");
+    }
 }
