@@ -189,6 +189,7 @@ pub fn authorize(
     caller: &Caller<'_>,
     access: &Access,
     sessions: &Sessions,
+    session: Option<&str>,
 ) -> Verdict {
     let mut verdict = Verdict {
         reason: "allowed",
@@ -199,6 +200,12 @@ pub fn authorize(
         expect: None,
     };
     let Some(method) = message.method() else {
+        // A response: it must answer a request the server sent this caller on this session.
+        if let (Message::Response { id: Some(id), .. }, Some(sid)) = (message, session)
+            && !sessions.answering(sid, id)
+        {
+            verdict.refuse(Denial::UnsolicitedResponse(id.as_json().to_owned()));
+        }
         return verdict;
     };
     let notification = matches!(message, Message::Notification { .. });
@@ -414,7 +421,7 @@ mod tests {
         let Ok(Payload::Single(message)) = jsonrpc::parse(body.as_bytes()) else {
             panic!("{body}")
         };
-        authorize(&message, &access.caller().unwrap(), access, sessions)
+        authorize(&message, &access.caller().unwrap(), access, sessions, None)
     }
 
     fn call(tool: &str) -> String {
@@ -636,6 +643,38 @@ mod tests {
             let v = verdict(&beta, &sessions, &request(method, "{}"));
             assert_eq!(v.expect, Some(capability), "{method}");
         }
+    }
+
+    #[test]
+    fn responses_answer_only_what_the_server_asked_once() {
+        let active = active(false);
+        let sessions = Sessions::new();
+        let beta = access(&active, "agent-beta", &[]);
+        sessions.bind("S", &beta.key);
+        let response = r#"{"jsonrpc":"2.0","id":"s7","result":{"action":"accept"}}"#;
+        let decide = |sessions: &Sessions| {
+            let Ok(Payload::Single(message)) = jsonrpc::parse(response.as_bytes()) else {
+                panic!()
+            };
+            authorize(
+                &message,
+                &beta.caller().unwrap(),
+                &beta,
+                sessions,
+                Some("S"),
+            )
+        };
+        let v = decide(&sessions);
+        assert_eq!(v.reason, "unsolicited_response");
+        assert_eq!(v.denial.as_ref().unwrap().status(), 400);
+        let id = Id::from_value(&serde_json::json!("s7")).unwrap();
+        sessions.relayed("S", &id);
+        assert!(decide(&sessions).denial.is_none());
+        assert_eq!(
+            decide(&sessions).reason,
+            "unsolicited_response",
+            "answered once"
+        );
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Proxy {
             Ok(caller) => payload
                 .messages()
                 .iter()
-                .map(|m| authorize::authorize(m, &caller, &access, &self.sessions))
+                .map(|m| authorize::authorize(m, &caller, &access, &self.sessions, sid))
                 .collect(),
             Err(decision) => {
                 let denial = Denial::Client(Box::new(decision));

@@ -334,7 +334,12 @@ impl Inspector for ResponseInspector {
             tied,
         );
         match &fate {
-            Fate::Relay => return true,
+            Fate::Relay => {
+                if let (Some(id), Some(sid)) = (id, &self.session) {
+                    self.sessions.relayed(sid, id);
+                }
+                return true;
+            }
             Fate::Drop => tracing::debug!(
                 target: "mcp_warden::decision",
                 method, client = %self.access.client, "a resource update the caller may not read: dropped"

@@ -10,6 +10,8 @@
 //! tools/call with params.task ──CreateTaskResult.task.taskId T──► bind_task(T, principal)
 //! tasks/get|result|cancel|update T ──► Owned? forward : -32602                     (TASK-02)
 //! tasks/list ──► result.tasks filtered to Owned
+//! a server request relayed to the client in S ──► relayed(S, id); the client's response to
+//!     it ──► answering(S, id): a response to nothing the server asked is refused
 //! ```
 //!
 //! The principal key is `issuer|sub|client_id`: a refreshed token of the same principal keeps
@@ -82,6 +84,8 @@ struct Session {
     protocol_version: Option<String>,
     /// Request ids forwarded in this session, oldest first, with what their answers need.
     requests: VecDeque<(Id, Option<Expect>)>,
+    /// Ids of the server's requests relayed to the client and not yet answered, oldest first.
+    server_requests: VecDeque<Id>,
     used: u64,
 }
 
@@ -150,6 +154,7 @@ impl Sessions {
                 owner: who.clone(),
                 protocol_version: None,
                 requests: VecDeque::new(),
+                server_requests: VecDeque::new(),
                 used: now,
             },
         );
@@ -196,6 +201,33 @@ impl Sessions {
             for id in ids {
                 s.requests.retain(|(known, _)| known != id);
             }
+        }
+    }
+
+    /// The server's request `id` was relayed to the client in `session`.
+    pub fn relayed(&self, session: &str, id: &Id) {
+        if let Some(s) = self.lock().sessions.get_mut(session) {
+            s.server_requests.retain(|known| known != id);
+            if s.server_requests.len() >= MAX_REMEMBERED {
+                s.server_requests.pop_front();
+            }
+            s.server_requests.push_back(id.clone());
+        }
+    }
+
+    /// Whether the client's response `id` in `session` answers a server request relayed to it
+    /// (each is answered once).
+    pub fn answering(&self, session: &str, id: &Id) -> bool {
+        let mut tables = self.lock();
+        let Some(s) = tables.sessions.get_mut(session) else {
+            return false;
+        };
+        match s.server_requests.iter().position(|known| known == id) {
+            Some(at) => {
+                s.server_requests.remove(at);
+                true
+            }
+            None => false,
         }
     }
 

@@ -83,6 +83,10 @@ pub enum Denial {
     /// subscription URI that is not a string).
     #[error("Invalid params: {0}")]
     InvalidParams(String),
+    /// A client's response to no request the server sent it on this session (or one it
+    /// already answered).
+    #[error("Invalid Request: response {0} answers no request the server sent on this session")]
+    UnsolicitedResponse(String),
     /// A governed method sent as a notification (it would run without an answer).
     #[error("Invalid Request: {0} must be a request with an id")]
     NotARequest(String),
@@ -180,6 +184,7 @@ impl Denial {
             Self::Client(d) => d.reason(),
             Self::Hidden(..) => "not_granted",
             Self::InvalidParams(_) => "invalid_params",
+            Self::UnsolicitedResponse(_) => "unsolicited_response",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::ForeignTask(_) => "foreign_task",
             Self::SessionNotFound => "foreign_session",
@@ -226,9 +231,10 @@ impl Denial {
                 (false, false) => StatusCode::OK,
             },
             Self::SessionNotFound => StatusCode::NOT_FOUND,
-            Self::HeaderMismatch(_) | Self::Parse(_) | Self::NotARequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::HeaderMismatch(_)
+            | Self::Parse(_)
+            | Self::NotARequest(_)
+            | Self::UnsolicitedResponse(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -256,6 +262,7 @@ impl Denial {
             Self::HeaderMismatch(_) => code::HEADER_MISMATCH,
             Self::Parse(e) => e.code(),
             Self::NotARequest(_)
+            | Self::UnsolicitedResponse(_)
             | Self::TooLarge(_)
             | Self::BodyTimeout(_)
             | Self::UnsupportedMediaType

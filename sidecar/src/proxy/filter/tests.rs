@@ -427,6 +427,10 @@ fn input_requests_the_caller_may_not_receive_withhold_the_answer() {
             "mcp-warden withheld the upstream's answer: it asks for \"sampling\""
         );
         assert!(got.get("result").is_none());
-        assert_eq!(out(&elicit, &mut f), None, "an allowed input request passes untouched");
+        assert_eq!(
+            out(&elicit, &mut f),
+            None,
+            "an allowed input request passes untouched"
+        );
     }
 }
