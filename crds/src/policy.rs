@@ -130,8 +130,9 @@ pub struct ToolGrant {
     /// `McpTool.spec.resources[].uri`. A resource template is listed (`resources/templates/list`)
     /// and completed when its template text matches a grant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = kube::core::Rule::new("self.all(u, u.matches('^[^\\\\s]+$'))").message("resources must be URIs, URI globs or URI templates without whitespace"))]
-    #[schemars(length(max = 128), inner(length(max = 2048)))]
+    // A schema pattern, not CEL: a CEL rule over 128 × 2048 characters exceeds the API
+    // server's cost budget.
+    #[schemars(length(max = 128), inner(length(min = 1, max = 2048), regex(pattern = r"^\S+$")))]
     pub resources: Vec<String>,
     /// Prompt names or globs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

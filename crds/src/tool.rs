@@ -258,8 +258,7 @@ pub struct ResourceSpec {
     /// The resource URI as the server lists it, a glob (`*` matches any run of characters:
     /// `docs://public/*`), or an RFC 6570 URI template (`{id}` matches a run without `/`,
     /// `{+path}` any run). When several entries match, the most specific (longest literal) wins.
-    #[x_kube(validation = kube::core::Rule::new("self.matches('^[^\\\\s]+$')").message("uri must be a URI, URI glob or URI template without whitespace"))]
-    #[schemars(length(max = 2048))]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^\S+$"))]
     pub uri: String,
     /// OAuth scopes the caller's token must carry to read the resource (all of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
