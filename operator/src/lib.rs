@@ -28,6 +28,7 @@ pub mod index;
 pub mod inject;
 pub mod leader;
 pub mod metrics;
+pub mod netpol;
 pub mod push;
 pub mod review;
 pub mod run;
