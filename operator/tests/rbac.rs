@@ -170,6 +170,26 @@ fn recorder(inner: kube::Client, calls: Arc<Mutex<BTreeSet<Call>>>) -> kube::Cli
                 req.uri().path(),
                 req.uri().query().unwrap_or_default(),
             );
+            // A server-side apply that creates its object is authorized as `create` too.
+            let apply = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
+            if apply && !call.resource.contains('/') {
+                let get = Request::get(req.uri().clone())
+                    .body(kube::client::Body::empty())
+                    .unwrap();
+                let exists = inner
+                    .send(get)
+                    .await
+                    .map(|r| r.status() != StatusCode::NOT_FOUND);
+                if matches!(exists, Ok(false)) {
+                    calls.lock().unwrap().insert(Call {
+                        verb: "create".into(),
+                        ..call.clone()
+                    });
+                }
+            }
             calls.lock().unwrap().insert(call);
             inner
                 .send(req)
@@ -250,7 +270,7 @@ async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Cal
             .filter(|c| c.resource == "networkpolicies")
             .map(|c| c.verb.clone())
             .collect();
-        async move { (verbs.len() == 2).then_some(()) }
+        async move { (verbs.len() == 3).then_some(()) }
     })
     .await;
     // Renewals (get + update) happen every retry period.
@@ -359,6 +379,7 @@ async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
         ("mcpwarden.io", "mcpclients/status", "patch"),
         ("", "pods", "list"),
         ("authentication.k8s.io", "tokenreviews", "create"),
+        ("networking.k8s.io", "networkpolicies", "create"),
         ("networking.k8s.io", "networkpolicies", "patch"),
         ("networking.k8s.io", "networkpolicies", "delete"),
     ] {
