@@ -286,6 +286,28 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_format_is_the_operators() {
+        let r = BypassReport {
+            namespace: "team".into(),
+            name: "pay".into(),
+            port: Some(8080),
+            checked: vec!["10.0.0.5".into()],
+            reachable: vec!["10.0.0.5:8080".into()],
+            not_checked: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"namespace": "team", "name": "pay", "port": 8080,
+                "checked": ["10.0.0.5"], "reachable": ["10.0.0.5:8080"]})
+        );
+        let remote = BypassReport {
+            not_checked: Some("why".into()),
+            ..BypassReport::default()
+        };
+        assert_eq!(serde_json::to_value(&remote).unwrap()["notChecked"], "why");
+    }
+
+    #[test]
     fn each_outcome_is_taken_once() {
         let bypass = Bypass::default();
         assert_eq!(bypass.take(), None);
