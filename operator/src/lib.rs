@@ -11,6 +11,8 @@
 //!                                         ▼
 //!                             McpTool / McpClient / McpPolicy status
 //!
+//!   leader ──► netpol: one NetworkPolicy per McpTool (selector → only the sidecar's ports)
+//!
 //! kube-apiserver ──POST /mutate──► webhook ──► inject::inject (pure) ──► JSONPatch adding the sidecar
 //!                        `inject -f` ──────────┘  (serve: the HTTPS connection loop push/webhook/admin share)
 //! ```
@@ -28,6 +30,7 @@ pub mod index;
 pub mod inject;
 pub mod leader;
 pub mod metrics;
+pub mod netpol;
 pub mod push;
 pub mod review;
 pub mod run;

@@ -18,6 +18,7 @@ use mcp_warden_operator::{
     inject::cli::{InjectArgs, SidecarArgs},
     leader::LeaseSettings,
     metrics::Metrics,
+    netpol::NetworkPolicySettings,
     push, run,
     status_writer::StatusSettings,
     usage::{UsageEndpoint, UsageStore},
@@ -112,6 +113,14 @@ struct RunArgs {
     /// here; unset: no webhook.
     #[arg(long)]
     webhook_listen: Option<SocketAddr>,
+    /// Keep a NetworkPolicy per McpTool with a `server.selector`: its pods accept traffic only
+    /// on the sidecar's ports (see docs/bypass.md).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    network_policies: bool,
+    /// Namespaces whose pods may reach the sidecars' admin port through those NetworkPolicies
+    /// (repeat or comma-separate; e.g. the operator's and Prometheus').
+    #[arg(long = "network-policy-admin-from", value_delimiter = ',')]
+    network_policy_admin_from: Vec<String>,
     /// What the webhook injects.
     #[command(flatten)]
     sidecar: SidecarArgs,
@@ -387,6 +396,9 @@ async fn run_cluster(args: RunArgs) -> ExitCode {
         },
         clock: Arc::new(SystemClock),
         metrics,
+        network_policies: args.network_policies.then(|| NetworkPolicySettings {
+            admin_from: args.network_policy_admin_from.clone(),
+        }),
     };
     run::run(
         client,

@@ -8,6 +8,7 @@ use crate::{
     index::Index,
     leader::{self, LeaseSettings},
     metrics::Metrics,
+    netpol::{self, NetworkPolicySettings},
     push,
     status_writer::{StatusSettings, StatusWriter},
     tokenreview::TokenReviewAuthorizer,
@@ -36,6 +37,8 @@ pub struct Cluster {
     pub clock: Arc<dyn Clock>,
     /// Metrics (shared with the caller, e.g. to read them in tests).
     pub metrics: Metrics,
+    /// One NetworkPolicy per McpTool (`netpol`); `None`: none.
+    pub network_policies: Option<NetworkPolicySettings>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for Cluster {
             .field("tls", &self.tls.is_some())
             .field("heartbeat", &self.heartbeat)
             .field("status", &self.status)
+            .field("network_policies", &self.network_policies)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +119,16 @@ pub async fn run(
         }
     };
     let leading = cluster.lease.is_some().then(|| leader_rx.clone());
+    if let Some(settings) = cluster.network_policies.clone() {
+        tokio::spawn(netpol::run(
+            client.clone(),
+            index.clone(),
+            leader_rx.clone(),
+            settings,
+            metrics.clone(),
+            stop(),
+        ));
+    }
     let writer = StatusWriter::new(
         client.clone(),
         index.clone(),

@@ -13,7 +13,9 @@
 //!   `toolUsage` (see `tool_usage`).
 //! - **McpPolicy**: `Accepted` (false when it references no existing McpTool, or does not
 //!   deserialize), `ResolvedRefs` (the message names every missing McpTool and McpClient).
-//! - **McpTool**: `governedPods`, `toolsSeen`, `undeclaredTools`, `Ready`.
+//! - **McpTool**: `governedPods`, `toolsSeen`, `undeclaredTools`, `Ready`, `Bypassable` (from
+//!   the sidecars' bypass checks: True when some pod's upstream answers on the pod's own
+//!   address, False when every pod that checked found it on loopback only, Unknown otherwise).
 //!
 //! Every timestamp is whole seconds, as the API server stores it, so a status read back compares
 //! equal to the one computed and no write repeats.
@@ -21,7 +23,7 @@
 use crate::{
     index::PodKey,
     tool_usage,
-    usage::{ClientView, UsageView},
+    usage::{BypassReport, ClientView, UsageView},
 };
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -436,13 +438,80 @@ pub fn policy_status(
     }
 }
 
+/// The `Bypassable` condition of an McpTool from its pods' latest bypass checks.
+pub fn bypass_condition(
+    current: &[Condition],
+    reports: &[(PodKey, BypassReport)],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let cond = |status: Option<bool>, reason: &str, message: String| {
+        let mut c = condition(
+            current,
+            "Bypassable",
+            status.unwrap_or(false),
+            reason,
+            message,
+            generation,
+            now,
+        );
+        if status.is_none() {
+            c.status = "Unknown".into();
+            c.last_transition_time = current
+                .iter()
+                .find(|c| c.type_ == "Bypassable" && c.status == "Unknown")
+                .map_or_else(|| time(now), |c| c.last_transition_time.clone());
+        }
+        c
+    };
+    let reachable: Vec<String> = reports
+        .iter()
+        .filter(|(_, r)| !r.reachable.is_empty())
+        .map(|((ns, pod), r)| format!("pod {ns}/{pod} at {}", r.reachable.join(", ")))
+        .collect();
+    let checked = reports
+        .iter()
+        .filter(|(_, r)| r.not_checked.is_none())
+        .count();
+    if !reachable.is_empty() {
+        let mut shown = reachable[..reachable.len().min(3)].join("; ");
+        if reachable.len() > 3 {
+            shown.push_str(&format!(" (and {} more pods)", reachable.len() - 3));
+        }
+        cond(
+            Some(true),
+            "UpstreamReachable",
+            format!(
+                "the MCP server answers without the sidecar: {shown}; bind it to 127.0.0.1 or let a NetworkPolicy admit only the sidecar's port"
+            ),
+        )
+    } else if checked > 0 {
+        cond(
+            Some(false),
+            "LoopbackOnly",
+            format!("the MCP server answers on loopback only in the {checked} pod(s) that checked"),
+        )
+    } else if let Some(((ns, pod), r)) = reports.first() {
+        let why = r.not_checked.clone().unwrap_or_default();
+        cond(None, "NotChecked", format!("pod {ns}/{pod}: {why}"))
+    } else {
+        cond(
+            None,
+            "NotReported",
+            "no sidecar has reported a bypass check in the last 10 minutes".into(),
+        )
+    }
+}
+
 /// The status of one McpTool: pods its selector matches (in its namespace), the tools its
-/// upstreams list (from usage reports), the ones `spec.tools` does not declare.
+/// upstreams list (from usage reports), the ones `spec.tools` does not declare, whether its
+/// upstream can be reached around the sidecar.
 pub fn tool_status(
     key: &Key,
     tool: &McpTool,
     pods: &Pods,
     seen: Option<&BTreeSet<String>>,
+    bypass: Option<&[(PodKey, BypassReport)]>,
     now: Timestamp,
 ) -> McpToolStatus {
     let current = tool
@@ -511,9 +580,10 @@ pub fn tool_status(
             )
         }
     };
+    let bypassable = bypass_condition(current, bypass.unwrap_or_default(), generation, now);
     McpToolStatus {
         observed_generation: generation,
-        conditions: vec![ready],
+        conditions: vec![ready, bypassable],
         governed_pods: Some(i32::try_from(governed.unwrap_or(0)).unwrap_or(i32::MAX)),
         tools_seen,
         undeclared_tools: undeclared,
@@ -528,7 +598,11 @@ pub fn compute(inventory: &Inventory, pods: &Pods, usage: &UsageView, now: Times
         tools: inventory
             .tools()
             .iter()
-            .map(|(k, t)| (k.clone(), tool_status(k, t, pods, usage.tools.get(k), now)))
+            .map(|(k, t)| {
+                let bypass = usage.bypass.get(k).map(Vec::as_slice);
+                let status = tool_status(k, t, pods, usage.tools.get(k), bypass, now);
+                (k.clone(), status)
+            })
             .collect(),
         clients: inventory
             .clients()
@@ -714,6 +788,7 @@ spec:
             &inv.tools()[&key],
             &pods,
             Some(&seen),
+            None,
             t("2030-01-01T00:00:00Z"),
         );
         assert_eq!(s.governed_pods, Some(2));
@@ -724,11 +799,62 @@ spec:
             &inv.tools()[&key],
             &Pods::new(),
             None,
+            None,
             t("2030-01-01T00:00:00Z"),
         );
         assert_eq!(
             (none.governed_pods, none.conditions[0].reason.as_str()),
             (Some(0), "NoPods")
+        );
+    }
+
+    #[test]
+    fn bypass_reports_make_the_bypassable_condition() {
+        let now = t("2030-01-01T00:00:00Z");
+        let pod = |p: &str| ("team".to_string(), p.to_string());
+        let report = |reachable: &[&str], not_checked: Option<&str>| BypassReport {
+            namespace: "team".into(),
+            name: "pay".into(),
+            port: not_checked.is_none().then_some(8080),
+            checked: vec!["10.0.0.5".into()],
+            reachable: reachable.iter().map(|a| (*a).to_owned()).collect(),
+            not_checked: not_checked.map(str::to_owned),
+        };
+        let loopback = [(pod("pay-0"), report(&[], None))];
+        let c = bypass_condition(&[], &loopback, Some(3), now);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.observed_generation),
+            ("False", "LoopbackOnly", Some(3))
+        );
+        let open = [
+            (pod("pay-0"), report(&[], None)),
+            (pod("pay-1"), report(&["10.0.0.6:8080"], None)),
+        ];
+        let later = t("2030-01-01T00:01:00Z");
+        let c = bypass_condition(std::slice::from_ref(&c), &open, Some(3), later);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "UpstreamReachable")
+        );
+        assert!(
+            c.message.contains("pod team/pay-1 at 10.0.0.6:8080"),
+            "{}",
+            c.message
+        );
+        assert_eq!(c.last_transition_time.0, later, "it flipped");
+        let remote = [(
+            pod("pay-0"),
+            report(&[], Some("the upstream is on another host")),
+        )];
+        let c = bypass_condition(&[], &remote, None, now);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", "NotChecked")
+        );
+        let c = bypass_condition(&[], &[], None, now);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", "NotReported")
         );
     }
 

@@ -7,17 +7,19 @@
 //!                                                                        ▼ (same bootId, seq ≤ last)
 //!   UsageStore { per McpClient: 10-minute buckets over 24 h (calls, denials, calls per
 //!                  reporting pod and tool), last seen, last use of each tool;
-//!                per reporting pod: runaway flags, tools its upstream lists }
+//!                per reporting pod: runaway flags, tools its upstream lists, latest bypass check }
 //!        │ view(now)
 //!        ▼
 //!   status::compute ── calls24h, denials24h, lastSeen, RunawayDetected, toolsSeen,
-//!                      toolUsage (the reporting pod resolved to the McpTool that selects it)
+//!                      toolUsage (the reporting pod resolved to the McpTool that selects it),
+//!                      McpTool Bypassable (the pods' latest bypass checks)
 //! ```
 //!
 //! Counts are deltas (what happened since the previous report of the same sidecar process), so
 //! a sidecar keeps no window of its own. Runaway flags and tool lists are complete states: each
 //! report carries every client the sidecar currently holds flagged, and the latest `tools/list`
-//! of its upstream.
+//! of its upstream. A bypass check comes once per check (every 30 s by default) and replaces the
+//! pod's previous one; it counts while its reporter is fresh ([`REPORTER_TTL`]).
 //!
 //! Only the leader takes reports (it alone writes status): a follower answers 503 and the sidecar
 //! sends the report again on a new connection, which the Service balances to another replica.
@@ -68,7 +70,9 @@ pub const REPORTER_TTL: SignedDuration = SignedDuration::from_mins(10);
 ///               "lastSeen": "2026-01-05T10:00:09Z", "tools": {"get_balance": 12}}],
 ///  "runaway": [{"namespace": "agents", "name": "bot",
 ///               "flaggedAt": "2026-01-05T09:58:00Z", "suspended": true}],
-///  "tools": [{"namespace": "team-a", "name": "pay", "toolsSeen": ["get_balance", "refund"]}]}
+///  "tools": [{"namespace": "team-a", "name": "pay", "toolsSeen": ["get_balance", "refund"]}],
+///  "bypassable": {"namespace": "team-a", "name": "pay", "port": 8080,
+///                 "checked": ["10.0.0.5"], "reachable": ["10.0.0.5:8080"]}}
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,6 +104,31 @@ pub struct UsageReport {
     /// unchanged since the previous report).
     #[serde(default)]
     pub tools: Vec<ToolsSeen>,
+    /// The sidecar's latest bypass check (sent once per check, see the sidecar's `bypass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypassable: Option<BypassReport>,
+}
+
+/// Whether the upstream answers on the pod's own addresses, i.e. around the sidecar.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BypassReport {
+    /// The McpTool's namespace.
+    pub namespace: String,
+    /// The McpTool's name.
+    pub name: String,
+    /// The upstream port tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The pod addresses tried.
+    #[serde(default)]
+    pub checked: Vec<String>,
+    /// The `address:port`s that accepted a connection (non-empty: bypassable).
+    #[serde(default)]
+    pub reachable: Vec<String>,
+    /// Why nothing was checked (an upstream on another host, no pod address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_checked: Option<String>,
 }
 
 /// What one McpClient did at one sidecar since its previous report.
@@ -195,6 +224,9 @@ pub struct UsageView {
     pub clients: HashMap<Key, ClientView>,
     /// Per McpTool key: the union of the tools its sidecars saw over the window.
     pub tools: HashMap<Key, BTreeSet<String>>,
+    /// Per McpTool key: the latest bypass check of each of its pods (reporters heard from
+    /// within [`REPORTER_TTL`]), sorted by pod.
+    pub bypass: HashMap<Key, Vec<(Key, BypassReport)>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -223,6 +255,7 @@ struct Reporter {
     bundle_version: Option<String>,
     runaway: BTreeMap<Key, RunawayFlag>,
     tools: BTreeMap<Key, (Timestamp, Vec<String>)>,
+    bypass: Option<BypassReport>,
 }
 
 #[derive(Debug, Default)]
@@ -278,6 +311,10 @@ impl UsageStore {
                 urgent = true;
             }
             reporter.tools.insert(key, (now, names));
+        }
+        if let Some(bypass) = report.bypassable {
+            urgent |= reporter.bypass.as_ref() != Some(&bypass);
+            reporter.bypass = Some(bypass);
         }
         let index = bucket_of(now);
         for usage in report.clients {
@@ -359,6 +396,12 @@ impl UsageStore {
             let fresh = reporter
                 .last_report
                 .is_some_and(|t| now.duration_since(t) <= REPORTER_TTL);
+            if let Some(b) = reporter.bypass.as_ref().filter(|_| fresh) {
+                view.bypass
+                    .entry((b.namespace.clone(), b.name.clone()))
+                    .or_default()
+                    .push((pod.clone(), b.clone()));
+            }
             if fresh {
                 for (client, flag) in &reporter.runaway {
                     view.clients
@@ -380,6 +423,9 @@ impl UsageStore {
         for c in view.clients.values_mut() {
             c.runaway.sort_by(|a, b| a.0.cmp(&b.0));
         }
+        for pods in view.bypass.values_mut() {
+            pods.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         view
     }
 
@@ -391,7 +437,9 @@ impl UsageStore {
             .expect("usage lock")
             .reporters
             .remove(&(namespace.to_owned(), pod.to_owned()));
-        if removed.is_some_and(|r| !r.runaway.is_empty() || !r.tools.is_empty()) {
+        if removed
+            .is_some_and(|r| !r.runaway.is_empty() || !r.tools.is_empty() || r.bypass.is_some())
+        {
             self.urgent.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
@@ -449,7 +497,20 @@ pub fn validate(report: &mut UsageReport) -> Result<usize, String> {
     report
         .tools
         .retain(|t| name_ok(&t.namespace) && name_ok(&t.name));
-    Ok(before - (report.clients.len() + report.runaway.len() + report.tools.len()))
+    let mut dropped = before - (report.clients.len() + report.runaway.len() + report.tools.len());
+    let text_ok = |s: &str| s.len() <= 64 && !s.chars().any(char::is_control);
+    if report.bypassable.as_ref().is_some_and(|b| {
+        !name_ok(&b.namespace)
+            || !name_ok(&b.name)
+            || b.checked.len() > 16
+            || b.reachable.len() > 16
+            || !b.checked.iter().chain(&b.reachable).all(|a| text_ok(a))
+            || b.not_checked.as_ref().is_some_and(|w| w.len() > 1024)
+    }) {
+        report.bypassable = None;
+        dropped += 1;
+    }
+    Ok(dropped)
 }
 
 /// Receives `POST /v1/usage` bodies for the push API server.
@@ -591,7 +652,16 @@ pub fn scope(report: &mut UsageReport, bundle: Option<&Bundle>) -> usize {
     report
         .tools
         .retain(|t| known(&t.namespace, &t.name, &tools));
-    before - (report.clients.len() + report.runaway.len() + report.tools.len())
+    let mut dropped = before - (report.clients.len() + report.runaway.len() + report.tools.len());
+    if report
+        .bypassable
+        .as_ref()
+        .is_some_and(|b| !known(&b.namespace, &b.name, &tools))
+    {
+        report.bypassable = None;
+        dropped += 1;
+    }
+    dropped
 }
 
 impl UsageEndpoint {

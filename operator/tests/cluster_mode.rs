@@ -10,14 +10,15 @@ use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-use mcp_warden_crds::McpClient;
+use mcp_warden_crds::{McpClient, McpTool};
 use mcp_warden_operator::{
-    clock::SystemClock, leader::LeaseSettings, metrics::Metrics, run,
-    status_writer::StatusSettings, watch::WatchSettings,
+    clock::SystemClock, leader::LeaseSettings, metrics::Metrics, netpol::NetworkPolicySettings,
+    run, status_writer::StatusSettings, watch::WatchSettings,
 };
 use mcp_warden_test_support::{eventually_await, tls::self_signed};
 use serde_json::{Value, json};
@@ -137,6 +138,9 @@ async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
         },
         clock: Arc::new(SystemClock),
         metrics: metrics.clone(),
+        network_policies: Some(NetworkPolicySettings {
+            admin_from: vec!["monitoring".into()],
+        }),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(run::run(
@@ -266,13 +270,93 @@ async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
         Some("2026-01-01T00:00:00Z".to_string())
     );
 
+    // A bypass check in a report: the McpTool's Bypassable condition names the pod and address;
+    // the next check of the same pod (loopback only) turns it False.
+    let bypass_report = |seq: u64, reachable: &[&str]| {
+        json!({"namespace": "team", "pod": "pay-0", "bootId": "b", "seq": seq,
+               "bypassable": {"namespace": "team", "name": "pay", "port": 8080,
+                              "checked": ["10.0.0.5"], "reachable": reachable}})
+    };
+    let bypassable = |want: &'static str| {
+        let shimmed = shimmed.clone();
+        async move {
+            let tool = Api::<McpTool>::namespaced(shimmed, "team")
+                .get("pay")
+                .await
+                .unwrap();
+            let status = tool.status?;
+            status
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Bypassable" && c.reason == want)
+        }
+    };
+    for (seq, reachable, reason) in [
+        (2, vec!["10.0.0.5:8080"], "UpstreamReachable"),
+        (3, vec![], "LoopbackOnly"),
+    ] {
+        let (status, _) = https(
+            push_port,
+            &tls.roots,
+            "POST",
+            "/v1/usage",
+            "token-pay-0",
+            Some(bypass_report(seq, &reachable)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let c = eventually_await(reason, Duration::from_secs(5), || bypassable(reason)).await;
+        match reason {
+            "UpstreamReachable" => {
+                assert_eq!(c.status, "True");
+                assert!(
+                    c.message.contains("pod team/pay-0 at 10.0.0.5:8080"),
+                    "{}",
+                    c.message
+                );
+            }
+            _ => assert_eq!(c.status, "False"),
+        }
+    }
+
+    // The McpTool's NetworkPolicy: its selector, the sidecar's ports, owned by the McpTool.
+    let policy = eventually_await("the NetworkPolicy", Duration::from_secs(5), || async {
+        Api::<NetworkPolicy>::namespaced(shimmed.clone(), "team")
+            .get_opt("mcp-warden-tool-pay")
+            .await
+            .unwrap()
+    })
+    .await;
+    let tool = Api::<McpTool>::namespaced(shimmed.clone(), "team")
+        .get("pay")
+        .await
+        .unwrap();
+    let owner = &policy.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
+        ("McpTool", "pay", tool.metadata.uid.as_ref())
+    );
+    assert_eq!(
+        serde_json::to_value(policy.spec.unwrap()).unwrap(),
+        json!({
+            "podSelector": {"matchLabels": {"app": "pay"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [{"port": "mcp", "protocol": "TCP"}]},
+                {"ports": [{"port": "mcpwarden-admin", "protocol": "TCP"}],
+                 "from": [{"namespaceSelector": {"matchLabels":
+                     {"kubernetes.io/metadata.name": "monitoring"}}}]},
+            ],
+        })
+    );
+
     // Metrics (the gauges refresh every 5 s).
     let needles = [
         r#"mcp_warden_operator_watched_objects{kind="McpClient"} 1"#,
         r#"mcp_warden_operator_watched_objects{kind="Pod"} 2"#,
         "mcp_warden_operator_connected_sidecars 2",
         "mcp_warden_operator_leader 1",
-        r#"mcp_warden_operator_usage_reports_total{result="accepted"} 1"#,
+        r#"mcp_warden_operator_usage_reports_total{result="accepted"} 3"#,
         r#"mcp_warden_operator_usage_reports_total{result="refused"} 1"#,
         r#"mcp_warden_operator_status_writes_total{kind="McpClient",result="ok"}"#,
         "mcp_warden_operator_push_latency_seconds_bucket",

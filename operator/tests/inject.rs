@@ -136,9 +136,12 @@ fn the_operator_ca_goes_into_the_sidecar_env() {
         .iter()
         .find(|op| op["path"] == "/spec/initContainers")
         .unwrap();
-    let env = &sidecar["value"][0]["env"];
-    assert_eq!(env[2]["name"], "MCP_WARDEN_OPERATOR_CA");
-    assert_eq!(env[2]["value"], cfg.operator_ca.unwrap().as_str());
+    let env = sidecar["value"][0]["env"].as_array().unwrap();
+    let ca = env
+        .iter()
+        .find(|e| e["name"] == "MCP_WARDEN_OPERATOR_CA")
+        .expect("the CA in the env");
+    assert_eq!(ca["value"], cfg.operator_ca.unwrap().as_str());
 }
 
 #[test]

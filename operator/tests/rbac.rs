@@ -21,8 +21,8 @@ mod support;
 use http::{Method, Request, StatusCode};
 use mcp_warden_crds::McpClient;
 use mcp_warden_operator::{
-    clock::SystemClock, leader::LeaseSettings, metrics::Metrics, run,
-    status_writer::StatusSettings, watch::WatchSettings,
+    clock::SystemClock, leader::LeaseSettings, metrics::Metrics, netpol::NetworkPolicySettings,
+    run, status_writer::StatusSettings, watch::WatchSettings,
 };
 use mcp_warden_test_support::eventually_await;
 use mcp_warden_tests::helm;
@@ -35,6 +35,16 @@ use std::{
 use support::{create, create_pod, fake_cluster, http_get, with_tokenreview};
 
 const AUDIENCE: &str = "mcp-warden-operator";
+
+const UNSELECTED_TOOL: &str = r#"
+apiVersion: mcpwarden.io/v1alpha1
+kind: McpTool
+metadata: {name: standalone, namespace: team}
+spec:
+  owner: team
+  server: {resource: "https://standalone.example/mcp"}
+  authentication: {issuers: [{issuer: "https://idp.example"}]}
+"#;
 
 /// One kind of API call, as RBAC sees it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,6 +170,26 @@ fn recorder(inner: kube::Client, calls: Arc<Mutex<BTreeSet<Call>>>) -> kube::Cli
                 req.uri().path(),
                 req.uri().query().unwrap_or_default(),
             );
+            // A server-side apply that creates its object is authorized as `create` too.
+            let apply = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"application/apply-patch"));
+            if apply && !call.resource.contains('/') {
+                let get = Request::get(req.uri().clone())
+                    .body(kube::client::Body::empty())
+                    .unwrap();
+                let exists = inner
+                    .send(get)
+                    .await
+                    .map(|r| r.status() != StatusCode::NOT_FOUND);
+                if matches!(exists, Ok(false)) {
+                    calls.lock().unwrap().insert(Call {
+                        verb: "create".into(),
+                        ..call.clone()
+                    });
+                }
+            }
             calls.lock().unwrap().insert(call);
             inner
                 .send(req)
@@ -183,6 +213,8 @@ async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Cal
     let (shimmed, _) = fake_cluster().await;
     create_pod(&shimmed, "team", "pay-0", &[("app", "pay")]).await;
     create(&shimmed, include_str!("fixtures/team.yaml")).await;
+    // Without a selector: its NetworkPolicy, if any, is deleted.
+    create(&shimmed, UNSELECTED_TOOL).await;
     let calls = Arc::new(Mutex::new(BTreeSet::new()));
     let client = recorder(with_tokenreview(shimmed.clone(), AUDIENCE), calls.clone());
 
@@ -204,6 +236,7 @@ async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Cal
         },
         clock: Arc::new(SystemClock),
         metrics: Metrics::new(),
+        network_policies: Some(NetworkPolicySettings::default()),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(run::run(client, cluster, push, None, async move {
@@ -228,6 +261,18 @@ async fn recorded_calls(lease_namespace: &str, lease_name: &str) -> BTreeSet<Cal
     })
     .await;
     assert_eq!(push_watch(push_port, "pay-0").await, StatusCode::OK);
+    // The NetworkPolicy writer applied one and deleted the other.
+    eventually_await("NetworkPolicies written", Duration::from_secs(10), || {
+        let verbs: BTreeSet<String> = calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.resource == "networkpolicies")
+            .map(|c| c.verb.clone())
+            .collect();
+        async move { (verbs.len() == 3).then_some(()) }
+    })
+    .await;
     // Renewals (get + update) happen every retry period.
     let renewed = |c: &BTreeSet<Call>| {
         c.iter()
@@ -334,6 +379,9 @@ async fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
         ("mcpwarden.io", "mcpclients/status", "patch"),
         ("", "pods", "list"),
         ("authentication.k8s.io", "tokenreviews", "create"),
+        ("networking.k8s.io", "networkpolicies", "create"),
+        ("networking.k8s.io", "networkpolicies", "patch"),
+        ("networking.k8s.io", "networkpolicies", "delete"),
     ] {
         let must = (must.0.to_owned(), must.1.to_owned(), must.2.to_owned());
         assert!(cluster.contains(&must), "the run did not exercise {must:?}");

@@ -115,6 +115,7 @@ fn assert_sidecar(pod: &Pod, upstream: &str, proxy_port: i32) {
         serde_json::json!([
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
         ])
     );
     let ports = serde_json::to_value(c.ports.as_ref().unwrap()).unwrap();

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod bypass;
 pub mod config;
 pub mod link;
 pub mod memory;

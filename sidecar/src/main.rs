@@ -5,8 +5,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_warden_sidecar::{
-    admin, audit, auth::Authenticator, config, link, metrics::Metrics, proxy, quota, reload,
-    runtime, settings::Settings, state::Live, stream, tls, usage,
+    admin, audit, auth::Authenticator, bypass, config, link, metrics::Metrics, proxy, quota,
+    reload, runtime, settings::Settings, state::Live, stream, tls, usage,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -80,6 +80,10 @@ struct RunArgs {
     /// Operator mode: seconds between usage reports to the operator (0: no reports).
     #[arg(long, default_value_t = 10)]
     usage_interval_seconds: u64,
+    /// Seconds between checks that the upstream cannot be reached around the sidecar, on the
+    /// pod's own addresses (0: no checks; see docs/bypass.md).
+    #[arg(long, env = "MCP_WARDEN_BYPASS_CHECK_SECONDS", default_value_t = 30)]
+    bypass_check_seconds: u64,
     /// Operator mode: reconnect when the operator sends nothing (not even a heartbeat) this long.
     #[arg(long, default_value_t = 30)]
     operator_idle_timeout_seconds: u64,
@@ -286,6 +290,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     let live = Arc::new(Live::default());
     let metrics = Metrics::new();
     let mut reporter = None;
+    let bypass = (args.bypass_check_seconds > 0).then(Arc::<bypass::Bypass>::default);
     let watcher = match (&args.config, &args.operator) {
         (Some(path), None) => {
             reload::load_and_install(path, &selection, &live, &metrics);
@@ -317,6 +322,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
                     namespace: namespace.clone(),
                     pod: pod.clone(),
                     interval: Duration::from_secs(args.usage_interval_seconds),
+                    bypass: bypass.clone(),
                 });
             }
             let source = stream::StreamSource {
@@ -406,10 +412,17 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         usage: reporter.is_some().then(Arc::default),
     });
     let reports = reporter.map(|r| tokio::spawn(usage::run(r, shared.clone())));
+    let checks = bypass.map(|b| {
+        let every = Duration::from_secs(args.bypass_check_seconds);
+        tokio::spawn(bypass::run(b, shared.clone(), every))
+    });
     let result = proxy::serve(listener, tls, shared, shutdown_signal()).await;
     watcher.abort();
     if let Some(reports) = reports {
         reports.abort();
+    }
+    if let Some(checks) = checks {
+        checks.abort();
     }
     admin.abort();
     if let Some(auditor) = auditor {

@@ -21,6 +21,7 @@ pub struct Metrics {
     ready: IntGauge,
     stale: IntGauge,
     usage_reports: IntCounterVec,
+    upstream_bypassable: IntGaugeVec,
 }
 
 /// Label values besides the method names `proxy::methods` knows.
@@ -106,8 +107,18 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let upstream_bypassable = IntGaugeVec::new(
+            Opts::new(
+                "mcp_warden_upstream_bypassable",
+                "1 when the upstream also answers on the pod's own address (clients can reach it \
+                 without the sidecar), 0 when on loopback only; absent while not checked.",
+            ),
+            &["port"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upstream_bypassable.clone()),
             Box::new(usage_reports.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(config_info.clone()),
@@ -130,6 +141,17 @@ impl Metrics {
             ready,
             stale,
             usage_reports,
+            upstream_bypassable,
+        }
+    }
+
+    /// The outcome of a bypass check (`bypass`): `port` `None` = not checked (no series).
+    pub fn set_upstream_bypassable(&self, port: Option<u16>, bypassable: bool) {
+        self.upstream_bypassable.reset();
+        if let Some(port) = port {
+            self.upstream_bypassable
+                .with_label_values(&[port.to_string().as_str()])
+                .set(i64::from(bypassable));
         }
     }
 

@@ -79,6 +79,9 @@ pub struct UsageReport {
     runaway: Vec<RunawayFlag>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<ToolsSeen>,
+    /// The latest bypass check, once per check (`bypass`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bypassable: Option<crate::bypass::BypassReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -189,6 +192,8 @@ pub struct Reporter {
     pub pod: String,
     /// Time between reports.
     pub interval: Duration,
+    /// Where bypass check outcomes come from (`None`: no checks).
+    pub bypass: Option<Arc<crate::bypass::Bypass>>,
 }
 
 /// Reports forever (until the task is aborted).
@@ -272,7 +277,8 @@ fn build(
         }],
         _ => Vec::new(),
     };
-    if clients.is_empty() && runaway.is_empty() && tools.is_empty() {
+    let bypassable = reporter.bypass.as_ref().and_then(|b| b.take());
+    if clients.is_empty() && runaway.is_empty() && tools.is_empty() && bypassable.is_none() {
         return None;
     }
     Some(UsageReport {
@@ -286,6 +292,7 @@ fn build(
         clients,
         runaway,
         tools,
+        bypassable,
     })
 }
 

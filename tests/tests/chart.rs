@@ -49,6 +49,10 @@ fn option_sets() -> Vec<(&'static str, Value)> {
                                      "monitoringNamespaces": ["monitoring"]}}),
         ),
         (
+            "no per-McpTool network policies",
+            json!({"networkPolicy": {"perTool": false}}),
+        ),
+        (
             "failurePolicy Ignore",
             json!({"webhook": {"failurePolicy": "Ignore"}}),
         ),
@@ -560,6 +564,8 @@ fn documented_options_change_what_they_say() {
             &json!({"networkPolicy": {"enabled": false}, "replicaCount": 1,
                                  "operator": {"leaderElection": false}}),
         ),
+        helm::render_job(&json!({"networkPolicy": {"perTool": false,
+                                 "monitoringNamespaces": ["monitoring"]}})),
     ]);
     let r: Vec<Render> = results
         .iter()
@@ -655,6 +661,30 @@ fn documented_options_change_what_they_say() {
         allowed,
         [&json!("push"), &json!("webhook"), &json!("admin")]
     );
+
+    // Per-McpTool NetworkPolicies (made by the operator): on by default, admin port open to the
+    // release namespace and the monitoring ones; off: no flag, no permission.
+    let netpol_rule = |r: &Render| {
+        r.one("ClusterRole")["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rule| rule["resources"] == json!(["networkpolicies"]))
+            .cloned()
+    };
+    assert_eq!(arg(&r[3], "--network-policies"), "true");
+    assert_eq!(arg(&r[3], "--network-policy-admin-from"), NAMESPACE);
+    assert_eq!(
+        netpol_rule(&r[3]).map(|rule| rule["verbs"].clone()),
+        Some(json!(["create", "patch", "delete"]))
+    );
+    assert_eq!(arg(&r[5], "--network-policies"), "false");
+    assert!(
+        args(&r[5])
+            .iter()
+            .all(|(k, _)| k != "--network-policy-admin-from")
+    );
+    assert_eq!(netpol_rule(&r[5]), None);
 
     // No NetworkPolicy; a single writer needs no Lease, so no Role.
     assert!(r[4].all("NetworkPolicy").is_empty());

@@ -15,6 +15,7 @@
 //! | operators | two replicas of `mcp-warden-operator run` on the host, with the Deployment's own args and a TokenRequest token of the chart's ServiceAccount each: one holds the Lease |
 //! | status | `kubectl get mcpclients -A` (and `-o wide`) print OWNER, PHASE, EXPIRES, REVIEW-DUE as the operator computed them from the spec; the audit log shows only the leader's token patching status |
 //! | usage | a usage report (TokenReview of a token bound to a real Pod) moves LAST-SEEN and CALLS-24H; a follower refuses reports (503) but serves bundles |
+//! | network policies | the operator keeps a NetworkPolicy per McpTool with a selector (its selector, the sidecar's `mcp` port, owned by the McpTool, applied by field manager `mcp-warden-operator`); removes it when the selector goes; the garbage collector deletes it with the McpTool |
 //! | explain | `kubectl explain mcpclient.spec` documents every field |
 //! | handover | SIGKILL of the leader: the follower takes the Lease within lease duration + retry period of the last renewal (measured) and writes status from then on; SIGTERM of a leader hands over at once |
 //! | rbac | no request of the operator's ServiceAccount was refused (403) by the API server, and no operator logged a refusal; every permission the chart grants was used |
@@ -180,6 +181,7 @@ fn scenario(
     let seen = t.step("usage report to LAST-SEEN", || {
         usage_report(cp, &operators[0], &operators[1])
     })?;
+    t.step("a NetworkPolicy per McpTool", || network_policies(cp))?;
     t.step("kubectl explain", || explain(cp))?;
     t.step("leader killed: handover", || handover(cp, operators))?;
     t.step("review report and approve", || review(cp, seen))?;
@@ -547,6 +549,124 @@ fn upgrade(cp: &ControlPlane, installed: &BTreeMap<ObjectId, String>) -> Result<
                 })
                 .then_some(()))
         },
+    )?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+// ---- network policies ----------------------------------------------------------------------
+
+/// The operator's NetworkPolicy of McpTool `ns/tool`, once it exists.
+fn tool_policy(cp: &ControlPlane, ns: &str, tool: &str) -> Result<Value, String> {
+    let name = format!("mcp-warden-tool-{tool}");
+    wait_for(
+        &format!("NetworkPolicy {ns}/{name}"),
+        Duration::from_secs(15),
+        || {
+            Ok(cp
+                .kubectl_json(&[
+                    "-n",
+                    ns,
+                    "get",
+                    "networkpolicy",
+                    &name,
+                    "--show-managed-fields",
+                ])
+                .ok())
+        },
+    )
+}
+
+fn policy_gone(cp: &ControlPlane, ns: &str, tool: &str, why: &str) -> Result<(), String> {
+    let name = format!("mcp-warden-tool-{tool}");
+    wait_for(why, Duration::from_secs(30), || {
+        let out = cp.kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "networkpolicy",
+            "--ignore-not-found",
+            &name,
+        ])?;
+        Ok(out.trim().is_empty().then_some(()))
+    })
+}
+
+/// Every example McpTool with a selector has its NetworkPolicy; a scratch McpTool's policy
+/// follows its selector and goes with it. (No CNI runs here: the policies are not enforced,
+/// only their objects are checked.)
+fn network_policies(cp: &ControlPlane) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (ns, tool) in [("demo", "everything"), ("payments", "payments-api")] {
+        let policy = tool_policy(cp, ns, tool)?;
+        let owner = cp.kubectl_json(&["-n", ns, "get", "mcptool", tool])?;
+        let spec = &policy["spec"];
+        let want = json!({
+            "podSelector": owner["spec"]["server"]["selector"],
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [{"port": "mcp", "protocol": "TCP"}]},
+                {"ports": [{"port": "mcpwarden-admin", "protocol": "TCP"}],
+                 "from": [{"namespaceSelector": {"matchLabels":
+                     {"kubernetes.io/metadata.name": NS}}}]},
+            ],
+        });
+        if *spec != want {
+            problems.push(format!("{ns}/{tool}: spec {spec}, expected {want}"));
+        }
+        let refs = &policy["metadata"]["ownerReferences"];
+        if refs[0]["uid"] != owner["metadata"]["uid"] || refs[0]["kind"] != "McpTool" {
+            problems.push(format!("{ns}/{tool}: owner references {refs}"));
+        }
+        let managers: Vec<&str> = policy["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["manager"].as_str())
+            .collect();
+        if managers != ["mcp-warden-operator"] {
+            problems.push(format!("{ns}/{tool}: field managers {managers:?}"));
+        }
+    }
+    let scratch = |selector: &str| {
+        format!(
+            "apiVersion: mcpwarden.io/v1alpha1\nkind: McpTool\nmetadata: {{name: scratch, namespace: demo}}\n\
+             spec:\n  owner: test\n  server: {{{selector}resource: 'https://scratch.example/mcp'}}\n  \
+             authentication: {{issuers: [{{issuer: 'https://idp.example'}}]}}\n"
+        )
+    };
+    cp.apply(&scratch("selector: {matchLabels: {app: scratch}}, "))?;
+    let policy = tool_policy(cp, "demo", "scratch")?;
+    if policy["spec"]["podSelector"] != json!({"matchLabels": {"app": "scratch"}}) {
+        problems.push(format!("demo/scratch: {}", policy["spec"]));
+    }
+    cp.kubectl(&[
+        "-n",
+        "demo",
+        "patch",
+        "mcptool",
+        "scratch",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/server/selector"}]"#,
+    ])?;
+    policy_gone(
+        cp,
+        "demo",
+        "scratch",
+        "the operator to delete the policy of a tool without selector",
+    )?;
+    cp.apply(&scratch("selector: {matchLabels: {app: scratch}}, "))?;
+    tool_policy(cp, "demo", "scratch")?;
+    cp.kubectl(&["-n", "demo", "delete", "mcptool", "scratch"])?;
+    policy_gone(
+        cp,
+        "demo",
+        "scratch",
+        "the garbage collector to delete the policy with its McpTool",
     )?;
     if problems.is_empty() {
         Ok(())
@@ -1512,9 +1632,16 @@ fn rbac(cp: &ControlPlane, operators: &[HostOperator]) -> Result<(), String> {
         }
     }
     // What the operator used, against what the chart grants.
+    // A server-side apply that creates its object (201) is authorized as `create` as well.
     let used: BTreeSet<(String, String, String)> = events
         .iter()
-        .map(|e| (e.group.clone(), e.resource.clone(), e.verb.clone()))
+        .flat_map(|e| {
+            let created = (e.verb == "patch" && e.code == 201).then_some("create");
+            [Some(e.verb.as_str()), created]
+                .into_iter()
+                .flatten()
+                .map(|v| (e.group.clone(), e.resource.clone(), v.to_owned()))
+        })
         .collect();
     let mut granted = Vec::new();
     let role = cp.kubectl_json(&["-n", NS, "get", "role", DEPLOYMENT])?;

@@ -79,6 +79,8 @@ pub(super) fn container(cfg: &InjectConfig, ports: &Ports) -> Container {
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
+        // The addresses the bypass check tries (the sidecar's `bypass`).
+        field_env("POD_IPS", "status.podIPs"),
     ];
     if let Some(pem) = &cfg.operator_ca {
         env.push(EnvVar {

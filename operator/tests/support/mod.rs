@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod};
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod, networking::v1::NetworkPolicy};
 use kube::{Api, api::PostParams};
 use kube_fake_client::ClientBuilder;
 use mcp_warden_crds::{McpClient, McpPolicy, McpTool};
@@ -247,6 +247,7 @@ pub async fn fake_cluster() -> (kube::Client, Counters) {
         .with_resource::<McpPolicy>()
         .with_status_subresource::<McpPolicy>()
         .with_resource::<Lease>()
+        .with_resource::<NetworkPolicy>()
         .build()
         .await
         .expect("fake client");
