@@ -371,6 +371,19 @@ async fn malformed_requests_get_json_rpc_errors_and_the_proxy_keeps_serving() {
     .await;
     assert_eq!(reply.status, 415);
     assert_eq!(reply.json()["error"]["code"], -32600);
+    // An Accept that allows no answer the server could give: 406 before the body is read.
+    let reply = call(
+        Method::POST,
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "text/html"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 406);
+    assert_eq!(reply.json()["error"]["code"], -32600);
     let reply = call(Method::PUT, &url, &[], "").await;
     assert_eq!(reply.status, 405);
     // Modern era: the mirrored headers must match the body.

@@ -105,6 +105,30 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
     media_type_is(headers, "text/event-stream")
 }
 
+/// Whether a request may be answered in a form the proxy forwards: no `Accept` (the upstream
+/// decides), or one naming `application/json`, `text/event-stream` or a wildcard covering one.
+pub fn accepts_an_answer(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|range| range.split(';').next().unwrap_or_default().trim())
+        .any(|range| {
+            [
+                "application/json",
+                "text/event-stream",
+                "*/*",
+                "application/*",
+                "text/*",
+            ]
+            .iter()
+            .any(|t| range.eq_ignore_ascii_case(t))
+        })
+}
+
 /// A header's value as text, when it is visible ASCII.
 pub fn text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok()
@@ -434,5 +458,23 @@ mod tests {
             decode_value(&HeaderValue::from_static("=?base64?not base64?=")),
             None
         );
+    }
+
+    #[test]
+    fn accept_must_allow_json_or_an_event_stream_when_sent() {
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+            }
+            super::accepts_an_answer(&h)
+        };
+        assert!(with(&[]));
+        assert!(with(&["application/json, text/event-stream"]));
+        assert!(with(&["text/event-stream;q=0.5"]));
+        assert!(with(&["text/html", "*/*"]));
+        assert!(with(&["Application/JSON"]));
+        assert!(!with(&["text/html"]));
+        assert!(!with(&["image/png, text/plain"]));
     }
 }

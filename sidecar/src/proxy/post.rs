@@ -3,7 +3,8 @@
 //! ```text
 //! headers ──► authenticate (401, id null) ──► lifecycle (403/401): refused before the body is
 //!             read; no valid token ──► counted in the tally, not recorded one by one
-//!   ──► Content-Type: application/json (415) ──► Content-Length ≤ max_body_bytes (413)
+//!   ──► Content-Type: application/json (415) ──► Accept allows JSON or SSE, if sent (406)
+//!   ──► Content-Length ≤ max_body_bytes (413)
 //!   ──► room in the body budget (503 Retry-After) ──► body within body_read_timeout (408)
 //!   ──► jsonrpc::parse, one reading only (400 -32700 / -32600)
 //!   ──► 2026-07-28: headers::check_mirrored (400 -32020)
@@ -57,6 +58,8 @@ impl Proxy {
             .map(|a| Context::new(a, Some(t.active.clone()), &parts));
         let early = if !headers::is_json(&parts.headers) {
             Err(Denial::UnsupportedMediaType)
+        } else if !headers::accepts_an_answer(&parts.headers) {
+            Err(Denial::NotAcceptable)
         } else {
             let declared = content_length(&parts);
             if declared.is_some_and(|n| n > settings.max_body_bytes as u64) {

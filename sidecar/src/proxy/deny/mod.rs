@@ -96,6 +96,9 @@ pub enum Denial {
     /// The request body did not arrive in time.
     #[error("Request body not received within {0} s")]
     BodyTimeout(u64),
+    /// An `Accept` that names neither JSON nor an event stream: no answer could be given.
+    #[error("Not Acceptable: Accept must allow application/json or text/event-stream")]
+    NotAcceptable,
     /// POST without `Content-Type: application/json`.
     #[error("Unsupported Media Type: Content-Type must be application/json")]
     UnsupportedMediaType,
@@ -195,6 +198,7 @@ impl Denial {
             Self::TooLarge(_) => "body_too_large",
             Self::BodyTimeout(_) => "body_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::NotAcceptable => "not_acceptable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotReady => "not_ready",
             Self::Upstream(UpstreamError::Timeout(_)) => "upstream_timeout",
@@ -238,6 +242,7 @@ impl Denial {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady | Self::AuditUnavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -266,6 +271,7 @@ impl Denial {
             | Self::TooLarge(_)
             | Self::BodyTimeout(_)
             | Self::UnsupportedMediaType
+            | Self::NotAcceptable
             | Self::MethodNotAllowed => code::INVALID_REQUEST,
             Self::NotReady
             | Self::Upstream(_)

@@ -258,6 +258,7 @@ async fn transport_level_answers() {
         ),
         (Denial::TooLarge(10), 413, -32600),
         (Denial::UnsupportedMediaType, 415, -32600),
+        (Denial::NotAcceptable, 406, -32600),
         (Denial::MethodNotAllowed, 405, -32600),
         (Denial::NotReady, 503, -32603),
         (Denial::UpstreamUnauthorized, 502, -32603),
