@@ -176,21 +176,25 @@ async fn refusals_that_are_not_readable_posts_are_recorded() {
     let r = post(&proxy.url(), &[], &call(2)).await;
     assert_eq!(r.status, 403, "{}", r.text());
 
-    // The two tokenless refusals are counted, not recorded one by one: one record with
-    // `count` 2 comes with the tally's next flush (every 10 s).
+    // The refusals of callers nobody could identify (no configuration yet, or no valid token)
+    // are counted, not recorded one by one: one record per reason, with `count`, comes with the
+    // tally's next flush (every 10 s).
     let records = wait_records(&dir, 3).await;
     let mcp = |r: &Value, k: &str| r["unmapped"]["mcp_warden"][k].clone();
     assert!(
         records.iter().all(|r| outcome(r) == "denied"),
         "{records:#?}"
     );
-    assert_eq!(
-        mcp(&records[0], "decision")["reason"],
-        "not_ready",
-        "{:#}",
-        records[0]
-    );
-    let suspended = &records[1];
+    let by_reason = |reason: &str| {
+        records
+            .iter()
+            .find(|r| mcp(r, "decision")["reason"] == reason)
+            .unwrap_or_else(|| panic!("no {reason} record: {records:#?}"))
+    };
+    let not_ready = by_reason("not_ready");
+    assert_eq!(not_ready["count"], 1, "{not_ready:#}");
+    assert_eq!(not_ready["http_response"]["code"], 503, "{not_ready:#}");
+    let suspended = by_reason("suspended");
     let actor = suspended["actor"]["user"]["name"].as_str().unwrap();
     assert!(actor.ends_with("agent-beta"), "{suspended:#}");
     assert_eq!(
@@ -205,7 +209,7 @@ async fn refusals_that_are_not_readable_posts_are_recorded() {
     );
     // One record per HTTP request, its body unread.
     assert_eq!(suspended["api"]["operation"], "POST", "{suspended:#}");
-    let tallied = &records[2];
+    let tallied = by_reason("unauthenticated");
     assert_eq!(tallied["count"], 2, "{tallied:#}");
     assert_eq!(
         mcp(tallied, "decision")["reason"],

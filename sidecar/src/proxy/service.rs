@@ -126,10 +126,17 @@ impl Proxy {
         };
         let settings = &self.shared.settings;
         let Some(active) = self.shared.live.current() else {
+            // Nobody can be identified without a configuration: counted like tokenless
+            // refusals, so a flood during start-up cannot fill the spool.
             let (parts, _body) = req.into_parts();
-            return self
-                .refuse_request(None, &parts, "", None, Denial::NotReady)
-                .await;
+            if self.shared.audit.is_some() {
+                let source = parts.extensions.get::<super::PeerAddr>().map(|p| p.0.ip());
+                self.tally.count(super::tally::NOT_READY, source);
+            }
+            self.shared
+                .metrics
+                .request(parts.method.as_str(), Denial::NotReady.reason());
+            return closing_unread(&parts, deny::answer(&[(None, Denial::NotReady)], false, ""));
         };
         let route = active.route(settings);
         let path = req.uri().path();

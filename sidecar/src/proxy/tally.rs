@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! 401 (no token, bad token, expired, wrong audience …) ──► Tally::count(reason, source IP)
+//! 503 before any configuration is in force           ──► Tally::count(NOT_READY, source IP)
 //!   every INTERVAL ──► one Denied audit record per (reason, source) with `count`
 //!                      and the interval as start/end time; at most MAX_KEYS keys per
 //!                      interval, the rest under the source "other"
@@ -42,6 +43,9 @@ pub struct Tally {
     window: Mutex<Window>,
 }
 
+/// The reason counted for requests that came before any configuration was in force.
+pub const NOT_READY: &str = "not_ready";
+
 impl Tally {
     /// Counts one refusal.
     pub fn count(&self, reason: &'static str, source: Option<IpAddr>) {
@@ -71,6 +75,22 @@ impl Tally {
         };
         let now = Timestamp::now();
         for ((reason, source), count) in counts {
+            // Before any configuration nobody can be identified: 503, not 401.
+            let (decided, status, detail) = if reason == NOT_READY {
+                (
+                    NOT_READY,
+                    503,
+                    format!(
+                        "{count} requests before a configuration was in force, counted together"
+                    ),
+                )
+            } else {
+                (
+                    "unauthenticated",
+                    401,
+                    format!("{count} requests without a valid token ({reason}), counted together"),
+                )
+            };
             let event = AuditEvent {
                 call_uid: new_call_uid(),
                 started: since,
@@ -83,16 +103,14 @@ impl Tally {
                 client: None,
                 decision: Some(DecisionInfo {
                     allowed: false,
-                    reason: "unauthenticated".to_owned(),
+                    reason: decided.to_owned(),
                     decided_by: None,
                     mode: DecisionMode::Enforce,
-                    detail: Some(format!(
-                        "{count} requests without a valid token ({reason}), counted together"
-                    )),
+                    detail: Some(detail),
                 }),
                 outcome: Outcome::Denied,
                 response: crate::audit::ResponseInfo {
-                    http_status: Some(401),
+                    http_status: Some(status),
                     ..Default::default()
                 },
                 transport: TransportInfo {
