@@ -295,6 +295,7 @@ impl Proxy {
                 None => Box::new(|_| {}),
             },
         };
+        let server_audit = audit.map(|a| a.server_requests(&access));
         let exchange = Exchange {
             replier: Some(replier),
             answer_id: payload.answer_id(),
@@ -304,6 +305,7 @@ impl Proxy {
             session,
             modern: era == headers::Era::Modern,
             audit: calls.clone(),
+            server_audit,
             usage: self.shared.usage.clone(),
             event_ids: Some(self.event_ids.clone()),
             ..Exchange::default()

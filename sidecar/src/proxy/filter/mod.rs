@@ -95,8 +95,8 @@ pub trait Inspector {
     fn initialized(&mut self, protocol_version: &str);
     /// Whether the request was 2026-07-28 or later.
     fn modern(&self) -> bool;
-    /// The response to an expected request (`result` or `error` as raw JSON text), for the
-    /// audit trail's final record of a `tools/call`.
+    /// The response to a request of the caller's (`result` or `error` as raw JSON text), for
+    /// the audit trail's final record of a call (`tools/call`, `resources/read`, …).
     fn answered(&mut self, _id: &Id, _result: Option<&str>, _error: Option<&str>) {}
     /// A message that cannot be read came: the expected answers it may have been, which are
     /// then settled (each is withheld once, as a JSON-RPC error). Fail closed: nothing the proxy
@@ -171,7 +171,14 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
         .and_then(|v| Id::from_value(&v));
     let expect = match id.as_ref().map(|id| inspector.expect(id)) {
         Some(Answer::Inspect(expect)) => expect,
-        Some(Answer::Pass) => return None,
+        Some(Answer::Pass) => {
+            // Passed unread, but an audited call's answer (resources/read, prompts/get, …)
+            // completes its record.
+            if let Some(id) = &id {
+                inspector.answered(id, message.get("result"), message.get("error"));
+            }
+            return None;
+        }
         // An error answer without an id (id null) cannot be a governed list: pass it.
         None if message.get("result").is_none() => return None,
         None | Some(Answer::Drop) => {
