@@ -184,6 +184,19 @@ impl Proxy {
                 allowed: !denied && !throttled,
             };
             authorize::record(&self.shared, event);
+            if let (Some(usage), Some(client), Some((capability, name))) =
+                (&self.shared.usage, client, &verdict.used)
+                && *capability != mcp_warden_policy::Capability::Tool
+                && crate::quota::COUNTED.contains(&message.label())
+            {
+                // By the governing entry's pattern, as quotas count it.
+                let entry = t.active.rules.entries(*capability).entry(name);
+                usage.used(
+                    client,
+                    *capability,
+                    entry.map_or("*", |e| e.pattern.as_str()),
+                );
+            }
         }
         let rate_headers = match throttle {
             Throttle::Refuse(response) => {
