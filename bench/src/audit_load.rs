@@ -11,7 +11,7 @@
 
 use jiff::Timestamp;
 use mcp_warden_crds::Risk;
-use mcp_warden_policy::{Kind, ObjectRef};
+use mcp_warden_policy::{Capability, Kind, ObjectRef};
 use mcp_warden_sidecar::audit::{
     AuditConfig, AuditEvent, Auditor, ClientInfo, DecisionInfo, DecisionMode, Outcome,
     PrincipalInfo, Redaction, ResponseInfo, ServerInfo, ToolInfo, TransportInfo,
@@ -35,6 +35,7 @@ pub fn call_event(i: u64) -> AuditEvent {
         method: "tools/call".into(),
         jsonrpc_id: Some(i.to_string()),
         tool: Some(ToolInfo {
+            capability: Capability::Tool,
             name: "echo".into(),
             mcp_tool: Some(obj(Kind::McpTool, "bench")),
             risk: Some(Risk::Low),
@@ -82,6 +83,7 @@ pub fn call_event(i: u64) -> AuditEvent {
             upstream: "127.0.0.1:9402".parse().ok(),
         },
         count: None,
+        server_request: None,
     }
 }
 

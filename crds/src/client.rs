@@ -196,6 +196,18 @@ pub struct McpClientStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "tool_usage_schema")]
     pub tool_usage: Vec<ToolUsage>,
+    /// Per resource entry: when the client last read a resource it governs (or asked
+    /// completions for its template) and how often over the last 24 hours. Kept as
+    /// `toolUsage` is. Sorted by `resource`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "resource_usage_schema")]
+    pub resource_usage: Vec<ResourceUsage>,
+    /// Per prompt entry: when the client last got a prompt it governs (or asked completions
+    /// for it) and how often over the last 24 hours. Kept as `toolUsage` is. Sorted by
+    /// `prompt`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "prompt_usage_schema")]
+    pub prompt_usage: Vec<PromptUsage>,
 }
 
 /// What one McpClient did with one tool.
@@ -218,4 +230,48 @@ pub struct ToolUsage {
 /// Schema of `toolUsage`: a list-map keyed by `tool`, so server-side apply merges per tool.
 fn tool_usage_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     list_map_schema::<ToolUsage>(generator, "tool")
+}
+
+/// What one McpClient did with the resources of one resource entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceUsage {
+    /// The entry, as `<namespace>/<McpTool>/<uri pattern>` (`*`: URIs no entry declares,
+    /// under `defaultResourceAction: Allow`).
+    #[schemars(length(max = 2400))]
+    pub resource: String,
+    /// The last report of a use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<Time>,
+    /// Uses over the last 24 hours.
+    #[serde(default)]
+    #[serde(rename = "calls24h")]
+    pub calls_24h: u64,
+}
+
+/// Schema of `resourceUsage`: a list-map keyed by `resource`.
+fn resource_usage_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    list_map_schema::<ResourceUsage>(generator, "resource")
+}
+
+/// What one McpClient did with the prompts of one prompt entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptUsage {
+    /// The entry, as `<namespace>/<McpTool>/<name pattern>` (`*`: prompts no entry declares,
+    /// under `defaultPromptAction: Allow`).
+    #[schemars(length(max = 1024))]
+    pub prompt: String,
+    /// The last report of a use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<Time>,
+    /// Uses over the last 24 hours.
+    #[serde(default)]
+    #[serde(rename = "calls24h")]
+    pub calls_24h: u64,
+}
+
+/// Schema of `promptUsage`: a list-map keyed by `prompt`.
+fn prompt_usage_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    list_map_schema::<PromptUsage>(generator, "prompt")
 }

@@ -32,7 +32,7 @@ use mcp_warden_crds::{
     McpToolStatus, PolicyMode,
 };
 use mcp_warden_policy::{
-    Inventory, bundle::granted_clients, glob::Glob, inventory::Key, lifecycle, selector,
+    Capability, Inventory, bundle::granted_clients, glob::Glob, inventory::Key, lifecycle, selector,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -320,6 +320,8 @@ pub fn client_status(
         effective_tools: effective,
         // compute() adds this window's use; alone, the current entries carry over.
         tool_usage: tool_usage::merge(client, &BTreeMap::new(), now),
+        resource_usage: tool_usage::merge_resources(client, &BTreeMap::new(), now),
+        prompt_usage: tool_usage::merge_prompts(client, &BTreeMap::new(), now),
     }
 }
 
@@ -611,6 +613,10 @@ pub fn compute(inventory: &Inventory, pods: &Pods, usage: &UsageView, now: Times
                 let view = usage.clients.get(k);
                 let mut status = client_status(c, granted.get(k), view, now);
                 status.tool_usage = tool_usage::merge(c, &attribution.resolve(view), now);
+                let resources = attribution.resolve_uses(view, Capability::Resource);
+                status.resource_usage = tool_usage::merge_resources(c, &resources, now);
+                let prompts = attribution.resolve_uses(view, Capability::Prompt);
+                status.prompt_usage = tool_usage::merge_prompts(c, &prompts, now);
                 (k.clone(), status)
             })
             .collect(),

@@ -304,7 +304,16 @@ impl StatusWriter {
                 Kind::McpClient,
                 key,
                 current != Some(s),
-                explicit(s, &["conditions", "effectiveTools", "toolUsage"]),
+                explicit(
+                    s,
+                    &[
+                        "conditions",
+                        "effectiveTools",
+                        "toolUsage",
+                        "resourceUsage",
+                        "promptUsage",
+                    ],
+                ),
             );
         }
         for (key, s) in &desired.policies {

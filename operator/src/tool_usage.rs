@@ -1,4 +1,6 @@
-//! `McpClient.status.toolUsage`: which tools each client called, when last, how often in 24 h.
+//! `McpClient.status.toolUsage`: which tools each client called, when last, how often in 24 h;
+//! `resourceUsage` and `promptUsage` the same per resource and prompt entry (the sidecar
+//! reports those by the entry's pattern).
 //!
 //! ```text
 //! UsageView (per client: (reporting pod, tool name) → calls 24 h, last use)
@@ -19,8 +21,8 @@ use crate::{
     usage::{ClientView, ToolView, UsageView},
 };
 use jiff::{SignedDuration, Timestamp};
-use mcp_warden_crds::{DefaultAction, McpClient, ToolUsage};
-use mcp_warden_policy::{Inventory, glob::Glob, selector};
+use mcp_warden_crds::{DefaultAction, McpClient, PromptUsage, ResourceUsage, ToolUsage};
+use mcp_warden_policy::{Capability, Inventory, glob::Glob, selector};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How long `toolUsage[].lastUsed` is kept after the last use.
@@ -39,11 +41,30 @@ struct Governed {
     prefix: String,
     declared: Vec<Glob>,
     allow_undeclared: bool,
+    /// The resource and prompt entries' patterns as written, and whether undeclared ones
+    /// (reported as `*`) are allowed.
+    resources: (Vec<String>, bool),
+    prompts: (Vec<String>, bool),
 }
 
 impl Governed {
     fn accepts(&self, tool: &str) -> bool {
         self.allow_undeclared || self.declared.iter().any(|g| g.matches(tool))
+    }
+
+    /// Whether `pattern` is one of the McpTool's entries of `capability` (the sidecar reports
+    /// a use by its entry's pattern), or `*` when undeclared ones are allowed.
+    fn accepts_entry(&self, capability: Capability, pattern: &str) -> bool {
+        let (declared, allow) = match capability {
+            Capability::Tool => return self.accepts(pattern),
+            Capability::Resource => &self.resources,
+            Capability::Prompt => &self.prompts,
+        };
+        if pattern == "*" {
+            *allow
+        } else {
+            declared.iter().any(|d| d == pattern)
+        }
     }
 }
 
@@ -53,7 +74,10 @@ impl Attribution {
         let reporting: BTreeSet<&PodKey> = usage
             .clients
             .values()
-            .flat_map(|c| c.tools.keys().map(|(pod, _)| pod))
+            .flat_map(|c| {
+                let tools = c.tools.keys().map(|(pod, _)| pod);
+                tools.chain(c.uses.keys().map(|(pod, _, _)| pod))
+            })
             .collect();
         let mut by_pod = HashMap::new();
         for pod in reporting {
@@ -76,6 +100,14 @@ impl Attribution {
                     prefix: format!("{ns}/{name}/"),
                     declared: tool.spec.tools.iter().map(|t| Glob::new(&t.name)).collect(),
                     allow_undeclared: tool.spec.default_action == DefaultAction::Allow,
+                    resources: (
+                        tool.spec.resources.iter().map(|r| r.uri.clone()).collect(),
+                        tool.spec.default_resource_action == DefaultAction::Allow,
+                    ),
+                    prompts: (
+                        tool.spec.prompts.iter().map(|p| p.name.clone()).collect(),
+                        tool.spec.default_prompt_action == DefaultAction::Allow,
+                    ),
                 };
                 by_pod.insert(pod.clone(), governed);
             }
@@ -96,6 +128,35 @@ impl Attribution {
         }
         out
     }
+
+    /// One client's use of resource or prompt entries keyed by `<ns>/<McpTool>/<pattern>`,
+    /// summed over its reporting pods; only the McpTool's own entries (and `*` under an Allow
+    /// default action).
+    pub fn resolve_uses(
+        &self,
+        usage: Option<&ClientView>,
+        capability: Capability,
+    ) -> BTreeMap<String, ToolView> {
+        let mut out: BTreeMap<String, ToolView> = BTreeMap::new();
+        for ((pod, cap, pattern), view) in usage.map(|u| &u.uses).into_iter().flatten() {
+            if *cap != capability {
+                continue;
+            }
+            let Some(governed) = self
+                .by_pod
+                .get(pod)
+                .filter(|g| g.accepts_entry(capability, pattern))
+            else {
+                continue;
+            };
+            let t = out
+                .entry(format!("{}{pattern}", governed.prefix))
+                .or_default();
+            t.calls_24h = t.calls_24h.saturating_add(view.calls_24h);
+            t.last_used = t.last_used.max(view.last_used);
+        }
+        out
+    }
 }
 
 /// `status.toolUsage` of one McpClient: the tools `used` in the window (calls over 24 h, last
@@ -107,34 +168,82 @@ pub fn merge(
     used: &BTreeMap<String, ToolView>,
     now: Timestamp,
 ) -> Vec<ToolUsage> {
-    let mut merged: BTreeMap<String, (Option<Timestamp>, u64)> = BTreeMap::new();
-    for previous in client.status.iter().flat_map(|s| &s.tool_usage) {
-        merged.insert(
-            previous.tool.clone(),
-            (previous.last_used.as_ref().map(|t| t.0), 0),
-        );
-    }
-    for (tool, view) in used {
-        let entry = merged.entry(tool.clone()).or_default();
-        entry.0 = entry.0.max(view.last_used);
-        entry.1 = view.calls_24h;
-    }
-    let mut entries: Vec<ToolUsage> = merged
+    let previous = client.status.iter().flat_map(|s| &s.tool_usage);
+    let previous = previous.map(|u| (u.tool.clone(), u.last_used.as_ref().map(|t| t.0)));
+    merge_views(previous, used, now)
         .into_iter()
-        .filter(|(_, (last, calls))| {
-            *calls > 0 || last.is_some_and(|t| now.duration_since(t) <= TOOL_USAGE_RETENTION)
-        })
-        .map(|(tool, (last, calls))| ToolUsage {
+        .map(|(tool, last, calls)| ToolUsage {
             tool,
             last_used: last.map(time),
             calls_24h: calls,
         })
+        .collect()
+}
+
+/// `status.resourceUsage`, merged as [`merge`] does `toolUsage`.
+pub fn merge_resources(
+    client: &McpClient,
+    used: &BTreeMap<String, ToolView>,
+    now: Timestamp,
+) -> Vec<ResourceUsage> {
+    let previous = client.status.iter().flat_map(|s| &s.resource_usage);
+    let previous = previous.map(|u| (u.resource.clone(), u.last_used.as_ref().map(|t| t.0)));
+    merge_views(previous, used, now)
+        .into_iter()
+        .map(|(resource, last, calls)| ResourceUsage {
+            resource,
+            last_used: last.map(time),
+            calls_24h: calls,
+        })
+        .collect()
+}
+
+/// `status.promptUsage`, merged as [`merge`] does `toolUsage`.
+pub fn merge_prompts(
+    client: &McpClient,
+    used: &BTreeMap<String, ToolView>,
+    now: Timestamp,
+) -> Vec<PromptUsage> {
+    let previous = client.status.iter().flat_map(|s| &s.prompt_usage);
+    let previous = previous.map(|u| (u.prompt.clone(), u.last_used.as_ref().map(|t| t.0)));
+    merge_views(previous, used, now)
+        .into_iter()
+        .map(|(prompt, last, calls)| PromptUsage {
+            prompt,
+            last_used: last.map(time),
+            calls_24h: calls,
+        })
+        .collect()
+}
+
+/// `(key, last use, calls over 24 h)`: the window's use over the previous entries (their last
+/// use kept, calls back to 0), those used within the retention, at most [`MAX_TOOL_USAGE`] (the
+/// most recently used), sorted by key.
+fn merge_views(
+    previous: impl Iterator<Item = (String, Option<Timestamp>)>,
+    used: &BTreeMap<String, ToolView>,
+    now: Timestamp,
+) -> Vec<(String, Option<Timestamp>, u64)> {
+    let mut merged: BTreeMap<String, (Option<Timestamp>, u64)> = BTreeMap::new();
+    for (key, last) in previous {
+        merged.insert(key, (last, 0));
+    }
+    for (key, view) in used {
+        let entry = merged.entry(key.clone()).or_default();
+        entry.0 = entry.0.max(view.last_used);
+        entry.1 = view.calls_24h;
+    }
+    let mut entries: Vec<(String, Option<Timestamp>, u64)> = merged
+        .into_iter()
+        .filter(|(_, (last, calls))| {
+            *calls > 0 || last.is_some_and(|t| now.duration_since(t) <= TOOL_USAGE_RETENTION)
+        })
+        .map(|(key, (last, calls))| (key, last, calls))
         .collect();
     if entries.len() > MAX_TOOL_USAGE {
-        let last = |u: &ToolUsage| u.last_used.as_ref().map(|t| t.0);
-        entries.sort_by_key(|u| std::cmp::Reverse(last(u)));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.1));
         entries.truncate(MAX_TOOL_USAGE);
-        entries.sort_by(|a, b| a.tool.cmp(&b.tool));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
     }
     entries
 }
@@ -224,6 +333,57 @@ spec: {owner: me, identity: {issuer: "https://idp.example", clientId: bot}}
         // After the retention the entry is dropped.
         let gone = t("2030-05-01T10:00:01Z");
         assert!(merge(&client, &BTreeMap::new(), gone).is_empty());
+    }
+
+    #[test]
+    fn resource_and_prompt_use_is_attributed_by_entry_pattern() {
+        let crs = CRS.replace(
+            "  tools: [{name: \"get_*\"}]\n",
+            "  tools: [{name: \"get_*\"}]\n  resources: [{uri: \"file:///ledger/*\"}]\n  prompts: [{name: summarize}]\n  defaultPromptAction: Allow\n",
+        );
+        assert_ne!(crs, CRS);
+        let inv = Inventory::from_resources(load("t.yaml", &crs).expect("valid"));
+        let key = ("agents".to_string(), "bot".to_string());
+        let pods: Pods = BTreeMap::from([(
+            ("team".into(), "pay-0".into()),
+            BTreeMap::from([("app".to_string(), "pay".to_string())]),
+        )]);
+        // As the operator receives it from a sidecar (the wire format).
+        let store = crate::usage::UsageStore::default();
+        let report: crate::usage::UsageReport = serde_json::from_value(serde_json::json!({
+            "namespace": "team", "pod": "pay-0", "bootId": "b", "seq": 1,
+            "clients": [{"namespace": "agents", "name": "bot", "calls": 6,
+                         "lastSeen": "2030-01-31T10:00:00Z",
+                         "resources": {"file:///ledger/*": 3, "*": 1, "file:///other/*": 1},
+                         "prompts": {"summarize": 1, "*": 2}}],
+        }))
+        .expect("a report with resources and prompts");
+        let now = t("2030-01-31T10:00:05Z");
+        store.record(report, now);
+        let s = &compute(&inv, &pods, &store.view(now), now).clients[&key];
+        // `*` is not kept for resources (defaultResourceAction Deny), nor an entry pay lacks.
+        assert_eq!(
+            s.resource_usage,
+            vec![ResourceUsage {
+                resource: "team/pay/file:///ledger/*".into(),
+                last_used: Some(time(t("2030-01-31T10:00:00Z"))),
+                calls_24h: 3,
+            }]
+        );
+        let prompts: Vec<(&str, u64)> = s
+            .prompt_usage
+            .iter()
+            .map(|p| (p.prompt.as_str(), p.calls_24h))
+            .collect();
+        assert_eq!(prompts, [("team/pay/*", 2), ("team/pay/summarize", 1)]);
+        assert!(s.tool_usage.is_empty());
+        // A report of an older sidecar, without them, still reads.
+        let old: crate::usage::UsageReport = serde_json::from_value(serde_json::json!({
+            "namespace": "team", "pod": "pay-0", "bootId": "b", "seq": 2,
+            "clients": [{"namespace": "agents", "name": "bot", "calls": 1, "tools": {"get_x": 1}}],
+        }))
+        .expect("an older report");
+        assert!(old.clients[0].resources.is_empty() && old.clients[0].prompts.is_empty());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
-use mcp_warden_policy::Bundle;
+use mcp_warden_policy::{Bundle, Capability};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::{
@@ -67,7 +67,8 @@ pub const REPORTER_TTL: SignedDuration = SignedDuration::from_mins(10);
 ///  "bundleVersion": "sha256:…",
 ///  "clients": [{"namespace": "agents", "name": "bot", "calls": 12,
 ///               "denials": {"not_granted": 2, "rate_limited": 1},
-///               "lastSeen": "2026-01-05T10:00:09Z", "tools": {"get_balance": 12}}],
+///               "lastSeen": "2026-01-05T10:00:09Z", "tools": {"get_balance": 12},
+///               "resources": {"file:///ledger/*": 3}, "prompts": {"summarize": 1}}],
 ///  "runaway": [{"namespace": "agents", "name": "bot",
 ///               "flaggedAt": "2026-01-05T09:58:00Z", "suspended": true}],
 ///  "tools": [{"namespace": "team-a", "name": "pay", "toolsSeen": ["get_balance", "refund"]}],
@@ -151,6 +152,14 @@ pub struct ClientUsage {
     /// Tool calls by tool name (as the upstream names it), since the previous report.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, u64>,
+    /// Resource reads and completions by the pattern of the McpTool's resource entry that
+    /// governs them (`*`: none), since the previous report. Absent from older sidecars.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, u64>,
+    /// Prompt gets and completions by the pattern of the prompt entry (`*`: none). Absent
+    /// from older sidecars.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, u64>,
 }
 
 /// A client a sidecar holds flagged as running away.
@@ -206,6 +215,8 @@ pub struct ClientView {
     /// than the window are left out; status keeps them). `status::compute` resolves each pod
     /// to the McpTool that selects it.
     pub tools: BTreeMap<(Key, String), ToolView>,
+    /// The same for resources and prompts, by reporting pod, capability and entry pattern.
+    pub uses: BTreeMap<(Key, Capability, String), ToolView>,
 }
 
 /// The usage of one tool by one McpClient, as seen by one sidecar.
@@ -237,6 +248,8 @@ struct Bucket {
     denials: BTreeMap<String, u64>,
     /// Calls by (reporting pod, tool name).
     tools: BTreeMap<(Key, String), u64>,
+    /// Resource and prompt uses by (reporting pod, capability, entry pattern).
+    uses: BTreeMap<(Key, Capability, String), u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -245,6 +258,8 @@ struct ClientWindow {
     last_seen: Option<Timestamp>,
     /// Last use by (reporting pod, tool name), within the window.
     tools_last_used: BTreeMap<(Key, String), Timestamp>,
+    /// Last use by (reporting pod, capability, entry pattern), within the window.
+    uses_last_used: BTreeMap<(Key, Capability, String), Timestamp>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -347,12 +362,29 @@ impl UsageStore {
                 let slot = bucket.tools.entry(key).or_default();
                 *slot = slot.saturating_add(n);
             }
+            let uses = [
+                (Capability::Resource, usage.resources),
+                (Capability::Prompt, usage.prompts),
+            ];
+            for (capability, map) in uses {
+                for (pattern, n) in map {
+                    let key = (pod.clone(), capability, pattern);
+                    let used = seen.unwrap_or(now);
+                    let last = window.uses_last_used.entry(key.clone()).or_insert(used);
+                    *last = (*last).max(used);
+                    let slot = bucket.uses.entry(key).or_default();
+                    *slot = slot.saturating_add(n);
+                }
+            }
             let oldest = bucket_of(now - WINDOW);
             while window.buckets.front().is_some_and(|b| b.index <= oldest) {
                 window.buckets.pop_front();
             }
             window
                 .tools_last_used
+                .retain(|_, t| now.duration_since(*t) <= WINDOW);
+            window
+                .uses_last_used
                 .retain(|_, t| now.duration_since(*t) <= WINDOW);
         }
         drop(state);
@@ -384,10 +416,19 @@ impl UsageStore {
                     let t = c.tools.entry(tool.clone()).or_default();
                     t.calls_24h = t.calls_24h.saturating_add(*n);
                 }
+                for (used, n) in &b.uses {
+                    let u = c.uses.entry(used.clone()).or_default();
+                    u.calls_24h = u.calls_24h.saturating_add(*n);
+                }
             }
             for (tool, at) in &window.tools_last_used {
                 if now.duration_since(*at) <= WINDOW {
                     c.tools.entry(tool.clone()).or_default().last_used = Some(*at);
+                }
+            }
+            for (used, at) in &window.uses_last_used {
+                if now.duration_since(*at) <= WINDOW {
+                    c.uses.entry(used.clone()).or_default().last_used = Some(*at);
                 }
             }
             view.clients.insert(key.clone(), c);
@@ -467,7 +508,8 @@ impl UsageStore {
 
 /// Checks a report's envelope (namespace, pod, bootId, entry count): an error refuses the whole
 /// report. Then drops each malformed entry (a client, runaway flag or tool list without a
-/// bounded namespace and name, a client with a bad denial reason or tool name) and keeps the
+/// bounded namespace and name, a client with a bad denial reason, tool name or entry pattern)
+/// and keeps the
 /// rest; returns how many were dropped.
 pub fn validate(report: &mut UsageReport) -> Result<usize, String> {
     let name_ok = |s: &str| !s.is_empty() && s.len() <= 253;
@@ -477,7 +519,11 @@ pub fn validate(report: &mut UsageReport) -> Result<usize, String> {
     if report.boot_id.is_empty() || report.boot_id.len() > 128 {
         return Err("bootId is required (at most 128 characters)".into());
     }
-    let tool_counts: usize = report.clients.iter().map(|c| c.tools.len()).sum();
+    let tool_counts: usize = report
+        .clients
+        .iter()
+        .map(|c| c.tools.len() + c.resources.len() + c.prompts.len())
+        .sum();
     if report.clients.len() + report.runaway.len() + report.tools.len() + tool_counts > MAX_ENTRIES
     {
         return Err(format!("at most {MAX_ENTRIES} entries per report"));
@@ -490,6 +536,11 @@ pub fn validate(report: &mut UsageReport) -> Result<usize, String> {
             && c.tools
                 .keys()
                 .all(|t| !t.is_empty() && t.len() <= 128 && !t.chars().any(char::is_control))
+            // Entry patterns: a name glob, or a URI pattern (as McpTool allows, ≤ 2048).
+            && c.resources
+                .keys()
+                .chain(c.prompts.keys())
+                .all(|p| !p.is_empty() && p.len() <= 2048 && !p.chars().any(char::is_control))
     });
     report
         .runaway
@@ -759,7 +810,7 @@ mod tests {
                 calls,
                 denials: BTreeMap::from([("not_granted".into(), 1)]),
                 last_seen: Some(t("2030-01-01T00:00:00Z")),
-                tools: BTreeMap::new(),
+                ..ClientUsage::default()
             }],
             ..UsageReport::default()
         }

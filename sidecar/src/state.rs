@@ -3,7 +3,7 @@
 
 use crate::audit::Redaction;
 use arc_swap::ArcSwapOption;
-use mcp_warden_policy::{Bundle, RuleSet};
+use mcp_warden_policy::{Bundle, Capability, RuleSet};
 use std::sync::{
     Arc, OnceLock,
     atomic::{AtomicBool, Ordering},
@@ -20,7 +20,8 @@ pub struct Active {
     pub version: String,
     /// Whether the quota engine has seen these rules.
     quotas_synced: AtomicBool,
-    /// The audit redaction of each tool entry (`None`: invalid rules), then the no-rules one.
+    /// The audit redaction of each tool, resource and prompt entry, in that order (`None`:
+    /// invalid rules), then the no-rules one.
     redactions: OnceLock<Vec<Option<Arc<Redaction>>>>,
     /// The `scope` of the 401 challenge (`auth::prm::challenge_scopes`).
     challenge_scope: OnceLock<Arc<str>>,
@@ -59,37 +60,40 @@ impl Active {
             .clone()
     }
 
-    /// The audit redaction for a call of `tool` (its tool entry's `audit`), built once per
-    /// configuration. `None` when the entry's redaction rules are invalid (fail closed).
-    pub fn audit_redaction(&self, tool: Option<&str>) -> Option<Arc<Redaction>> {
+    /// The audit redaction for a use of `used` (its entry's `audit`: a tool, resource or
+    /// prompt entry), built once per configuration. `None` when the entry's redaction rules are
+    /// invalid (fail closed).
+    pub fn audit_redaction(&self, used: Option<(Capability, &str)>) -> Option<Arc<Redaction>> {
         let all = self.redactions.get_or_init(|| {
-            let mut all: Vec<Option<Arc<Redaction>>> = self
-                .rules
-                .tools
-                .list
-                .iter()
-                .map(|e| match Redaction::from_spec(e.audit.as_ref()) {
-                    Ok(r) => Some(Arc::new(r)),
-                    Err(err) => {
-                        tracing::error!(tool = ?e.pattern, error = %err, "invalid audit redaction rules: calls of this tool are refused");
-                        None
-                    }
-                })
-                .collect();
+            let mut all: Vec<Option<Arc<Redaction>>> = Vec::new();
+            for capability in Capability::ALL {
+                for e in &self.rules.entries(capability).list {
+                    all.push(match Redaction::from_spec(e.audit.as_ref()) {
+                        Ok(r) => Some(Arc::new(r)),
+                        Err(err) => {
+                            tracing::error!(%capability, entry = ?e.pattern, error = %err, "invalid audit redaction rules: uses of this entry are refused");
+                            None
+                        }
+                    });
+                }
+            }
             all.push(Some(Arc::new(Redaction::none())));
             all
         });
-        let index = tool
-            .and_then(|t| self.rules.entry(t))
-            .and_then(|entry| {
-                self.rules
-                    .tools
-                    .list
-                    .iter()
-                    .position(|e| std::ptr::eq(e, entry))
-            })
-            .unwrap_or(all.len() - 1);
-        all[index].clone()
+        let index = used.and_then(|(capability, name)| {
+            let entry = self.rules.entries(capability).entry(name)?;
+            // The entries of the capabilities before this one come first in `all`.
+            let before: usize = Capability::ALL
+                .iter()
+                .take_while(|c| **c != capability)
+                .map(|c| self.rules.entries(*c).list.len())
+                .sum();
+            let list = &self.rules.entries(capability).list;
+            list.iter()
+                .position(|e| std::ptr::eq(e, entry))
+                .map(|i| before + i)
+        });
+        all[index.unwrap_or(all.len() - 1)].clone()
     }
 
     /// Brings the quota engine up to these rules, once (unchanged limits keep their state).

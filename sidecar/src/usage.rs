@@ -5,6 +5,8 @@
 //! ```text
 //! every decision (proxy::authorize::record) ──► Usage::observe   calls, tools, denials by
 //!                                                                 reason, last seen (per client)
+//! every resources/read, prompts/get,        ──► Usage::used      by the governing entry's
+//!   completion/complete (proxy::post)                             pattern (resources, prompts)
 //! every tools/list answer (proxy::relay)    ──► Usage::listed    the names the upstream lists
 //! every interval ──► Usage::take ──► UsageReport { bootId, seq, window, bundleVersion, clients,
 //!                                     runaway: Quotas::runaway_flags (complete), tools }
@@ -24,7 +26,7 @@ use crate::{link::Link, proxy::Shared};
 use bytes::Bytes;
 use http::Method;
 use jiff::Timestamp;
-use mcp_warden_policy::ObjectRef;
+use mcp_warden_policy::{Capability, ObjectRef};
 use serde::Serialize;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
@@ -55,6 +57,14 @@ pub struct ClientUsage {
     /// Tool calls by tool name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tools: BTreeMap<String, u64>,
+    /// `resources/read`s and resource completions, by the pattern of the McpTool's resource
+    /// entry that governs the URI (`*`: none does). Added with issue 19; an older operator
+    /// ignores it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, u64>,
+    /// `prompts/get`s and prompt completions, by the pattern of the prompt entry (`*`: none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, u64>,
     /// Denied requests by reason.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub denials: BTreeMap<String, u64>,
@@ -154,6 +164,25 @@ impl Usage {
         }
         if let Some(reason) = denied_reason {
             *entry.denials.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Counts one use of a resource or prompt by `client`, under `pattern`: the pattern of the
+    /// entry that governs it (`*` when none does), so that invented URIs cannot grow memory.
+    /// Tools are counted by [`Self::observe`].
+    pub fn used(&self, client: &ObjectRef, capability: Capability, pattern: &str) {
+        let mut pending = lock(&self.pending);
+        let Some(entry) = pending.clients.get_mut(client) else {
+            // `observe` of the same decision made the client's entry (or the table is full).
+            return;
+        };
+        let map = match capability {
+            Capability::Resource => &mut entry.resources,
+            Capability::Prompt => &mut entry.prompts,
+            Capability::Tool => return,
+        };
+        if map.len() < MAX_TOOLS || map.contains_key(pattern) {
+            *map.entry(pattern.to_owned()).or_default() += 1;
         }
     }
 
@@ -389,6 +418,35 @@ mod tests {
             usage.observe(&client(&format!("c{i}")), "ping", None, None, now);
         }
         assert_eq!(usage.take().0.len(), MAX_CLIENTS);
+    }
+
+    #[test]
+    fn resources_and_prompts_are_counted_by_entry_pattern_and_stay_optional_on_the_wire() {
+        let usage = Usage::default();
+        let now = Timestamp::from_second(0).unwrap();
+        usage.observe(&client("a"), "resources/read", None, None, now);
+        usage.used(&client("a"), Capability::Resource, "file:///docs/*");
+        usage.observe(&client("a"), "resources/read", None, None, now);
+        usage.used(&client("a"), Capability::Resource, "file:///docs/*");
+        usage.observe(&client("a"), "prompts/get", None, None, now);
+        usage.used(&client("a"), Capability::Prompt, "summarize");
+        for i in 0..MAX_TOOLS + 5 {
+            usage.used(&client("a"), Capability::Prompt, &format!("p{i}"));
+        }
+        let (clients, _) = usage.take();
+        let a = &clients[0];
+        assert_eq!(
+            a.resources,
+            BTreeMap::from([("file:///docs/*".to_owned(), 2)])
+        );
+        assert_eq!(a.prompts["summarize"], 1);
+        assert_eq!(a.prompts.len(), MAX_TOOLS, "bounded");
+        let wire = serde_json::to_value(a).unwrap();
+        assert_eq!(wire["resources"], serde_json::json!({"file:///docs/*": 2}));
+        // Without them, the report is what an older operator reads.
+        usage.observe(&client("b"), "tools/call", Some("echo"), None, now);
+        let wire = serde_json::to_value(&usage.take().0[0]).unwrap();
+        assert!(wire.get("resources").is_none() && wire.get("prompts").is_none());
     }
 
     #[test]

@@ -272,3 +272,80 @@ fn checkpoints_validate_too() {
         assert_eq!(v["metadata"]["event_code"], "mcp_warden.checkpoint");
     }
 }
+
+#[test]
+fn resources_prompts_and_server_requests_are_typed_and_redacted_as_tools_are() {
+    let rec = recorder();
+    let base = call_event(3);
+    let events = capability_events(&base);
+    let record = |name: &str| {
+        let (_, e) = events.iter().find(|(n, _)| *n == name).unwrap();
+        seal(&rec.prepare(e, &tool_redaction()).head, 3).1
+    };
+    let read = record("resources/read answered");
+    assert_eq!(read["resources"][0]["type"], "mcp.resource", "{read:#}");
+    assert_eq!(read["resources"][0]["name"], "file:///ledger/2026.csv");
+    assert_eq!(
+        read["resources"][0]["uid"],
+        "payments/payments-api/resource:file:///ledger/2026.csv"
+    );
+    assert_eq!(read["activity_name"], "Read");
+    assert_eq!(read["api"]["operation"], "resources/read");
+    assert_eq!(
+        read["api"]["request"]["data"]["name"],
+        "file:///ledger/2026.csv"
+    );
+    // The entry captures responses: the contents are recorded.
+    assert_eq!(
+        read["api"]["response"]["data"]["result"]["contents"][0]["text"],
+        "a,b"
+    );
+    assert!(read["api"]["response"]["data"].get("isError").is_none());
+    assert!(
+        read["message"]
+            .as_str()
+            .unwrap()
+            .contains("read resource file:///ledger/2026.csv"),
+        "{read:#}"
+    );
+    let prompt = record("prompts/get answered");
+    assert_eq!(prompt["resources"][0]["type"], "mcp.prompt");
+    assert_eq!(prompt["resources"][0]["name"], "summarize");
+    let ssn = prompt["api"]["request"]["data"]["arguments"]["ssn"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ssn.starts_with("hmac-sha256:"),
+        "the prompt argument is redacted: {ssn}"
+    );
+    assert_eq!(
+        prompt["api"]["request"]["data"]["arguments"]["topic"],
+        "refunds"
+    );
+    let completion = record("completion/complete answered");
+    assert_eq!(completion["resources"][0]["type"], "mcp.prompt");
+    assert_eq!(completion["api"]["operation"], "completion/complete");
+    let denied = record("resources/subscribe denied");
+    assert_eq!(denied["resources"][0]["type"], "mcp.resource");
+    assert_eq!(denied["disposition"], "Blocked");
+    let relayed = record("server request relayed");
+    assert_eq!(relayed["resources"][0]["type"], "mcp.server_request");
+    assert_eq!(relayed["resources"][0]["name"], "Elicitation");
+    assert_eq!(relayed["api"]["operation"], "elicitation/create");
+    assert_eq!(relayed["status"], "Success");
+    assert_eq!(relayed["unmapped"]["mcp_warden"]["outcome"], "relayed");
+    assert_eq!(
+        relayed["unmapped"]["mcp_warden"]["server_request"],
+        json!({"kind": "Elicitation", "tied_to": "7"})
+    );
+    let refused = record("server request refused");
+    assert_eq!(refused["disposition"], "Blocked");
+    assert_eq!(
+        refused["unmapped"]["mcp_warden"]["decision"]["reason"],
+        "server_request_refused"
+    );
+    // Tools keep their records as before.
+    let tool = seal(&rec.prepare(&base, &tool_redaction()).head, 3).1;
+    assert_eq!(tool["resources"][0]["type"], "mcp.tool");
+    assert_eq!(tool["resources"][0]["uid"], "payments/payments-api/refund");
+}

@@ -332,3 +332,179 @@ async fn a_client_that_leaves_before_the_answer_is_recorded_as_disconnected() {
         "the call was forwarded once"
     );
 }
+
+/// An upstream for resources, prompts and completions, and a tool whose answer stream carries
+/// two server requests (an allowed elicitation and a refused roots/list) before its result.
+async fn capability_upstream() -> Mock {
+    Mock::start(|seen| {
+        let req: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+        let id = req["id"].clone();
+        let json = |result: Value| {
+            respond(
+                200,
+                &[("content-type", "application/json")],
+                json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+            )
+        };
+        match req["method"].as_str() {
+            Some("resources/read") => json(json!({"contents": [
+                {"uri": req["params"]["uri"], "mimeType": "text/markdown", "text": "# design notes"}
+            ]})),
+            Some("prompts/get") => json(json!({"messages": [
+                {"role": "user", "content": {"type": "text", "text": "weather in the city"}}
+            ]})),
+            Some("completion/complete") => {
+                json(json!({"completion": {"values": ["Oslo"], "hasMore": false}}))
+            }
+            Some("tools/call") => {
+                let events = [
+                    json!({"jsonrpc": "2.0", "id": 900, "method": "elicitation/create",
+                           "params": {"message": "which?", "requestedSchema": {"type": "object", "properties": {}}}}),
+                    json!({"jsonrpc": "2.0", "id": 901, "method": "roots/list"}),
+                    json!({"jsonrpc": "2.0", "id": id, "result": {"content": []}}),
+                ];
+                let body: String = events
+                    .iter()
+                    .map(|e| format!("event: message\ndata: {e}\n\n"))
+                    .collect();
+                respond(200, &[("content-type", "text/event-stream")], body)
+            }
+            // The proxy's refusal of roots/list, and anything else: accepted.
+            _ => respond(202, &[], ""),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn resources_prompts_completions_and_server_requests_are_recorded() {
+    let mock = capability_upstream().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let auditor = Auditor::start(&AuditConfig::in_dir(&dir), &prometheus::Registry::new()).unwrap();
+    let proxy = Proxy::start_audited(
+        settings(&mock.url, "demo/agent-alpha"),
+        Some(everything_rules(|t| t)),
+        None,
+        Some(auditor.clone()),
+    )
+    .await;
+    let send = |body: Value| {
+        let url = proxy.url();
+        async move { post(&url, &[], &body.to_string()).await }
+    };
+    let architecture = "demo://resource/static/document/architecture.md";
+    let read = send(
+        json!({"jsonrpc": "2.0", "id": 21, "method": "resources/read",
+                           "params": {"uri": architecture}}),
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    let get = send(json!({"jsonrpc": "2.0", "id": 22, "method": "prompts/get",
+                          "params": {"name": "args-prompt", "arguments": {"city": SECRET}}}))
+    .await;
+    assert_eq!(get.status, 200, "{}", get.text());
+    let complete = send(
+        json!({"jsonrpc": "2.0", "id": 23, "method": "completion/complete",
+        "params": {"ref": {"type": "ref/prompt", "name": "args-prompt"},
+                   "argument": {"name": "city", "value": SECRET}}}),
+    )
+    .await;
+    assert_eq!(complete.status, 200, "{}", complete.text());
+    let hidden = send(
+        json!({"jsonrpc": "2.0", "id": 24, "method": "resources/read",
+                             "params": {"uri": "file:///etc/shadow"}}),
+    )
+    .await;
+    assert!(
+        hidden.answer(&24.into()).get("error").is_some(),
+        "{}",
+        hidden.text()
+    );
+    let call = send(json!({"jsonrpc": "2.0", "id": 25, "method": "tools/call",
+                           "params": {"name": "trigger-elicitation-request", "arguments": {}}}))
+    .await;
+    assert_eq!(call.status, 200, "{}", call.text());
+    assert!(
+        call.text().contains("elicitation/create"),
+        "{}",
+        call.text()
+    );
+    assert!(!call.text().contains("roots/list"), "{}", call.text());
+
+    // 3 × 2 (resource, prompt, completion) + 1 denial + 2 (tool) + 2 (server requests).
+    eventually_async("11 records", Duration::from_secs(15), || {
+        let r = audit_support::call_records(&dir);
+        (r.len() >= 11).then_some(r)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = audit_support::call_records(&dir);
+    assert_eq!(records.len(), 11, "{records:#?}");
+    for r in &records {
+        let errors = audit_support::schema_errors(r);
+        assert!(errors.is_empty(), "{errors:?}\n{r:#}");
+        audit_support::assert_good_record(r);
+    }
+    let of = |uid: &str, phase: Outcome| -> &Value {
+        records
+            .iter()
+            .find(|r| r["api"]["request"]["uid"] == uid && outcome(r) == phase.as_str())
+            .unwrap_or_else(|| panic!("no {phase:?} record of {uid}: {records:#?}"))
+    };
+    // resources/read: request-phase before forwarding, final with the captured contents.
+    let (req, fin) = (of("21", Outcome::Forwarding), of("21", Outcome::Answered));
+    assert_eq!(call_uid(req), call_uid(fin));
+    for r in [req, fin] {
+        assert_eq!(r["resources"][0]["type"], "mcp.resource", "{r:#}");
+        assert_eq!(r["resources"][0]["name"], architecture);
+        assert_eq!(r["risk_level"], "Medium");
+    }
+    assert_eq!(
+        fin["api"]["response"]["data"]["result"]["contents"][0]["text"], "# design notes",
+        "captureResponse: {fin:#}"
+    );
+    // prompts/get and completion/complete: the prompt entry's redaction applies.
+    for uid in ["22", "23"] {
+        let (req, fin) = (of(uid, Outcome::Forwarding), of(uid, Outcome::Answered));
+        assert_eq!(call_uid(req), call_uid(fin));
+        assert_eq!(req["resources"][0]["type"], "mcp.prompt", "{req:#}");
+        assert_eq!(req["resources"][0]["name"], "args-prompt");
+        let city = req["api"]["request"]["data"]["arguments"]["city"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{req:#}"));
+        assert!(city.starts_with("hmac-sha256:"), "{city}");
+        assert!(
+            fin["api"]["response"]["data"].get("result").is_none(),
+            "no capture: {fin:#}"
+        );
+    }
+    // The unreadable resource: one denial.
+    let denied = of("24", Outcome::Denied);
+    assert_eq!(denied["resources"][0]["type"], "mcp.resource");
+    assert_eq!(denied["resources"][0]["name"], "file:///etc/shadow");
+    // The server's requests: the elicitation relayed, tied to the call; roots/list refused.
+    let relayed = of("900", Outcome::Relayed);
+    assert_eq!(relayed["resources"][0]["type"], "mcp.server_request");
+    assert_eq!(
+        relayed["unmapped"]["mcp_warden"]["server_request"],
+        json!({"kind": "Elicitation", "tied_to": "25"})
+    );
+    assert_eq!(relayed["actor"]["user"]["name"], "demo/agent-alpha");
+    let refused = of("901", Outcome::Denied);
+    assert_eq!(
+        refused["unmapped"]["mcp_warden"]["server_request"]["kind"],
+        "Roots"
+    );
+    assert_eq!(
+        refused["unmapped"]["mcp_warden"]["decision"]["reason"],
+        "server_request_refused"
+    );
+    let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert!(!text.contains(SECRET), "a redacted prompt argument leaked");
+    assert!(auditor.shutdown(Duration::from_secs(5)).await);
+    // `mcp-warden audit verify`: the chain holds with the new records in it.
+    let report =
+        mcp_warden_sidecar::audit::verify::verify(&[dir.join("audit.jsonl")], false).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}

@@ -1,5 +1,7 @@
-//! `AuditEvent`: what the proxy knows about one `tools/call` (or one refused request), in the
-//! proxy's own terms. `record` turns it into OCSF; nothing here knows about OCSF.
+//! `AuditEvent`: what the proxy knows about one call (`tools/call`, `resources/read`,
+//! `resources/subscribe`, `prompts/get`, `completion/complete`), one refused request or one
+//! request of the server to a client, in the proxy's own terms. `record` turns it into OCSF;
+//! nothing here knows about OCSF.
 //!
 //! A call the proxy forwards produces two events with the same `call_uid`:
 //!
@@ -7,15 +9,17 @@
 //! decision allowed ──► Outcome::Forwarding  ── append().await (durable) ──► forward upstream
 //! response / cancel / disconnect / timeout ──► Outcome::{Answered, Cancelled, …} ── append()
 //! decision denied / unauthenticated         ──► Outcome::Denied (one event, nothing forwarded)
+//! server request (elicitation, sampling, roots) ──► Outcome::Relayed │ Outcome::Denied (one event)
 //! ```
 
 use jiff::Timestamp;
 use mcp_warden_crds::Risk;
-use mcp_warden_policy::{Decision, ObjectRef, Principal};
+use mcp_warden_policy::{Capability, Decision, ObjectRef, Principal};
 use serde_json::Value;
 use std::net::SocketAddr;
 
-/// One audited request: a `tools/call` (request or final phase), or a request the proxy refused.
+/// One audited request: a call of a tool, resource or prompt (request or final phase), a
+/// request the proxy refused, or a request of the server to the client.
 #[derive(Clone, Debug, Default)]
 pub struct AuditEvent {
     /// The proxy's id for this call; the request-phase and final records share it
@@ -25,14 +29,18 @@ pub struct AuditEvent {
     pub started: Timestamp,
     /// When the outcome was known; `None` for [`Outcome::Forwarding`] (then `started` is used).
     pub ended: Option<Timestamp>,
-    /// The JSON-RPC method (`tools/call`); empty when the body was never read (e.g. a 401).
+    /// The JSON-RPC method (`tools/call`, `resources/read`, …, or the server's
+    /// `elicitation/create`, …); empty when the body was never read (e.g. a 401).
     pub method: String,
     /// The JSON-RPC `id`, as text (`42`, `"abc"` without quotes); `None` for notifications or an
     /// unread body.
     pub jsonrpc_id: Option<String>,
-    /// The tool (for `tools/call`).
+    /// What is called: the tool of a `tools/call`, the resource of a `resources/read`, the
+    /// prompt of a `prompts/get`, the prompt or resource template of a `completion/complete`.
     pub tool: Option<ToolInfo>,
-    /// `params.arguments` of the call, before redaction (the recorder redacts).
+    /// `params.arguments` of the call (of a `prompts/get` too; for a `completion/complete`,
+    /// `params.context.arguments` with the completed `params.argument`), before redaction (the
+    /// recorder redacts).
     pub arguments: Option<Value>,
     /// Who called, from the verified token; `None` when unauthenticated.
     pub principal: Option<PrincipalInfo>,
@@ -51,17 +59,44 @@ pub struct AuditEvent {
     /// How many requests this record stands for (OCSF `count`): set on the aggregated records
     /// of tokenless refusals, `None` (one) otherwise.
     pub count: Option<u64>,
+    /// A request of the server to the client (then `method` is the server's method and
+    /// `jsonrpc_id` the server's id).
+    pub server_request: Option<ServerRequestInfo>,
 }
 
-/// The tool being called.
-#[derive(Clone, Debug, Default)]
+/// The tool, resource or prompt being called.
+#[derive(Clone, Debug)]
 pub struct ToolInfo {
-    /// The tool name from `params.name`.
+    /// What it is.
+    pub capability: Capability,
+    /// The tool or prompt name (`params.name`), or the resource URI (`params.uri`; the
+    /// template text of a `completion/complete` `ref/resource`).
     pub name: String,
     /// The McpTool that governs the server.
     pub mcp_tool: Option<ObjectRef>,
-    /// The declared risk of the matching tool entry.
+    /// The declared risk of the matching entry.
     pub risk: Option<Risk>,
+}
+
+impl Default for ToolInfo {
+    fn default() -> Self {
+        Self {
+            capability: Capability::Tool,
+            name: String::new(),
+            mcp_tool: None,
+            risk: None,
+        }
+    }
+}
+
+/// A request of the server to the client, and what the proxy did with it.
+#[derive(Clone, Debug, Default)]
+pub struct ServerRequestInfo {
+    /// The kind, as `McpTool.spec.serverRequests` names it (`Elicitation`, `Sampling`,
+    /// `Roots`).
+    pub kind: String,
+    /// The client's pending request it arrived with (relayed ones), its JSON-RPC id as text.
+    pub tied_to: Option<String>,
 }
 
 /// The caller's verified identity. Never holds the token itself.
@@ -190,6 +225,8 @@ pub enum Outcome {
     Cancelled,
     /// The client went away before the response.
     Disconnected,
+    /// A request of the server, passed on to the client.
+    Relayed,
     /// No response within the proxy's timeout.
     TimedOut,
     /// The upstream could not be reached or sent garbage (the proxy answered 502/504).
@@ -205,6 +242,7 @@ impl Outcome {
             Self::Answered => "answered",
             Self::Cancelled => "cancelled",
             Self::Disconnected => "disconnected",
+            Self::Relayed => "relayed",
             Self::TimedOut => "timed_out",
             Self::UpstreamFailed => "upstream_failed",
         }
@@ -218,12 +256,13 @@ pub struct ResponseInfo {
     pub http_status: Option<u16>,
     /// The upstream's HTTP status.
     pub upstream_status: Option<u16>,
-    /// `result.isError`.
+    /// `result.isError` (of a `tools/call`).
     pub is_error: Option<bool>,
     /// The JSON-RPC error, when the answer was one.
     pub jsonrpc_error: Option<JsonRpcError>,
-    /// The `result` object, recorded only when the tool's redaction asks for response capture
-    /// (and then redacted with the same rules).
+    /// The `result` object (the tool result, the resource contents, the prompt messages),
+    /// recorded only when the entry's redaction asks for response capture (and then redacted
+    /// with the same rules).
     pub result: Option<Value>,
     /// Server-sent progress notifications seen for this call.
     pub progress_events: u32,

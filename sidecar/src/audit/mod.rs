@@ -1,5 +1,6 @@
-//! The audit trail: one OCSF 1.8.0 API Activity (6003) record per `tools/call` and per refused
-//! request, made durable in a local spool before the call is forwarded, shipped to SIEM sinks at
+//! The audit trail: one OCSF 1.8.0 API Activity (6003) record per call (`tools/call`,
+//! `resources/read`, `resources/subscribe`, `prompts/get`, `completion/complete`), per refused
+//! request and per request of the server to a client, made durable in a local spool before the call is forwarded, shipped to SIEM sinks at
 //! least once, hash-chained for tamper evidence. See `docs/audit.md`.
 //!
 //! ```text
@@ -34,7 +35,7 @@ pub mod verify;
 pub use config::{AckLevel, AuditConfig, FullPolicy, SinkConfig, SpoolConfig};
 pub use event::{
     AuditEvent, ClientInfo, DecisionInfo, DecisionMode, JsonRpcError, Outcome, PrincipalInfo,
-    ResponseInfo, ServerInfo, ToolInfo, TransportInfo, new_call_uid,
+    ResponseInfo, ServerInfo, ServerRequestInfo, ToolInfo, TransportInfo, new_call_uid,
 };
 pub use metrics::AuditMetrics;
 pub use record::{Prepared, Product, Recorder};

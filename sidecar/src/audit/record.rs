@@ -25,7 +25,7 @@ use super::event::{AuditEvent, DecisionMode, Outcome};
 use super::redact::{HmacKey, Redaction};
 use jiff::Timestamp;
 use mcp_warden_crds::Risk;
-use mcp_warden_policy::ObjectRef;
+use mcp_warden_policy::{Capability, ObjectRef};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -288,23 +288,56 @@ impl Serialize for Shown<'_> {
     }
 }
 
-/// `resources[0].uid`: `<McpTool namespace>/<McpTool name>/<tool>`, or `<server>/<tool>`.
+/// `resources[0].uid`: `<McpTool namespace>/<McpTool name>/<tool>`, or `<server>/<tool>`; for
+/// a resource, prompt or server request the name has its kind in front (`resource:<uri>`,
+/// `prompt:<name>`, `server_request:<kind>`), so that equal names of different kinds differ.
 struct ToolUid<'a> {
     mcp_tool: Option<&'a ObjectRef>,
     server: &'a str,
+    kind: Option<&'static str>,
     tool: &'a str,
 }
 
 impl fmt::Display for ToolUid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.mcp_tool {
-            Some(t) => write!(f, "{}/{}/{}", t.namespace, t.name, self.tool),
-            None => write!(f, "{}/{}", self.server, self.tool),
+            Some(t) => write!(f, "{}/{}/", t.namespace, t.name)?,
+            None => write!(f, "{}/", self.server)?,
+        }
+        match self.kind {
+            Some(kind) => write!(f, "{kind}:{}", self.tool),
+            None => f.write_str(self.tool),
         }
     }
 }
 
-/// `message`: `<who> called tool <tool> on <server>: <reason>, <phase>`.
+/// `resources[0].type`, the kind in its uid, and the verb of `message`, by what is used.
+fn used_kind(ev: &AuditEvent) -> (&'static str, Option<&'static str>, &'static str) {
+    if ev.server_request.is_some() {
+        return ("mcp.server_request", Some("server_request"), "was asked");
+    }
+    let capability = ev.tool.as_ref().map_or(Capability::Tool, |t| t.capability);
+    match (capability, ev.method.as_str()) {
+        (Capability::Tool, "tools/call") => ("mcp.tool", None, "called tool"),
+        (Capability::Tool, _) => ("mcp.tool", None, "requested"),
+        (Capability::Resource, "resources/subscribe") => {
+            ("mcp.resource", Some("resource"), "subscribed to resource")
+        }
+        (Capability::Resource, "completion/complete") => (
+            "mcp.resource",
+            Some("resource"),
+            "asked completions for resource",
+        ),
+        (Capability::Resource, _) => ("mcp.resource", Some("resource"), "read resource"),
+        (Capability::Prompt, "completion/complete") => {
+            ("mcp.prompt", Some("prompt"), "asked completions for prompt")
+        }
+        (Capability::Prompt, _) => ("mcp.prompt", Some("prompt"), "got prompt"),
+    }
+}
+
+/// `message`: `<who> called tool <tool> on <server>: <reason>, <phase>` (`read resource <uri>`,
+/// `got prompt <name>`, …; `was asked <method>` for a server request).
 struct Message<'a> {
     who: &'a dyn fmt::Display,
     verb: &'static str,
@@ -563,11 +596,21 @@ struct CallExt<'a> {
     #[serde(skip_serializing_if = "Scopes::is_empty")]
     scopes: Scopes<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    server_request: Option<ServerRequestExt<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     task_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_status: Option<u16>,
+}
+
+/// `unmapped.mcp_warden.server_request`: the kind, and the client's request it came with.
+#[derive(Serialize)]
+struct ServerRequestExt<'a> {
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tied_to: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -739,6 +782,11 @@ fn render(
         .or(trace.map(|t| t.0))
         .unwrap_or(&ev.call_uid);
     let tool_name = ev.tool.as_ref().map_or("unknown", |t| clip(&t.name));
+    // What `resources[0]` names: the tool, resource or prompt, or the kind of a server request.
+    let used_name = match &ev.server_request {
+        Some(r) => clip(&r.kind),
+        None => tool_name,
+    };
     let server = if ev.server.name.is_empty() {
         "unknown"
     } else {
@@ -795,6 +843,7 @@ fn render(
                 .unwrap_or("denied".into()),
             Some(decision.map_or("unauthenticated".into(), |d| d.reason.as_str().into())),
         ),
+        Outcome::Relayed => (1, "Success", "0".into(), None),
         other => (2, "Failure", other.as_str().into(), None),
     };
     let (disposition_id, disposition, action_id, action) = if !allowed {
@@ -839,14 +888,11 @@ fn render(
         policy,
     }]);
 
+    let (resource_type, uid_kind, verb) = used_kind(ev);
     let message = Message {
         who: user_name,
-        verb: if ev.method == "tools/call" {
-            "called tool"
-        } else {
-            "requested"
-        },
-        what: if ev.method == "tools/call" {
+        verb,
+        what: if ev.tool.is_some() || ev.method == "tools/call" {
             tool_name
         } else {
             method
@@ -862,6 +908,7 @@ fn render(
         ),
         phase: match ev.outcome {
             Outcome::Forwarding => "forwarding",
+            Outcome::Relayed => "relayed",
             Outcome::Answered if status_id == 1 => "ok",
             Outcome::Answered => "error",
             other => other.as_str(),
@@ -875,7 +922,7 @@ fn render(
     let full = kind != RecordKind::Request;
     let request_data = CallData {
         arguments: (!arguments.is_null()).then_some(arguments),
-        name: tool_name,
+        name: used_name,
     };
     let response = (kind == RecordKind::Outcome).then(|| {
         let data = ResultData {
@@ -930,6 +977,10 @@ fn render(
             progress_events: (resp.progress_events > 0).then_some(resp.progress_events),
             redacted_values: redacted,
             scopes: Scopes(principal.map_or(&[], |p| &p.scopes)),
+            server_request: ev.server_request.as_ref().map(|r| ServerRequestExt {
+                kind: clip(&r.kind),
+                tied_to: clip_opt(&r.tied_to),
+            }),
             task_id: resp.task_id.as_deref().map(clip),
             traceparent: ev.transport.traceparent.as_deref().map(clip),
             upstream_status: resp.upstream_status,
@@ -939,7 +990,8 @@ fn render(
     let resource_uid = ToolUid {
         mcp_tool,
         server,
-        tool: tool_name,
+        kind: uid_kind,
+        tool: used_name,
     };
     let time_dt = Rfc3339Ms(time);
     let software = ev.transport.client_software.as_deref().map(clip);
@@ -1029,8 +1081,8 @@ fn render(
             response,
         },
         resources: [Resource {
-            name: tool_name,
-            type_: "mcp.tool",
+            name: used_name,
+            type_: resource_type,
             uid: Shown(&resource_uid),
             criticality: risk.map(|r| risk_level(r).1),
         }],

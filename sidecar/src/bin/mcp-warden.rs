@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mcp_warden_policy::Capability;
 use mcp_warden_sidecar::audit::{
     self, AuditConfig, AuditEvent, Auditor, DecisionInfo, Outcome, PrincipalInfo, Redaction,
     ServerInfo, ToolInfo, TransportInfo, query, verify,
@@ -273,6 +274,7 @@ fn synthetic(id: u64, session: &str) -> AuditEvent {
         method: "tools/call".into(),
         jsonrpc_id: Some(id.to_string()),
         tool: Some(ToolInfo {
+            capability: Capability::Tool,
             name: "echo".into(),
             mcp_tool: None,
             risk: None,
@@ -316,6 +318,7 @@ fn synthetic(id: u64, session: &str) -> AuditEvent {
             ..ServerInfo::default()
         },
         count: None,
+        server_request: None,
     }
 }
 

@@ -467,7 +467,7 @@ mod tests {
             for v in values {
                 h.append(header::ACCEPT, HeaderValue::from_str(v).unwrap());
             }
-            super::accepts_an_answer(&h)
+            accepts_an_answer(&h)
         };
         assert!(with(&[]));
         assert!(with(&["application/json, text/event-stream"]));

@@ -187,6 +187,19 @@ impl Proxy {
                 allowed: !denied && !throttled,
             };
             authorize::record(&self.shared, event);
+            if let (Some(usage), Some(client), Some((capability, name))) =
+                (&self.shared.usage, client, &verdict.used)
+                && *capability != mcp_warden_policy::Capability::Tool
+                && crate::quota::COUNTED.contains(&message.label())
+            {
+                // By the governing entry's pattern, as quotas count it.
+                let entry = t.active.rules.entries(*capability).entry(name);
+                usage.used(
+                    client,
+                    *capability,
+                    entry.map_or("*", |e| e.pattern.as_str()),
+                );
+            }
         }
         let rate_headers = match throttle {
             Throttle::Refuse(response) => {
@@ -298,6 +311,7 @@ impl Proxy {
                 None => Box::new(|_| {}),
             },
         };
+        let server_audit = audit.map(|a| a.server_requests(&access));
         let exchange = Exchange {
             replier: Some(replier),
             answer_id: payload.answer_id(),
@@ -307,6 +321,7 @@ impl Proxy {
             session,
             modern: era == headers::Era::Modern,
             audit: calls.clone(),
+            server_audit,
             usage: self.shared.usage.clone(),
             event_ids: Some(self.event_ids.clone()),
             ..Exchange::default()

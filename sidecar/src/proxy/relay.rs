@@ -33,6 +33,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use mcp_warden_crds::ServerRequest;
 use mcp_warden_policy::Capability;
 use std::{
     collections::{HashMap, HashSet},
@@ -71,6 +72,8 @@ pub struct Exchange {
     pub revoke: Option<revoke::Watch>,
     /// Answers the server's refused requests on the caller's session.
     pub replier: Option<Replier>,
+    /// Records the server's requests (relayed or refused).
+    pub server_audit: Option<super::audit::ServerRequests>,
 }
 
 /// Turns the upstream's response into the client's.
@@ -141,6 +144,7 @@ pub async fn relay(
         audit: exchange.audit,
         usage: exchange.usage,
         replier: exchange.replier,
+        server_audit: exchange.server_audit,
         listed: Vec::new(),
     };
     // Fail closed: what the proxy must read arrives uncompressed (it asks for identity) as JSON
@@ -270,6 +274,7 @@ struct ResponseInspector {
     audit: Option<Arc<super::audit::Calls>>,
     usage: Option<Arc<crate::usage::Usage>>,
     replier: Option<Replier>,
+    server_audit: Option<super::audit::ServerRequests>,
     /// Tool names the upstream listed, reported to `usage` when the exchange ends.
     listed: Vec<String>,
 }
@@ -325,7 +330,14 @@ impl Inspector for ResponseInspector {
 
     fn server_message(&mut self, method: &str, id: Option<&Id>, params: Option<&str>) -> bool {
         let caller = self.access.caller().ok();
-        let tied = self.answers.keys().any(|id| !self.settled.contains(id));
+        // The caller's pending request the server's request arrived with (the least id, when
+        // a batch has several pending).
+        let tied_to = self
+            .answers
+            .keys()
+            .filter(|id| !self.settled.contains(*id))
+            .min_by_key(|id| id.as_json());
+        let tied = tied_to.is_some();
         let fate = server_requests::decide(
             &self.access.active.rules,
             caller.as_ref(),
@@ -333,6 +345,14 @@ impl Inspector for ResponseInspector {
             params,
             tied,
         );
+        let kind = ServerRequest::of(method);
+        if let (Some(audit), Some(kind)) = (&self.server_audit, kind) {
+            match &fate {
+                Fate::Relay => audit.relayed(method, kind, id, tied_to),
+                Fate::Refuse(why) => audit.refused(method, kind, id, why),
+                Fate::Drop => {}
+            }
+        }
         match &fate {
             Fate::Relay => {
                 if let (Some(id), Some(sid)) = (id, &self.session) {

@@ -316,17 +316,22 @@ impl Proxy {
             }
         };
         self.shared.metrics.upstream(label, took.as_secs_f64());
+        let audit = self
+            .shared
+            .audit
+            .as_ref()
+            .map(|a| super::audit::Context::new(a.clone(), Some(t.active.clone()), &parts));
         let revoke = Watch {
             live: self.shared.live.clone(),
             principal: access.principal.clone(),
             used: None,
-            on_revoke: match &self.shared.audit {
-                Some(a) => super::audit::Context::new(a.clone(), Some(t.active.clone()), &parts)
-                    .revoked(access.clone()),
+            on_revoke: match &audit {
+                Some(a) => a.clone().revoked(access.clone()),
                 None => Box::new(|_| {}),
             },
         };
         let exchange = Exchange {
+            server_audit: audit.map(|a| a.server_requests(&access)),
             revoke: Some(revoke),
             access: Some(access),
             session,

@@ -119,6 +119,7 @@ impl Tally {
                 },
                 server: server.clone(),
                 count: Some(count),
+                server_request: None,
             };
             if let Err(e) = auditor.record(&event, &Redaction::none()).await {
                 tracing::warn!(error = %e, reason, count, "audit record of tokenless refusals lost");

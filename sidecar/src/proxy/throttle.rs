@@ -1,15 +1,19 @@
-//! Quotas on `tools/call`: after authorization, before the call is forwarded.
+//! Quotas on `tools/call`, `resources/read`, `prompts/get` and `completion/complete`: after
+//! authorization, before the call is forwarded.
 //!
 //! ```text
-//! verdicts (all allowed) ──► for each tools/call request: Quotas::check(client, granting policy, tool)
+//! verdicts (all allowed) ──► for each counted request: Quotas::check_use(client, granting
+//!                            policy, what it uses: the tool, or the resource or prompt entry)
 //!     every limit passes ──► forward; RateLimit / RateLimit-Policy headers added to the answer
-//!     a limit refuses    ──► 429 + Retry-After + JSON-RPC -31029 (or, when the policy says
-//!                            `throttleResponse: ToolError`, 200 + CallToolResult isError)
+//!     a limit refuses    ──► 429 + Retry-After + JSON-RPC -31029 (or, for a tools/call when
+//!                            the policy says `throttleResponse: ToolError`, 200 + CallToolResult
+//!                            isError)
 //!     runaway suspended  ──► 429, reason "runaway";  Redis down + fail-closed ──► 503
 //! ```
 //!
-//! Nothing else counts: notifications, responses, `initialize`, `ping`, `tools/list`, GET and
-//! DELETE never reach the quota engine.
+//! Nothing else counts: notifications, responses, `initialize`, `ping`, lists,
+//! `resources/subscribe` and `resources/unsubscribe`, GET and DELETE never reach the quota
+//! engine.
 
 use super::{
     ProxyBody,
@@ -33,7 +37,7 @@ pub(super) enum Throttle {
 }
 
 impl Proxy {
-    /// Checks every `tools/call` of `payload` against the quotas; `verdicts[i].reason` of a
+    /// Checks every counted call of `payload` against the quotas; `verdicts[i].reason` of a
     /// refused call becomes the quota's reason.
     pub(super) async fn throttle(
         &self,
@@ -49,8 +53,8 @@ impl Proxy {
         let mut headers = Vec::new();
         let messages = payload.messages();
         for (i, message) in messages.iter().enumerate() {
-            let (Message::Request { method, id, .. }, Some(tool)) =
-                (message, verdicts[i].tool().map(str::to_owned))
+            let (Message::Request { method, id, .. }, Some((capability, name))) =
+                (message, verdicts[i].used.clone())
             else {
                 continue;
             };
@@ -63,19 +67,21 @@ impl Proxy {
             }
             let policy = verdicts[i].decided_by.clone();
             let outcome = quotas
-                .check(&active.rules, client, &policy, &tool, now)
+                .check_use(&active.rules, client, &policy, capability, &name, now)
                 .await;
             if outcome.is_allowed() {
                 headers.extend(outcome.allowed_headers());
                 continue;
             }
             verdicts[i].reason = outcome.reason();
-            let tool_error = active
-                .rules
-                .policies
-                .iter()
-                .find(|p| p.object == policy)
-                .is_some_and(|p| p.throttle_response == ThrottleResponse::ToolError);
+            // A tool error answers a tools/call only.
+            let tool_error = method == "tools/call"
+                && active
+                    .rules
+                    .policies
+                    .iter()
+                    .find(|p| p.object == policy)
+                    .is_some_and(|p| p.throttle_response == ThrottleResponse::ToolError);
             let id = id.to_value();
             let answer = if tool_error && !payload.is_batch() {
                 outcome.tool_error_answer(&id)

@@ -1,5 +1,7 @@
-//! Quotas and runaway protection for `tools/call`: per-client, per-client×tool and per-tool
-//! rates (GCRA with bursts), daily budgets per UTC day, shared across replicas through Redis.
+//! Quotas and runaway protection for `tools/call`, `resources/read`, `prompts/get` and
+//! `completion/complete`: per-client, per-client×tool and per-tool rates (GCRA with bursts),
+//! daily budgets per UTC day, shared across replicas through Redis. A resource or prompt counts
+//! where a tool does, under the key of the entry that governs it ([`use_key`]).
 //!
 //! ```text
 //!  proxy: decide(..) = Allow{client, policy} ──► Quotas::check(rules, client, policy, tool, now)
@@ -32,9 +34,9 @@
 //! and the Redis script's, with time an explicit argument (tests pass a manual clock). In
 //! cluster mode the local reservation is given back if Redis refuses or fails.
 //!
-//! **What counts.** Only `tools/call` (see [`Quotas::counts`]). The proxy must never call
-//! [`Quotas::check`] for notifications, responses, GET streams, DELETE, `initialize`, `ping` or
-//! `tools/list`; MRTR retries count unless [`QuotaConfig::count_mrtr_retries`] is off, and even
+//! **What counts.** `tools/call`, `resources/read`, `prompts/get` and `completion/complete`
+//! (see [`Quotas::counts`]). The proxy must never call [`Quotas::check`] for notifications,
+//! responses, GET streams, DELETE, `initialize`, `ping`, lists or (un)subscriptions; MRTR retries count unless [`QuotaConfig::count_mrtr_retries`] is off, and even
 //! then a retry is exempt only when its `requestState` is one the upstream issued to the same
 //! caller, used once (`proxy::session`): a made-up `requestState` does not skip quotas.
 //!
@@ -69,7 +71,7 @@ pub use runaway::RunawayConfig;
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use local::{Local, Mode};
-use mcp_warden_policy::{ObjectRef, RuleSet};
+use mcp_warden_policy::{Capability, ObjectRef, RuleSet, compile::Rate};
 use prometheus::Registry;
 use resp::Pool;
 use shared::Shared;
@@ -82,6 +84,38 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+/// The methods that count: a use of a tool, resource or prompt.
+pub const COUNTED: [&str; 4] = [
+    "tools/call",
+    "resources/read",
+    "prompts/get",
+    "completion/complete",
+];
+
+/// The key a use is counted under (per client × key for the policy's limits, per key for the
+/// entry's `rateLimit`) and that entry's rate. A tool's key is its name, its rate the tool
+/// entry's `rateLimit`, else the McpTool's `spec.rateLimit`. A resource's or prompt's key is
+/// the pattern of the entry that governs it, `resource:<uri pattern>` / `prompt:<name
+/// pattern>` (`resource:*` / `prompt:*` for names no entry declares), its rate the entry's own
+/// `rateLimit`: a caller inventing URIs cannot create new counters (MCP tool names hold no
+/// `:`, so no tool's key is one of these).
+pub fn use_key(rules: &RuleSet, capability: Capability, name: &str) -> (String, Option<Rate>) {
+    let entry = rules.entries(capability).entry(name);
+    match capability {
+        Capability::Tool => (
+            name.to_owned(),
+            entry.and_then(|e| e.rate_limit).or(rules.tool_rate_limit),
+        ),
+        Capability::Resource | Capability::Prompt => {
+            let pattern = entry.map_or("*", |e| e.pattern.as_str());
+            (
+                format!("{capability}:{pattern}"),
+                entry.and_then(|e| e.rate_limit),
+            )
+        }
+    }
+}
 
 /// The shared-store script.
 pub const CHECK_SCRIPT: &str = include_str!("check.lua");
@@ -225,10 +259,11 @@ impl Quotas {
         &self.cfg
     }
 
-    /// Whether a message is subject to quotas: `tools/call` only, and MRTR retries only when
-    /// configured. Everything else must never reach [`Self::check`].
+    /// Whether a message is subject to quotas: a use of a tool, resource or prompt
+    /// ([`COUNTED`]), and MRTR retries only when configured. Everything else (lists,
+    /// `resources/subscribe`, `resources/unsubscribe`, …) must never reach [`Self::check`].
     pub fn counts(&self, method: &str, mrtr_retry: bool) -> bool {
-        method == "tools/call" && (!mrtr_retry || self.cfg.count_mrtr_retries)
+        COUNTED.contains(&method) && (!mrtr_retry || self.cfg.count_mrtr_retries)
     }
 
     pub(crate) fn publish_flags(&self, flags: &BTreeMap<ObjectRef, Timestamp>, index: &Index) {
@@ -287,6 +322,36 @@ impl Quotas {
         tool: &str,
         now: Timestamp,
     ) -> QuotaOutcome {
+        self.check_use(rules, client, policy, Capability::Tool, tool, now)
+            .await
+    }
+
+    /// [`Self::check`] for a use of any capability: a `tools/call` of a tool, a
+    /// `resources/read` of a resource, a `prompts/get` of a prompt (or a completion of either),
+    /// counted under [`use_key`] with the matched entry's `rateLimit`.
+    pub async fn check_use(
+        &self,
+        rules: &RuleSet,
+        client: &ObjectRef,
+        policy: &ObjectRef,
+        capability: Capability,
+        name: &str,
+        now: Timestamp,
+    ) -> QuotaOutcome {
+        let (key, tool_rate) = use_key(rules, capability, name);
+        self.check_key(rules, client, policy, &key, tool_rate, now)
+            .await
+    }
+
+    async fn check_key(
+        &self,
+        rules: &RuleSet,
+        client: &ObjectRef,
+        policy: &ObjectRef,
+        tool: &str,
+        tool_rate: Option<Rate>,
+        now: Timestamp,
+    ) -> QuotaOutcome {
         let mut index = self.index.load_full();
         if !index.initialized {
             self.update(rules);
@@ -295,10 +360,6 @@ impl Quotas {
         self.first_call(&mut index, client);
         let slot = self.slot(&index, client);
         let pol = index.policies.get(policy);
-        let tool_rate = rules
-            .entry(tool)
-            .and_then(|e| e.rate_limit)
-            .or(rules.tool_rate_limit);
         let call = Call {
             index: &index,
             slot,

@@ -6,10 +6,10 @@
 
 use jiff::Timestamp;
 use mcp_warden_crds::Risk;
-use mcp_warden_policy::{Kind, ObjectRef};
+use mcp_warden_policy::{Capability, Kind, ObjectRef};
 use mcp_warden_sidecar::audit::{
     AuditConfig, AuditEvent, ClientInfo, DecisionInfo, DecisionMode, JsonRpcError, Outcome,
-    PrincipalInfo, ResponseInfo, ServerInfo, ToolInfo, TransportInfo,
+    PrincipalInfo, ResponseInfo, ServerInfo, ServerRequestInfo, ToolInfo, TransportInfo,
 };
 use mcp_warden_test_support::{free_port, peer, repo_root};
 use serde_json::{Value, json};
@@ -164,6 +164,7 @@ pub fn call_event(i: u64) -> AuditEvent {
         method: "tools/call".into(),
         jsonrpc_id: Some(i.to_string()),
         tool: Some(ToolInfo {
+            capability: Capability::Tool,
             name: "refund".into(),
             mcp_tool: Some(objref(Kind::McpTool, "payments-api")),
             risk: Some(Risk::High),
@@ -223,6 +224,7 @@ pub fn call_event(i: u64) -> AuditEvent {
             upstream: Some("127.0.0.1:9001".parse().unwrap()),
         },
         count: None,
+        server_request: None,
     }
 }
 
@@ -337,10 +339,100 @@ pub fn event_matrix() -> Vec<(&'static str, AuditEvent)> {
     e.transport.src = None;
     e.transport.traceparent = None;
     out.push(("denied tools/list without session or address", e));
+    out.extend(capability_events(&base));
     let mut e = base;
     e.arguments = Some(json!({"blob": "z".repeat(200_000), "password": SECRET_PASSWORD}));
     e.response.result = Some(json!({"content": [{"type": "text", "text": "y".repeat(100_000)}]}));
     out.push(("oversized", e));
+    out
+}
+
+/// The records of resources, prompts, completions and server requests (issue 19).
+pub fn capability_events(base: &AuditEvent) -> Vec<(&'static str, AuditEvent)> {
+    let mut out = Vec::new();
+    let used = |capability, name: &str| ToolInfo {
+        capability,
+        name: name.into(),
+        mcp_tool: Some(objref(Kind::McpTool, "payments-api")),
+        risk: Some(Risk::Medium),
+    };
+    let mut e = base.clone();
+    e.method = "resources/read".into();
+    e.tool = Some(used(Capability::Resource, "file:///ledger/2026.csv"));
+    e.arguments = None;
+    e.response.is_error = None;
+    e.response.result =
+        Some(json!({"contents": [{"uri": "file:///ledger/2026.csv", "text": "a,b"}]}));
+    out.push(("resources/read answered", e.clone()));
+    e.outcome = Outcome::Forwarding;
+    e.ended = None;
+    e.response = ResponseInfo::default();
+    out.push(("resources/read request phase", e));
+    let mut e = base.clone();
+    e.method = "prompts/get".into();
+    e.tool = Some(used(Capability::Prompt, "summarize"));
+    e.arguments = Some(json!({"ssn": SECRET_SSN, "topic": "refunds"}));
+    e.response.is_error = None;
+    out.push(("prompts/get answered", e));
+    let mut e = base.clone();
+    e.method = "completion/complete".into();
+    e.tool = Some(used(Capability::Prompt, "summarize"));
+    e.arguments = Some(json!({"topic": "ref"}));
+    e.response.is_error = None;
+    out.push(("completion/complete answered", e));
+    let mut e = base.clone();
+    e.method = "resources/subscribe".into();
+    e.tool = Some(used(Capability::Resource, "file:///ledger/*"));
+    e.arguments = None;
+    e.outcome = Outcome::Denied;
+    e.decision = Some(DecisionInfo {
+        allowed: false,
+        reason: "not_granted".into(),
+        decided_by: Some(objref(Kind::McpTool, "payments-api")),
+        ..DecisionInfo::default()
+    });
+    e.response = ResponseInfo {
+        http_status: Some(200),
+        jsonrpc_error: Some(JsonRpcError {
+            code: -32002,
+            message: "Resource not found".into(),
+        }),
+        ..ResponseInfo::default()
+    };
+    out.push(("resources/subscribe denied", e));
+    let server = |outcome: Outcome, allowed: bool, tied_to: Option<&str>| {
+        let mut e = base.clone();
+        e.method = "elicitation/create".into();
+        e.jsonrpc_id = Some("0".into());
+        e.tool = None;
+        e.arguments = None;
+        e.outcome = outcome;
+        e.decision = Some(DecisionInfo {
+            allowed,
+            reason: if allowed {
+                "server_request_allowed"
+            } else {
+                "server_request_refused"
+            }
+            .into(),
+            decided_by: Some(objref(Kind::McpTool, "payments-api")),
+            ..DecisionInfo::default()
+        });
+        e.response = ResponseInfo::default();
+        e.server_request = Some(ServerRequestInfo {
+            kind: "Elicitation".into(),
+            tied_to: tied_to.map(str::to_owned),
+        });
+        e
+    };
+    out.push((
+        "server request relayed",
+        server(Outcome::Relayed, true, Some("7")),
+    ));
+    out.push((
+        "server request refused",
+        server(Outcome::Denied, false, None),
+    ));
     out
 }
 

@@ -1,8 +1,10 @@
-//! The final records of forwarded `tools/call`s: `InFlight` (by caller and id, so that the
+//! The final records of forwarded calls (`tools/call`, `resources/read`, `prompts/get`, …):
+//! `InFlight` (by caller and id, so that the
 //! caller's `notifications/cancelled` finds them), `Calls` (one POST's calls, answered by the
 //! relay's inspector) and `Audited` (the response body that writes them when it ends or drops).
 
 use super::*;
+use mcp_warden_policy::Capability;
 
 #[derive(Debug)]
 pub(super) struct Pending {
@@ -12,7 +14,7 @@ pub(super) struct Pending {
     pub(super) cancelled: bool,
 }
 
-/// The forwarded `tools/call`s awaiting their final records, by caller and JSON-RPC id, so that
+/// The forwarded calls awaiting their final records, by caller and JSON-RPC id, so that
 /// a `notifications/cancelled` of the same caller finds them (another caller's cannot).
 #[derive(Debug, Default)]
 pub(in crate::proxy) struct InFlight(Mutex<HashMap<(PrincipalKey, Id), Weak<Calls>>>);
@@ -51,7 +53,7 @@ impl InFlight {
     }
 }
 
-/// The forwarded `tools/call`s of one POST, awaiting their final records.
+/// The forwarded calls of one POST, awaiting their final records.
 #[derive(Debug)]
 pub struct Calls {
     pub(super) auditor: Auditor,
@@ -95,12 +97,18 @@ impl Calls {
             });
         }
         if let Some(result) = result.and_then(|r| serde_json::from_str::<Value>(r).ok()) {
-            response.is_error = Some(
+            // Only a tool result has `isError`.
+            let tool = p
+                .event
+                .tool
+                .as_ref()
+                .is_none_or(|t| t.capability == Capability::Tool);
+            response.is_error = tool.then(|| {
                 result
                     .get("isError")
                     .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            );
+                    .unwrap_or(false)
+            });
             if p.redaction.capture_response() {
                 response.result = Some(result);
             }

@@ -1,18 +1,22 @@
 //! The proxy's side of the audit trail (`docs/audit.md`, "Wiring"): what a POST knows, turned
 //! into `AuditEvent`s.
 //!
+//! A *call* is a `tools/call`, `resources/read`, `resources/subscribe`, `prompts/get` or
+//! `completion/complete` request (`used`: what it uses, and the arguments it records).
+//!
 //! ```text
-//! refusal (401/403/400/413/…, denied tools/call, throttled) ──► Context::refused ──► Denied
-//! allowed tools/call ──► Context::forwarding ──► Forwarding, durable (Err ──► 503 -32603)
+//! refusal (401/403/400/413/…, denied call, throttled) ──► Context::refused ──► Denied
+//! allowed call ──► Context::forwarding ──► Forwarding, durable (Err ──► 503 -32603)
 //!   ──► upstream ──► Calls: relay's inspector sees the response for the id (answered)
 //!                  └─ Audited body: end ──► Answered │ dropped first ──► Disconnected
 //!                     upstream unreachable (502) ──► UpstreamFailed │ no headers in time ──► TimedOut
 //!   InFlight: (caller, id) ──► Calls, so that the same caller's `notifications/cancelled`
 //!   {requestId} marks the call: ended without an answer ──► Cancelled
+//! server's request on the answer (or a GET stream) ──► ServerRequests ──► Relayed │ Denied
 //! ```
 //!
 //! Final records are written when the response body ends (or is dropped): nothing is buffered,
-//! only the response message of a `tools/call` id is parsed, as `filter` already does.
+//! only the response message of a call's id is parsed, as `filter` already does.
 
 use super::{
     BoxError, PeerAddr, ProxyBody,
@@ -26,7 +30,8 @@ use super::{
 use crate::{
     audit::{
         AuditEvent, Auditor, ClientInfo, DecisionInfo, DecisionMode, JsonRpcError, Outcome,
-        PrincipalInfo, Redaction, ServerInfo, ToolInfo, TransportInfo, new_call_uid,
+        PrincipalInfo, Redaction, ServerInfo, ServerRequestInfo, ToolInfo, TransportInfo,
+        new_call_uid,
     },
     state::Active,
 };
@@ -108,20 +113,16 @@ impl Context {
         outcome: Outcome,
     ) -> AuditEvent {
         let rules = self.active.as_ref().map(|a| &a.rules);
-        let tool = message
-            .filter(|m| m.method() == Some("tools/call"))
-            .and_then(|m| m.param_str("name"))
-            .map(|name| ToolInfo {
-                name: name.to_owned(),
-                mcp_tool: rules.map(|r| r.tool.clone()),
-                risk: rules.and_then(|r| r.entry(name)).map(|e| e.risk),
-            });
-        let arguments = tool
-            .as_ref()
-            .and(message)
-            .and_then(Message::params)
-            .and_then(|p| p.get("arguments"))
-            .cloned();
+        let used = message.and_then(used::of);
+        let tool = used.map(|(capability, name)| ToolInfo {
+            capability,
+            name: name.to_owned(),
+            mcp_tool: rules.map(|r| r.tool.clone()),
+            risk: rules
+                .and_then(|r| r.entries(capability).entry(name))
+                .map(|e| e.risk),
+        });
+        let arguments = message.filter(|_| used.is_some()).and_then(used::arguments);
         AuditEvent {
             call_uid: new_call_uid(),
             started: self.started,
@@ -145,14 +146,16 @@ impl Context {
             transport: self.transport.clone(),
             server: self.server.clone(),
             count: None,
+            server_request: None,
         }
     }
 
-    /// The redaction for `event`'s tool; `None` when its rules are invalid.
+    /// The redaction for what `event` uses (its tool, resource or prompt entry); `None` when
+    /// its rules are invalid.
     fn redaction(&self, event: &AuditEvent) -> Option<Arc<Redaction>> {
         self.active
             .as_ref()?
-            .audit_redaction(event.tool.as_ref().map(|t| t.name.as_str()))
+            .audit_redaction(event.tool.as_ref().map(|t| (t.capability, t.name.as_str())))
     }
 
     async fn write(&self, mut event: AuditEvent) {
@@ -169,8 +172,8 @@ impl Context {
         }
     }
 
-    /// One `Denied` record per `tools/call` of a refused payload, or one for the request when
-    /// it holds none (or was never read).
+    /// One `Denied` record per call of a refused payload, or one for the request when it holds
+    /// none (or was never read).
     pub(super) async fn refused(
         &self,
         access: Option<&Access>,
@@ -201,13 +204,13 @@ impl Context {
             return;
         }
         for m in calls {
-            let mut event = self.event(access, Some(m), "tools/call", Outcome::Denied);
+            let mut event = self.event(access, Some(m), "call", Outcome::Denied);
             deny_fields(&mut event, decision.clone(), denial);
             self.write(event).await;
         }
     }
 
-    /// `Denied` records for the `tools/call`s of a payload decided message by message:
+    /// `Denied` records for the calls of a payload decided message by message:
     /// `denials[i]` is what message `i` was answered (`None`: not a refusal to record).
     pub(super) async fn refused_each(
         &self,
@@ -217,7 +220,7 @@ impl Context {
         answered: &[Option<(Denial, &str)>],
     ) {
         if !payload.messages().iter().any(is_call) {
-            // No tools/call: one record for the refused request, with the first refusal.
+            // No call: one record for the refused request, with the first refusal.
             let first = verdicts
                 .iter()
                 .zip(answered)
@@ -245,13 +248,13 @@ impl Context {
                     _ => None,
                 },
             };
-            let mut event = self.event(Some(access), Some(m), "tools/call", Outcome::Denied);
+            let mut event = self.event(Some(access), Some(m), "call", Outcome::Denied);
             deny_fields(&mut event, decision, denial);
             self.write(event).await;
         }
     }
 
-    /// A `Denied` record per `tools/call` refused by the rate limits with `status`.
+    /// A `Denied` record per call of a payload refused by the rate limits with `status`.
     pub(super) async fn throttled(
         &self,
         access: &Access,
@@ -263,7 +266,7 @@ impl Context {
             if !is_call(m) {
                 continue;
             }
-            let mut event = self.event(Some(access), Some(m), "tools/call", Outcome::Denied);
+            let mut event = self.event(Some(access), Some(m), "call", Outcome::Denied);
             event.ended = Some(Timestamp::now());
             event.decision = Some(DecisionInfo {
                 allowed: false,
@@ -281,7 +284,7 @@ impl Context {
         }
     }
 
-    /// The request-phase records of the allowed `tools/call`s, each durable before this
+    /// The request-phase records of the allowed calls, each durable before this
     /// returns; `Err` when one could not be written (the caller answers 503, forwards nothing).
     pub(super) async fn forwarding(
         &self,
@@ -295,7 +298,7 @@ impl Context {
             let (true, Some(id)) = (is_call(m), m.id()) else {
                 continue;
             };
-            let mut event = self.event(Some(access), Some(m), "tools/call", Outcome::Forwarding);
+            let mut event = self.event(Some(access), Some(m), "call", Outcome::Forwarding);
             event.decision = Some(DecisionInfo {
                 allowed: true,
                 reason: v.reason.to_owned(),
@@ -308,7 +311,7 @@ impl Context {
                 detail: v.would.map(|w| format!("enforcing would answer {w}")),
             });
             let Some(redaction) = self.redaction(&event) else {
-                tracing::error!(tool = ?event.tool.as_ref().map(|t| &t.name), "audit redaction rules invalid: call refused");
+                tracing::error!(used = ?event.tool.as_ref().map(|t| &t.name), "audit redaction rules invalid: call refused");
                 return Err(());
             };
             if let Err(e) = self.auditor.record(&event, &redaction).await {
@@ -343,8 +346,10 @@ impl Context {
     }
 }
 
+/// A request that gets call records: `tools/call`, `resources/read`, `resources/subscribe`,
+/// `prompts/get`, `completion/complete`.
 fn is_call(m: &Message) -> bool {
-    matches!(m, Message::Request { .. }) && m.method() == Some("tools/call")
+    used::audited(m)
 }
 
 /// A JSON-RPC id as text: numbers as written, strings without quotes.
@@ -379,5 +384,8 @@ fn deny_fields(event: &mut AuditEvent, decision: DecisionInfo, denial: &Denial) 
 }
 
 mod calls;
+mod server;
+mod used;
 use calls::Pending;
 pub(super) use calls::{Audited, Calls, InFlight};
+pub(super) use server::ServerRequests;

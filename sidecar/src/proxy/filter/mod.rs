@@ -100,8 +100,8 @@ pub trait Inspector {
     fn initialized(&mut self, protocol_version: &str);
     /// Whether the request was 2026-07-28 or later.
     fn modern(&self) -> bool;
-    /// The response to an expected request (`result` or `error` as raw JSON text), for the
-    /// audit trail's final record of a `tools/call`.
+    /// The response to a request of the caller's (`result` or `error` as raw JSON text), for
+    /// the audit trail's final record of a call (`tools/call`, `resources/read`, …).
     fn answered(&mut self, _id: &Id, _result: Option<&str>, _error: Option<&str>) {}
     /// A message that cannot be read came: the expected answers it may have been, which are
     /// then settled (each is withheld once, as a JSON-RPC error). Fail closed: nothing the proxy
@@ -208,7 +208,12 @@ fn rewrite_message(text: &str, inspector: &mut impl Inspector) -> Option<String>
             id.as_json()
         ));
     }
-    let expect = expect?;
+    let Some(expect) = expect else {
+        // Passed unread, but an audited call's answer (resources/read, prompts/get, …)
+        // completes its record.
+        inspector.answered(&id, message.get("result"), message.get("error"));
+        return None;
+    };
     if expect == Expect::CreateTask {
         inspector.answered(&id, message.get("result"), message.get("error"));
     }
