@@ -142,6 +142,51 @@ fn report_over_the_examples_matches_the_golden_files() {
         "toolsSeen names are listed when a grant covers them"
     );
 
+    // Resources and prompts are reviewed like tools: listed per grant, unused ones flagged.
+    let beta = client("demo", "agent-beta");
+    let doc = "demo/everything/resource:demo://resource/static/document/";
+    assert!(
+        beta.grants
+            .iter()
+            .any(|g| g.kind == "resource" && g.tool == format!("{doc}instructions.md")),
+        "{:?}",
+        beta.grants
+    );
+    assert!(
+        beta.unused_grants
+            .contains(&"demo/everything/prompt:simple-prompt".to_owned()),
+        "{:?}",
+        beta.unused_grants
+    );
+    assert!(
+        !beta
+            .grants
+            .iter()
+            .any(|g| g.tool == format!("{doc}architecture.md")),
+        "agent-beta is not granted the design notes"
+    );
+    let alpha = client("demo", "agent-alpha");
+    let public = alpha
+        .grants
+        .iter()
+        .find(|g| g.tool == format!("{doc}*"))
+        .expect("agent-alpha's demo://* covers the public documents' entry");
+    assert_eq!(public.last_used, Some(t("2026-12-10T09:00:00Z")));
+    assert!(!alpha.unused_grants.contains(&format!("{doc}*")));
+    assert!(
+        alpha
+            .unused_grants
+            .contains(&format!("{doc}architecture.md")),
+        "{:?}",
+        alpha.unused_grants
+    );
+    assert!(
+        !alpha
+            .unused_grants
+            .contains(&"demo/everything/prompt:simple-prompt".to_owned()),
+        "used 9 days ago"
+    );
+
     check_golden("report.md", &render(&report, Format::Markdown));
     check_golden("report.csv", &render(&report, Format::Csv));
     check_golden("report.json", &render(&report, Format::Json));

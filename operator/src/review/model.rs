@@ -1,23 +1,27 @@
 //! The access review as data: for every McpClient, its owner, lifecycle dates, last use, the
-//! tools it may call (through which policies, with which scopes), grants unused for 30 days and
-//! flags. Pure: an [`Inventory`] (specs and statuses) and a clock in, a [`ReviewReport`] out.
+//! tools, resources and prompts it may use (through which policies, with which scopes), grants
+//! unused for 30 days and flags. Pure: an [`Inventory`] (specs and statuses) and a clock in, a
+//! [`ReviewReport`] out.
 //!
 //! ```text
 //! for each McpTool: bundle_for_tools → compile → RuleSet
-//!   for each client of the RuleSet, for each candidate tool name (declared entries, the
-//!   policies' grant names, the McpTool's toolsSeen, the client's toolUsage):
-//!     RuleSet::tool_scopes(name) (None: undeclared and denied) × Client::grants_for(name)
-//!       → Grant { tool, policy, mode, scopes: needed_scopes(tool, policy), lastUsed }
+//!   for each client of the RuleSet, for each capability (tool, resource, prompt), for each
+//!   candidate name (declared entries, the policies' grant patterns, the McpTool's toolsSeen,
+//!   the client's toolUsage / resourceUsage / promptUsage):
+//!     Entries::scopes(name) (None: undeclared and denied) × Client::grants(capability)
+//!       → Grant { kind, tool, policy, mode, scopes: needed_scopes(entry, policy), lastUsed }
 //! ```
 //!
 //! Grants are exactly what the sidecar enforces: the same `compile` and the same lookups
-//! `decide` uses. A grant is *unused* when it is an `Enforce` grant and status.toolUsage shows no
-//! call of a tool it covers in the last [`UNUSED_AFTER_DAYS`] days.
+//! `decide` uses. A grant is *unused* when it is an `Enforce` grant and the client's usage shows
+//! no use of what it covers in the last [`UNUSED_AFTER_DAYS`] days. Tools are named
+//! `<namespace>/<McpTool>/<name>`, resources and prompts `…/resource:<uri>`, `…/prompt:<name>`
+//! (as in the audit records).
 
 use jiff::{SignedDuration, Timestamp};
 use mcp_warden_crds::{ClientPhase, McpClient, PolicyMode};
 use mcp_warden_policy::{
-    Inventory, bundle_for_tools, compile, decide::needed_scopes, glob::Glob, inventory::Key,
+    Capability, Inventory, bundle_for_tools, compile, decide::needed_scopes, inventory::Key,
     lifecycle,
 };
 use serde::Serialize;
@@ -79,11 +83,14 @@ pub struct ClientReview {
     pub flags: Vec<Flag>,
 }
 
-/// One tool a client may call through one policy.
+/// One tool, resource or prompt a client may use through one policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
-    /// `<namespace>/<McpTool>/<tool name or pattern>`.
+    /// `tool`, `resource` or `prompt`.
+    pub kind: &'static str,
+    /// `<namespace>/<McpTool>/<tool name or pattern>`; `…/resource:<uri or pattern>`,
+    /// `…/prompt:<name or pattern>` for resources and prompts.
     pub tool: String,
     /// `<namespace>/<McpPolicy>`.
     pub policy: String,
@@ -91,7 +98,8 @@ pub struct Grant {
     pub mode: PolicyMode,
     /// Scopes the token needs: the tool's and the policy's.
     pub scopes: Vec<String>,
-    /// The last call of this tool (of any tool the pattern covers), from status.toolUsage.
+    /// The last use of what the pattern covers, from status.toolUsage (resourceUsage,
+    /// promptUsage).
     pub last_used: Option<Timestamp>,
 }
 
@@ -136,20 +144,32 @@ fn condition(client: &McpClient, type_: &str, reason: Option<&str>) -> bool {
         .any(|c| c.type_ == type_ && c.status == "True" && reason.is_none_or(|r| c.reason == r))
 }
 
-/// The last use of `pattern` (a tool name or glob, qualified) in the client's toolUsage.
-fn last_used(client: &McpClient, prefix: &str, pattern: &Glob) -> Option<Timestamp> {
-    client
-        .status
-        .iter()
-        .flat_map(|s| &s.tool_usage)
-        .filter_map(|u| {
-            let name = u.tool.strip_prefix(prefix)?;
-            pattern
-                .matches(name)
-                .then(|| u.last_used.as_ref().map(|t| t.0))
-                .flatten()
-        })
-        .max()
+/// What a client's status says it used of one capability: (qualified name, last use).
+fn usage(client: &McpClient, capability: Capability) -> Vec<(&str, Option<Timestamp>)> {
+    let Some(status) = client.status.as_ref() else {
+        return Vec::new();
+    };
+    let at = |t: &Option<mcp_warden_crds::Time>| t.as_ref().map(|t| t.0);
+    match capability {
+        Capability::Tool => (status.tool_usage.iter())
+            .map(|u| (u.tool.as_str(), at(&u.last_used)))
+            .collect(),
+        Capability::Resource => (status.resource_usage.iter())
+            .map(|u| (u.resource.as_str(), at(&u.last_used)))
+            .collect(),
+        Capability::Prompt => (status.prompt_usage.iter())
+            .map(|u| (u.prompt.as_str(), at(&u.last_used)))
+            .collect(),
+    }
+}
+
+/// How grants of a capability are named: `<ns>/<McpTool>/` then `resource:`/`prompt:` for those.
+fn label(capability: Capability) -> &'static str {
+    match capability {
+        Capability::Tool => "",
+        Capability::Resource => "resource:",
+        Capability::Prompt => "prompt:",
+    }
 }
 
 /// Every client's grants, and the McpTools that could not be compiled.
@@ -172,49 +192,68 @@ fn grants(inventory: &Inventory) -> (BTreeMap<Key, Vec<Grant>>, Vec<String>) {
             }
         };
         let prefix = format!("{}/{}/", key.0, key.1);
-        let mut names: BTreeSet<String> = tool.spec.tools.iter().map(|t| t.name.clone()).collect();
-        names.extend(
-            tool.status
-                .iter()
-                .flat_map(|s| s.tools_seen.iter().cloned()),
-        );
-        for policy in &bundle.policies {
-            let names_here = policy
-                .spec
-                .tools
-                .iter()
+        let here = || {
+            (bundle.policies.iter())
+                .flat_map(|p| &p.spec.tools)
                 .filter(|g| g.tool_ref == key.1)
-                .flat_map(|g| g.tool_names().iter().cloned());
-            names.extend(names_here);
-        }
+        };
+        // What the McpTool declares and the policies grant, per capability.
+        let declared: [BTreeSet<String>; 3] = [
+            (tool.spec.tools.iter().map(|t| t.name.clone()))
+                .chain(
+                    tool.status
+                        .iter()
+                        .flat_map(|s| s.tools_seen.iter().cloned()),
+                )
+                .chain(here().flat_map(|g| g.tool_names().iter().cloned()))
+                .collect(),
+            (tool.spec.resources.iter().map(|r| r.uri.clone()))
+                .chain(here().flat_map(|g| g.resources.iter().cloned()))
+                .collect(),
+            (tool.spec.prompts.iter().map(|p| p.name.clone()))
+                .chain(here().flat_map(|g| g.prompts.iter().cloned()))
+                .collect(),
+        ];
         for client in &rules.clients {
             let ckey = (client.object.namespace.clone(), client.object.name.clone());
             let Some(object) = inventory.clients().get(&ckey) else {
                 continue;
             };
-            let mut candidates = names.clone();
-            candidates.extend(
-                object
-                    .status
-                    .iter()
-                    .flat_map(|s| &s.tool_usage)
-                    .filter_map(|u| u.tool.strip_prefix(&prefix).map(str::to_owned)),
-            );
             let list = out.entry(ckey).or_default();
-            for name in &candidates {
-                let Some(tool_scopes) = rules.tool_scopes(name) else {
-                    continue;
-                };
-                let policies: BTreeSet<usize> = client.grants_for(name).collect();
-                for p in policies {
-                    let policy = &rules.policies[p];
-                    list.push(Grant {
-                        tool: format!("{prefix}{name}"),
-                        policy: policy.object.ns_name().to_string(),
-                        mode: policy.mode,
-                        scopes: needed_scopes(tool_scopes, &policy.scopes),
-                        last_used: last_used(object, &prefix, &Glob::new(name.as_str())),
-                    });
+            for (capability, names) in Capability::ALL.into_iter().zip(&declared) {
+                let qualified = format!("{prefix}{}", label(capability));
+                let used = usage(object, capability);
+                let mut candidates = names.clone();
+                candidates.extend(
+                    (used.iter())
+                        .filter_map(|(n, _)| n.strip_prefix(&prefix).map(str::to_owned)),
+                );
+                let entries = rules.entries(capability);
+                for name in &candidates {
+                    let Some(entry_scopes) = entries.scopes(name) else {
+                        continue;
+                    };
+                    let pattern = capability.pattern(name);
+                    let last_used = (used.iter())
+                        .filter(|(n, _)| {
+                            n.strip_prefix(&prefix)
+                                .is_some_and(|n| pattern.matches(n))
+                        })
+                        .filter_map(|(_, at)| *at)
+                        .max();
+                    let policies: BTreeSet<usize> =
+                        client.grants(capability).matching(name).collect();
+                    for p in policies {
+                        let policy = &rules.policies[p];
+                        list.push(Grant {
+                            kind: capability.as_str(),
+                            tool: format!("{qualified}{name}"),
+                            policy: policy.object.ns_name().to_string(),
+                            mode: policy.mode,
+                            scopes: needed_scopes(entry_scopes, &policy.scopes),
+                            last_used,
+                        });
+                    }
                 }
             }
         }
@@ -249,7 +288,12 @@ pub fn build(inventory: &Inventory, namespace: Option<&str>, now: Timestamp) -> 
                 lifecycle::phase(client, now)
             };
             let last_seen = status.and_then(|s| s.last_seen.as_ref()).map(|t| t.0);
-            let never_used = last_seen.is_none() && status.is_none_or(|s| s.tool_usage.is_empty());
+            let never_used = last_seen.is_none()
+                && status.is_none_or(|s| {
+                    s.tool_usage.is_empty()
+                        && s.resource_usage.is_empty()
+                        && s.prompt_usage.is_empty()
+                });
             let flags = [
                 (Flag::Suspended, phase == ClientPhase::Suspended),
                 (Flag::Expired, lifecycle::is_expired(client, now)),
