@@ -22,7 +22,9 @@ use futures::{StreamExt, future::BoxFuture};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
+use mcp_warden_wire::{PushMessage, push as push_wire};
 use serde_json::json;
+use std::borrow::Cow;
 use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
@@ -328,7 +330,8 @@ fn lines(
                     }
                     _ = ticker.tick() => {
                         let version = rx.borrow().as_ref().map(|b| b.version.clone());
-                        json!({"type": "heartbeat", "version": version})
+                        serde_json::to_value(PushMessage::Heartbeat { version })
+                            .expect("push messages serialize")
                     }
                 }
             };
@@ -343,10 +346,16 @@ fn lines(
 /// The current state, marked as seen (a channel created by this watch's subscribe already holds
 /// an unseen first value; without marking it the first bundle would be sent twice).
 fn state_line(rx: &mut BundleRx) -> serde_json::Value {
-    match rx.borrow_and_update().as_ref() {
-        Some(bundle) => json!({"type": "bundle", "bundle": bundle.as_ref()}),
-        None => json!({"type": "empty", "reason": "no McpTool selects this pod"}),
-    }
+    let state = rx.borrow_and_update();
+    let message = match state.as_ref() {
+        Some(bundle) => PushMessage::Bundle {
+            bundle: Cow::Borrowed(bundle.as_ref()),
+        },
+        None => PushMessage::Empty {
+            reason: push_wire::NO_TOOL.to_owned(),
+        },
+    };
+    serde_json::to_value(message).expect("push messages serialize")
 }
 
 /// `Retry-After` on a 503 (TokenReview unavailable, not the leader).

@@ -21,7 +21,6 @@
 //! ```
 
 use crate::proxy::Shared;
-use serde::Serialize;
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
@@ -33,25 +32,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most addresses tried (a pod has one or two).
 const MAX_ADDRESSES: usize = 16;
 
-/// The outcome of one check (wire format of the operator's `BypassReport`, camelCase).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BypassReport {
-    /// The McpTool's namespace.
-    pub namespace: String,
-    /// The McpTool's name.
-    pub name: String,
-    /// The upstream port tried (absent when not checked).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    /// The pod addresses tried (empty when not checked).
-    pub checked: Vec<String>,
-    /// The `address:port`s that accepted a connection: the upstream can be reached there.
-    pub reachable: Vec<String>,
-    /// Why nothing was checked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_checked: Option<String>,
-}
+pub use mcp_warden_wire::usage::BypassReport;
 
 #[derive(Debug, Default)]
 struct Latest {

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body_util::BodyExt;
 use mcp_warden_policy::{Bundle, compile};
+use mcp_warden_wire::PushMessage;
 use rand::Rng;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -165,14 +166,7 @@ async fn watch_once(
 }
 
 fn handle_line(line: &[u8], source: &StreamSource, live: &Live, metrics: &Metrics) {
-    #[derive(serde::Deserialize)]
-    struct Message {
-        #[serde(rename = "type")]
-        kind: String,
-        bundle: Option<Bundle>,
-        reason: Option<String>,
-    }
-    let message: Message = match serde_json::from_slice(line) {
+    let message: PushMessage<'_> = match serde_json::from_slice(line) {
         Ok(m) => m,
         Err(e) => {
             metrics.config_rejected();
@@ -180,25 +174,26 @@ fn handle_line(line: &[u8], source: &StreamSource, live: &Live, metrics: &Metric
             return;
         }
     };
-    match (message.kind.as_str(), message.bundle) {
-        ("bundle", Some(bundle)) => {
+    match message {
+        PushMessage::Bundle { bundle } => {
             metrics.set_stale(false);
+            let bundle = bundle.into_owned();
             if install(bundle.clone(), live, metrics) {
                 persist(source, &bundle);
             }
         }
-        ("empty", _) => {
+        PushMessage::Empty { reason } => {
             metrics.set_stale(false);
             if live.is_ready() {
                 tracing::warn!(
-                    reason = message.reason.as_deref().unwrap_or(""),
+                    reason,
                     "the operator withdrew this pod's configuration: denying every request"
                 );
             }
             live.clear();
             metrics.config_cleared();
         }
-        ("heartbeat", _) => {}
-        (other, _) => tracing::debug!(kind = other, "ignoring an unknown message type"),
+        PushMessage::Heartbeat { .. } => {}
+        PushMessage::Unknown => tracing::debug!("ignoring an unknown message type"),
     }
 }

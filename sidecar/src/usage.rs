@@ -27,9 +27,9 @@ use bytes::Bytes;
 use http::Method;
 use jiff::Timestamp;
 use mcp_warden_policy::{Capability, ObjectRef};
-use serde::Serialize;
+use mcp_warden_wire::usage::{ClientUsage, RunawayFlag, ToolsSeen, UsageReport};
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -42,74 +42,6 @@ pub const MAX_TOOLS: usize = 256;
 pub const MAX_QUEUED: usize = 60;
 /// Most tool names reported for the upstream.
 const MAX_LISTED: usize = 5_000;
-
-/// One McpClient's counts since the previous report (wire format of the operator's
-/// `ClientUsage`, camelCase).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientUsage {
-    /// The McpClient's namespace.
-    pub namespace: String,
-    /// The McpClient's name.
-    pub name: String,
-    /// Tool calls, allowed or denied.
-    pub calls: u64,
-    /// Tool calls by tool name.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub tools: BTreeMap<String, u64>,
-    /// `resources/read`s and resource completions, by the pattern of the McpTool's resource
-    /// entry that governs the URI (`*`: none does). Added with issue 19; an older operator
-    /// ignores it.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub resources: BTreeMap<String, u64>,
-    /// `prompts/get`s and prompt completions, by the pattern of the prompt entry (`*`: none).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub prompts: BTreeMap<String, u64>,
-    /// Denied requests by reason.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub denials: BTreeMap<String, u64>,
-    /// The last request.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_seen: Option<Timestamp>,
-}
-
-/// The body of `POST /v1/usage` (see the operator's `usage` module and docs/push-protocol.md).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UsageReport {
-    namespace: String,
-    pod: String,
-    boot_id: String,
-    seq: u64,
-    window_start: Timestamp,
-    window_end: Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bundle_version: Option<String>,
-    clients: Vec<ClientUsage>,
-    runaway: Vec<RunawayFlag>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<ToolsSeen>,
-    /// The latest bypass check, once per check (`bypass`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bypassable: Option<crate::bypass::BypassReport>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RunawayFlag {
-    namespace: String,
-    name: String,
-    flagged_at: Timestamp,
-    suspended: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ToolsSeen {
-    namespace: String,
-    name: String,
-    tools_seen: Vec<String>,
-}
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -315,8 +247,8 @@ fn build(
         pod: reporter.pod.clone(),
         boot_id: boot_id.to_owned(),
         seq,
-        window_start,
-        window_end: now,
+        window_start: Some(window_start),
+        window_end: Some(now),
         bundle_version: active.map(|a| a.version.clone()),
         clients,
         runaway,
@@ -355,6 +287,7 @@ async fn send(link: &Link, body: Bytes) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn client(name: &str) -> ObjectRef {
         ObjectRef::new(mcp_warden_policy::Kind::McpClient, "agents", name)
