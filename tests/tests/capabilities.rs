@@ -650,21 +650,33 @@ impl Client {
     }
 
     /// A 2026-07-28 request (no session; `_meta` and the mirrored headers).
-    fn modern(&self, id: u64, method: &str, mut params: Value) -> Result<Resp, String> {
-        params["_meta"] = json!({
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "mcp-warden-capabilities", "version": "0"}
-        });
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    fn modern(&self, id: u64, method: &str, params: Value) -> Result<Resp, String> {
         let bare = Self {
             session: None,
             ..self.clone()
         };
         bare.post_with(
-            body.to_string(),
+            modern_body(id, method, params).to_string(),
             &[("mcp-protocol-version", MODERN), ("mcp-method", method)],
         )
+    }
+
+    /// A 2026-07-28 request whose SSE answer is read as it streams.
+    fn stream_modern(&self, id: u64, method: &str, params: Value) -> Result<Stream, String> {
+        let bare = Self {
+            session: None,
+            ..self.clone()
+        };
+        let headers = bare.headers(&[("mcp-protocol-version", MODERN), ("mcp-method", method)]);
+        let body = modern_body(id, method, params).to_string().into_bytes();
+        let opened = open(
+            "POST",
+            &self.url,
+            &headers,
+            Some(body),
+            Duration::from_secs(30),
+        )?;
+        Ok(Stream::start(opened))
     }
 
     /// A POST whose SSE answer is read as it streams.
@@ -685,6 +697,16 @@ impl Client {
         let opened = open("GET", &self.url, &headers, None, lasting)?;
         Ok(Stream::start(opened))
     }
+}
+
+/// A 2026-07-28 request: `params` with the per-request `_meta`.
+fn modern_body(id: u64, method: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "mcp-warden-capabilities", "version": "0"}
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
 /// The answer is a JSON-RPC error `code` with HTTP `status` and this exact message.
@@ -975,6 +997,44 @@ fn prompts_and_completions(s: &Stack) -> Result<(), String> {
                 .is_some_and(|m| m.pointer("/error/code") == Some(&json!(-32602))),
         "a ref/tool completion: expected 200 -32602, got {}",
         r.summary()
+    );
+    Ok(())
+}
+
+/// subscriptions/listen (2026-07-28): every resourceSubscriptions URI must be readable; the
+/// first unreadable one is answered as not found and nothing is forwarded.
+fn listen(s: &Stack) -> Result<(), String> {
+    let n = s.kind.names();
+    let beta = s.connect(BETA, json!({}))?;
+    let params = |uris: &[&str]| json!({"notifications": {"resourceSubscriptions": uris}});
+    let r = s.quiet("listen to an unreadable URI", || {
+        beta.modern(
+            70,
+            "subscriptions/listen",
+            params(&[n.readable[0], n.unreadable]),
+        )
+    })??;
+    expect_error(
+        &r,
+        70,
+        200,
+        -32602,
+        &format!("Resource not found: {}", n.unreadable),
+    )?;
+    let stream = beta.stream_modern(71, "subscriptions/listen", params(&[n.readable[0]]))?;
+    ensure!(
+        stream.status == 200,
+        "listen to {}: HTTP {}",
+        n.readable[0],
+        stream.status
+    );
+    let (seen, acknowledged) = stream.until(Duration::from_secs(10), |m| {
+        m["method"] == "notifications/subscriptions/acknowledged"
+    });
+    ensure!(
+        acknowledged,
+        "listen to {}: no acknowledgement: {seen:?}",
+        n.readable[0]
     );
     Ok(())
 }
@@ -1334,6 +1394,10 @@ fn capabilities(kind: Kind) {
         report.case(
             "lists filtered per caller (2026-07-28 JSON, cacheScope private)",
             || lists(&s, true),
+        );
+        report.case(
+            "subscriptions/listen: an unreadable resourceSubscriptions URI is not found",
+            || listen(&s),
         );
     }
     report.case(
