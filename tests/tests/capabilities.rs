@@ -206,6 +206,13 @@ fn config_text(kind: Kind, issuer: &str) -> String {
     let mut text = std::fs::read_to_string(repo_root().join("examples/everything/everything.yaml"))
         .unwrap()
         .replace("http://127.0.0.1:9400", issuer);
+    // basic-tools allows agent-beta 5 calls a minute (the demo's 429); reads, gets and
+    // completions count too, and these cases make more: they test decisions, not quotas.
+    edit(
+        &mut text,
+        "  rateLimit:\n    requests: 5\n    period: 1m\n",
+        "  rateLimit:\n    requests: 100\n    period: 1m\n",
+    );
     if kind == Kind::Everything {
         return text;
     }
