@@ -87,12 +87,20 @@ client "agent-beta calls echo (no scope needed)" "$beta" call echo '{"message": 
 client "agent-beta calls get-tiny-image (granted, but its token lacks mcp:tools.call: step-up)" "$beta" call get-tiny-image '{}'
 client "agent-beta calls toggle-simulated-logging (not granted: hidden, answered as unknown)" "$beta" call toggle-simulated-logging '{}'
 client "agent-alpha calls get-env (needs mcp:admin, which no agent has)" "$alpha" call get-env '{}'
+client "agent-alpha lists resources" "$alpha" resources
+client "agent-beta lists resources (fewer: its policy grants two of the seven documents)" "$beta" resources
+client "agent-beta reads instructions.md (allowed)" "$beta" read demo://resource/static/document/instructions.md
+client "agent-beta reads architecture.md (refused: answered as not found, never forwarded)" "$beta" read demo://resource/static/document/architecture.md
+client "agent-beta lists prompts (fewer)" "$beta" prompts
+client "agent-beta gets simple-prompt (allowed)" "$beta" prompt simple-prompt
+client "agent-beta gets args-prompt (refused: answered as an unknown prompt)" "$beta" prompt args-prompt '{"city": "Paris"}'
 client "agent-gamma (suspended) lists tools with a valid IdP token" "$gamma" list
 client "agent-delta (expired) lists tools with a valid IdP token" "$delta" list
 client "a caller without a token" - list
 
 say "decision log of the sidecar (one line per decision, never a token)"
-grep 'mcp_warden::decision' "$work/sidecar.log" | sed -e 's/\x1b\[[0-9;]*m//g' | grep -E 'tools/(call|list)|denied' | tail -n 20
+grep 'mcp_warden::decision' "$work/sidecar.log" | sed -e 's/\x1b\[[0-9;]*m//g' |
+  grep -E 'tools/(call|list)|resources/(read|list)|prompts/(get|list)|denied' | tail -n 24
 say "audit trail: OCSF 1.8.0 API Activity records (durable spool -> $work/audit/audit.jsonl)"
 sleep 1
 "$PEERS_PYTHON" scripts/demo_audit.py "$work/audit/audit.jsonl"

@@ -31,11 +31,18 @@ Env:
     FIXTURE_ALLOWED_HOSTS     extra comma-separated host names accepted in Host/Origin
                               (localhost, 127.0.0.1 and [::1] are always accepted)
     FIXTURE_LOG_LEVEL         uvicorn/SDK log level (default WARNING)
+    FIXTURE_PAGE_SIZE         when set (N > 0), `resources/list`, `resources/templates/list` and
+                              `prompts/list` answer N entries a page with a `nextCursor` (the
+                              offset); unset, one page as the SDK answers it
 
 Test hooks beyond the conformance names: `test_tool_with_progress` takes an optional `delay_ms`
 (pause between its three progress notifications, default 50), `test_trigger_tool_change` /
 `test_trigger_prompt_change` take `keep` (toggle the dynamic entry persistently instead of
-add-then-remove), `greet(name)` is a plain synchronous tool.
+add-then-remove), `greet(name)` is a plain synchronous tool, `test_resource_updated(uris)` sends
+`notifications/resources/updated` for each URI on the calling request's stream, and
+`test_detached_request(kind)` sends `roots/list`, `elicitation/create` or
+`sampling/createMessage` tied to no request (so on the session's GET stream) and reports how the
+client answered it.
 """
 
 from __future__ import annotations
@@ -1265,6 +1272,62 @@ async def _set_level(ctx: Any, params: types.SetLevelRequestParams) -> types.Emp
 _low.add_request_handler("resources/subscribe", types.SubscribeRequestParams, _subscribe)
 _low.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, _unsubscribe)
 _low.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
+
+
+@app.tool(description="Sends notifications/resources/updated for each URI on this request's stream")
+async def test_resource_updated(ctx: Context, uris: list[str]) -> CallToolResult:
+    for uri in uris:
+        await ctx.session.send_notification(
+            types.ResourceUpdatedNotification(params=types.ResourceUpdatedNotificationParams(uri=uri)),
+            related_request_id=ctx.request_context.request_id,
+        )
+    return _text(f"Sent {len(uris)} resource update(s)")
+
+
+_DETACHED = {
+    "roots": (_roots_req, types.ListRootsResult),
+    "elicitation": (
+        lambda: _elicit_req("Detached question", {"type": "object", "properties": {}}),
+        types.ElicitResult,
+    ),
+    "sampling": (lambda: _sampling_req("Detached question", 10), types.CreateMessageResult),
+}
+
+
+@app.tool(description="Sends roots/list, elicitation/create or sampling/createMessage tied to no request (GET stream)")
+async def test_detached_request(ctx: Context, kind: str) -> CallToolResult:
+    make, result_type = _DETACHED[kind]
+    try:
+        result = await ctx.session.send_request(make(), result_type, request_read_timeout_seconds=10)
+    except MCPError as exc:
+        return _text(f"{kind} refused by the client: {exc.error.code} {exc.error.message}")
+    except Exception as exc:  # noqa: BLE001 - a timeout or no back channel, reported to the test
+        return _text(f"{kind} not answered: {type(exc).__name__}: {exc}")
+    return _text(f"{kind} answered: {json.dumps(_dump(result), separators=(',', ':'))}")
+
+
+def _paged(key: str, listing: Callable[[], Awaitable[list[Any]]], result: Callable[..., Any], size: int):
+    async def handler(ctx: Any, params: types.PaginatedRequestParams) -> Any:
+        items = await listing()
+        start = int(params.cursor) if params.cursor else 0
+        end = start + size
+        return result(**{key: items[start:end]}, next_cursor=str(end) if end < len(items) else None)
+
+    return handler
+
+
+def _page_lists(size: int) -> None:
+    pages = [
+        ("resources/list", "resources", app.list_resources, types.ListResourcesResult),
+        ("resources/templates/list", "resource_templates", app.list_resource_templates, types.ListResourceTemplatesResult),
+        ("prompts/list", "prompts", app.list_prompts, types.ListPromptsResult),
+    ]
+    for method, key, listing, result in pages:
+        _low.add_request_handler(method, types.PaginatedRequestParams, _paged(key, listing, result, size))
+
+
+if int(os.environ.get("FIXTURE_PAGE_SIZE") or 0) > 0:
+    _page_lists(int(os.environ["FIXTURE_PAGE_SIZE"]))
 
 
 # ---------------------------------------------------------------------------------------------

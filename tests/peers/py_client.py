@@ -5,6 +5,11 @@ Based on shared/reference/mcp-peers/py_client.py. Prints exactly one JSON docume
     python py_client.py [options] URL list
     python py_client.py [options] URL call     TOOL '{"json":"args"}'
     python py_client.py [options] URL progress TOOL '{"json":"args"}'
+    python py_client.py [options] URL resources            # resources/list (every page)
+    python py_client.py [options] URL templates            # resources/templates/list
+    python py_client.py [options] URL read     URI
+    python py_client.py [options] URL prompts              # prompts/list (every page)
+    python py_client.py [options] URL prompt   NAME '{"json":"args"}'
 
 Options:
     --token T          send `Authorization: Bearer T` (omit, or "-", for no Authorization header)
@@ -18,6 +23,9 @@ Options:
 Output (stdout, one JSON object):
     {"ok": true, "action": ..., "protocol_version": "...", "timings_ms": {...},
      "tools": [...names...]                                     # list
+     "resources": [...uris...], "templates": [...uriTemplates...], "prompts": [...names...]
+     "contents": [{"uri": .., "text" | "blob": ..}, ...]         # read
+     "messages": [...]                                          # prompt
      "result": {"isError": bool, "content": [...], ...},        # call / progress
      "progress": [{"t_ms": .., "progress": .., "total": .., "message": ..}, ...],  # progress
      "result_t_ms": ..,                                         # progress: arrival of the result
@@ -216,9 +224,42 @@ async def run(args: argparse.Namespace, out: dict[str, Any], recorder: HttpRecor
                 out["tool_count"] = len(tools.tools)
                 return
 
+            if args.action in ("resources", "templates", "prompts"):
+                t = time.monotonic()
+                names: list[str] = []
+                cursor: str | None = None
+                while True:
+                    if args.action == "resources":
+                        page: Any = await client.list_resources(cursor=cursor)
+                        names += [str(r.uri) for r in page.resources]
+                    elif args.action == "templates":
+                        page = await client.list_resource_templates(cursor=cursor)
+                        names += [t.uri_template for t in page.resource_templates]
+                    else:
+                        page = await client.list_prompts(cursor=cursor)
+                        names += [p.name for p in page.prompts]
+                    cursor = page.next_cursor
+                    if not cursor:
+                        break
+                timings[args.action] = _ms(t)
+                out[args.action] = names
+                return
+            if args.action == "read":
+                t = time.monotonic()
+                read = await client.read_resource(args.tool)
+                timings["read"] = _ms(t)
+                out["contents"] = [_dump(c) for c in read.contents]
+                return
+
             tool_args = json.loads(args.args) if args.args else {}
             if not isinstance(tool_args, dict):
                 raise SystemExit("tool arguments must be a JSON object")
+            if args.action == "prompt":
+                t = time.monotonic()
+                prompt = await client.get_prompt(args.tool, {k: str(v) for k, v in tool_args.items()})
+                timings["prompt"] = _ms(t)
+                out["messages"] = [_dump(m) for m in prompt.messages]
+                return
             progress: list[dict[str, Any]] = []
             t_call = time.monotonic()
 
@@ -246,11 +287,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="overall deadline in seconds")
     parser.add_argument("--no-callbacks", action="store_true", help="no sampling/elicitation/roots support")
     parser.add_argument("url")
-    parser.add_argument("action", choices=["list", "call", "progress"])
-    parser.add_argument("tool", nargs="?")
+    parser.add_argument(
+        "action", choices=["list", "call", "progress", "resources", "templates", "read", "prompts", "prompt"]
+    )
+    parser.add_argument("tool", nargs="?", help="the tool (call, progress), URI (read) or prompt (prompt)")
     parser.add_argument("args", nargs="?", default="{}")
     args = parser.parse_args()
-    if args.action != "list" and not args.tool:
+    if args.action not in ("list", "resources", "templates", "prompts") and not args.tool:
         parser.error(f"{args.action} needs a TOOL argument")
 
     out: dict[str, Any] = {"ok": False, "action": args.action, "url": args.url, "mode": args.mode}

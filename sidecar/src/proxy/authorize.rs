@@ -165,6 +165,26 @@ impl Verdict {
         }
     }
 
+    /// A 2026-07-28 request's verdict: refusals answered as that revision answers them. An
+    /// unknown method is 404 −32601 (SEP-2575). `resources/subscribe` is not a method of that
+    /// revision (`subscriptions/listen` replaced it): one naming no `uri`, which the gate cannot
+    /// decide, is answered as the revision's servers answer a removed method, not as invalid
+    /// params; one naming a `uri` is decided like a read.
+    pub fn modern(&mut self, method: Option<&str>) {
+        if method == Some("resources/subscribe")
+            && matches!(self.denial, Some(Denial::InvalidParams(_)))
+        {
+            self.refuse(Denial::UnknownMethod {
+                method: "resources/subscribe".to_owned(),
+                notification: false,
+                modern: true,
+            });
+        }
+        if let Some(Denial::UnknownMethod { modern, .. }) = &mut self.denial {
+            *modern = true;
+        }
+    }
+
     fn refuse(&mut self, denial: Denial) {
         self.reason = denial.reason();
         self.denial = Some(denial);
@@ -675,6 +695,43 @@ mod tests {
             "unsolicited_response",
             "answered once"
         );
+    }
+
+    #[test]
+    fn a_modern_subscribe_without_uri_is_a_removed_method() {
+        let active = active(false);
+        let sessions = Sessions::new();
+        let beta = access(&active, "agent-beta", &["mcp:tools.list"]);
+        let subscribe = |params: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{params}}}"#
+            )
+        };
+        // Legacy: invalid params. 2026-07-28: the revision has no resources/subscribe.
+        let mut v = verdict(&beta, &sessions, &subscribe("{}"));
+        assert!(matches!(v.denial, Some(Denial::InvalidParams(_))), "{v:?}");
+        v.modern(Some("resources/subscribe"));
+        assert!(
+            matches!(&v.denial, Some(d @ Denial::UnknownMethod { modern: true, .. }) if d.status() == http::StatusCode::NOT_FOUND),
+            "{v:?}"
+        );
+        // With a uri it is decided like a read, in either era.
+        let doc = "demo://resource/static/document/architecture.md";
+        let mut v = verdict(
+            &beta,
+            &sessions,
+            &subscribe(&format!(r#"{{"uri":"{doc}"}}"#)),
+        );
+        v.modern(Some("resources/subscribe"));
+        assert!(
+            matches!(v.denial, Some(Denial::Hidden(Capability::Resource, _))),
+            "{v:?}"
+        );
+        // An invalid resources/read stays invalid params.
+        let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{}}"#;
+        let mut v = verdict(&beta, &sessions, read);
+        v.modern(Some("resources/read"));
+        assert!(matches!(v.denial, Some(Denial::InvalidParams(_))), "{v:?}");
     }
 
     #[test]

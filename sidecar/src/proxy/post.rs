@@ -147,10 +147,8 @@ impl Proxy {
             }
         };
         if era == headers::Era::Modern {
-            for v in &mut verdicts {
-                if let Some(Denial::UnknownMethod { modern, .. }) = &mut v.denial {
-                    *modern = true;
-                }
+            for (message, v) in payload.messages().iter().zip(&mut verdicts) {
+                v.modern(message.method());
             }
         }
         let denied = verdicts.iter().any(|v| v.denial.is_some());
