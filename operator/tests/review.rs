@@ -94,8 +94,11 @@ fn report_over_the_examples_matches_the_golden_files() {
     );
     assert_eq!(
         finance.unused_grants,
-        vec!["payments/payments-api/get_transaction"],
-        "refund_* is used through refund_full; list_transactions 10 days ago"
+        vec![
+            "payments/payments-api/get_transaction",
+            "payments/payments-api/resource:payments://statements/{merchantId}/{month}"
+        ],
+        "refund_* is used through refund_full; list_transactions 10 days ago; no statement read"
     );
     let refunds = finance
         .grants
