@@ -132,7 +132,10 @@ pub struct ToolGrant {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     // A schema pattern, not CEL: a CEL rule over 128 × 2048 characters exceeds the API
     // server's cost budget.
-    #[schemars(length(max = 128), inner(length(min = 1, max = 2048), regex(pattern = r"^\S+$")))]
+    #[schemars(
+        length(max = 128),
+        inner(length(min = 1, max = 2048), regex(pattern = r"^\S+$"))
+    )]
     pub resources: Vec<String>,
     /// Prompt names or globs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -52,7 +52,10 @@ async fn conformance_0_1_16_through_the_proxy_matches_the_baseline() {
 fn allowing_everything() -> mcp_warden_sidecar::state::Active {
     everything_rules(|t| {
         t.replace("defaultAction: Deny", "defaultAction: Allow")
-            .replace("defaultResourceAction: Deny", "defaultResourceAction: Allow")
+            .replace(
+                "defaultResourceAction: Deny",
+                "defaultResourceAction: Allow",
+            )
             .replace("defaultPromptAction: Deny", "defaultPromptAction: Allow")
             .replace(
                 "names: [echo, get-*, gzip-file-as-resource, trigger-*, toggle-*]",
@@ -141,4 +144,3 @@ async fn conformance_0_2_at_2025_11_25_through_the_proxy_equals_the_direct_run()
         }
     }
 }
-

@@ -225,8 +225,7 @@ fn grants(inventory: &Inventory) -> (BTreeMap<Key, Vec<Grant>>, Vec<String>) {
                 let used = usage(object, capability);
                 let mut candidates = names.clone();
                 candidates.extend(
-                    (used.iter())
-                        .filter_map(|(n, _)| n.strip_prefix(&prefix).map(str::to_owned)),
+                    (used.iter()).filter_map(|(n, _)| n.strip_prefix(&prefix).map(str::to_owned)),
                 );
                 let entries = rules.entries(capability);
                 for name in &candidates {
@@ -236,8 +235,7 @@ fn grants(inventory: &Inventory) -> (BTreeMap<Key, Vec<Grant>>, Vec<String>) {
                     let pattern = capability.pattern(name);
                     let last_used = (used.iter())
                         .filter(|(n, _)| {
-                            n.strip_prefix(&prefix)
-                                .is_some_and(|n| pattern.matches(n))
+                            n.strip_prefix(&prefix).is_some_and(|n| pattern.matches(n))
                         })
                         .filter_map(|(_, at)| *at)
                         .max();
