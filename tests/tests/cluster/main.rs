@@ -20,6 +20,7 @@
 //! | handover | `leader` | SIGKILL of the leader: the follower takes the Lease within lease duration + retry period of the last renewal (measured) and writes status from then on; SIGTERM of a leader hands over at once |
 //! | review | `review` | `review report` and `review approve` as a ServiceAccount with the documented RBAC |
 //! | injection | `injection` | the API server calls the host operator's webhook (chart caBundle, Service name) for the Pod the ReplicaSet controller creates; an opted-out Pod is not sent |
+//! | kubelet | `kubelet` | the test plays the kubelet for the governed Pod: TokenRequest bound to it, the sidecar container's args and env on the host in front of server-everything; the bundle comes through a real TokenReview, the Python SDK calls through it, a suspension is enforced within 1 s (20 samples), LAST-SEEN shows the usage report |
 //! | webhook down | `injection` | `failurePolicy: Fail`: Pods of an opted-in namespace are refused while no webhook answers |
 //! | rbac | `rbac` | no request of the operator's ServiceAccount was refused (403) by the API server, and no operator logged a refusal; every permission the chart grants was used |
 //! | uninstall | `install` | `helm uninstall` removes every object it created (Pods by garbage collection) and keeps the CRDs and the custom resources |
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 mod injection;
 mod install;
+mod kubelet;
 mod leader;
 mod netpol;
 mod rbac;
@@ -157,6 +159,9 @@ fn scenario(
     t.step("review report and approve", || review::review(cp, seen))?;
     t.step("injection through real admission", || {
         injection::injection(cp, &operators[2])
+    })?;
+    t.step("the kubelet played: the governed Pod's sidecar", || {
+        kubelet::kubelet(cp, &operators[2])
     })?;
     t.step("webhook down: pod creation refused", || {
         injection::webhook_down(cp, &mut operators[2])
