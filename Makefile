@@ -33,7 +33,7 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The cluster suite (tests/tests/cluster.rs) needs k8s-bins, and the mcp-warden-operator binary,
+# The cluster suite (tests/tests/cluster/) needs k8s-bins, and the mcp-warden-operator binary,
 # which the workspace test build makes (the operator crate has integration tests).
 test: peers k8s-bins ## lint, then run the workspace tests (with the cluster suite on a real control plane)
 	@SECONDS=0; $(MAKE) lint; echo "== lint: $${SECONDS}s"

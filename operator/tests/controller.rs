@@ -1,12 +1,15 @@
 //! Controller tests on kube-fake-client + the watch shim: watches feed the right pods' bundles,
-//! status is written (and only when it changes, and only by the leader), time-based transitions
-//! happen at their boundaries, objects that do not deserialize are skipped with a condition.
+//! status is written (and only when it changes), time-based transitions happen at their
+//! boundaries, objects that do not deserialize are skipped with a condition.
+//!
+//! The real suite (`tests/tests/cluster/`) cannot show: transitions at their exact time boundaries
+//! (a manual clock), how many status writes reach the server (counted at the fake), and stored
+//! objects that do not deserialize (the real API server refuses them at its schema).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::{
     Api,
     api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
@@ -512,87 +515,6 @@ spec:
         ("True", expiry)
     );
     assert_eq!(condition(&s.conditions, "Ready").unwrap().status, "False");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_lease_holder_writes_status() {
-    let (c, _) = fake_cluster().await;
-    let a = Operator::start(
-        &c,
-        Arc::new(SystemClock),
-        Leadership::Lease("replica-a".into()),
-    )
-    .await;
-    let b = Operator::start(
-        &c,
-        Arc::new(SystemClock),
-        Leadership::Lease("replica-b".into()),
-    )
-    .await;
-    eventually_async("one leader", 5 * SECOND, || a.is_leader() || b.is_leader()).await;
-    tokio::time::sleep(SECOND).await;
-    assert!(a.is_leader() ^ b.is_leader(), "exactly one leader");
-    let (leader, follower) = if a.is_leader() { (a, b) } else { (b, a) };
-    let lease = Api::<Lease>::namespaced(c.clone(), "mcp-warden")
-        .get("mcp-warden-operator")
-        .await
-        .unwrap();
-    let holder = lease.spec.unwrap().holder_identity.unwrap();
-
-    create(&c, CRS).await;
-    eventually_await("statuses", 5 * SECOND, || async {
-        clients(&c, "agents")
-            .get("bot")
-            .await
-            .unwrap()
-            .status
-            .filter(|s| !s.effective_tools.is_empty())
-    })
-    .await;
-    // The follower indexes everything (it serves the push API) but writes nothing.
-    eventually_async("the follower indexed the CRs", 5 * SECOND, || {
-        follower.index.inventory().len() == (2, 2, 1)
-    })
-    .await;
-    tokio::time::sleep(SECOND).await;
-    assert!(
-        leader.writes() >= 5,
-        "the leader wrote every status: {}",
-        leader.writes()
-    );
-    assert_eq!(follower.writes(), 0, "the follower wrote nothing");
-    assert_eq!(
-        follower.passes(),
-        0,
-        "the follower computed nothing as leader"
-    );
-    println!("leader {holder}: {} writes; follower: 0", leader.writes());
-
-    // The leader stops and releases the lease: the follower takes over and writes.
-    leader.stop().await;
-    eventually_async("the follower leads", 5 * SECOND, || follower.is_leader()).await;
-    create(
-        &c,
-        r#"
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpPolicy
-metadata: {name: late, namespace: team}
-spec: {clients: [{name: other, namespace: agents}], tools: [{toolRef: missing}]}
-"#,
-    )
-    .await;
-    eventually_await("the new leader writes", 5 * SECOND, || async {
-        policies(&c, "team").get("late").await.unwrap().status
-    })
-    .await;
-    assert!(follower.writes() >= 1);
-    let lease = Api::<Lease>::namespaced(c.clone(), "mcp-warden")
-        .get("mcp-warden-operator")
-        .await
-        .unwrap();
-    let spec = lease.spec.unwrap();
-    assert_ne!(spec.holder_identity.unwrap(), holder);
-    assert_eq!(spec.lease_transitions, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

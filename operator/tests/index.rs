@@ -1,4 +1,6 @@
 //! The operator index: who gets which bundle, and only when it changes.
+//!
+//! Pure index, no API server: the real suite sees only its effects (bundles on the push API).
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 

@@ -1,6 +1,8 @@
 //! The incremental republish (only pods whose bundle can contain the changed object) gives
 //! exactly what a full `select` of every subscribed pod gives, over a long pseudo-random sequence
 //! of creates, updates, deletes, status-only updates and pod relabels.
+//!
+//! Pure index, no API server: the real suite cannot afford a long random sequence.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_warden_crds::{

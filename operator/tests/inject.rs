@@ -1,6 +1,9 @@
 //! The injector's rules, on the pure function: who is injected (namespace and pod opt-in and
 //! opt-out), idempotence, every refusal with the annotation or flag it names, and the flags'
 //! checks.
+//!
+//! The real suite (`tests/tests/cluster/`) shows one opt-in and one opt-out through real admission;
+//! every rule and refusal of the pure function is here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::core::v1::Pod;

@@ -4,6 +4,8 @@
 //! `REFRESH_GOLDEN=1 cargo test -p mcp-warden-operator --test inject_cli` rewrites the golden
 //! files instead of failing (review the diff before committing). The `tests` crate validates the
 //! golden files with `kubernetes-validate --strict`.
+//!
+//! No API server is involved (`inject -f` works offline): nothing here is in the real suite.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{

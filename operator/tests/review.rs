@@ -3,6 +3,9 @@
 //! the real binary prints the same CSV; `review approve` on kube-fake-client records the review
 //! and moves `reviewDue`; a real `POST /v1/usage` with per-tool counts reaches
 //! `status.toolUsage`, which the report then reads from the cluster.
+//!
+//! The real suite (`tests/tests/cluster/`) cannot show: the report at a fixed clock against golden
+//! files, and does not show `approve --dry-run`, approve's refusals or `status.toolUsage`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

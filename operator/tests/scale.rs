@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo test -p mcp-warden-operator --release --test scale -- --nocapture` for
 //! production-like figures; debug builds are several times slower.
+//!
+//! The real suite cannot hold these numbers of objects on the build machines: the index alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use mcp_warden_crds::{

@@ -1,6 +1,9 @@
 //! The TokenReview authorizer against a scripted TokenReview API (a tower service standing in
 //! for the API server), and the push API over real HTTPS on loopback with it: pod A's token gets
 //! pod A's stream and usage reports, and is refused for pod B.
+//!
+//! The real suite (`tests/tests/cluster/`) cannot show: an API server that fails or never answers a
+//! TokenReview (503 with Retry-After, not 403), and what is refused before a body is read.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -3,6 +3,9 @@
 //! answer echoes the uid; each returned JSONPatch is applied with `json_patch::patch` and the
 //! result must deserialize as a `k8s_openapi` Pod carrying the sidecar exactly as the install
 //! contract says. The real binary is in `webhook_binary.rs`.
+//!
+//! The real suite (`tests/tests/cluster/`) cannot show: AdmissionReviews the API server never sends
+//! (malformed, wrong kinds), nor every pod shape; it shows one injected and one opted-out Pod.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -1,6 +1,9 @@
 //! The real `mcp-warden-operator run --webhook-listen` binary: it serves the webhook with the
 //! injection flags it was given (image, CA, audience), counts requests in its metrics, and
 //! refuses to start the webhook without TLS.
+//!
+//! The real suite (`tests/tests/cluster/`) cannot show: the binary refusing a webhook without TLS,
+//! and injection flags other than the chart's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

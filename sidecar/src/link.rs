@@ -7,10 +7,14 @@
 //!                            (neither)                    ──► the system's roots
 //! --token-file <projected SA token> ──► re-read for every request (the kubelet rotates it)
 //!                                       ──► Authorization: Bearer … (never logged)
+//! --operator-connect-to <ip:port>    ──► TCP to that address instead of the URL's host and
+//!                                       port; TLS still verifies the URL's host name (curl's
+//!                                       --connect-to): for a test playing the kubelet on a
+//!                                       host that cannot resolve the Service's name
 //! ```
 
 use bytes::Bytes;
-use http::{Method, Request};
+use http::{Method, Request, Uri};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
@@ -18,7 +22,12 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use rustls::pki_types::{CertificateDer, pem::PemObject};
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 /// Why the link to the operator cannot be set up or used.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +46,11 @@ pub enum LinkError {
     /// The request cannot be built (a header the token file holds is not valid).
     #[error("cannot build the request: {0}")]
     Request(String),
+    /// `--operator-connect-to` would send the token in clear off the host.
+    #[error(
+        "--operator-connect-to {0}: an http operator URL may only be redirected to a loopback address"
+    )]
+    ConnectTo(SocketAddr),
     /// The token file cannot be read.
     #[error("cannot read the token file {path}: {message}")]
     Token {
@@ -57,7 +71,7 @@ pub enum Trust {
     Pem(Vec<u8>),
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<HttpsConnector<Dial>, Full<Bytes>>;
 
 /// A client of one operator.
 #[derive(Clone, Debug)]
@@ -66,6 +80,42 @@ pub struct Link {
     token_file: Option<PathBuf>,
     client: HttpsClient,
     trust: Trust,
+    connect_to: Option<SocketAddr>,
+}
+
+/// The TCP connections under the TLS layer: to the URL's host and port, or to one fixed address
+/// (`--operator-connect-to`). The TLS layer above still gets the URL and checks its host name.
+#[derive(Clone, Debug)]
+struct Dial {
+    tcp: HttpConnector,
+    /// `http://<--operator-connect-to>/`, when given.
+    to: Option<Uri>,
+}
+
+impl Dial {
+    fn new(connect_to: Option<SocketAddr>) -> Self {
+        let mut tcp = HttpConnector::new();
+        // The TLS layer decides the scheme; this one only dials.
+        tcp.enforce_http(false);
+        Self {
+            tcp,
+            to: connect_to.and_then(|addr| format!("http://{addr}/").parse().ok()),
+        }
+    }
+}
+
+impl tower::Service<Uri> for Dial {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.tcp.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        self.tcp.call(self.to.clone().unwrap_or(dst))
+    }
 }
 
 impl Link {
@@ -90,12 +140,28 @@ impl Link {
             }
             _ => return Err(url_error("the scheme must be https".into())),
         }
-        let connector = connector(trust)?;
+        let connector = connector(trust, None)?;
         Ok(Self {
             base: parsed,
             token_file,
             client: Client::builder(TokioExecutor::new()).build(connector),
             trust: trust.clone(),
+            connect_to: None,
+        })
+    }
+
+    /// The same operator, reached at `addr` instead of the URL's host and port; the operator's
+    /// certificate is still checked for the URL's host name (`--operator-connect-to`, like curl's
+    /// `--connect-to`). An http URL may only be redirected to a loopback address.
+    pub fn connecting_to(self, addr: SocketAddr) -> Result<Self, LinkError> {
+        if self.base.scheme() == "http" && !addr.ip().is_loopback() {
+            return Err(LinkError::ConnectTo(addr));
+        }
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new())
+                .build(connector(&self.trust, Some(addr))?),
+            connect_to: Some(addr),
+            ..self
         })
     }
 
@@ -106,7 +172,7 @@ impl Link {
         Ok(Self {
             client: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(0)
-                .build(connector(&self.trust)?),
+                .build(connector(&self.trust, self.connect_to)?),
             ..self.clone()
         })
     }
@@ -168,7 +234,10 @@ impl Link {
     }
 }
 
-fn connector(trust: &Trust) -> Result<HttpsConnector<HttpConnector>, LinkError> {
+fn connector(
+    trust: &Trust,
+    connect_to: Option<SocketAddr>,
+) -> Result<HttpsConnector<Dial>, LinkError> {
     let ring = || rustls::crypto::ring::default_provider();
     let builder = match trust {
         Trust::System => HttpsConnectorBuilder::new()
@@ -181,7 +250,7 @@ fn connector(trust: &Trust) -> Result<HttpsConnector<HttpConnector>, LinkError> 
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .build())
+        .wrap_connector(Dial::new(connect_to)))
 }
 
 /// A rustls client configuration trusting exactly the CA certificates in `pem`.
@@ -279,6 +348,83 @@ mod tests {
         assert!(matches!(
             link.request(Method::GET, &url, None, Bytes::new()),
             Err(LinkError::Token { .. })
+        ));
+    }
+
+    /// A TLS server on 127.0.0.1 with a certificate for `name` that answers one HTTP/1.1 `ok`
+    /// per connection; its address.
+    async fn tls_server(name: &str) -> (SocketAddr, Vec<u8>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let cert = mcp_warden_test_support::tls::self_signed_for(&[name]);
+        let mut config = (*cert.server).clone();
+        config.alpn_protocols.clear(); // HTTP/1.1 only: the answer below is written by hand
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = vec![0; 4096];
+                    let mut read = Vec::new();
+                    while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (addr, cert.cert_pem.into_bytes())
+    }
+
+    async fn get(link: &Link) -> Result<u16, String> {
+        let url = link.url("v1/watch", &[]);
+        let request = link
+            .request(Method::GET, &url, None, Bytes::new())
+            .map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), link.send(request))
+            .await
+            .map_err(|_| "no answer within 10 s".to_owned())??;
+        Ok(answer.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn connect_to_dials_elsewhere_and_still_verifies_the_urls_name() {
+        const NAME: &str = "mcp-warden-operator.mcp-warden.svc";
+        let base = format!("https://{NAME}:8443");
+        let (addr, ca) = tls_server(NAME).await;
+        let link = Link::new(&base, &Trust::Pem(ca.clone()), None).unwrap();
+        // The name does not resolve here: without the override there is no connection.
+        assert!(get(&link).await.is_err());
+        let redirected = link.connecting_to(addr).unwrap();
+        assert_eq!(get(&redirected).await, Ok(200));
+        assert_eq!(get(&redirected.unpooled().unwrap()).await, Ok(200));
+        // A certificate for another name, from a trusted CA, is refused: the name checked is the
+        // URL's, not the address dialled.
+        let (other, other_ca) = tls_server("someone-else.example").await;
+        let link = Link::new(&base, &Trust::Pem(other_ca), None)
+            .unwrap()
+            .connecting_to(other)
+            .unwrap();
+        let err = get(&link).await.unwrap_err();
+        assert!(err.contains("certificate"), "{err}");
+        // An http URL may not be redirected off the host (the token would travel in clear).
+        let http = Link::new("http://127.0.0.1:1", &Trust::System, None).unwrap();
+        let off_host: SocketAddr = "10.0.0.1:8443".parse().unwrap();
+        assert!(matches!(
+            http.connecting_to(off_host),
+            Err(LinkError::ConnectTo(_))
         ));
     }
 }

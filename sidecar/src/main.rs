@@ -77,6 +77,11 @@ struct RunArgs {
     /// Operator mode: the same CA as PEM text (set by the injector from the operator's CA).
     #[arg(long, env = "MCP_WARDEN_OPERATOR_CA", hide_env_values = true)]
     operator_ca_pem: Option<String>,
+    /// Operator mode, for tests and debugging: open connections to this address instead of the
+    /// --operator URL's host and port; the operator's certificate is still verified for the
+    /// URL's host name (like curl's --connect-to).
+    #[arg(long, requires = "operator")]
+    operator_connect_to: Option<SocketAddr>,
     /// Operator mode: seconds between usage reports to the operator (0: no reports).
     #[arg(long, default_value_t = 10)]
     usage_interval_seconds: u64,
@@ -314,8 +319,12 @@ async fn serve(args: RunArgs) -> Result<(), String> {
                     (None, Some(pem)) => link::Trust::Pem(pem.clone().into_bytes()),
                     (None, None) => link::Trust::System,
                 };
-            let link = link::Link::new(operator, &trust, args.token_file.clone())
+            let mut link = link::Link::new(operator, &trust, args.token_file.clone())
                 .map_err(|e| e.to_string())?;
+            if let Some(addr) = args.operator_connect_to {
+                tracing::info!(%addr, operator = %operator, "--operator-connect-to: connecting to {addr}, verifying the certificate for the URL's host");
+                link = link.connecting_to(addr).map_err(|e| e.to_string())?;
+            }
             if args.usage_interval_seconds > 0 {
                 reporter = Some(usage::Reporter {
                     link: link.unpooled().map_err(|e| e.to_string())?,

@@ -1,4 +1,4 @@
-//! TLS for tests on loopback: a fresh self-signed certificate for `localhost`.
+//! TLS for tests on loopback: a fresh self-signed certificate for `localhost` (or other names).
 
 use std::sync::Arc;
 
@@ -17,9 +17,14 @@ pub struct SelfSigned {
 
 /// A new self-signed certificate for `localhost` (installs ring as rustls' provider first).
 pub fn self_signed() -> SelfSigned {
+    self_signed_for(&["localhost"])
+}
+
+/// A new self-signed certificate for the DNS `names` (installs ring as rustls' provider first).
+pub fn self_signed_for(names: &[&str]) -> SelfSigned {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("a self-signed certificate");
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let cert = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(cert.cert.der().clone())

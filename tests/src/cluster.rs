@@ -1,4 +1,4 @@
-//! A real Kubernetes control plane for the cluster suite (`tests/tests/cluster.rs`): etcd,
+//! A real Kubernetes control plane for the cluster suite (`tests/tests/cluster/`): etcd,
 //! kube-apiserver (RBAC, ServiceAccount issuer, admission webhooks, audit log) and
 //! kube-controller-manager on 127.0.0.1, started by `scripts/control-plane.sh` from the binaries
 //! `scripts/k8s-bins.sh` builds (`make k8s-bins`, run by `make test`), and driven with the real

@@ -37,7 +37,7 @@ pub const CRD_DIRS: [&str; 2] = ["crds/manifests", "charts/mcp-warden/crds"];
 /// version k8s-openapi is built for.
 pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.29.0", "1.36.0"];
 
-// Re-exported for tests/src/cluster.rs and tests/tests/cluster.rs, which import them from here;
+// Re-exported for tests/src/cluster.rs and tests/tests/cluster/, which import them from here;
 // new code imports them from `mcp_warden_test_support`.
 pub use mcp_warden_test_support::{peers_dir, repo_root};
 

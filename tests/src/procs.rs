@@ -2,7 +2,7 @@
 //! operator built by the same `cargo test` run, and what their metrics say. The generic pieces
 //! (a process killed on drop, free ports, the peers, the IdP) are in `mcp-warden-test-support`.
 
-// Re-exported for tests/src/cluster.rs, tests/tests/cluster.rs and tests/tests/oauth_handshake.rs,
+// Re-exported for tests/src/cluster.rs, tests/tests/cluster/ and tests/tests/oauth_handshake.rs,
 // which import them from here; new code imports them from `mcp_warden_test_support`.
 use mcp_warden_test_support::try_eventually;
 pub use mcp_warden_test_support::{

@@ -519,21 +519,3 @@ pub async fn http(
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
-
-/// A plain-HTTP `GET` on 127.0.0.1 (admin port, or the push API without TLS), with a bearer
-/// token when given; the response with its body unread (push streams never end).
-pub async fn http_get(
-    port: u16,
-    path: &str,
-    bearer: Option<&str>,
-) -> Response<hyper::body::Incoming> {
-    let mut sender = connect(port).await;
-    let mut req = Request::get(path).header(http::header::HOST, "localhost");
-    if let Some(token) = bearer {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    sender
-        .send_request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap()
-}
