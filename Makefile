@@ -12,7 +12,7 @@ CARGO ?= cargo
 # cargo-nextest when installed, plain cargo test otherwise.
 TEST_CMD := $(if $(shell command -v cargo-nextest 2>/dev/null),$(CARGO) nextest run --workspace,$(CARGO) test --workspace)
 
-.PHONY: help peers k8s-bins build gen lint test e2e demo bench fuzz clean clean-peers
+.PHONY: help peers k8s-bins build gen lint test e2e demo bench fuzz image clean clean-peers
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z][a-z0-9-]*:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -44,6 +44,9 @@ e2e: peers ## run the ignored end-to-end tests (they skip when there is no kube 
 
 demo: peers ## the main job: a standalone sidecar in front of a real MCP server, calls allowed and denied
 	@bash scripts/demo.sh
+
+image: ## build both images from the Dockerfile without a Docker engine (buildah, vfs) and run their --help
+	@scripts/image.sh
 
 bench: ## run the benchmarks
 	@if [[ -f bench/run.sh ]]; then bash bench/run.sh; else echo "the benchmarks come with the benchmark issue"; fi

@@ -393,21 +393,4 @@ mod tests {
         usage.listed(["c"]);
         assert_eq!(usage.take().1.unwrap().len(), 3);
     }
-
-    #[test]
-    fn the_wire_format_is_the_operators() {
-        let mut c = ClientUsage {
-            namespace: "agents".into(),
-            name: "bot".into(),
-            calls: 3,
-            ..ClientUsage::default()
-        };
-        c.tools.insert("echo".into(), 3);
-        c.last_seen = Some(Timestamp::from_second(0).unwrap());
-        assert_eq!(
-            serde_json::to_value(&c).unwrap(),
-            serde_json::json!({"namespace": "agents", "name": "bot", "calls": 3,
-                "tools": {"echo": 3}, "lastSeen": "1970-01-01T00:00:00Z"})
-        );
-    }
 }

@@ -89,7 +89,7 @@ pub struct ClientUsage {
     #[serde(default)]
     pub calls: u64,
     /// Denied requests, by the sidecar's denial reason (`not_granted`, `rate_limited`, …).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub denials: BTreeMap<String, u64>,
     /// The last request from this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,4 +132,35 @@ pub struct ToolsSeen {
     pub name: String,
     /// Tool names from the upstream's `tools/list`.
     pub tools_seen: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_camel_case_omit_what_is_empty_and_read_older_ones() {
+        let mut c = ClientUsage {
+            namespace: "agents".into(),
+            name: "bot".into(),
+            calls: 3,
+            ..ClientUsage::default()
+        };
+        c.tools.insert("echo".into(), 3);
+        c.last_seen = Timestamp::from_second(0).ok();
+        let json = serde_json::to_value(&c).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({"namespace": "agents", "name": "bot", "calls": 3,
+                "tools": {"echo": 3}, "lastSeen": "1970-01-01T00:00:00Z"})
+        );
+        // A report of a sidecar from before resources, prompts and the bypass check.
+        let older: Result<UsageReport, _> = serde_json::from_value(serde_json::json!({
+            "namespace": "team", "pod": "p", "bootId": "b", "seq": 1,
+            "clients": [json], "runaway": [], "tools": []
+        }));
+        let older = older.unwrap_or_default();
+        assert_eq!(older.clients, [c]);
+        assert_eq!(older.bypassable, None);
+    }
 }
