@@ -1,0 +1,303 @@
+//! A hostile upstream: answers the sidecar must read, never pass unread.
+
+use super::*;
+
+pub(crate) const TOOLS_SHOWN: &str = r#"{"name":"echo","description":"Echoes back the input","inputSchema":{"type":"object"}},{"name":"get-sum","description":"Adds","inputSchema":{"type":"object"}},{"name":"get-tiny-image","description":"A PNG","inputSchema":{"type":"object"}}"#;
+pub(crate) const GET_ENV: &str =
+    r#"{"name":"get-env","description":"Dumps the environment","inputSchema":{"type":"object"}}"#;
+
+pub(crate) fn all_tools() -> String {
+    format!("[{TOOLS_SHOWN},{GET_ENV}]")
+}
+
+pub(crate) fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `data` as a real gzip member (deflate "stored" blocks): any client would inflate it.
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let blocks: Vec<&[u8]> = data.chunks(65535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        out.push(u8::from(i + 1 == blocks.len()));
+        let len = u16::try_from(block.len()).unwrap();
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+    out
+}
+
+pub(crate) fn answer(
+    content_type: &str,
+    body: Vec<u8>,
+    extra: &[(&str, &str)],
+) -> http::Response<tap::Body> {
+    let mut b = http::Response::builder()
+        .status(200)
+        .header("content-type", content_type);
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(tap::full(body)).unwrap()
+}
+
+/// The tools/list answer for `mode` (the request's id is 1).
+pub(crate) fn hostile_list(mode: char) -> http::Response<tap::Body> {
+    let ok = |id: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":{}}}}}"#,
+            all_tools()
+        )
+    };
+    let json = "application/json";
+    match mode {
+        'a' => {
+            let mut body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{TOOLS_SHOWN},{{"name":"get-env","description":"Dumps "#).into_bytes();
+            body.extend_from_slice(b"\xff\xfe");
+            body.extend_from_slice(br#" the environment","inputSchema":{"type":"object"}}]}}"#);
+            answer(json, body, &[])
+        }
+        'b' => answer(
+            json,
+            [b"\xEF\xBB\xBF".as_slice(), ok("1").as_bytes()].concat(),
+            &[],
+        ),
+        'c' => answer(
+            json,
+            gzip(ok("1").as_bytes()),
+            &[("content-encoding", "gzip")],
+        ),
+        'd' => answer("text/plain", ok("1").into_bytes(), &[]),
+        'e' => answer(json, ok("2").into_bytes(), &[]),
+        'f' => answer(json, ok("1.0").into_bytes(), &[]),
+        'g' => {
+            let event = format!(
+                "event: message\nid: ev-1\ndata: {{\"id\":1,\"method\":\"x\",\"result\":{{\"tools\":{}}}}}\n\n",
+                all_tools()
+            );
+            answer("text/event-stream", event.into_bytes(), &[])
+        }
+        'h' => answer(
+            json,
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{TOOLS_SHOWN}],"tools":{}}}}}"#,
+                all_tools()
+            )
+            .into_bytes(),
+            &[],
+        ),
+        _ => answer(json, ok("1").into_bytes(), &[]),
+    }
+}
+
+pub(crate) async fn hostile(
+    req: http::Request<hyper::body::Incoming>,
+    mode: Arc<Mutex<char>>,
+    served: Arc<AtomicUsize>,
+    sessions: Arc<AtomicUsize>,
+) -> http::Response<tap::Body> {
+    if req.method() != http::Method::POST {
+        return http::Response::builder()
+            .status(405)
+            .body(tap::full(""))
+            .unwrap();
+    }
+    let bytes = http_body_util::Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let msg: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let id = msg.get("id").cloned();
+    match (msg["method"].as_str(), id) {
+        (_, None) => http::Response::builder()
+            .status(202)
+            .body(tap::full(""))
+            .unwrap(),
+        (Some("initialize"), Some(id)) => {
+            let n = sessions.fetch_add(1, Ordering::Relaxed);
+            let body = json!({"jsonrpc": "2.0", "id": id, "result": {
+                "protocolVersion": msg.pointer("/params/protocolVersion").cloned().unwrap_or(json!(VERSION)),
+                "capabilities": {"tools": {}}, "serverInfo": {"name": "hostile", "version": "0"}}});
+            answer(
+                "application/json",
+                body.to_string().into_bytes(),
+                &[("mcp-session-id", &format!("hostile-{n}"))],
+            )
+        }
+        (Some("tools/list"), Some(_)) => {
+            served.fetch_add(1, Ordering::Relaxed);
+            let m = *mode.lock().unwrap();
+            hostile_list(m)
+        }
+        (_, Some(id)) => {
+            let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "Method not found"}});
+            answer("application/json", body.to_string().into_bytes(), &[])
+        }
+    }
+}
+
+#[test]
+pub(crate) fn hostile_upstream_answers_never_show_a_hidden_tool() {
+    let mode = Arc::new(Mutex::new('0'));
+    let served = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (mode, served, sessions) =
+            (mode.clone(), served.clone(), Arc::new(AtomicUsize::new(0)));
+        tap::serve(move |req| hostile(req, mode.clone(), served.clone(), sessions.clone()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let idp = oidc_provider(RESOURCE, 0)
+        .unwrap_or_else(|e| panic!("oidc-provider is needed ({e}): run `make peers`"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("everything.yaml");
+    std::fs::write(&config, config_text(Kind::Everything, &idp.issuer)).unwrap();
+    let (_sidecar, addrs) = sidecar(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--upstream",
+        &format!("http://{}/mcp", server.addr),
+    ])
+    .unwrap_or_else(|e| {
+        panic!("{e}\n(build the binaries first: `cargo build -p mcp-warden-sidecar --bins`)")
+    });
+    let url = format!("{}/mcp", addrs.base);
+    let token = idp
+        .token(BETA, "mcp:tools.list")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = Kind::Everything.beta_tools();
+    // (mode, label, a filtered list is acceptable, no answer at all is acceptable)
+    let modes = [
+        (
+            '0',
+            "control: a well-formed full list → filtered",
+            true,
+            false,
+        ),
+        (
+            'a',
+            "(a) invalid UTF-8 in a tool description → withheld",
+            false,
+            false,
+        ),
+        (
+            'b',
+            "(b) a UTF-8 BOM before the JSON → withheld",
+            false,
+            false,
+        ),
+        ('c', "(c) Content-Encoding: gzip → withheld", false, false),
+        ('d', "(d) Content-Type: text/plain → withheld", false, false),
+        (
+            'e',
+            "(e) the full list under id 2 for request 1 → withheld",
+            false,
+            false,
+        ),
+        (
+            'f',
+            "(f) the full list under id 1.0 → filtered or withheld",
+            true,
+            false,
+        ),
+        (
+            'g',
+            "(g) SSE event {id:1, method:x, result:{tools}} → filtered, dropped or withheld",
+            true,
+            true,
+        ),
+        (
+            'h',
+            "(h) \"tools\" twice in the result → withheld",
+            false,
+            false,
+        ),
+    ];
+    let mut report = Report::new("hostile upstream");
+    let direct = format!("http://{}/mcp", server.addr);
+    report.case(
+        "notifications/initialized: the upstream's 202 reaches the client",
+        || notifications(&url, token.clone(), &direct),
+    );
+    for (m, label, filtered_ok, dropped_ok) in modes {
+        report.case(label, || {
+            *mode.lock().unwrap() = m;
+            let beta = Client::connect(&url, Some(token.clone()), VERSION)?;
+            let before = served.load(Ordering::Relaxed);
+            let r = beta.post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)?;
+            ensure!(
+                served.load(Ordering::Relaxed) == before + 1,
+                "the hostile upstream did not receive the tools/list"
+            );
+            ensure!(
+                !r.text().contains("get-env"),
+                "agent-beta SAW get-env: {}",
+                r.summary()
+            );
+            ensure!(
+                r.header("content-encoding").is_none_or(|e| e == "identity"),
+                "a compressed answer reached the client unread: {:?}",
+                r.headers
+            );
+            match r.reply(&json!(1)) {
+                Some(reply) if reply.get("result").is_some() => {
+                    let tools: BTreeSet<String> = reply
+                        .pointer("/result/tools")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                        .collect();
+                    ensure!(
+                        filtered_ok,
+                        "expected the answer withheld (-32603), got a list: {}",
+                        r.summary()
+                    );
+                    ensure!(tools == shown, "expected exactly {shown:?}, got {tools:?}");
+                    eprintln!("[hostile upstream] {label}: filtered (id {})", reply["id"]);
+                }
+                Some(reply) => {
+                    let code = reply.pointer("/error/code").and_then(Value::as_i64);
+                    let message = reply
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    ensure!(
+                        code == Some(-32603) && message.contains("withheld"),
+                        "expected -32603 \"… withheld …\", got {}",
+                        r.summary()
+                    );
+                    ensure!(
+                        m != '0',
+                        "the well-formed list was withheld: {}",
+                        r.summary()
+                    );
+                    eprintln!(
+                        "[hostile upstream] {label}: withheld (HTTP {}: {message})",
+                        r.status
+                    );
+                }
+                None => {
+                    ensure!(dropped_ok, "no answer to request 1: {}", r.summary());
+                    eprintln!("[hostile upstream] {label}: dropped ({})", r.summary());
+                }
+            }
+            Ok(())
+        });
+    }
+    report.finish();
+}
