@@ -339,8 +339,9 @@ pub fn authorize(
 pub struct Event<'a> {
     /// The JSON-RPC method, or `GET`/`DELETE`.
     pub method: &'a str,
-    /// The tool of a `tools/call`.
-    pub tool: Option<&'a str>,
+    /// What the message uses: the tool of a `tools/call`, the resource of a `resources/read`,
+    /// the prompt of a `prompts/get` …
+    pub used: Option<(Capability, &'a str)>,
     /// The McpClient, when identified.
     pub client: Option<&'a ObjectRef>,
     /// The decision reason.
@@ -367,21 +368,31 @@ pub fn record(shared: &super::Shared, e: Event<'_>) {
         && client.kind == mcp_warden_policy::Kind::McpClient
     {
         let denied = (!e.allowed).then_some(e.reason);
-        usage.observe(client, e.method, e.tool, denied, Timestamp::now());
+        let tool = e
+            .used
+            .filter(|(c, _)| *c == Capability::Tool)
+            .map(|(_, t)| t);
+        usage.observe(client, e.method, tool, denied, Timestamp::now());
     }
     // Fields are formatted only when the event is enabled (allowed calls log at `debug`).
     let (client, decided_by) = (e.client.map(display), e.decided_by.map(display));
+    let named = |capability| e.used.filter(|(c, _)| *c == capability).map(|(_, n)| n);
+    let (tool, resource, prompt) = (
+        named(Capability::Tool),
+        named(Capability::Resource),
+        named(Capability::Prompt),
+    );
     let id = e.id.map(|id| display(id.as_json()));
     if e.allowed {
         tracing::debug!(
             target: "mcp_warden::decision",
-            method = e.method, tool = e.tool, client, reason = e.reason, decided_by, id,
+            method = e.method, tool, resource, prompt, client, reason = e.reason, decided_by, id,
             session = e.session, would = e.would, allowed = true, "allowed"
         );
     } else {
         tracing::warn!(
             target: "mcp_warden::decision",
-            method = e.method, tool = e.tool, client, reason = e.reason, decided_by, id,
+            method = e.method, tool, resource, prompt, client, reason = e.reason, decided_by, id,
             session = e.session, allowed = false, "denied"
         );
     }

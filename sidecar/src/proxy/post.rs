@@ -175,7 +175,7 @@ impl Proxy {
                 };
             let event = Event {
                 method: message.label(),
-                tool: verdict.tool(),
+                used: verdict.used.as_ref().map(|(c, n)| (*c, n.as_str())),
                 client,
                 reason: forwarded_reason,
                 would: verdict.would,

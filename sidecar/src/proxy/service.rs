@@ -279,7 +279,7 @@ impl Proxy {
         }
         let event = Event {
             method: label,
-            tool: None,
+            used: None,
             client: Some(&access.client),
             reason: "allowed",
             would: None,
@@ -401,7 +401,7 @@ impl Proxy {
         };
         let event = Event {
             method,
-            tool: None,
+            used: None,
             client: client.as_ref(),
             reason: denial.reason(),
             would: None,
