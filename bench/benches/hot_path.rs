@@ -19,9 +19,9 @@ use mcp_warden_policy::{Call, Kind, ObjectRef, RuleSet, authenticate, decide};
 use mcp_warden_sidecar::{
     audit::{AuditConfig, Auditor, Redaction},
     auth::{AuthConfig, Authenticator},
-    config::{Selection, load_config},
     proxy::{filter::filter_list, jsonrpc},
     quota::{QuotaConfig, Quotas},
+    source::file::{Selection, load_config},
 };
 use std::{hint::black_box, time::Duration};
 

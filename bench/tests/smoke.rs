@@ -9,11 +9,11 @@ use mcp_warden_bench::{audit_load, fixture, issuer};
 use mcp_warden_sidecar::{
     audit::{AuditConfig, Auditor},
     auth::Authenticator,
-    config::{Selection, load_config},
     metrics::Metrics,
     proxy::{self, Shared},
     quota::Quotas,
     settings::Settings,
+    source::file::{Selection, load_config},
     state::{Active, Live},
 };
 use mcp_warden_test_support::Proc;

@@ -1,14 +1,17 @@
 //! The mcp-warden sidecar: a transparent MCP Streamable HTTP proxy that governs one MCP server.
 //!
 //! ```text
-//!  MCP client ──HTTP──► proxy::serve ─┬─ origin/host check (DNS rebinding)         → 403
-//!                                     ├─ auth::Authenticator (JWT, JWKS, cache)   → 401 + PRM challenge
+//!  MCP client ──HTTP──► proxy::serve ─┬─ origin/host check (DNS rebinding)          → 403
+//!                                     ├─ auth::Authenticator (JWT, JWKS, cache)    → 401 + PRM challenge
 //!                                     ├─ policy::authenticate (McpClient lifecycle) → 403/401 denial
-//!                                     ├─ per message: policy Caller::call_tool     → unknown tool / 403 step-up
+//!                                     ├─ per message: policy Caller::call(tool, resource, prompt)
+//!                                     │     → hidden as unknown / 403 step-up; quotas; audit
 //!                                     ├─ forward (no Authorization, hop-by-hop stripped) ─► upstream MCP server
-//!                                     └─ response: JSON or SSE streamed event by event;
-//!                                        tools/list filtered per caller
-//!  config: --config file ─► config::load_config ─► state::Live (atomic swap, hot reload)
+//!                                     └─ response: JSON or SSE read event by event; lists filtered
+//!                                        per caller; server requests decided (proxy::server_requests)
+//!  config: source::{file, reload} (standalone) | source::{link, operator} (pushed)
+//!          ─► state::Live (atomic swap; open streams re-check their caller)
+//!  reports: usage (to the operator), bypass (is the upstream reachable around the sidecar?)
 //!  admin:  /ready /live /metrics
 //! ```
 
@@ -20,17 +23,14 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod bypass;
-pub mod config;
-pub mod link;
 pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod quota;
-pub mod reload;
 pub mod runtime;
 pub mod sched;
 pub mod settings;
+pub mod source;
 pub mod state;
-pub mod stream;
 pub mod tls;
 pub mod usage;

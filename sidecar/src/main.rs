@@ -5,8 +5,15 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcp_warden_sidecar::{
-    admin, audit, auth::Authenticator, bypass, config, link, metrics::Metrics, proxy, quota,
-    reload, runtime, settings::Settings, state::Live, stream, tls, usage,
+    admin, audit,
+    auth::Authenticator,
+    bypass,
+    metrics::Metrics,
+    proxy, quota, runtime,
+    settings::Settings,
+    source::{file, link, operator, reload},
+    state::Live,
+    tls, usage,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -188,10 +195,10 @@ enum LogFormat {
     Json,
 }
 
-fn selection(args: &SelectArgs) -> Result<config::Selection, String> {
+fn selection(args: &SelectArgs) -> Result<file::Selection, String> {
     match args.workload.as_deref() {
-        None => Ok(config::Selection::OnlyTool),
-        Some(w) => config::workload(w, args.labels.as_deref()).map(config::Selection::Workload),
+        None => Ok(file::Selection::OnlyTool),
+        Some(w) => file::workload(w, args.labels.as_deref()).map(file::Selection::Workload),
     }
 }
 
@@ -214,7 +221,7 @@ fn check(path: &std::path::Path, select: &SelectArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match config::load_config(path, &selection) {
+    match file::load_config(path, &selection) {
         Ok((bundle, rules)) => {
             println!(
                 "ok: {} governs {} ({} tool, {} resource and {} prompt entries, {} clients, {} policies), version {}",
@@ -334,7 +341,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
                     bypass: bypass.clone(),
                 });
             }
-            let source = stream::StreamSource {
+            let source = operator::StreamSource {
                 link,
                 namespace,
                 pod,
@@ -342,8 +349,8 @@ async fn serve(args: RunArgs) -> Result<(), String> {
                 state_dir: args.state_dir.clone(),
                 idle_timeout: Duration::from_secs(args.operator_idle_timeout_seconds.max(1)),
             };
-            stream::load_persisted(&source, &live, &metrics);
-            tokio::spawn(stream::run(source, live.clone(), metrics.clone()))
+            operator::load_persisted(&source, &live, &metrics);
+            tokio::spawn(operator::run(source, live.clone(), metrics.clone()))
         }
         _ => return Err("give --config <file|folder> (standalone) or --operator <url>".into()),
     };

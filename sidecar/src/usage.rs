@@ -22,7 +22,7 @@
 //! bounded: at most [`MAX_CLIENTS`] clients and [`MAX_TOOLS`] tool names per client between two
 //! reports (a caller cycling through invented names cannot grow memory).
 
-use crate::{link::Link, proxy::Shared};
+use crate::{proxy::Shared, source::link::Link};
 use bytes::Bytes;
 use http::Method;
 use jiff::Timestamp;

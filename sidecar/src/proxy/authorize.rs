@@ -402,8 +402,8 @@ pub fn record(shared: &super::Shared, e: Event<'_>) {
 mod tests {
     use super::*;
     use crate::{
-        config::{self, Selection},
         proxy::jsonrpc::{self, Payload},
+        source::file::{self, Selection},
     };
 
     /// `examples/everything`, with basic-tools in Audit mode when `audit`.
@@ -420,7 +420,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
         std::fs::write(&file, text).unwrap();
-        let (bundle, rules) = config::load_config(&file, &Selection::OnlyTool).unwrap();
+        let (bundle, rules) = file::load_config(&file, &Selection::OnlyTool).unwrap();
         Arc::new(Active::new(rules, bundle))
     }
 

@@ -173,7 +173,7 @@ impl Replier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, Selection};
+    use crate::source::file::{self, Selection};
 
     fn rules(extra: &str) -> RuleSet {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -186,7 +186,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
         std::fs::write(&file, text).unwrap();
-        config::load_config(&file, &Selection::OnlyTool).unwrap().1
+        file::load_config(&file, &Selection::OnlyTool).unwrap().1
     }
 
     #[test]

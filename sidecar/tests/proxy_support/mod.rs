@@ -23,10 +23,10 @@ use hyper_util::{
 };
 use mcp_warden_sidecar::{
     auth::Authenticator,
-    config::{self, Selection},
     metrics::Metrics,
     proxy::{self, Shared},
     settings::Settings,
+    source::file::{self, Selection},
     state::{Active, Live},
 };
 use mcp_warden_test_support::{Proc, free_port, repo_root};
@@ -112,7 +112,7 @@ pub fn everything_rules(edit: impl Fn(String) -> String) -> Active {
     let file = dir.path().join("everything.yaml");
     std::fs::write(&file, edit(text)).unwrap();
     let (bundle, rules) =
-        config::load_config(&file, &Selection::OnlyTool).expect("the example config compiles");
+        file::load_config(&file, &Selection::OnlyTool).expect("the example config compiles");
     Active::new(rules, bundle)
 }
 

@@ -14,8 +14,8 @@
 //! The same `compile` as file mode, so both enforce the same thing for the same CRs.
 
 use crate::{
-    link::Link,
     metrics::Metrics,
+    source::link::Link,
     state::{Active, Live},
 };
 use bytes::{Bytes, BytesMut};

@@ -14,8 +14,8 @@
 //! it every poll on the request thread delayed calls by about a millisecond each time.
 
 use crate::{
-    config::{self, Selection},
     metrics::Metrics,
+    source::file::{self, Selection},
     state::{Active, Live},
 };
 use sha2::{Digest, Sha256};
@@ -79,7 +79,7 @@ pub fn load_and_install(
     live: &Live,
     metrics: &Metrics,
 ) -> bool {
-    match config::load_config(path, selection) {
+    match file::load_config(path, selection) {
         Ok((bundle, rules)) => {
             let version = bundle.version.clone();
             for problem in &rules.problems {
