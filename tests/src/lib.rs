@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cases;
 pub mod cluster;
 pub mod helm;
 pub mod mcp;

@@ -227,7 +227,7 @@ pub(crate) fn hostile_upstream_answers_never_show_a_hidden_tool() {
             false,
         ),
     ];
-    let mut report = Report::new("hostile upstream");
+    let mut report = Cases::new("hostile upstream");
     let direct = format!("http://{}/mcp", server.addr);
     report.case(
         "notifications/initialized: the upstream's 202 reaches the client",

@@ -21,6 +21,8 @@ use mcp_warden_test_support::{
     Idp, Proc, oidc_provider, peer_file, poll, repo_root, server_everything,
 };
 use mcp_warden_tests::{
+    cases::Cases,
+    ensure,
     procs::{SidecarAddrs, enforced_version, sidecar, workspace_bin},
     tap::{self, Recorded, Tap},
 };
@@ -29,7 +31,6 @@ use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, TcpStream},
-    panic::AssertUnwindSafe,
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -51,14 +52,6 @@ const ALPHA_LINE: &str = "  description: Demo agent with broad access to the tes
 /// The most the sidecar may hold while refusing a tokenless flood (docs/denials.md: O(1) per
 /// caller without a valid token).
 const RSS_LIMIT_KIB: u64 = 128 * 1024;
-
-macro_rules! ensure {
-    ($cond:expr, $($arg:tt)+) => {
-        if !$cond {
-            return Err(format!($($arg)+));
-        }
-    };
-}
 
 mod floods;
 mod gate;
@@ -390,66 +383,13 @@ fn unauthenticated_records(path: &Path) -> Vec<Value> {
 // The report: every case runs, all results are listed, then the test fails if any failed
 // ------------------------------------------------------------------------------------------
 
-struct Report {
-    label: String,
-    results: Vec<(String, Result<(), String>)>,
-}
-
-impl Report {
-    fn new(label: &str) -> Self {
-        Self {
-            label: label.to_owned(),
-            results: Vec::new(),
-        }
-    }
-
-    fn case(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-            Err(p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panicked".to_owned()))
-        });
-        eprintln!(
-            "[{}] {} {name} ({:.1?}){}",
-            self.label,
-            if result.is_ok() { "PASS" } else { "FAIL" },
-            started.elapsed(),
-            result
-                .as_ref()
-                .err()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-        self.results.push((name.to_owned(), result));
-    }
-
-    fn finish(self) {
-        let failed: Vec<String> = self
-            .results
-            .iter()
-            .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("  - {name}: {e}")))
-            .collect();
-        assert!(
-            failed.is_empty(),
-            "[{}] {} of {} cases failed:\n{}",
-            self.label,
-            failed.len(),
-            self.results.len(),
-            failed.join("\n")
-        );
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // Cases against a real upstream
 // ------------------------------------------------------------------------------------------
 
 fn adversarial(kind: Kind) {
     let s = stack(kind);
-    let mut report = Report::new(kind.name());
+    let mut report = Cases::new(kind.name());
     let sent = Instant::now();
     report.case(
         "no token: 1.7 MB batch → 401 id null, not forwarded",

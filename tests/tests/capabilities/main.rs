@@ -22,6 +22,8 @@
 use cases::*;
 use mcp_warden_test_support::{Idp, Proc, oidc_provider, peer_file, poll, repo_root};
 use mcp_warden_tests::{
+    cases::Cases,
+    ensure,
     procs::{SidecarAddrs, enforced_version, server_everything, sidecar},
     tap::{Recorded, Tap},
 };
@@ -30,7 +32,6 @@ use server::*;
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader},
-    panic::AssertUnwindSafe,
     path::PathBuf,
     process::Command,
     sync::mpsc,
@@ -50,14 +51,6 @@ const SERVER_REQUESTS: &str = "  serverRequests: [Elicitation, Sampling]\n";
 /// The reloaded McpTool of the server-request cases: Sampling refused, Roots allowed (so a
 /// roots/list on a GET stream is refused only for being tied to no request).
 const SERVER_REQUESTS_NO_SAMPLING: &str = "  serverRequests: [Elicitation, Roots]\n";
-
-macro_rules! ensure {
-    ($cond:expr, $($arg:tt)+) => {
-        if !$cond {
-            return Err(format!($($arg)+));
-        }
-    };
-}
 
 mod cases;
 mod server;
@@ -379,47 +372,9 @@ impl Stack {
 // The report: every case runs, all results are listed, then the test fails if any failed
 // ------------------------------------------------------------------------------------------
 
-struct Report {
-    label: &'static str,
-    failed: Vec<String>,
-    total: usize,
-}
-
-impl Report {
-    fn case(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-            Err(p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panicked".to_owned()))
-        });
-        eprintln!(
-            "[{}] {} {name} ({:.1?}){}",
-            self.label,
-            if result.is_ok() { "PASS" } else { "FAIL" },
-            started.elapsed(),
-            result
-                .as_ref()
-                .err()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-        self.total += 1;
-        if let Err(e) = result {
-            self.failed.push(format!("  - {name}: {e}"));
-        }
-    }
-}
-
 fn capabilities(kind: Kind) {
     let s = stack(kind);
-    let mut report = Report {
-        label: kind.name(),
-        failed: Vec::new(),
-        total: 0,
-    };
+    let mut report = Cases::new(kind.name());
     report.case("lists filtered per caller (SSE), cursors kept", || {
         lists(&s, false)
     });
@@ -464,14 +419,7 @@ fn capabilities(kind: Kind) {
         }
         Err(e) => report.case("reload serverRequests", || Err(e)),
     }
-    assert!(
-        report.failed.is_empty(),
-        "[{}] {} of {} cases failed:\n{}",
-        report.label,
-        report.failed.len(),
-        report.total,
-        report.failed.join("\n")
-    );
+    report.finish();
 }
 
 #[test]
