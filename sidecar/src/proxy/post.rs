@@ -161,6 +161,7 @@ impl Proxy {
                 &access.key,
                 &payload,
                 &mut verdicts,
+                &t.resource,
             )
             .await
         };

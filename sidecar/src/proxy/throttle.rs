@@ -9,6 +9,7 @@
 //!                            the policy says `throttleResponse: ToolError`, 200 + CallToolResult
 //!                            isError)
 //!     runaway suspended  ──► 429, reason "runaway";  Redis down + fail-closed ──► 503
+//!   each refusal is a `Denial::Throttled`, answered by `deny::answer` like every other refusal
 //! ```
 //!
 //! Nothing else counts: notifications, responses, `initialize`, `ping`, lists,
@@ -18,15 +19,15 @@
 use super::{
     ProxyBody,
     authorize::Verdict,
-    full,
-    jsonrpc::{Message, Payload},
+    deny::{self, Denial},
+    jsonrpc::{Id, Message, Payload},
     service::Proxy,
 };
 use crate::state::Active;
-use http::{HeaderName, HeaderValue, Response, header};
+use http::{HeaderName, HeaderValue, Response};
 use mcp_warden_crds::ThrottleResponse;
 use mcp_warden_policy::ObjectRef;
-use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// What quotas decided for a payload.
 pub(super) enum Throttle {
@@ -46,6 +47,7 @@ impl Proxy {
         key: &super::session::PrincipalKey,
         payload: &Payload,
         verdicts: &mut [Verdict],
+        resource: &str,
     ) -> Throttle {
         let quotas = &self.shared.quotas;
         active.sync_quotas(quotas);
@@ -82,42 +84,25 @@ impl Proxy {
                     .iter()
                     .find(|p| p.object == policy)
                     .is_some_and(|p| p.throttle_response == ThrottleResponse::ToolError);
-            let id = id.to_value();
-            let answer = if tool_error && !payload.is_batch() {
-                outcome.tool_error_answer(&id)
-            } else {
-                outcome.http_answer(&id)
+            // One encoder for every refusal (deny.rs): a batch is refused whole, the throttled
+            // call with the quota's error, the others as not forwarded (-31005).
+            let denial = Denial::Throttled {
+                outcome: Arc::new(outcome),
+                as_tool_result: tool_error && !payload.is_batch(),
             };
-            let Some(answer) = answer else { continue };
-            let body = if payload.is_batch() {
-                // A batch is refused whole: the throttled call gets its error, the others -31005.
-                Value::Array(
-                    messages
-                        .iter()
-                        .filter_map(|m| match m {
-                            Message::Request { id: other, .. } if other.to_value() == id => Some(answer.body.clone()),
-                            Message::Request { id: other, .. } => Some(json!({
-                                "jsonrpc": "2.0", "id": other.to_value(),
-                                "error": {"code": -31005, "message": "Not forwarded: another request of the batch was refused"}
-                            })),
-                            _ => None,
-                        })
-                        .collect(),
-                )
-            } else {
-                answer.body
-            };
-            let mut response = Response::new(full(body.to_string()));
-            *response.status_mut() = answer.status;
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            for (name, value) in answer.headers {
-                h.append(name, value);
-            }
-            return Throttle::Refuse(response);
+            let denials: Vec<(Option<Id>, Denial)> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    Message::Request { id: other, .. } if other == id => {
+                        Some((Some(other.clone()), denial.clone()))
+                    }
+                    Message::Request { id: other, .. } => {
+                        Some((Some(other.clone()), Denial::BatchNotForwarded))
+                    }
+                    _ => None,
+                })
+                .collect();
+            return Throttle::Refuse(deny::answer(&denials, payload.is_batch(), resource));
         }
         Throttle::Pass(headers)
     }

@@ -239,7 +239,7 @@ impl QuotaOutcome {
     }
 
     /// `data` of the JSON-RPC error: `{reason, limit, tool, retryAfterMs, remaining}`.
-    fn error_data(&self) -> Value {
+    pub fn error_data(&self) -> Value {
         match self {
             Self::Allowed(_) => Value::Null,
             Self::Limited(l) => json!({

@@ -22,7 +22,10 @@ use super::{
     origin::OriginError,
     upstream::UpstreamError,
 };
-use crate::auth::{AuthError, prm};
+use crate::{
+    auth::{AuthError, prm},
+    quota::QuotaOutcome,
+};
 use http::{HeaderValue, Response, StatusCode, header};
 use mcp_warden_policy::{Capability, Decision};
 use serde_json::{Value, json};
@@ -131,6 +134,16 @@ pub enum Denial {
         /// revisions get 200 (a 404 there means "session not found" to clients).
         modern: bool,
     },
+    /// Refused by a quota or rate limit (or a runaway suspension, or a quota store that cannot
+    /// answer): the quota's answer (429 with `Retry-After` and `RateLimit` headers, 503), or a
+    /// tool result with `isError` when the granting policy asks for `throttleResponse: ToolError`.
+    #[error("{}", .outcome.message())]
+    Throttled {
+        /// The quota's verdict.
+        outcome: Arc<QuotaOutcome>,
+        /// Answer a lone `tools/call` as a tool result the model reads.
+        as_tool_result: bool,
+    },
     /// Too many requests being decided, or no room for the body (`admission.rs`).
     #[error("Service unavailable: the proxy is at its request or body budget; retry later")]
     Busy,
@@ -207,6 +220,7 @@ impl Denial {
             Self::AuditUnavailable => "audit_unavailable",
             Self::Busy => "overloaded",
             Self::UnknownMethod { .. } => "unknown_method",
+            Self::Throttled { outcome, .. } => outcome.reason(),
         }
     }
 
@@ -247,6 +261,9 @@ impl Denial {
             Self::NotReady | Self::AuditUnavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) | Self::UpstreamUnauthorized => StatusCode::BAD_GATEWAY,
+            Self::Throttled { outcome, .. } => outcome
+                .http_answer(&Value::Null)
+                .map_or(StatusCode::OK, |a| a.status),
         }
     }
 
@@ -263,6 +280,10 @@ impl Denial {
             }
             Self::BatchNotForwarded => BATCH_NOT_FORWARDED,
             Self::UnknownMethod { .. } => code::METHOD_NOT_FOUND,
+            Self::Throttled { outcome, .. } => match &**outcome {
+                QuotaOutcome::Unavailable(_) => crate::quota::QUOTA_UNAVAILABLE_CODE,
+                _ => crate::quota::RATE_LIMITED_CODE,
+            },
             Self::SessionNotFound => code::SESSION_NOT_FOUND,
             Self::HeaderMismatch(_) => code::HEADER_MISMATCH,
             Self::Parse(e) => e.code(),
@@ -286,6 +307,7 @@ impl Denial {
     pub fn data(&self) -> Option<Value> {
         let mut data = json!({ "reason": self.reason() });
         match self {
+            Self::Throttled { outcome, .. } => return Some(outcome.error_data()),
             Self::Hidden(..) | Self::SessionNotFound | Self::ForeignTask(_) => return None,
             Self::InsufficientScope {
                 capability,
@@ -343,6 +365,36 @@ pub fn answer(
     let Some((primary_id, primary)) = denials.get(primary) else {
         return answer(&[(None, Denial::NotReady)], false, resource);
     };
+    // A lone throttled call gets the quota's own answer: its status, headers and body (a tool
+    // result when the policy asks for one).
+    if let (
+        false,
+        Denial::Throttled {
+            outcome,
+            as_tool_result,
+        },
+    ) = (batch, primary)
+    {
+        let id = primary_id.as_ref().map_or(Value::Null, Id::to_value);
+        let quota = if *as_tool_result {
+            outcome.tool_error_answer(&id)
+        } else {
+            outcome.http_answer(&id)
+        };
+        if let Some(quota) = quota {
+            let mut response = Response::new(full(quota.body.to_string()));
+            *response.status_mut() = quota.status;
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            for (name, value) in quota.headers {
+                h.append(name, value);
+            }
+            return response;
+        }
+    }
     let body = if batch && denials.iter().any(|(id, _)| id.is_some()) {
         Value::Array(
             denials
@@ -394,6 +446,15 @@ pub fn answer(
     match primary {
         Denial::NotReady | Denial::AuditUnavailable | Denial::Busy => {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Denial::Throttled { outcome, .. } => {
+            for (name, value) in outcome
+                .http_answer(&Value::Null)
+                .map(|a| a.headers)
+                .unwrap_or_default()
+            {
+                h.append(name, value);
+            }
         }
         Denial::MethodNotAllowed => {
             h.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));

@@ -288,3 +288,43 @@ async fn transport_level_answers() {
         json!({"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}})
     );
 }
+
+#[tokio::test]
+async fn a_throttled_call_is_answered_by_the_quota_through_the_one_encoder() {
+    use crate::quota::{LimitKind, Limited};
+    let throttled = |as_tool_result| Denial::Throttled {
+        outcome: Arc::new(QuotaOutcome::Limited(Limited {
+            reason: LimitKind::PolicyRate,
+            limit: Arc::new(ObjectRef::new(Kind::McpPolicy, "demo", "basic-tools")),
+            retry_after: std::time::Duration::from_millis(1500),
+            remaining: None,
+            tool: "echo".into(),
+            quota: 5,
+            window: std::time::Duration::from_secs(60),
+        })),
+        as_tool_result,
+    };
+    // Alone: the quota's 429 with Retry-After and RateLimit headers.
+    let (status, h, body) = parts(answer(&[(id(4), throttled(false))], false, RESOURCE)).await;
+    assert_eq!(status, 429);
+    assert_eq!(h["retry-after"], "2");
+    assert!(h.contains_key("ratelimit") && h.contains_key("ratelimit-policy"));
+    assert_eq!(body["id"], 4);
+    assert_eq!(body["error"]["code"], -31029);
+    assert_eq!(body["error"]["data"]["limit"]["name"], "basic-tools");
+    // As a tool result the model reads (throttleResponse: ToolError).
+    let (status, _, body) = parts(answer(&[(id(4), throttled(true))], false, RESOURCE)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["isError"], true);
+    // In a batch: refused whole, the others not forwarded, the quota's headers kept.
+    let denials = [
+        (id(1), Denial::BatchNotForwarded),
+        (id(2), throttled(false)),
+    ];
+    let (status, h, body) = parts(answer(&denials, true, RESOURCE)).await;
+    assert_eq!(status, 429);
+    assert_eq!(h["retry-after"], "2");
+    assert_eq!(body[0]["error"]["code"], -31005);
+    assert_eq!(body[1]["error"]["code"], -31029);
+    assert_eq!(body[1]["error"]["data"]["reason"], "policy_rate");
+}
