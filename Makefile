@@ -39,7 +39,7 @@ test: peers k8s-bins ## lint, then run the workspace tests (with the cluster sui
 	@SECONDS=0; $(MAKE) lint; echo "== lint: $${SECONDS}s"
 	@. "$(PEERS_ENV)"; SECONDS=0; echo "+ $(TEST_CMD)"; $(TEST_CMD); echo "== tests: $${SECONDS}s"
 
-e2e: peers ## run the ignored end-to-end tests (they skip when there is no kube context)
+e2e: peers ## run the end-to-end tests against the current kube context (they fail, saying what to set up, without one)
 	. "$(PEERS_ENV)"; $(CARGO) test -p mcp-warden-e2e -- --ignored --nocapture
 
 demo: peers ## the main job: a standalone sidecar in front of a real MCP server, calls allowed and denied

@@ -58,8 +58,8 @@ pub fn kube_context() -> Result<Option<String>, String> {
     Ok((out.status.success() && !context.is_empty()).then_some(context))
 }
 
-/// What to print when there is no cluster.
-pub const SKIP_MESSAGE: &str = "e2e SKIPPED: no kube context: create one with `kind create cluster` \
+/// Why `make e2e` fails when there is no cluster: what to set up.
+pub const NO_CLUSTER: &str = "e2e needs a cluster and there is no kube context: create one with `kind create cluster` \
      (or k3d, or point KUBECONFIG at any cluster), then run `make e2e`; see docs/e2e.md";
 
 fn describe(cmd: &Command) -> String {

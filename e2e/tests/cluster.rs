@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // a panic is how a test reports its failure
 
 use mcp_warden_e2e::{
-    Images, SKIP_MESSAGE, apply, helm_install, kube_context, kubectl, port_forward, repo_file,
+    Images, NO_CLUSTER, apply, helm_install, kube_context, kubectl, port_forward, repo_file,
     service_account_issuer,
 };
 use mcp_warden_test_support::{repo_root, try_eventually};
@@ -24,7 +24,7 @@ const AUDIENCE: &str = "mcp-warden-e2e";
 const PROXY_PORT: u16 = 9080;
 
 fn install() -> Result<(), String> {
-    let context = kube_context()?.ok_or(SKIP_MESSAGE)?;
+    let context = kube_context()?.ok_or(NO_CLUSTER)?;
     eprintln!("kube context: {context}");
     let images = Images::from_env();
     images.build_and_load(&context)?;
@@ -235,10 +235,8 @@ fn scenario() -> Result<(), String> {
 fn chart_injection_calls_and_revocation_on_a_real_cluster() {
     match kube_context() {
         Ok(Some(_)) => {}
-        Ok(None) => {
-            eprintln!("{SKIP_MESSAGE}");
-            return;
-        }
+        // No silent pass: `make e2e` without a cluster fails and says what to set up.
+        Ok(None) => panic!("{NO_CLUSTER}"),
         Err(e) => panic!("{e}"),
     }
     if let Err(e) = scenario() {
