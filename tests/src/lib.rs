@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod cases;
 pub mod cluster;
 pub mod helm;

@@ -1,6 +1,7 @@
 //! HTTP for the cases: whole answers, streams, raw sockets, and what a flood measures.
 
 use super::*;
+pub(crate) use mcp_warden_tests::answer::Resp;
 
 #[derive(Debug)]
 pub(crate) struct Event {
@@ -29,31 +30,17 @@ pub(crate) fn parse_sse(text: &str) -> Vec<Event> {
     events
 }
 
-#[derive(Debug)]
-pub(crate) struct Resp {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+/// What this suite reads out of an answer.
+pub(crate) trait ReadAnswer {
+    fn events(&self) -> Vec<Event>;
+    fn messages(&self) -> Vec<Value>;
+    fn reply(&self, id: &Value) -> Option<Value>;
+    fn error_code(&self) -> Option<i64>;
+    fn summary(&self) -> String;
 }
 
-impl Resp {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub(crate) fn is_sse(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|c| c.starts_with("text/event-stream"))
-    }
-
-    pub(crate) fn events(&self) -> Vec<Event> {
+impl ReadAnswer for Resp {
+    fn events(&self) -> Vec<Event> {
         if self.is_sse() {
             parse_sse(&self.text())
         } else {
@@ -62,7 +49,7 @@ impl Resp {
     }
 
     /// Every JSON-RPC message of the answer (a JSON body, an array, or SSE events).
-    pub(crate) fn messages(&self) -> Vec<Value> {
+    fn messages(&self) -> Vec<Value> {
         let values: Vec<Value> = if self.is_sse() {
             self.events()
                 .iter()
@@ -86,7 +73,7 @@ impl Resp {
     /// The response (result or error) to request `id`.
     /// The response (result or error) to request `id`; ids compare as JSON values, as a
     /// JavaScript client compares them (`1.0` is `1`).
-    pub(crate) fn reply(&self, id: &Value) -> Option<Value> {
+    fn reply(&self, id: &Value) -> Option<Value> {
         let same = |a: &Value| match (a.as_f64(), id.as_f64()) {
             (Some(a), Some(b)) => a == b,
             _ => a == id,
@@ -97,13 +84,13 @@ impl Resp {
     }
 
     /// The first error's code.
-    pub(crate) fn error_code(&self) -> Option<i64> {
+    fn error_code(&self) -> Option<i64> {
         self.messages()
             .iter()
             .find_map(|m| m.pointer("/error/code").and_then(Value::as_i64))
     }
 
-    pub(crate) fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!(
             "HTTP {} [{}] {}",
             self.status,

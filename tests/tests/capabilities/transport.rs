@@ -1,6 +1,7 @@
 //! HTTP for the cases: whole answers and streamed ones, sessions of one caller.
 
 use super::*;
+pub(crate) use mcp_warden_tests::answer::Resp;
 
 pub(crate) fn describe(reqs: &[Recorded]) -> String {
     reqs.iter()
@@ -27,13 +28,6 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
 // HTTP: whole answers and streamed ones
 // ------------------------------------------------------------------------------------------
 
-#[derive(Debug)]
-pub(crate) struct Resp {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
 /// The JSON-RPC messages of an SSE text's `data:` fields.
 pub(crate) fn sse_messages(text: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -51,24 +45,16 @@ pub(crate) fn sse_messages(text: &str) -> Vec<Value> {
     out
 }
 
-impl Resp {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+/// What this suite reads out of an answer.
+pub(crate) trait ReadAnswer {
+    fn messages(&self) -> Vec<Value>;
+    fn reply(&self, id: u64) -> Option<Value>;
+    fn result(&self, id: u64) -> Result<Value, String>;
+    fn summary(&self) -> String;
+}
 
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub(crate) fn is_sse(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|c| c.starts_with("text/event-stream"))
-    }
-
-    pub(crate) fn messages(&self) -> Vec<Value> {
+impl ReadAnswer for Resp {
+    fn messages(&self) -> Vec<Value> {
         if self.is_sse() {
             sse_messages(&self.text())
         } else {
@@ -77,21 +63,21 @@ impl Resp {
     }
 
     /// The response (result or error) to request `id`.
-    pub(crate) fn reply(&self, id: u64) -> Option<Value> {
+    fn reply(&self, id: u64) -> Option<Value> {
         self.messages().into_iter().find(|m| {
             m.get("id") == Some(&json!(id))
                 && (m.get("result").is_some() || m.get("error").is_some())
         })
     }
 
-    pub(crate) fn result(&self, id: u64) -> Result<Value, String> {
+    fn result(&self, id: u64) -> Result<Value, String> {
         self.reply(id)
             .and_then(|m| m.get("result").cloned())
             .filter(|_| self.status == 200)
             .ok_or_else(|| format!("no result for request {id}: {}", self.summary()))
     }
 
-    pub(crate) fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!(
             "HTTP {} [{}] {}",
             self.status,
