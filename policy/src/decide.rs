@@ -187,6 +187,8 @@ impl Decision {
 pub struct Caller<'r> {
     rules: &'r RuleSet,
     client: &'r Client,
+    /// `client`'s index in `rules.clients`.
+    index: usize,
     principal: &'r Principal,
 }
 
@@ -234,8 +236,11 @@ pub fn authenticate<'r>(
                 rules
                     .clients_by_id(&principal.issuer, client_id)
                     .iter()
-                    .map(|&i| &rules.clients[i])
-                    .filter(|c| c.subject.is_none() || c.subject == principal.subject),
+                    .copied()
+                    .filter(|&i| {
+                        let c = &rules.clients[i];
+                        c.subject.is_none() || c.subject == principal.subject
+                    }),
             )
         }
         IssuerKind::Kubernetes => {
@@ -251,8 +256,8 @@ pub fn authenticate<'r>(
                 rules
                     .clients_by_service_account(ns, name)
                     .iter()
-                    .map(|&i| &rules.clients[i])
-                    .filter(|c| match &c.issuer {
+                    .copied()
+                    .filter(|&i| match &rules.clients[i].issuer {
                         Some(i) => *i == principal.issuer,
                         // Without an issuer: the McpTool's one Kubernetes issuer (its own
                         // cluster). With several, a namespace/name pair is ambiguous across
@@ -262,7 +267,8 @@ pub fn authenticate<'r>(
             )
         }
     };
-    let client = found.map_err(|why| unknown(why.into()))?;
+    let index = found.map_err(|why| unknown(why.into()))?;
+    let client = &rules.clients[index];
     let object = || client.object.clone();
     if client.suspended {
         return Err(Decision::DenySuspended {
@@ -297,12 +303,13 @@ pub fn authenticate<'r>(
     Ok(Caller {
         rules,
         client,
+        index,
         principal,
     })
 }
 
-/// The one client of `candidates`, or why there is not exactly one.
-fn only<'r>(mut candidates: impl Iterator<Item = &'r Client>) -> Result<&'r Client, &'static str> {
+/// The one client (index) of `candidates`, or why there is not exactly one.
+fn only(mut candidates: impl Iterator<Item = usize>) -> Result<usize, &'static str> {
     match (candidates.next(), candidates.next()) {
         (None, _) => Err("no McpClient matches the token's identity"),
         (Some(one), None) => Ok(one),
@@ -311,6 +318,24 @@ fn only<'r>(mut candidates: impl Iterator<Item = &'r Client>) -> Result<&'r Clie
 }
 
 impl<'r> Caller<'r> {
+    /// The caller that [`authenticate`] admitted against these same `rules` as McpClient
+    /// number `index` ([`Caller::index`]), without looking it up or checking its lifecycle
+    /// again: for the rest of one request, which holds the rules it was admitted under.
+    /// `None` if `index` names no client of `rules`.
+    pub fn admitted(rules: &'r RuleSet, index: usize, principal: &'r Principal) -> Option<Self> {
+        Some(Self {
+            rules,
+            client: rules.clients.get(index)?,
+            index,
+            principal,
+        })
+    }
+
+    /// The McpClient's index in the rules' clients ([`Caller::admitted`]).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The identified McpClient.
     pub fn client(&self) -> &'r Client {
         self.client

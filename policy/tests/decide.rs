@@ -611,3 +611,31 @@ fn reasons_are_stable_labels() {
         assert_eq!(d.is_allowed(), reason == "allowed");
     }
 }
+
+#[test]
+fn an_admitted_caller_is_found_again_by_its_index_without_a_lookup() {
+    let rules = rules(
+        vec![payments()],
+        vec![mk_client("agents", "other"), mk_client("agents", "bot")],
+        vec![mk_policy(
+            "payments",
+            "read",
+            &["agents/bot"],
+            "payments-api",
+            &["get_*"],
+        )],
+    );
+    let who = principal("bot", &["payments:read"]);
+    let caller = mcp_warden_policy::authenticate(&rules, &who, ts(NOW)).expect("admitted");
+    assert_eq!(caller.client().object, client_ref("bot"));
+    assert_eq!(rules.clients[caller.index()].object, client_ref("bot"));
+    let again = mcp_warden_policy::Caller::admitted(&rules, caller.index(), &who).expect("index");
+    assert_eq!(again.client().object, client_ref("bot"));
+    assert_eq!(
+        again.call_tool("get_balance"),
+        caller.call_tool("get_balance"),
+        "the same decisions"
+    );
+    let beyond = rules.clients.len();
+    assert!(mcp_warden_policy::Caller::admitted(&rules, beyond, &who).is_none());
+}

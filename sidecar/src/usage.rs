@@ -3,7 +3,7 @@
 //! (the tools the upstream lists) reflect real traffic.
 //!
 //! ```text
-//! every decision (proxy::authorize::record) ──► Usage::observe   calls, tools, denials by
+//! every decision (proxy::gate::record) ──► Usage::observe   calls, tools, denials by
 //!                                                                 reason, last seen (per client)
 //! every resources/read, prompts/get,        ──► Usage::used      by the governing entry's
 //!   completion/complete (proxy::post)                             pattern (resources, prompts)

@@ -2,26 +2,29 @@
 //! server; to the upstream it is a client without the callers' tokens.
 //!
 //! ```text
+//! Shared.live: state::Live ◄── source/ (file + reload, standalone │ operator push stream)
+//!   every request takes an Arc<Active> snapshot at its start; open streams re-check on installs
 //! serve(listener, tls, Shared, shutdown)                                   server.rs
 //!   │  tally flusher: tokenless refusals ──every 10 s──► aggregated audit records   tally.rs
 //!   └─ Proxy::handle(request)                                              service.rs
 //!        ├─ admission: a request slot (503 when full)                      admission.rs
 //!        ├─ PRM (RFC 9728), 404 elsewhere, 503 until a config is live
 //!        ├─ origin::HostPolicy        Origin/Host vs public URL + loopback → 403
-//!        ├─ authorize::identify       from the headers only: token → Principal → McpClient
-//!        │                            lifecycle; refused callers' bodies are never read
-//!        │                            (no valid token ──► tally, not one record each)
+//!        ├─ gate::identify           once, from the headers only: token → Principal →
+//!        │                            McpClient lifecycle; refused callers' bodies are never
+//!        │                            read (no valid token ──► tally, not one record each)
 //!        ├─ POST                                                           post.rs
-//!        │    ├─ Content-Type, Content-Length, body budget (admission), body read
+//!        │    ├─ Content-Type, Accept, Content-Length, body budget (admission), body read
 //!        │    ├─ jsonrpc::parse       one reading only: keys once, no folded variants of
 //!        │    │                       governed keys, typed governed values, safe ids (strict.rs)
 //!        │    ├─ headers              era, 2026-07-28 mirrored headers (-32020)
 //!        │    ├─ session::Sessions    Mcp-Session-Id: own session only (never adopted)
-//!        │    ├─ authorize::authorize per message (tools, resources, prompts, completions
-//!        │    │                       via policy; task ownership)
+//!        │    ├─ gate::decide         pure: one Outcome per message (tools, resources, prompts,
+//!        │    │                       completions via policy; responses, tasks via gate::Facts)
 //!        │    ├─ throttle             quotas (quota::Quotas), MRTR retries by issued requestState
-//!        │    ├─ audit                request-phase records durable before forwarding
-//!        │    └─ deny                 every refusal → status + headers + JSON-RPC error
+//!        │    ├─ gate::observe        decision log, metrics, usage: one event per message
+//!        │    ├─ refuse               every refusal: audit record(s) + deny::answer
+//!        │    └─ audit                request-phase records durable before forwarding
 //!        ├─ GET, DELETE               identify, own session, Last-Event-ID unsealed
 //!        ├─ upstream::Upstream        pooled hyper client (rustls), header timeout only
 //!        └─ relay                     every 2xx answer read before the client sees it
@@ -36,15 +39,16 @@
 
 pub mod admission;
 mod audit;
-pub mod authorize;
 pub mod deny;
 pub mod event_id;
 pub mod filter;
+pub mod gate;
 pub mod headers;
 pub mod jsonrpc;
 pub mod methods;
 pub mod origin;
 mod post;
+mod refuse;
 pub mod relay;
 pub mod revoke;
 mod server;

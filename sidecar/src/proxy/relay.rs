@@ -18,10 +18,10 @@
 
 use super::{
     BoxError, ProxyBody,
-    authorize::Access,
     deny::{self, Denial},
     event_id::{self, EventIds},
     filter::{self, Answer, Expect, Inspector},
+    gate::Access,
     headers,
     jsonrpc::Id,
     revoke::{self, Revocable},
@@ -315,7 +315,7 @@ impl Inspector for ResponseInspector {
     }
 
     fn list_filter(&mut self, capability: Capability) -> impl FnMut(&str) -> bool + '_ {
-        let caller = self.access.caller().ok();
+        let caller = self.access.caller();
         let report = self.usage.is_some() && capability == Capability::Tool;
         let mut listed = report.then_some(&mut self.listed);
         move |name| {
@@ -329,7 +329,7 @@ impl Inspector for ResponseInspector {
     }
 
     fn server_message(&mut self, method: &str, id: Option<&Id>, params: Option<&str>) -> bool {
-        let caller = self.access.caller().ok();
+        let caller = self.access.caller();
         // The caller's pending request the server's request arrived with (the least id, when
         // a batch has several pending).
         let tied_to = self
@@ -378,7 +378,7 @@ impl Inspector for ResponseInspector {
     }
 
     fn input_requests(&mut self, result: &str) -> Option<String> {
-        let caller = self.access.caller().ok();
+        let caller = self.access.caller();
         server_requests::input_requests(&self.access.active.rules, caller.as_ref(), result)
     }
 

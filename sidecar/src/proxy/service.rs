@@ -15,11 +15,11 @@
 use super::{
     ProxyBody, Shared,
     admission::Admission,
-    authorize::{self, Event},
     deny::{self, Denial},
     event_id::{self, EventIds},
-    full, headers,
-    jsonrpc::Id,
+    full,
+    gate::{self, Event},
+    headers,
     origin::HostPolicy,
     relay::{Exchange, relay},
     revoke::Watch,
@@ -136,7 +136,10 @@ impl Proxy {
             self.shared
                 .metrics
                 .request(parts.method.as_str(), Denial::NotReady.reason());
-            return closing_unread(&parts, deny::answer(&[(None, Denial::NotReady)], false, ""));
+            return super::refuse::closing_unread(
+                &parts,
+                deny::answer(&[(None, Denial::NotReady)], false, ""),
+            );
         };
         let route = active.route(settings);
         let path = req.uri().path();
@@ -176,68 +179,28 @@ impl Proxy {
         }
     }
 
-    /// Refuses a caller that identification turned away, before its body is read. Without a
-    /// valid token (or McpClient) it is counted in the tally, one aggregated audit record per
-    /// reason and source per interval, and logged at `debug`: nobody without a token can fill
-    /// the spool or the log. A known McpClient that is refused gets one record per request.
-    pub(super) async fn refuse_caller(
+    /// Who is calling, once per request, from the head alone (`gate::identify`); a refused
+    /// caller is answered (`refuse_caller`) before its body is read.
+    pub(super) async fn identify(
         &self,
         t: &Target,
         parts: &http::request::Parts,
-        refusal: authorize::Refusal,
-    ) -> Response<ProxyBody> {
-        let authorize::Refusal { denial, who } = refusal;
-        if let Some(access) = who {
-            let active = Some(t.active.clone());
-            let answer = self
-                .refuse_request(active, parts, &t.resource, Some(&access), denial)
-                .await;
-            return closing_unread(parts, answer);
-        }
-        let kind = match &denial {
-            Denial::Unauthenticated(e, _) => e.kind(),
-            other => other.reason(),
-        };
-        if self.shared.audit.is_some() {
-            let source = parts.extensions.get::<super::PeerAddr>().map(|p| p.0.ip());
-            self.tally.count(kind, source);
-        }
-        self.shared
-            .metrics
-            .request(parts.method.as_str(), denial.reason());
-        tracing::debug!(
-            target: "mcp_warden::decision",
-            method = parts.method.as_str(), reason = denial.reason(), kind, allowed = false,
-            "denied: no valid token"
-        );
-        closing_unread(parts, deny::answer(&[(None, denial)], false, &t.resource))
-    }
-
-    /// Refuses a request that is not a readable POST (those record their own refusals): logs,
-    /// counts, answers, and writes its audit record.
-    async fn refuse_request(
-        &self,
-        active: Option<Arc<Active>>,
-        parts: &http::request::Parts,
-        resource: &str,
-        access: Option<&authorize::Access>,
-        denial: Denial,
-    ) -> Response<ProxyBody> {
-        if let Some(auditor) = &self.shared.audit {
-            super::audit::Context::new(auditor.clone(), active, parts)
-                .refused(access, None, &denial)
-                .await;
-        }
-        let session = headers::session_id(&parts.headers);
-        let client = access.map(|a| &a.client);
-        self.refuse(
-            resource,
-            parts.method.as_str(),
-            None,
-            session,
-            client,
-            denial,
+    ) -> Result<gate::Access, Response<ProxyBody>> {
+        let (shared, now) = (&self.shared, jiff::Timestamp::now());
+        let head = (&parts.headers, parts.uri.query());
+        match gate::identify(
+            &t.active,
+            &shared.auth,
+            &shared.settings,
+            head.0,
+            head.1,
+            now,
         )
+        .await
+        {
+            Ok(access) => Ok(access),
+            Err(refusal) => Err(self.refuse_caller(t, parts, refusal).await),
+        }
     }
 
     /// GET (server stream, resumption) and DELETE (session end): authentication and session
@@ -252,18 +215,9 @@ impl Proxy {
         let label = method.as_str();
         let session = headers::session_id(&parts.headers).map(str::to_owned);
         let sid = session.as_deref();
-        let settings = &self.shared.settings;
-        let access = match authorize::identify(
-            &t.active,
-            &self.shared.auth,
-            settings,
-            &parts.headers,
-            parts.uri.query(),
-        )
-        .await
-        {
+        let access = match self.identify(&t, &parts).await {
             Ok(access) => access,
-            Err(refusal) => return self.refuse_caller(&t, &parts, refusal).await,
+            Err(refused) => return refused,
         };
         let ownership = sid.map(|sid| self.sessions.check(sid, &access.key));
         if matches!(ownership, Some(Ownership::Foreign | Ownership::Unknown)) {
@@ -288,7 +242,7 @@ impl Proxy {
             session: sid,
             allowed: true,
         };
-        authorize::record(&self.shared, event);
+        gate::record(&self.shared, event);
         let mut forward = headers::to_upstream(&parts.headers);
         let scope = event_id::scope(&access.key, sid);
         if let Err(denial) = self.event_ids.resume(&mut forward, &scope) {
@@ -367,71 +321,6 @@ impl Proxy {
             Err(e) => deny::answer(&[(None, Denial::Upstream(e))], false, &t.resource),
         }
     }
-
-    /// Logs, counts and answers a refusal of one request.
-    pub(super) fn refuse(
-        &self,
-        resource: &str,
-        method: &str,
-        id: Option<&Id>,
-        session: Option<&str>,
-        client: Option<&mcp_warden_policy::ObjectRef>,
-        denial: Denial,
-    ) -> Response<ProxyBody> {
-        self.note(method, id, session, client, &denial);
-        deny::answer(&[(id.cloned(), denial)], false, resource)
-    }
-
-    /// Logs and counts a refusal.
-    pub(super) fn note(
-        &self,
-        method: &str,
-        id: Option<&Id>,
-        session: Option<&str>,
-        client: Option<&mcp_warden_policy::ObjectRef>,
-        denial: &Denial,
-    ) {
-        let decided_by = match denial {
-            Denial::Client(d) => Some(d.decided_by().clone()),
-            _ => client.cloned(),
-        };
-        let client = match denial {
-            Denial::Client(d) => d.client().cloned(),
-            _ => client.cloned(),
-        };
-        let event = Event {
-            method,
-            used: None,
-            client: client.as_ref(),
-            reason: denial.reason(),
-            would: None,
-            decided_by: decided_by.as_ref(),
-            id,
-            session,
-            allowed: false,
-        };
-        authorize::record(&self.shared, event);
-    }
-}
-
-/// An answer given without reading the request's body: over HTTP/1.1 the connection cannot
-/// carry another request (the unread body is still on it), so the client is told to open a new
-/// one (`Connection: close`) instead of finding it closed under its next request.
-pub(super) fn closing_unread(
-    parts: &http::request::Parts,
-    mut answer: Response<ProxyBody>,
-) -> Response<ProxyBody> {
-    let has_body = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() != b"0")
-        || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    if has_body && parts.version <= http::Version::HTTP_11 {
-        answer
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    answer
 }
 
 /// RFC 9728 metadata, for anyone (it is public), with CORS for browser-based clients.

@@ -2,14 +2,15 @@
 //! authorization, before the call is forwarded.
 //!
 //! ```text
-//! verdicts (all allowed) ──► for each counted request: Quotas::check_use(client, granting
+//! outcomes (all allowed) ──► for each counted request: Quotas::check_use(client, granting
 //!                            policy, what it uses: the tool, or the resource or prompt entry)
 //!     every limit passes ──► forward; RateLimit / RateLimit-Policy headers added to the answer
 //!     a limit refuses    ──► 429 + Retry-After + JSON-RPC -31029 (or, for a tools/call when
 //!                            the policy says `throttleResponse: ToolError`, 200 + CallToolResult
 //!                            isError)
 //!     runaway suspended  ──► 429, reason "runaway";  Redis down + fail-closed ──► 503
-//!   each refusal is a `Denial::Throttled`, answered by `deny::answer` like every other refusal
+//!   each refusal is a `Denial::Throttled` outcome, answered by `deny::answer` like every other
+//!   refusal (post.rs)
 //! ```
 //!
 //! Nothing else counts: notifications, responses, `initialize`, `ping`, lists,
@@ -17,93 +18,75 @@
 //! engine.
 
 use super::{
-    ProxyBody,
-    authorize::Verdict,
-    deny::{self, Denial},
-    jsonrpc::{Id, Message, Payload},
+    deny::Denial,
+    gate::{Access, Outcome},
+    jsonrpc::Message,
     service::Proxy,
 };
-use crate::state::Active;
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderName, HeaderValue};
 use mcp_warden_crds::ThrottleResponse;
-use mcp_warden_policy::ObjectRef;
 use std::sync::Arc;
 
-/// What quotas decided for a payload.
-pub(super) enum Throttle {
-    /// Forward; add these headers to the answer.
-    Pass(Vec<(HeaderName, HeaderValue)>),
-    /// Answer this instead of forwarding.
-    Refuse(Response<ProxyBody>),
-}
-
 impl Proxy {
-    /// Checks every counted call of `payload` against the quotas; `verdicts[i].reason` of a
-    /// refused call becomes the quota's reason.
+    /// Checks every counted call of an allowed payload against the quotas. Returns the
+    /// `RateLimit` headers for the answer; the first call a limit refuses gets a
+    /// `Denial::Throttled` outcome (the payload is then refused whole, the others as not
+    /// forwarded) and no later call is counted.
     pub(super) async fn throttle(
         &self,
-        active: &Active,
-        client: &ObjectRef,
-        key: &super::session::PrincipalKey,
-        payload: &Payload,
-        verdicts: &mut [Verdict],
-        resource: &str,
-    ) -> Throttle {
+        access: &Access,
+        messages: &[Message],
+        batch: bool,
+        outcomes: &mut [Outcome],
+    ) -> Vec<(HeaderName, HeaderValue)> {
         let quotas = &self.shared.quotas;
+        let active = &access.active;
         active.sync_quotas(quotas);
         let now = jiff::Timestamp::now();
         let mut headers = Vec::new();
-        let messages = payload.messages();
-        for (i, message) in messages.iter().enumerate() {
-            let (Message::Request { method, id, .. }, Some((capability, name))) =
-                (message, verdicts[i].used.clone())
+        for (message, outcome) in messages.iter().zip(outcomes.iter_mut()) {
+            let (Message::Request { method, .. }, Some((capability, name))) =
+                (message, outcome.used.as_ref())
             else {
                 continue;
             };
             // A retry is exempt only with a requestState the upstream issued to this caller.
             let mrtr = message
                 .param_str("requestState")
-                .is_some_and(|state| self.sessions.redeem_request_state(state, key));
+                .is_some_and(|state| self.sessions.redeem_request_state(state, &access.key));
             if !quotas.counts(method, mrtr) {
                 continue;
             }
-            let policy = verdicts[i].decided_by.clone();
-            let outcome = quotas
-                .check_use(&active.rules, client, &policy, capability, &name, now)
+            let policy = &outcome.decided_by;
+            let verdict = quotas
+                .check_use(
+                    &active.rules,
+                    &access.client,
+                    policy,
+                    *capability,
+                    name,
+                    now,
+                )
                 .await;
-            if outcome.is_allowed() {
-                headers.extend(outcome.allowed_headers());
+            if verdict.is_allowed() {
+                headers.extend(verdict.allowed_headers());
                 continue;
             }
-            verdicts[i].reason = outcome.reason();
-            // A tool error answers a tools/call only.
+            // A tool error answers a lone tools/call only.
             let tool_error = method == "tools/call"
+                && !batch
                 && active
                     .rules
                     .policies
                     .iter()
-                    .find(|p| p.object == policy)
+                    .find(|p| p.object == *policy)
                     .is_some_and(|p| p.throttle_response == ThrottleResponse::ToolError);
-            // One encoder for every refusal (deny.rs): a batch is refused whole, the throttled
-            // call with the quota's error, the others as not forwarded (-31005).
-            let denial = Denial::Throttled {
-                outcome: Arc::new(outcome),
-                as_tool_result: tool_error && !payload.is_batch(),
-            };
-            let denials: Vec<(Option<Id>, Denial)> = messages
-                .iter()
-                .filter_map(|m| match m {
-                    Message::Request { id: other, .. } if other == id => {
-                        Some((Some(other.clone()), denial.clone()))
-                    }
-                    Message::Request { id: other, .. } => {
-                        Some((Some(other.clone()), Denial::BatchNotForwarded))
-                    }
-                    _ => None,
-                })
-                .collect();
-            return Throttle::Refuse(deny::answer(&denials, payload.is_batch(), resource));
+            outcome.refuse(Denial::Throttled {
+                outcome: Arc::new(verdict),
+                as_tool_result: tool_error,
+            });
+            break;
         }
-        Throttle::Pass(headers)
+        headers
     }
 }

@@ -20,8 +20,8 @@
 
 use super::{
     BoxError, PeerAddr, ProxyBody,
-    authorize::{Access, Verdict},
     deny::Denial,
+    gate::{Access, Outcome as Decided},
     headers,
     jsonrpc::{Id, Message, Payload},
     session::PrincipalKey,
@@ -210,36 +210,37 @@ impl Context {
         }
     }
 
-    /// `Denied` records for the calls of a payload decided message by message:
-    /// `denials[i]` is what message `i` was answered (`None`: not a refusal to record).
+    /// `Denied` records for the calls of a payload decided message by message and refused
+    /// whole with HTTP `status`: `answered[i]` is what message `i` was answered (its refusal,
+    /// or `BatchNotForwarded`).
     pub(super) async fn refused_each(
         &self,
         access: &Access,
         payload: &Payload,
-        verdicts: &[Verdict],
-        answered: &[Option<(Denial, &str)>],
+        outcomes: &[Decided],
+        answered: &[Denial],
+        status: u16,
     ) {
         if !payload.messages().iter().any(is_call) {
             // No call: one record for the refused request, with the first refusal.
-            let first = verdicts
-                .iter()
-                .zip(answered)
-                .find(|(v, _)| v.denial.is_some())
-                .and_then(|(_, a)| a.as_ref());
-            if let Some((denial, _)) = first {
+            if let Some(denial) = outcomes.iter().find_map(|o| o.denial.as_ref()) {
                 self.refused(Some(access), Some(payload), denial).await;
             }
             return;
         }
-        for ((m, v), a) in payload.messages().iter().zip(verdicts).zip(answered) {
-            let Some((denial, reason)) = a else { continue };
+        for ((m, o), denial) in payload.messages().iter().zip(outcomes).zip(answered) {
             if !is_call(m) {
                 continue;
             }
             let decision = DecisionInfo {
                 allowed: false,
-                reason: (*reason).to_owned(),
-                decided_by: Some(v.decided_by.clone()),
+                reason: if o.denial.is_some() {
+                    o.reason
+                } else {
+                    denial.reason()
+                }
+                .to_owned(),
+                decided_by: Some(o.decided_by.clone()),
                 mode: DecisionMode::Enforce,
                 detail: match denial {
                     Denial::InsufficientScope { needed, .. } => {
@@ -250,35 +251,6 @@ impl Context {
             };
             let mut event = self.event(Some(access), Some(m), "call", Outcome::Denied);
             deny_fields(&mut event, decision, denial);
-            self.write(event).await;
-        }
-    }
-
-    /// A `Denied` record per call of a payload refused by the rate limits with `status`.
-    pub(super) async fn throttled(
-        &self,
-        access: &Access,
-        payload: &Payload,
-        verdicts: &[Verdict],
-        status: u16,
-    ) {
-        for (m, v) in payload.messages().iter().zip(verdicts) {
-            if !is_call(m) {
-                continue;
-            }
-            let mut event = self.event(Some(access), Some(m), "call", Outcome::Denied);
-            event.ended = Some(Timestamp::now());
-            event.decision = Some(DecisionInfo {
-                allowed: false,
-                reason: if v.reason == "allowed" {
-                    "rate_limited".to_owned()
-                } else {
-                    v.reason.to_owned()
-                },
-                decided_by: Some(v.decided_by.clone()),
-                mode: DecisionMode::Enforce,
-                detail: None,
-            });
             event.response.http_status = Some(status);
             self.write(event).await;
         }
@@ -290,11 +262,11 @@ impl Context {
         &self,
         access: &Access,
         payload: &Payload,
-        verdicts: &[Verdict],
+        outcomes: &[Decided],
         in_flight: &Arc<InFlight>,
     ) -> Result<Option<Arc<Calls>>, ()> {
         let mut pending = HashMap::new();
-        for (m, v) in payload.messages().iter().zip(verdicts) {
+        for (m, v) in payload.messages().iter().zip(outcomes) {
             let (true, Some(id)) = (is_call(m), m.id()) else {
                 continue;
             };

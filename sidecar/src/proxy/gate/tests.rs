@@ -1,9 +1,19 @@
-//! Unit tests of `authorize`: each kind of message against examples/everything.
+//! Unit tests of the gate's decision: each kind of message against examples/everything.
 use super::*;
 use crate::{
-    proxy::jsonrpc::{self, Payload},
+    proxy::{
+        deny::Denial,
+        filter::Expect,
+        headers::Era,
+        jsonrpc::{self, Id, Payload},
+        session::Sessions,
+    },
     source::file::{self, Selection},
+    state::Active,
 };
+use jiff::Timestamp;
+use mcp_warden_policy::{Capability, Principal};
+use std::sync::Arc;
 
 /// `examples/everything`, with basic-tools in Audit mode when `audit`.
 fn active(audit: bool) -> Arc<Active> {
@@ -31,27 +41,28 @@ fn access(active: &Arc<Active>, client: &str, scopes: &[&str]) -> Access {
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         issued_at: Some(Timestamp::now()),
     };
-    let caller =
-        mcp_warden_policy::authenticate(&active.rules, &principal, Timestamp::now()).unwrap();
-    let (client, owner) = (
-        caller.client().object.clone(),
-        caller.client().owner.clone(),
-    );
-    Access {
-        active: active.clone(),
-        key: PrincipalKey::of(&principal),
-        principal,
-        client,
-        owner,
-        token_id: None,
-    }
+    Access::admitted(active, principal)
 }
 
-fn verdict(access: &Access, sessions: &Sessions, body: &str) -> Verdict {
+/// The outcome of one message in `era`, on `session`.
+fn decide_in(
+    access: &Access,
+    sessions: &Sessions,
+    body: &str,
+    era: Era,
+    session: Option<&str>,
+) -> Outcome {
     let Ok(Payload::Single(message)) = jsonrpc::parse(body.as_bytes()) else {
         panic!("{body}")
     };
-    authorize(&message, &access.caller().unwrap(), access, sessions, None)
+    let messages = std::slice::from_ref(&message);
+    let facts = Facts::gather(sessions, session, &access.key, messages);
+    let caller = access.caller().unwrap();
+    decide(messages, era, &caller, &access.active.rules, &facts).remove(0)
+}
+
+fn verdict(access: &Access, sessions: &Sessions, body: &str) -> Outcome {
+    decide_in(access, sessions, body, Era::Legacy, None)
 }
 
 fn call(tool: &str) -> String {
@@ -282,18 +293,7 @@ fn responses_answer_only_what_the_server_asked_once() {
     let beta = access(&active, "agent-beta", &[]);
     sessions.bind("S", &beta.key);
     let response = r#"{"jsonrpc":"2.0","id":"s7","result":{"action":"accept"}}"#;
-    let decide = |sessions: &Sessions| {
-        let Ok(Payload::Single(message)) = jsonrpc::parse(response.as_bytes()) else {
-            panic!()
-        };
-        authorize(
-            &message,
-            &beta.caller().unwrap(),
-            &beta,
-            sessions,
-            Some("S"),
-        )
-    };
+    let decide = |sessions: &Sessions| decide_in(&beta, sessions, response, Era::Legacy, Some("S"));
     let v = decide(&sessions);
     assert_eq!(v.reason, "unsolicited_response");
     assert_eq!(v.denial.as_ref().unwrap().status(), 400);
@@ -316,29 +316,24 @@ fn a_modern_subscribe_without_uri_is_a_removed_method() {
         format!(r#"{{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{params}}}"#)
     };
     // Legacy: invalid params. 2026-07-28: the revision has no resources/subscribe.
-    let mut v = verdict(&beta, &sessions, &subscribe("{}"));
+    let v = verdict(&beta, &sessions, &subscribe("{}"));
     assert!(matches!(v.denial, Some(Denial::InvalidParams(_))), "{v:?}");
-    v.modern(Some("resources/subscribe"));
+    let modern = |body: &str| decide_in(&beta, &sessions, body, Era::Modern, None);
+    let v = modern(&subscribe("{}"));
     assert!(
         matches!(&v.denial, Some(d @ Denial::UnknownMethod { modern: true, .. }) if d.status() == http::StatusCode::NOT_FOUND),
         "{v:?}"
     );
     // With a uri it is decided like a read, in either era.
     let doc = "demo://resource/static/document/architecture.md";
-    let mut v = verdict(
-        &beta,
-        &sessions,
-        &subscribe(&format!(r#"{{"uri":"{doc}"}}"#)),
-    );
-    v.modern(Some("resources/subscribe"));
+    let v = modern(&subscribe(&format!(r#"{{"uri":"{doc}"}}"#)));
     assert!(
         matches!(v.denial, Some(Denial::Hidden(Capability::Resource, _))),
         "{v:?}"
     );
     // An invalid resources/read stays invalid params.
     let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{}}"#;
-    let mut v = verdict(&beta, &sessions, read);
-    v.modern(Some("resources/read"));
+    let v = modern(read);
     assert!(matches!(v.denial, Some(Denial::InvalidParams(_))), "{v:?}");
 }
 
