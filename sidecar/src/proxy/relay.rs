@@ -355,8 +355,9 @@ impl Inspector for ResponseInspector {
         }
         match &fate {
             Fate::Relay => {
-                if let (Some(id), Some(sid)) = (id, &self.session) {
-                    self.sessions.relayed(sid, id);
+                if let Some(id) = id {
+                    let session = self.session.as_deref();
+                    self.sessions.relayed(session, &self.access.key, id);
                 }
                 return true;
             }

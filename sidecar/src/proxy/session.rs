@@ -11,7 +11,8 @@
 //! tasks/get|result|cancel|update T ──► Owned? forward : -32602                     (TASK-02)
 //! tasks/list ──► result.tasks filtered to Owned
 //! a server request relayed to the client in S ──► relayed(S, id); the client's response to
-//!     it ──► answering(S, id): a response to nothing the server asked is refused
+//!     it ──► answering(S, id): a response to nothing the server asked is refused. Without a
+//!     session (a stateless server) the same, per principal: no caller answers another's
 //! ```
 //!
 //! The principal key is `issuer|sub|client_id`: a refreshed token of the same principal keeps
@@ -89,6 +90,13 @@ struct Session {
     used: u64,
 }
 
+/// Server requests relayed to one principal without a session, not yet answered.
+#[derive(Debug)]
+struct Relayed {
+    ids: VecDeque<Id>,
+    used: u64,
+}
+
 #[derive(Debug)]
 struct Task {
     owner: PrincipalKey,
@@ -101,6 +109,8 @@ struct Tables {
     tasks: HashMap<String, Task>,
     /// SHA-256 of the MRTR `requestState`s the upstream issued, with the caller they went to.
     request_states: HashMap<String, Task>,
+    /// Server requests relayed outside any session, per principal.
+    sessionless: HashMap<PrincipalKey, Relayed>,
     clock: u64,
 }
 
@@ -204,27 +214,53 @@ impl Sessions {
         }
     }
 
-    /// The server's request `id` was relayed to the client in `session`.
-    pub fn relayed(&self, session: &str, id: &Id) {
-        if let Some(s) = self.lock().sessions.get_mut(session) {
-            s.server_requests.retain(|known| known != id);
-            if s.server_requests.len() >= MAX_REMEMBERED {
-                s.server_requests.pop_front();
+    /// The server's request `id` was relayed to `who`, in `session` or (a stateless server)
+    /// outside any.
+    pub fn relayed(&self, session: Option<&str>, who: &PrincipalKey, id: &Id) {
+        let mut tables = self.lock();
+        tables.clock += 1;
+        let now = tables.clock;
+        let ids = match session {
+            Some(sid) => match tables.sessions.get_mut(sid) {
+                Some(s) => &mut s.server_requests,
+                None => return,
+            },
+            None => {
+                if !tables.sessionless.contains_key(who) {
+                    evict(&mut tables.sessionless, |r| r.used);
+                }
+                let relayed = tables
+                    .sessionless
+                    .entry(who.clone())
+                    .or_insert_with(|| Relayed {
+                        ids: VecDeque::new(),
+                        used: now,
+                    });
+                relayed.used = now;
+                &mut relayed.ids
             }
-            s.server_requests.push_back(id.clone());
+        };
+        ids.retain(|known| known != id);
+        if ids.len() >= MAX_REMEMBERED {
+            ids.pop_front();
         }
+        ids.push_back(id.clone());
     }
 
-    /// Whether the client's response `id` in `session` answers a server request relayed to it
-    /// (each is answered once).
-    pub fn answering(&self, session: &str, id: &Id) -> bool {
+    /// Whether `who`'s response `id` (in `session`, or outside any) answers a server request
+    /// relayed to it there (each is answered once).
+    pub fn answering(&self, session: Option<&str>, who: &PrincipalKey, id: &Id) -> bool {
         let mut tables = self.lock();
-        let Some(s) = tables.sessions.get_mut(session) else {
+        let ids = match session {
+            Some(sid) => tables.sessions.get_mut(sid).map(|s| &mut s.server_requests),
+            None => tables.sessionless.get_mut(who).map(|r| &mut r.ids),
+        };
+        let Some(ids) = ids else {
             return false;
         };
-        match s.server_requests.iter().position(|known| known == id) {
+        match ids.iter().position(|known| known == id) {
             Some(at) => {
-                s.server_requests.remove(at);
+                ids.remove(at);
                 true
             }
             None => false,
@@ -319,7 +355,7 @@ fn state_key(state: &str) -> String {
     hex::encode(sha2::Sha256::digest(state.as_bytes()))
 }
 
-fn evict<V>(map: &mut HashMap<String, V>, used: impl Fn(&V) -> u64) {
+fn evict<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, used: impl Fn(&V) -> u64) {
     if map.len() < MAX_ENTRIES {
         return;
     }

@@ -356,3 +356,25 @@ pub(crate) fn last_event_id(s: &Stack) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A response that answers nothing the server asked this caller, on its session or without
+/// one, is refused and never forwarded: no caller answers another's elicitation or sampling.
+pub(crate) fn responses(s: &Stack) -> Result<(), String> {
+    let beta = s.connect(BETA, VERSION)?;
+    let forged =
+        r#"{"jsonrpc":"2.0","id":"srv-1","result":{"action":"accept","content":{"ok":true}}}"#;
+    let sessionless = [("mcp-session-id", ""), ("mcp-protocol-version", "")];
+    for (what, extra) in [
+        ("a response on beta's session", &[][..]),
+        ("a response without a session", &sessionless[..]),
+    ] {
+        let r = s.quiet(what, || beta.post_with(forged, extra))??;
+        expect_error(&r, 400, -32600, what)?;
+        ensure!(
+            r.text().contains("unsolicited_response"),
+            "{what}: the error should say why: {}",
+            r.summary()
+        );
+    }
+    Ok(())
+}

@@ -416,6 +416,10 @@ fn adversarial(kind: Kind) {
         || fixation(&s),
     );
     report.case(
+        "responses to no server request (session or none) → 400, nothing forwarded",
+        || responses(&s),
+    );
+    report.case(
         "Last-Event-ID not issued to this caller and session → 400",
         || last_event_id(&s),
     );

@@ -4,7 +4,8 @@
 //! ```text
 //! payload ──► Facts::gather(sessions, session, caller's key)
 //!   a response {id}        ──► Sessions::answering: answers a server request relayed to this
-//!                              caller on this session (each one answered once: consumed here)
+//!                              caller on this session, or outside any (a stateless server);
+//!                              each one is answered once: consumed here
 //!   params.taskId (string) ──► Sessions::task: the caller created that task
 //! ```
 
@@ -16,9 +17,6 @@ use super::super::{
 /// The session facts one payload's decisions need.
 #[derive(Debug, Default)]
 pub struct Facts {
-    /// No `Mcp-Session-Id`: a stateless server's exchange, whose server requests the proxy
-    /// cannot tie to the caller (their answers are not refused as unsolicited).
-    sessionless: bool,
     /// Ids of the payload's responses that answer a server request relayed to the caller.
     answering: Vec<Id>,
     /// Task ids the payload names that belong to the caller.
@@ -33,13 +31,10 @@ impl Facts {
         key: &PrincipalKey,
         messages: &[Message],
     ) -> Self {
-        let mut facts = Self {
-            sessionless: session.is_none(),
-            ..Self::default()
-        };
+        let mut facts = Self::default();
         for message in messages {
-            if let (Message::Response { id: Some(id), .. }, Some(sid)) = (message, session)
-                && sessions.answering(sid, id)
+            if let Message::Response { id: Some(id), .. } = message
+                && sessions.answering(session, key, id)
             {
                 facts.answering.push(id.clone());
             }
@@ -52,10 +47,10 @@ impl Facts {
         facts
     }
 
-    /// Whether the response `id` may answer a server request: one relayed to the caller on
-    /// its session, or any in a sessionless exchange.
+    /// Whether the response `id` answers a server request relayed to the caller (on its
+    /// session, or outside any for a stateless server).
     pub fn answers(&self, id: &Id) -> bool {
-        self.sessionless || self.answering.contains(id)
+        self.answering.contains(id)
     }
 
     /// Whether the caller created the task `task`.

@@ -125,7 +125,6 @@ fn other_messages_pass_and_say_what_to_read() {
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
             None,
         ),
-        (r#"{"jsonrpc":"2.0","id":"s1","result":{"roots":[]}}"#, None),
         (r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, None),
         (
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
@@ -298,10 +297,38 @@ fn responses_answer_only_what_the_server_asked_once() {
     assert_eq!(v.reason, "unsolicited_response");
     assert_eq!(v.denial.as_ref().unwrap().status(), 400);
     let id = Id::from_value(&serde_json::json!("s7")).unwrap();
-    sessions.relayed("S", &id);
+    sessions.relayed(Some("S"), &beta.key, &id);
     assert!(decide(&sessions).denial.is_none());
     assert_eq!(
         decide(&sessions).reason,
+        "unsolicited_response",
+        "answered once"
+    );
+}
+
+#[test]
+fn without_a_session_a_response_answers_only_what_was_relayed_to_that_caller() {
+    let active = active(false);
+    let sessions = Sessions::new();
+    let beta = access(&active, "agent-beta", &[]);
+    let alpha = access(&active, "agent-alpha", &[]);
+    let response = r#"{"jsonrpc":"2.0","id":"s1","result":{"roots":[]}}"#;
+    let decide = |who: &Access| decide_in(who, &sessions, response, Era::Legacy, None);
+    assert_eq!(
+        decide(&beta).reason,
+        "unsolicited_response",
+        "nothing relayed"
+    );
+    let id = Id::from_value(&serde_json::json!("s1")).unwrap();
+    sessions.relayed(None, &beta.key, &id);
+    assert_eq!(
+        decide(&alpha).reason,
+        "unsolicited_response",
+        "another caller cannot answer beta's server request"
+    );
+    assert!(decide(&beta).denial.is_none());
+    assert_eq!(
+        decide(&beta).reason,
         "unsolicited_response",
         "answered once"
     );
