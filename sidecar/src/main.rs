@@ -127,6 +127,12 @@ struct RunArgs {
     /// are read.
     #[arg(long, env = "MCP_WARDEN_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = 64 * 1024 * 1024)]
     max_body_bytes_in_flight: usize,
+    /// The memory all upstream answers being read may take (a JSON answer whole, an SSE event
+    /// at a time), each counted as 4 × its size: one answer may be at most a quarter of it
+    /// (8 MiB by default); a larger one is withheld. With the body budget, it bounds what
+    /// callers and the upstream can make the sidecar hold.
+    #[arg(long, env = "MCP_WARDEN_MAX_ANSWER_BYTES_IN_FLIGHT", default_value_t = 32 * 1024 * 1024)]
+    max_answer_bytes_in_flight: usize,
     /// The most requests being decided at once (503 with Retry-After above it; open streams
     /// do not count).
     #[arg(
@@ -420,6 +426,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
             anonymous_client: args.anonymous_client,
             max_body_bytes: args.max_body_bytes,
             max_body_bytes_in_flight: args.max_body_bytes_in_flight,
+            max_answer_bytes_in_flight: args.max_answer_bytes_in_flight,
             max_concurrent_requests: args.max_concurrent_requests.max(1),
             upstream_timeout: Duration::from_secs(args.upstream_timeout_seconds),
             ..Settings::default()

@@ -20,6 +20,11 @@ pub struct Settings {
     /// each counted as 4 × its size (the bytes and the parsed JSON); a request waits for room
     /// up to `body_read_timeout` (then 503). Only authenticated callers' bodies are read.
     pub max_body_bytes_in_flight: usize,
+    /// The memory all upstream answers being read may take (a JSON answer whole, an SSE event
+    /// at a time), each counted as 4 × its size; one answer may be at most a quarter of it.
+    /// A JSON answer waits for room up to `body_read_timeout`, an SSE event does not; an answer
+    /// without room is withheld (JSON-RPC errors for the caller's pending requests).
+    pub max_answer_bytes_in_flight: usize,
     /// The most requests decided at once (a response's streaming body does not count); above
     /// it, 503 with `Retry-After`.
     pub max_concurrent_requests: usize,
@@ -43,6 +48,7 @@ impl Default for Settings {
             anonymous_client: None,
             max_body_bytes: 4 * 1024 * 1024,
             max_body_bytes_in_flight: 64 * 1024 * 1024,
+            max_answer_bytes_in_flight: 32 * 1024 * 1024,
             max_concurrent_requests: 1024,
             upstream_timeout: Duration::from_secs(300),
             allowed_hosts: Vec::new(),

@@ -705,3 +705,101 @@ async fn shutdown_stops_accepting_and_ends_open_streams_after_the_grace_period()
     .await;
     assert!(ended.is_ok(), "the open stream is closed");
 }
+
+#[tokio::test]
+async fn upstream_answers_share_a_bounded_room_and_what_does_not_fit_is_withheld() {
+    const MIB: usize = 1024 * 1024;
+    // The upstream answers each tools/call with a result of `size` bytes; `slow` answers send
+    // their last byte only when the test says so.
+    let held: Arc<Mutex<Vec<futures::channel::mpsc::Sender<Bytes>>>> = Arc::default();
+    let senders = held.clone();
+    let mock = Mock::start(move |seen| {
+        let req = request(&seen);
+        let size = req["params"]["arguments"]["size"].as_u64().unwrap_or(0) as usize;
+        let text = json!({"jsonrpc": "2.0", "id": req["id"],
+                          "result": {"content": [{"type": "text", "text": "x".repeat(size)}]}})
+        .to_string();
+        if req["params"]["arguments"]["slow"] != json!(true) {
+            return respond(200, &[("content-type", "application/json")], text);
+        }
+        let (tx, body) = channel_body();
+        // All but the closing brace now; the test sends that.
+        let head = Bytes::from(text[..text.len() - 1].to_owned());
+        let mut first = tx.clone();
+        tokio::spawn(async move {
+            let _ = futures::SinkExt::send(&mut first, head).await;
+        });
+        senders.lock().unwrap().push(tx);
+        let mut r = http::Response::new(body);
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        r
+    })
+    .await;
+    // 8 MiB for all answers: one answer may hold 2 MiB (each byte counted 4 times).
+    let mut s = settings(&mock.url, ALPHA);
+    s.max_answer_bytes_in_flight = 8 * MIB;
+    s.body_read_timeout = Duration::from_millis(300);
+    let proxy = Proxy::start(s, Some(everything_rules(|t| t))).await;
+    let call = |id: u64, size: usize, slow: bool| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"size": size, "slow": slow}}})
+        .to_string()
+    };
+    // Within its share: passes whole.
+    let small = post(&proxy.url(), &[], &call(1, MIB, false)).await;
+    assert_eq!(small.status, 200);
+    assert_eq!(
+        small.answer(&1.into())["result"]["content"][0]["text"]
+            .as_str()
+            .map(str::len),
+        Some(MIB)
+    );
+    // Above one answer's share: withheld, the caller told why, nothing of it passed on.
+    let large = post(&proxy.url(), &[], &call(2, 3 * MIB, false)).await;
+    let error = &large.answer(&2.into())["error"];
+    assert_eq!(error["code"], -32603, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("larger than the 2097152 bytes"),
+        "{message}"
+    );
+    assert!(large.body.len() < 4096, "{} bytes", large.body.len());
+    // Two answers of 1.5 MiB (6 MiB of room each) do not fit at once: while the first is still
+    // arriving, the second waits, finds no room within the wait, and is withheld.
+    let url = proxy.url();
+    let first = tokio::spawn({
+        let url = url.clone();
+        let body = call(3, 3 * MIB / 2, true);
+        async move { post(&url, &[], &body).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the first answer never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = post(&url, &[], &call(4, 3 * MIB / 2, false)).await;
+    let error = &second.answer(&4.into())["error"];
+    assert_eq!(error["code"], -32603, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no room to inspect it now"), "{message}");
+    // The first completes, and its room is given back: the same answer now passes.
+    let mut tx = held.lock().unwrap().pop().unwrap();
+    futures::SinkExt::send(&mut tx, Bytes::from_static(b"}"))
+        .await
+        .unwrap();
+    drop(tx);
+    let first = first.await.unwrap();
+    assert!(
+        first.answer(&3.into()).get("result").is_some(),
+        "{}",
+        first.text()
+    );
+    let again = post(&url, &[], &call(5, 3 * MIB / 2, false)).await;
+    assert!(
+        again.answer(&5.into()).get("result").is_some(),
+        "{}",
+        again.text()
+    );
+}

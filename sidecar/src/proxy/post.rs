@@ -223,6 +223,7 @@ impl Proxy {
             server_audit,
             usage: self.shared.usage.clone(),
             event_ids: Some(self.event_ids.clone()),
+            room: Some(self.admission.answer_room()),
             ..Exchange::default()
         };
         let upstream_status = response.status().as_u16();

@@ -18,6 +18,7 @@
 
 use super::{
     BoxError, ProxyBody,
+    admission::{AnswerRoom, Held},
     deny::{self, Denial},
     event_id::{self, EventIds},
     filter::{self, Answer, Expect, Inspector},
@@ -31,7 +32,8 @@ use super::{
 };
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use mcp_warden_crds::ServerRequest;
 use mcp_warden_policy::Capability;
@@ -74,6 +76,9 @@ pub struct Exchange {
     pub replier: Option<Replier>,
     /// Records the server's requests (relayed or refused).
     pub server_audit: Option<super::audit::ServerRequests>,
+    /// The room this answer may hold of the listener's answer budget (`None`: only
+    /// [`MAX_INSPECTED_BYTES`] bounds it).
+    pub room: Option<AnswerRoom>,
 }
 
 /// Turns the upstream's response into the client's.
@@ -162,6 +167,7 @@ pub async fn relay(
         };
         return withheld_answer(parts, &mut inspector, why, exchange.answer_id, resource);
     }
+    let mut room = exchange.room;
     if sse {
         parts.headers.remove(header::CONTENT_LENGTH);
         let seal = exchange.event_ids.map(|ids| {
@@ -169,16 +175,22 @@ pub async fn relay(
             (ids, scope)
         });
         let events = SseEvents { inspector, seal };
-        let body = RewriteBody::new(body, MAX_INSPECTED_BYTES, events).boxed_unsync();
+        let limit = room.as_ref().map_or(MAX_INSPECTED_BYTES, AnswerRoom::limit);
+        let body = RewriteBody::new(body, limit, events)
+            .holding(room)
+            .boxed_unsync();
         let body = match exchange.revoke {
             Some(watch) => Revocable::wrap(body, watch),
             None => body,
         };
         return Response::from_parts(parts, body);
     }
-    let bytes = match Limited::new(body, MAX_INSPECTED_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
+    let bytes = match read_answer(body, room.as_mut()).await {
+        Ok(bytes) => bytes,
+        Err(Unread::NoRoom(why)) => {
+            return withheld_answer(parts, &mut inspector, &why, exchange.answer_id, resource);
+        }
+        Err(Unread::Failed(e)) => {
             return bad_gateway(
                 &format!("reading the upstream response failed: {e}"),
                 exchange.answer_id,
@@ -196,12 +208,57 @@ pub async fn relay(
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    Response::from_parts(
-        parts,
-        Full::new(bytes)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    )
+    // The room is held until the answer has gone out.
+    let body = Full::new(bytes).map_err(|never| match never {});
+    Response::from_parts(parts, Held::new(body, room).boxed_unsync())
+}
+
+/// Why a JSON answer was not read.
+enum Unread {
+    /// It does not fit the room answers may hold (now, or ever).
+    NoRoom(String),
+    /// The upstream's body failed.
+    Failed(String),
+}
+
+/// Reads a JSON answer whole, holding room for it in `room` as it arrives.
+async fn read_answer(
+    mut body: Incoming,
+    mut room: Option<&mut AnswerRoom>,
+) -> Result<Bytes, Unread> {
+    let limit = room.as_ref().map_or(MAX_INSPECTED_BYTES, |r| r.limit());
+    let too_large = || {
+        Unread::NoRoom(format!(
+            "it is larger than the {limit} bytes the sidecar holds to inspect an answer"
+        ))
+    };
+    let declared = body
+        .size_hint()
+        .exact()
+        .and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut read = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(64 * 1024));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Unread::Failed(e.to_string()))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if read.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        if let Some(room) = room.as_deref_mut()
+            && !room.hold_waiting(read.len() + chunk.len()).await
+        {
+            return Err(Unread::NoRoom(
+                "the sidecar has no room to inspect it now (too many large answers at once)"
+                    .to_owned(),
+            ));
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.freeze())
 }
 
 /// The answer when the upstream's body cannot be inspected: JSON-RPC errors for what was

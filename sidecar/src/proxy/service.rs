@@ -294,6 +294,7 @@ impl Proxy {
             modern: headers::era(&parts.headers, None) == headers::Era::Modern,
             usage: self.shared.usage.clone(),
             event_ids: Some(self.event_ids.clone()),
+            room: Some(self.admission.answer_room()),
             replier: Some(replier),
             ..Exchange::default()
         };

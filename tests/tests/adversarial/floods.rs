@@ -73,19 +73,7 @@ pub(crate) fn flood(s: &Stack) -> Result<(), String> {
     let before = rss_kib(pid).ok_or("cannot read the sidecar's VmRSS")?;
     let alpha = s.connect(ALPHA, VERSION)?;
     let (tool, args) = s.kind.good_call();
-    let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(before));
-    let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(kib) = rss_kib(pid) {
-                    peak.fetch_max(kib, Ordering::Relaxed);
-                }
-                thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let sampler = PeakRss::start(pid, before);
     let mark = s.tap.count();
     let addr = s.host_port();
     // A third without a token, a third with garbage, a third with a forged JWT naming the real
@@ -125,9 +113,7 @@ pub(crate) fn flood(s: &Stack) -> Result<(), String> {
     let answers: Vec<Result<Resp, String>> =
         flooders.into_iter().map(|h| h.join().unwrap()).collect();
     let after = alpha.call(60, tool, &args);
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak = peak.load(Ordering::Relaxed);
+    let peak = sampler.stop();
     eprintln!(
         "[{}] flood: sidecar VmRSS {} KiB before, peak {} KiB (limit {RSS_LIMIT_KIB} KiB)",
         s.kind.name(),

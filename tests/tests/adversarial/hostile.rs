@@ -144,11 +144,43 @@ pub(crate) async fn hostile(
             let m = *mode.lock().unwrap();
             hostile_list(m)
         }
+        (Some("tools/call"), Some(id)) => {
+            // A result of `size` bytes: what a tool with a large output (or a hostile server)
+            // answers.
+            served.fetch_add(1, Ordering::Relaxed);
+            let size = msg
+                .pointer("/params/arguments/size")
+                .and_then(Value::as_u64);
+            let text = "x".repeat(usize::try_from(size.unwrap_or(1)).unwrap_or(1));
+            let body = json!({"jsonrpc": "2.0", "id": id,
+                              "result": {"content": [{"type": "text", "text": text}]}});
+            answer("application/json", body.to_string().into_bytes(), &[])
+        }
         (_, Some(id)) => {
             let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "Method not found"}});
             answer("application/json", body.to_string().into_bytes(), &[])
         }
     }
+}
+
+/// The sidecar (examples/everything, an IdP beside it) in front of `server`: the process, the
+/// MCP URL, the IdP and the folder holding the configuration.
+fn behind_sidecar(server: &tap::Server) -> (Proc, String, Idp, tempfile::TempDir) {
+    let idp = oidc_provider(RESOURCE, 0)
+        .unwrap_or_else(|e| panic!("oidc-provider is needed ({e}): run `make peers`"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("everything.yaml");
+    std::fs::write(&config, config_text(Kind::Everything, &idp.issuer)).unwrap();
+    let (sidecar, addrs) = sidecar(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--upstream",
+        &format!("http://{}/mcp", server.addr),
+    ])
+    .unwrap_or_else(|e| {
+        panic!("{e}\n(build the binaries first: `cargo build -p mcp-warden-sidecar --bins`)")
+    });
+    (sidecar, format!("{}/mcp", addrs.base), idp, dir)
 }
 
 #[test]
@@ -161,21 +193,7 @@ pub(crate) fn hostile_upstream_answers_never_show_a_hidden_tool() {
         tap::serve(move |req| hostile(req, mode.clone(), served.clone(), sessions.clone()))
             .unwrap_or_else(|e| panic!("{e}"))
     };
-    let idp = oidc_provider(RESOURCE, 0)
-        .unwrap_or_else(|e| panic!("oidc-provider is needed ({e}): run `make peers`"));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("everything.yaml");
-    std::fs::write(&config, config_text(Kind::Everything, &idp.issuer)).unwrap();
-    let (_sidecar, addrs) = sidecar(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--upstream",
-        &format!("http://{}/mcp", server.addr),
-    ])
-    .unwrap_or_else(|e| {
-        panic!("{e}\n(build the binaries first: `cargo build -p mcp-warden-sidecar --bins`)")
-    });
-    let url = format!("{}/mcp", addrs.base);
+    let (_sidecar, url, idp, _dir) = behind_sidecar(&server);
     let token = idp
         .token(BETA, "mcp:tools.list")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -299,5 +317,108 @@ pub(crate) fn hostile_upstream_answers_never_show_a_hidden_tool() {
             Ok(())
         });
     }
+    report.finish();
+}
+
+/// Large answers cost bounded memory: 8 callers at once each get a 3 MiB result (12 MiB of the
+/// default 32 MiB answer budget each: two at a time, the others wait their turn) and four
+/// 40 MiB answers at once are withheld unread; the sidecar's RSS stays under the injector's
+/// 128 Mi limit.
+#[test]
+pub(crate) fn large_upstream_answers_take_turns_within_the_sidecar_memory() {
+    const MIB: u64 = 1 << 20;
+    const CALLERS: u64 = 8;
+    let (mode, served) = (Arc::new(Mutex::new('0')), Arc::new(AtomicUsize::new(0)));
+    let server = {
+        let (served, sessions) = (served.clone(), Arc::new(AtomicUsize::new(0)));
+        tap::serve(move |req| hostile(req, mode.clone(), served.clone(), sessions.clone()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (sidecar, url, idp, _dir) = behind_sidecar(&server);
+    let token = idp
+        .token(ALPHA, "mcp:tools.list mcp:tools.call")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = sidecar.id();
+    let before = rss_kib(pid).expect("the sidecar's VmRSS");
+    let sampler = PeakRss::start(pid, before);
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let (url, token) = (url.clone(), token.clone());
+            thread::spawn(move || -> Result<Resp, String> {
+                let alpha = Client::connect(&url, Some(token), VERSION)?;
+                alpha.call(100 + i, "echo", &json!({"size": 3 * MIB}))
+            })
+        })
+        .collect();
+    let answers: Vec<Result<Resp, String>> =
+        callers.into_iter().map(|h| h.join().unwrap()).collect();
+    let huge: Vec<Result<Resp, String>> = (0..4)
+        .map(|i| {
+            let (url, token) = (url.clone(), token.clone());
+            thread::spawn(move || -> Result<Resp, String> {
+                let alpha = Client::connect(&url, Some(token), VERSION)?;
+                alpha.call(200 + i, "echo", &json!({"size": 40 * MIB}))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let peak_mib = sampler.stop() / 1024;
+    let mut report = Cases::new("large upstream answers");
+    report.case(
+        "8 × 3 MiB at once: each passed whole or withheld, never cut",
+        || {
+            let mut whole = 0;
+            for (i, answer) in (0..CALLERS).zip(&answers) {
+                let r = answer.as_ref().map_err(Clone::clone)?;
+                let reply = r.reply(&json!(100 + i)).ok_or_else(|| r.summary())?;
+                match reply
+                    .pointer("/result/content/0/text")
+                    .and_then(Value::as_str)
+                {
+                    Some(text) => {
+                        ensure!(
+                            text.len() as u64 == 3 * MIB,
+                            "a cut result: {} bytes",
+                            text.len()
+                        );
+                        whole += 1;
+                    }
+                    None => ensure!(
+                        reply.pointer("/error/code") == Some(&json!(-32603)),
+                        "neither the result nor a withheld error: {}",
+                        r.summary()
+                    ),
+                }
+            }
+            ensure!(whole > 0, "no 7 MiB answer passed at all");
+            Ok(())
+        },
+    );
+    report.case(
+        "4 × 40 MiB at once: withheld, unread (above one answer's 8 MiB share)",
+        || {
+            for (i, answer) in (0..4).zip(&huge) {
+                let r = answer.as_ref().map_err(Clone::clone)?;
+                let error = r
+                    .reply(&json!(200 + i))
+                    .and_then(|m| m.get("error").cloned())
+                    .ok_or_else(|| format!("not withheld: {} bytes", r.text().len()))?;
+                ensure!(error["code"] == json!(-32603), "{error}");
+            }
+            Ok(())
+        },
+    );
+    report.case(
+        &format!(
+            "peak RSS {peak_mib} MiB (before: {} MiB) < 128 MiB",
+            before / 1024
+        ),
+        || {
+            ensure!(peak_mib < 128, "the sidecar reached {peak_mib} MiB");
+            Ok(())
+        },
+    );
     report.finish();
 }

@@ -401,6 +401,44 @@ pub(crate) fn forged_token(issuer: &str) -> String {
     format!("{}.{}.{}", b64(header), b64(claims), "A".repeat(342))
 }
 
+/// A process's VmRSS sampled every 5 ms until [`PeakRss::stop`]: the peak, in KiB.
+pub(crate) struct PeakRss {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    sampler: thread::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub(crate) fn start(pid: u32, before: u64) -> Self {
+        let (stop, peak) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(before)),
+        );
+        let sampler = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(kib) = rss_kib(pid) {
+                        peak.fetch_max(kib, Ordering::Relaxed);
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        Self {
+            stop,
+            peak,
+            sampler,
+        }
+    }
+
+    pub(crate) fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.sampler.join();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?

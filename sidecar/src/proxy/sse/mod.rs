@@ -15,13 +15,14 @@
 //!                                                  nobody's request)
 //! upstream end ──► what is held goes out (rewritten if it has data); nothing is synthesized
 //! upstream error ──► the client stream fails too (no clean end is invented)
+//! an event above the limit, or without room in the answer budget ──► the stream fails
 //! ```
 //!
 //! Only the response event of a request the proxy must see (a `tools/list` id, …) changes; every
 //! other byte, including `id:`, `event:`, `retry:`, keep-alive comments and the empty-data priming
 //! events of 2025-11-25 servers, reaches the client as sent (HTTP-07, HTTP-08, LIST-01).
 
-use super::BoxError;
+use super::{BoxError, admission::AnswerRoom};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use std::{
@@ -35,6 +36,11 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("an SSE event exceeds {0} bytes")]
 pub struct TooLarge(pub usize);
+
+/// An event the listener's answer budget has no room for now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no room to inspect an SSE event of {0} bytes now (too many large answers at once)")]
+pub struct NoRoom(pub usize);
 
 /// What a [`Splitter`] asks of each event: new data (`None`: unchanged; empty: dropped) and
 /// new `id` values (`None`: unchanged). A closure over the data is an `Events` that keeps ids.
@@ -132,6 +138,11 @@ impl Splitter {
             return Err(TooLarge(self.limit));
         }
         Ok(())
+    }
+
+    /// The bytes held now: the event being inspected and an unfinished line.
+    pub fn held(&self) -> usize {
+        self.held_bytes + self.pending.len() + self.data.len()
     }
 
     /// The upstream ended: emits what is left (an unterminated last line or event) as it is,
@@ -298,6 +309,8 @@ pub struct RewriteBody<B, F> {
     splitter: Splitter,
     rewrite: F,
     done: bool,
+    /// The room the held event takes of the listener's answer budget.
+    room: Option<AnswerRoom>,
 }
 
 impl<B, F> std::fmt::Debug for RewriteBody<B, F> {
@@ -316,7 +329,14 @@ impl<B, F> RewriteBody<B, F> {
             splitter: Splitter::new(limit),
             rewrite,
             done: false,
+            room: None,
         }
+    }
+
+    /// Holds what the held event takes in `room`; an event it has no room for fails the stream.
+    pub fn holding(mut self, room: Option<AnswerRoom>) -> Self {
+        self.room = room;
+        self
     }
 }
 
@@ -345,6 +365,13 @@ where
                         if let Err(e) = this.splitter.push(&chunk, &mut out, &mut this.rewrite) {
                             this.done = true;
                             return Poll::Ready(Some(Err(e.into())));
+                        }
+                        let held = this.splitter.held();
+                        if let Some(room) = this.room.as_mut()
+                            && !room.hold(held)
+                        {
+                            this.done = true;
+                            return Poll::Ready(Some(Err(NoRoom(held).into())));
                         }
                         if !out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
