@@ -90,6 +90,162 @@ pub struct McpToolSpec {
     /// client itself does not ask for enforcement.
     #[serde(default)]
     pub enforce_reviews: bool,
+    /// What the sidecar sends the server about each call, since the caller's own token never
+    /// reaches it: an identity JWT the sidecar signs, credentials from a Secret, or a token
+    /// exchanged at the IdP (RFC 8693). None by default. See `docs/upstream-auth.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_auth: Option<UpstreamAuthSpec>,
+}
+
+/// CEL: an HTTP header name the sidecar may set on requests to the upstream (not one the
+/// proxy or the MCP transport owns).
+const HEADER_RULE: &str = "self.matches('^[A-Za-z0-9][A-Za-z0-9-]*$') && !(self.lowerAscii() in ['host', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'te', 'upgrade', 'accept', 'cookie', 'mcp-session-id', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'last-event-id', 'traceparent', 'tracestate'])";
+const HEADER_MESSAGE: &str = "must be an HTTP header name the proxy does not own (not Host, Content-*, Accept, Cookie, Mcp-*, Last-Event-ID, trace headers or hop-by-hop headers)";
+
+/// How the sidecar authenticates each call to the upstream. Every configured part must
+/// produce its header, or the call is refused (502) and the upstream receives nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("has(self.identity) || size(self.credentials) > 0 || has(self.tokenExchange)").message("upstreamAuth needs identity, credentials or tokenExchange"))]
+pub struct UpstreamAuthSpec {
+    /// A short-lived JWT per call, signed by the sidecar with a key the operator distributes
+    /// (standalone: `--upstream-identity-key`), telling the server who calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<UpstreamIdentitySpec>,
+    /// Static credentials from Secrets in the McpTool's namespace (standalone: files), one
+    /// header each. A rotated Secret is used within a second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub credentials: Vec<UpstreamCredentialSpec>,
+    /// The caller's token exchanged at the IdP (RFC 8693) for one meant for the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<TokenExchangeSpec>,
+}
+
+/// The identity JWT: `iss` the McpTool (`issuer`), `aud` the upstream, `sub` the caller's
+/// subject, `client` the McpClient, `scope` and `grant` what allowed the call, `act` the caller's
+/// own delegation chain, living at most 60 s.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamIdentitySpec {
+    /// The header that carries it.
+    #[serde(default = "default_identity_header")]
+    #[x_kube(validation = kube::core::Rule::new(HEADER_RULE).message(HEADER_MESSAGE))]
+    #[schemars(length(max = 128))]
+    pub header: String,
+    /// Put before the JWT in the header, e.g. `Bearer ` (default: nothing).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64), regex(pattern = r"^[!-~ ]*$"))]
+    pub prefix: String,
+    /// `aud`: what the server checks it is meant for. Default: `server.upstream`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub audience: Option<String>,
+    /// `iss`. Default: `server.resource`, the McpTool's canonical URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub issuer: Option<String>,
+    /// How long each JWT lives, in seconds (1 to 60).
+    #[serde(default = "default_identity_lifetime")]
+    #[x_kube(validation = kube::core::Rule::new("self >= 1 && self <= 60").message("lifetimeSeconds must be between 1 and 60"))]
+    pub lifetime_seconds: u32,
+}
+
+impl Default for UpstreamIdentitySpec {
+    fn default() -> Self {
+        Self {
+            header: default_identity_header(),
+            prefix: String::new(),
+            audience: None,
+            issuer: None,
+            lifetime_seconds: default_identity_lifetime(),
+        }
+    }
+}
+
+fn default_identity_header() -> String {
+    "X-Mcp-Warden-Identity".to_owned()
+}
+
+fn default_identity_lifetime() -> u32 {
+    60
+}
+
+/// One value of a Secret sent as a header on every call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamCredentialSpec {
+    /// The Secret (in the McpTool's namespace) and its key. Standalone: the file
+    /// `<--upstream-secrets-dir>/<name>/<key>`, as a Secret volume lays it out.
+    pub secret_ref: SecretKeyRef,
+    /// The header that carries it.
+    #[serde(default = "default_credential_header")]
+    #[x_kube(validation = kube::core::Rule::new(HEADER_RULE).message(HEADER_MESSAGE))]
+    #[schemars(length(max = 128))]
+    pub header: String,
+    /// Put before the value, e.g. `Bearer ` or `Basic ` (default: nothing).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64), regex(pattern = r"^[!-~ ]*$"))]
+    pub prefix: String,
+}
+
+fn default_credential_header() -> String {
+    "Authorization".to_owned()
+}
+
+/// A key of a Secret in the referring object's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[x_kube(validation = kube::core::Rule::new(NAME_RULE).message(NAME_MESSAGE))]
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// The key in its `data`.
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[-._a-zA-Z0-9]+$')").message("key must be a Secret data key: letters, digits, '-', '_' and '.'"))]
+    #[schemars(length(max = 253))]
+    pub key: String,
+}
+
+/// RFC 8693 token exchange: the caller's token is the `subject_token`; the issued token is sent
+/// to the upstream. Cached per caller until shortly before it expires.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenExchangeSpec {
+    /// The IdP's token endpoint (https, or http on loopback only).
+    #[x_kube(validation = kube::core::Rule::new(URL_RULE).message(URL_MESSAGE))]
+    #[schemars(length(max = 2048))]
+    pub token_endpoint: String,
+    /// `audience` of the exchange: the upstream, or the API behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub audience: Option<String>,
+    /// `resource` (RFC 8707) of the exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub resource: Option<String>,
+    /// `scope` asked for (space-separated); default: none, the IdP decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub scope: Option<String>,
+    /// The sidecar's client id at the IdP.
+    #[schemars(length(min = 1, max = 256))]
+    pub client_id: String,
+    /// Its client secret (HTTP Basic at the token endpoint).
+    pub client_secret_ref: SecretKeyRef,
+    /// The header that carries the exchanged token (as `Bearer <token>` unless `prefix`).
+    #[serde(default = "default_credential_header")]
+    #[x_kube(validation = kube::core::Rule::new(HEADER_RULE).message(HEADER_MESSAGE))]
+    #[schemars(length(max = 128))]
+    pub header: String,
+    /// Put before the token (default `Bearer `).
+    #[serde(default = "default_bearer")]
+    #[schemars(length(max = 64), regex(pattern = r"^[!-~ ]*$"))]
+    pub prefix: String,
+}
+
+fn default_bearer() -> String {
+    "Bearer ".to_owned()
 }
 
 /// Where the MCP server runs.

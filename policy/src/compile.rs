@@ -23,7 +23,7 @@ use crate::{
 use jiff::Timestamp;
 use mcp_warden_crds::{
     DefaultAction, IssuerKind, McpClient, McpTool, PolicyMode, RateLimit, Risk, ServerRequest,
-    SigningAlgorithm, ThrottleResponse, ToolAuditSpec,
+    SigningAlgorithm, ThrottleResponse, ToolAuditSpec, UpstreamAuthSpec,
 };
 use std::{
     collections::{BTreeMap, HashMap},
@@ -174,6 +174,8 @@ pub struct RuleSet {
     pub unknown_methods: DefaultAction,
     /// Per-tool cap for all callers (McpTool-wide).
     pub tool_rate_limit: Option<Rate>,
+    /// `spec.upstreamAuth`: what the sidecar sends the upstream about each call.
+    pub upstream_auth: Option<UpstreamAuthSpec>,
     /// Clients.
     pub clients: Vec<Client>,
     /// Policies.
@@ -543,6 +545,7 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         server_requests: spec.server_requests.clone(),
         unknown_methods: spec.unknown_methods,
         tool_rate_limit: rate(&tool_ref, "spec.rateLimit", spec.rate_limit.as_ref())?,
+        upstream_auth: upstream_auth(&tool_ref, spec.upstream_auth.as_ref())?,
         clients,
         policies,
         problems,
@@ -550,6 +553,36 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
         by_service_account,
         tool: tool_ref,
     })
+}
+
+/// `spec.upstreamAuth`, checked beyond the schema: each header is set by one part only.
+fn upstream_auth(
+    object: &ObjectRef,
+    spec: Option<&UpstreamAuthSpec>,
+) -> Result<Option<UpstreamAuthSpec>, CompileError> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let mut headers: Vec<(String, &str)> = Vec::new();
+    if let Some(identity) = &spec.identity {
+        headers.push((identity.header.to_ascii_lowercase(), "identity.header"));
+    }
+    for c in &spec.credentials {
+        headers.push((c.header.to_ascii_lowercase(), "credentials[].header"));
+    }
+    if let Some(exchange) = &spec.token_exchange {
+        headers.push((exchange.header.to_ascii_lowercase(), "tokenExchange.header"));
+    }
+    for (i, (name, path)) in headers.iter().enumerate() {
+        if headers[..i].iter().any(|(n, _)| n == name) {
+            return Err(CompileError::Invalid {
+                object: object.clone(),
+                path: format!("spec.upstreamAuth.{path}"),
+                message: format!("the header {name} is set twice"),
+            });
+        }
+    }
+    Ok(Some(spec.clone()))
 }
 
 /// Summary counts, for logs and metrics.
