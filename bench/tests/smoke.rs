@@ -78,6 +78,7 @@ async fn both_issuers_tokens_go_through_the_full_chain_to_the_bench_upstream() {
         audit: Some(Auditor::start(&audit_cfg, metrics.registry()).unwrap()),
         metrics,
         usage: None,
+        upstream_auth: Default::default(),
     });
     tokio::spawn(proxy::serve(listener, None, shared, std::future::pending()));
 

@@ -1,7 +1,8 @@
 //! Admin endpoints on their own port: `/ready` (200 once a valid configuration is in force),
-//! `/live` (200 while the process serves), `/metrics` (Prometheus text format).
+//! `/live` (200 while the process serves), `/metrics` (Prometheus text format),
+//! `/.well-known/jwks.json` (the public keys of the upstream identity JWT, for the upstream).
 
-use crate::{metrics::Metrics, state::Live};
+use crate::{metrics::Metrics, state::Live, upstream_auth::Keys};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -11,15 +12,15 @@ use std::{convert::Infallible, sync::Arc};
 use tokio::net::TcpListener;
 
 /// Serves the admin endpoints until the task is dropped.
-pub async fn serve(listener: TcpListener, live: Arc<Live>, metrics: Metrics) {
+pub async fn serve(listener: TcpListener, live: Arc<Live>, metrics: Metrics, keys: Arc<Keys>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (live, metrics) = (live.clone(), metrics.clone());
+        let (live, metrics, keys) = (live.clone(), metrics.clone(), keys.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let response = respond(&req, &live, &metrics);
+                let response = respond(&req, &live, &metrics, &keys);
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -29,7 +30,12 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>, metrics: Metrics) {
     }
 }
 
-fn respond(req: &Request<Incoming>, live: &Live, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn respond(
+    req: &Request<Incoming>,
+    live: &Live,
+    metrics: &Metrics,
+    keys: &Keys,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String, content_type: &'static str| {
         Response::builder()
             .status(status)
@@ -57,6 +63,15 @@ fn respond(req: &Request<Incoming>, live: &Live, metrics: &Metrics) -> Response<
             metrics.encode(),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
+        "/.well-known/jwks.json" => {
+            let mut r = text(StatusCode::OK, keys.jwks().to_string(), "application/json");
+            // Short: a rotated key must be fetched within the overlap (upstream_auth::keys).
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                http::HeaderValue::from_static("max-age=30"),
+            );
+            r
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
     }
 }

@@ -12,7 +12,8 @@
 //!  config: source::{file, reload} (standalone) | source::{link, operator} (pushed)
 //!          ─► state::Live (atomic swap; open streams re-check their caller)
 //!  reports: usage (to the operator), bypass (is the upstream reachable around the sidecar?)
-//!  admin:  /ready /live /metrics
+//!  upstream_auth: identity JWT, Secret credentials, RFC 8693 exchange on requests to the upstream
+//!  admin:  /ready /live /metrics (/.well-known/jwks.json: the identity JWT's keys)
 //! ```
 
 // `deny`, not `forbid`: `memory`, `sched` and `audit::pagecache` hold the audited exceptions (FFI
@@ -33,4 +34,5 @@ pub mod settings;
 pub mod source;
 pub mod state;
 pub mod tls;
+pub mod upstream_auth;
 pub mod usage;

@@ -13,7 +13,9 @@ use mcp_warden_sidecar::{
     settings::Settings,
     source::{file, link, operator, reload},
     state::Live,
-    tls, usage,
+    tls,
+    upstream_auth::{self, UpstreamAuth},
+    usage,
 };
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -151,6 +153,20 @@ struct RunArgs {
     /// holding every scope. Refused unless --listen is a loopback address.
     #[arg(long)]
     anonymous_client: Option<String>,
+    /// Standalone: the private key (PKCS#8 PEM, P-256 or Ed25519) that signs the upstream
+    /// identity JWT (`McpTool.spec.upstreamAuth.identity`); re-read when it changes, the old key
+    /// staying in the admin port's `/.well-known/jwks.json` for two minutes.
+    #[arg(long, conflicts_with = "operator")]
+    upstream_identity_key: Option<PathBuf>,
+    /// Standalone: how long a new --upstream-identity-key is published in the JWKS before it
+    /// signs (the upstream's JWKS cache must have it by then).
+    #[arg(long, default_value_t = 60, requires = "upstream_identity_key")]
+    upstream_identity_key_publish_seconds: u64,
+    /// Standalone: the folder of upstream credentials, `<dir>/<secret name>/<key>` (a Secret
+    /// volume's layout), read every 200 ms (`upstreamAuth.credentials`, the token exchange's
+    /// client secret).
+    #[arg(long, conflicts_with = "operator")]
+    upstream_secrets_dir: Option<PathBuf>,
     /// Write `{"listen": "...", "admin": "..."}` here once both ports are bound.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -307,6 +323,40 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     };
     let live = Arc::new(Live::default());
     let metrics = Metrics::new();
+    let upstream_auth = Arc::new(UpstreamAuth {
+        keys: Arc::new(upstream_auth::Keys::new(Duration::from_secs(
+            args.upstream_identity_key_publish_seconds,
+        ))),
+        ..UpstreamAuth::default()
+    });
+    let mut credential_watchers = Vec::new();
+    if let Some(path) = &args.upstream_identity_key {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read --upstream-identity-key {}: {e}",
+                path.display()
+            )
+        })?;
+        upstream_auth
+            .keys
+            .rotate_to(&pem)
+            .map_err(|e| format!("--upstream-identity-key {}: {e}", path.display()))?;
+        let keys = upstream_auth.keys.clone();
+        credential_watchers.push(tokio::spawn(upstream_auth::keys::watch_file(
+            path.clone(),
+            keys,
+        )));
+    }
+    if let Some(dir) = &args.upstream_secrets_dir {
+        let values = upstream_auth::secret::read_dir(dir)
+            .map_err(|e| format!("cannot read --upstream-secrets-dir {}: {e}", dir.display()))?;
+        upstream_auth.secrets.replace(values);
+        let secrets = upstream_auth.secrets.clone();
+        credential_watchers.push(tokio::spawn(upstream_auth::secret::watch_dir(
+            dir.clone(),
+            secrets,
+        )));
+    }
     let mut reporter = None;
     let bypass = (args.bypass_check_seconds > 0).then(Arc::<bypass::Bypass>::default);
     let watcher = match (&args.config, &args.operator) {
@@ -356,7 +406,12 @@ async fn serve(args: RunArgs) -> Result<(), String> {
                 idle_timeout: Duration::from_secs(args.operator_idle_timeout_seconds.max(1)),
             };
             operator::load_persisted(&source, &live, &metrics);
-            tokio::spawn(operator::run(source, live.clone(), metrics.clone()))
+            tokio::spawn(operator::run(
+                source,
+                live.clone(),
+                metrics.clone(),
+                upstream_auth.clone(),
+            ))
         }
         _ => return Err("give --config <file|folder> (standalone) or --operator <url>".into()),
     };
@@ -371,7 +426,12 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         listener.local_addr().map_err(|e| e.to_string())?,
         admin_listener.local_addr().map_err(|e| e.to_string())?,
     );
-    let admin = tokio::spawn(admin::serve(admin_listener, live.clone(), metrics.clone()));
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        live.clone(),
+        metrics.clone(),
+        upstream_auth.keys.clone(),
+    ));
     tracing::info!(%listen, admin = %admin_addr, tls = tls.is_some(), "listening");
     if let Some(file) = &args.ready_file {
         let body =
@@ -433,6 +493,7 @@ async fn serve(args: RunArgs) -> Result<(), String> {
         },
         metrics,
         usage: reporter.is_some().then(Arc::default),
+        upstream_auth,
     });
     let reports = reporter.map(|r| tokio::spawn(usage::run(r, shared.clone())));
     let checks = bypass.map(|b| {
@@ -441,6 +502,9 @@ async fn serve(args: RunArgs) -> Result<(), String> {
     });
     let result = proxy::serve(listener, tls, shared, shutdown_signal()).await;
     watcher.abort();
+    for w in credential_watchers {
+        w.abort();
+    }
     if let Some(reports) = reports {
         reports.abort();
     }

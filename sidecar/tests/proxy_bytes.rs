@@ -671,6 +671,7 @@ async fn shutdown_stops_accepting_and_ends_open_streams_after_the_grace_period()
         metrics: Metrics::new(),
         audit: None,
         usage: None,
+        upstream_auth: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

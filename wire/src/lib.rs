@@ -16,5 +16,5 @@
 pub mod push;
 pub mod usage;
 
-pub use push::PushMessage;
+pub use push::{PushMessage, UpstreamCredentials};
 pub use usage::{BypassReport, ClientUsage, RunawayFlag, ToolsSeen, UsageReport};

@@ -62,6 +62,10 @@ pub struct AuditEvent {
     /// A request of the server to the client (then `method` is the server's method and
     /// `jsonrpc_id` the server's id).
     pub server_request: Option<ServerRequestInfo>,
+    /// What the upstream was told about the call (`McpTool.spec.upstreamAuth`): the identity
+    /// JWT's `jti`, the Secret refs sent, the token exchange's issuer, audience and outcome.
+    /// Never a value.
+    pub upstream_auth: Option<crate::upstream_auth::Applied>,
 }
 
 /// The tool, resource or prompt being called.

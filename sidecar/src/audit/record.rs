@@ -602,6 +602,8 @@ struct CallExt<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_auth: Option<&'a crate::upstream_auth::Applied>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     upstream_status: Option<u16>,
 }
 
@@ -983,6 +985,7 @@ fn render(
             }),
             task_id: resp.task_id.as_deref().map(clip),
             traceparent: ev.transport.traceparent.as_deref().map(clip),
+            upstream_auth: ev.upstream_auth.as_ref(),
             upstream_status: resp.upstream_status,
         },
     };

@@ -36,7 +36,7 @@ mod jwks;
 pub mod prm;
 mod token;
 
-pub use jwks::{HttpClient, default_http_client, https_client};
+pub use jwks::{HttpClient, default_http_client, https_client, unverified_claims};
 
 use arc_swap::ArcSwap;
 use cache::{Basis, TokenCache, TokenHash};

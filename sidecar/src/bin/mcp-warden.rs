@@ -319,6 +319,7 @@ fn synthetic(id: u64, session: &str) -> AuditEvent {
         },
         count: None,
         server_request: None,
+        upstream_auth: None,
     }
 }
 

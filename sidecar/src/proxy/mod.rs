@@ -84,6 +84,8 @@ pub struct Shared {
     pub audit: Option<crate::audit::Auditor>,
     /// What is reported to the operator (`None`: standalone, nothing reported).
     pub usage: Option<Arc<crate::usage::Usage>>,
+    /// What the upstream is told about each call (`McpTool.spec.upstreamAuth`).
+    pub upstream_auth: Arc<crate::upstream_auth::UpstreamAuth>,
 }
 
 /// The client's address, a request extension set by `serve`.

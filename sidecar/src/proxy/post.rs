@@ -179,12 +179,24 @@ impl Proxy {
             .zip(&outcomes)
             .filter_map(|(m, v)| Some((request_id(m)?, v.expect)))
             .collect();
+        let grants = outcomes.iter().map(|o| &o.decided_by);
+        let auth = &self.shared.upstream_auth;
+        let (authed, applied) = auth
+            .forward(&access, grants, &parts.headers, &mut forward)
+            .await;
+        if let (Some(calls), Some(applied)) = (&calls, applied) {
+            calls.set_upstream_auth(applied);
+        }
         let replier = Replier::new(self.upstream.clone(), &t.upstream, &forward);
-        let (response, took) = match self
-            .upstream
-            .send(Method::POST, &t.upstream, parts.uri.query(), forward, body)
-            .await
-        {
+        let sent = match authed {
+            Ok(()) => {
+                (self.upstream)
+                    .send(Method::POST, &t.upstream, parts.uri.query(), forward, body)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let (response, took) = match sent {
             Ok(sent) => sent,
             Err(e) => {
                 tracing::warn!(method = payload.label(), error = %e, "upstream request failed");

@@ -251,17 +251,20 @@ impl Proxy {
                 .refuse_request(active, &parts, &t.resource, Some(&access), denial)
                 .await;
         }
-        let replier = Replier::new(self.upstream.clone(), &t.upstream, &forward);
-        let sent = self
-            .upstream
-            .send(
-                method.clone(),
-                &t.upstream,
-                parts.uri.query(),
-                forward,
-                Bytes::new(),
-            )
+        let auth = &self.shared.upstream_auth;
+        let (authed, _) = auth
+            .forward(&access, [].into_iter(), &parts.headers, &mut forward)
             .await;
+        let replier = Replier::new(self.upstream.clone(), &t.upstream, &forward);
+        let sent = match authed {
+            Ok(()) => {
+                let query = parts.uri.query();
+                (self.upstream)
+                    .send(method.clone(), &t.upstream, query, forward, Bytes::new())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let (response, took) = match sent {
             Ok(sent) => sent,
             Err(e) => {

@@ -120,6 +120,7 @@ impl Tally {
                 server: server.clone(),
                 count: Some(count),
                 server_request: None,
+                upstream_auth: None,
             };
             if let Err(e) = auditor.record(&event, &Redaction::none()).await {
                 tracing::warn!(error = %e, reason, count, "audit record of tokenless refusals lost");

@@ -33,6 +33,12 @@ pub enum UpstreamError {
     /// Connecting or sending failed.
     #[error("Bad gateway: the upstream MCP server is unreachable ({0})")]
     Unreachable(String),
+    /// The credentials the McpTool's `upstreamAuth` asks for could not be produced: nothing
+    /// was sent (`upstream_auth`).
+    #[error(
+        "Bad gateway: the sidecar cannot authenticate this call to the upstream MCP server: {0}"
+    )]
+    Auth(String),
     /// No response headers in time.
     #[error("Gateway timeout: the upstream MCP server sent no response within {0:?}")]
     Timeout(Duration),

@@ -17,6 +17,7 @@ use crate::{
     metrics::Metrics,
     source::link::Link,
     state::{Active, Live},
+    upstream_auth::UpstreamAuth,
 };
 use bytes::{Bytes, BytesMut};
 use http::Method;
@@ -99,11 +100,21 @@ fn persist(source: &StreamSource, bundle: &Bundle) {
 }
 
 /// Watches the operator forever.
-pub async fn run(source: StreamSource, live: Arc<Live>, metrics: Metrics) {
+pub async fn run(
+    source: StreamSource,
+    live: Arc<Live>,
+    metrics: Metrics,
+    upstream_auth: Arc<UpstreamAuth>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut heard = false;
-        match watch_once(&source, &live, &metrics, &mut heard).await {
+        let sinks = Sinks {
+            live: &live,
+            metrics: &metrics,
+            upstream_auth: &upstream_auth,
+        };
+        match watch_once(&source, sinks, &mut heard).await {
             Ok(()) => tracing::warn!("the operator closed the watch; reconnecting"),
             Err(e) => {
                 tracing::warn!(operator = %source.link.base(), "watch failed: {e}; reconnecting")
@@ -118,10 +129,17 @@ pub async fn run(source: StreamSource, live: Arc<Live>, metrics: Metrics) {
     }
 }
 
+/// Where the stream's lines go.
+#[derive(Clone, Copy)]
+struct Sinks<'a> {
+    live: &'a Live,
+    metrics: &'a Metrics,
+    upstream_auth: &'a UpstreamAuth,
+}
+
 async fn watch_once(
     source: &StreamSource,
-    live: &Live,
-    metrics: &Metrics,
+    sinks: Sinks<'_>,
     heard: &mut bool,
 ) -> Result<(), String> {
     let mut query = vec![
@@ -159,13 +177,14 @@ async fn watch_once(
         }
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
             let line = buffer.split_to(end + 1);
-            handle_line(&line[..end], source, live, metrics);
+            handle_line(&line[..end], source, sinks);
             *heard = true;
         }
     }
 }
 
-fn handle_line(line: &[u8], source: &StreamSource, live: &Live, metrics: &Metrics) {
+fn handle_line(line: &[u8], source: &StreamSource, sinks: Sinks<'_>) {
+    let Sinks { live, metrics, .. } = sinks;
     let message: PushMessage<'_> = match serde_json::from_slice(line) {
         Ok(m) => m,
         Err(e) => {
@@ -194,6 +213,30 @@ fn handle_line(line: &[u8], source: &StreamSource, live: &Live, metrics: &Metric
             metrics.config_cleared();
         }
         PushMessage::Heartbeat { .. } => {}
+        PushMessage::UpstreamAuth { credentials } => {
+            // Held in memory only: never persisted to the state dir, never logged.
+            let auth = sinks.upstream_auth;
+            if let Some(pem) = &credentials.signing_key
+                && let Err(e) = auth.keys.install(
+                    &crate::upstream_auth::KeyMaterial { pem: pem.clone() },
+                    &credentials
+                        .published_keys
+                        .iter()
+                        .map(|k| serde_json::json!(k))
+                        .collect::<Vec<_>>(),
+                )
+            {
+                tracing::error!(error = %e, "the operator's upstream identity key is unusable");
+            }
+            let values = credentials
+                .secrets
+                .into_iter()
+                .map(|(k, v)| (k, Arc::<str>::from(v)))
+                .collect();
+            if auth.secrets.replace(values) {
+                tracing::info!(secrets = ?auth.secrets.names(), "upstream credentials from the operator");
+            }
+        }
         PushMessage::Unknown => tracing::debug!("ignoring an unknown message type"),
     }
 }

@@ -164,6 +164,7 @@ impl Proxy {
             metrics: metrics.clone(),
             audit,
             usage: None,
+            upstream_auth: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

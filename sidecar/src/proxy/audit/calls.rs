@@ -78,6 +78,14 @@ impl Calls {
         self.client_status.store(client, Ordering::Relaxed);
     }
 
+    /// What the upstream was told about these calls (`upstream_auth::Applied`, no values).
+    pub(in crate::proxy) fn set_upstream_auth(&self, applied: crate::upstream_auth::Applied) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for p in pending.values_mut() {
+            p.event.upstream_auth = Some(applied.clone());
+        }
+    }
+
     /// The response to `id` went by (raw `result` / `error` JSON).
     pub(in crate::proxy) fn answered(&self, id: &Id, result: Option<&str>, error: Option<&str>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());

@@ -147,6 +147,7 @@ impl Context {
             server: self.server.clone(),
             count: None,
             server_request: None,
+            upstream_auth: None,
         }
     }
 

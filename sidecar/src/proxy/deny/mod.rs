@@ -215,6 +215,7 @@ impl Denial {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotReady => "not_ready",
             Self::Upstream(UpstreamError::Timeout(_)) => "upstream_timeout",
+            Self::Upstream(UpstreamError::Auth(_)) => "upstream_auth_failed",
             Self::Upstream(_) | Self::UpstreamUnauthorized => "upstream_error",
             Self::BatchNotForwarded => "batch_not_forwarded",
             Self::AuditUnavailable => "audit_unavailable",
