@@ -40,6 +40,7 @@ pub mod status_writer;
 pub mod tls;
 pub mod tokenreview;
 pub mod tool_usage;
+pub mod upstream_auth;
 pub mod usage;
 pub mod watch;
 pub mod webhook;

@@ -21,6 +21,7 @@ use mcp_warden_operator::{
     netpol::NetworkPolicySettings,
     push, run,
     status_writer::StatusSettings,
+    upstream_auth::{self, UpstreamAuth},
     usage::{UsageEndpoint, UsageStore},
     watch::{InvalidObjects, WatchSettings},
     webhook,
@@ -121,9 +122,45 @@ struct RunArgs {
     /// (repeat or comma-separate; e.g. the operator's and Prometheus').
     #[arg(long = "network-policy-admin-from", value_delimiter = ',')]
     network_policy_admin_from: Vec<String>,
+    /// Push upstream credentials to the sidecars of McpTools with `upstreamAuth` (issue 22):
+    /// cluster mode watches the Secrets labelled `mcpwarden.io/upstream-credentials=true`
+    /// (the operator then needs get/list/watch on Secrets).
+    #[arg(long)]
+    upstream_credentials: bool,
+    /// The private key (PKCS#8 PEM, P-256 or Ed25519) that signs the sidecars' identity JWTs;
+    /// re-read when it changes; the key it replaces stays in `GET /v1/jwks` for 2 minutes.
+    #[arg(long)]
+    upstream_identity_key: Option<PathBuf>,
+    /// The key that will replace --upstream-identity-key, published in `GET /v1/jwks` ahead of
+    /// signing (put the new key here, wait out the upstreams' JWKS caches, then swap the files).
+    #[arg(long)]
+    upstream_identity_next_key: Option<PathBuf>,
+    /// `--source files` only: upstream credential values, `<dir>/<namespace>/<secret>/<key>`.
+    #[arg(long)]
+    upstream_secrets_dir: Option<PathBuf>,
     /// What the webhook injects.
     #[command(flatten)]
     sidecar: SidecarArgs,
+}
+
+/// The upstream credentials store, its file watcher started (`None` when nothing asks for it).
+fn upstream_auth(args: &RunArgs, files_mode: bool) -> Option<Arc<UpstreamAuth>> {
+    let secrets_dir = args.upstream_secrets_dir.clone().filter(|_| files_mode);
+    let wanted = args.upstream_credentials
+        || args.upstream_identity_key.is_some()
+        || args.upstream_identity_next_key.is_some()
+        || secrets_dir.is_some();
+    if !wanted {
+        return None;
+    }
+    let auth = Arc::new(UpstreamAuth::default());
+    tokio::spawn(upstream_auth::watch_files(
+        args.upstream_identity_key.clone(),
+        args.upstream_identity_next_key.clone(),
+        secrets_dir,
+        auth.clone(),
+    ));
+    Some(auth)
 }
 
 fn main() -> ExitCode {
@@ -314,6 +351,7 @@ async fn run_files(dir: PathBuf, args: RunArgs) -> ExitCode {
     let extensions = push::Extensions {
         tls,
         usage: Some(Arc::new(usage)),
+        upstream_auth: upstream_auth(&args, true),
     };
     push::serve_with(
         listener,
@@ -399,6 +437,7 @@ async fn run_cluster(args: RunArgs) -> ExitCode {
         network_policies: args.network_policies.then(|| NetworkPolicySettings {
             admin_from: args.network_policy_admin_from.clone(),
         }),
+        upstream_auth: upstream_auth(&args, false),
     };
     run::run(
         client,

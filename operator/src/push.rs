@@ -6,6 +6,9 @@
 //!     {"type":"bundle","bundle":{…}}      first at once, then whenever the version changes
 //!     {"type":"empty","reason":"…"}       nothing governs this pod (yet)
 //!     {"type":"heartbeat","version":…}    every heartbeat interval, so dead peers are noticed
+//!     {"type":"upstreamAuth",…}           after a bundle whose McpTool has upstreamAuth, and
+//!                                         whenever its Secrets or keys change (upstream_auth.rs)
+//! upstream ──GET /v1/jwks──► the identity JWT's public keys (unauthenticated)
 //! ```
 //!
 //! Every message is a complete state (Linkerd's model), so a reconnecting sidecar needs no
@@ -15,6 +18,7 @@
 
 use crate::{
     index::{BundleRx, Index},
+    upstream_auth::UpstreamAuth,
     usage::{MAX_REPORT_BYTES, UsageSink},
 };
 use bytes::Bytes;
@@ -164,6 +168,8 @@ pub struct Extensions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Receives `POST /v1/usage`; 404 when `None`.
     pub usage: Option<Arc<dyn UsageSink>>,
+    /// Upstream credentials pushed beside the bundles, and `GET /v1/jwks`; none when `None`.
+    pub upstream_auth: Option<Arc<UpstreamAuth>>,
 }
 
 impl std::fmt::Debug for Extensions {
@@ -171,6 +177,7 @@ impl std::fmt::Debug for Extensions {
         f.debug_struct("Extensions")
             .field("tls", &self.tls.is_some())
             .field("usage", &self.usage.is_some())
+            .field("upstream_auth", &self.upstream_auth.is_some())
             .finish()
     }
 }
@@ -204,34 +211,59 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) {
     let usage = extensions.usage.clone();
+    let upstream_auth = extensions.upstream_auth.clone();
     let handler = move |req: Request<Incoming>| {
-        let (index, settings, authorizer, usage) = (
+        let (index, settings, authorizer, usage, upstream_auth) = (
             index.clone(),
             settings.clone(),
             authorizer.clone(),
             usage.clone(),
+            upstream_auth.clone(),
         );
         async move {
-            handle(
-                req,
-                &index,
-                &settings,
-                authorizer.as_ref(),
-                usage.as_deref(),
-            )
-            .await
+            let parts = Parts {
+                index: &index,
+                settings: &settings,
+                authorizer: authorizer.as_ref(),
+                usage: usage.as_deref(),
+                upstream_auth,
+            };
+            handle(req, parts).await
         }
     };
     crate::serve::connections(listener, extensions.tls.clone(), handler, shutdown).await;
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    index: &Index,
-    settings: &PushSettings,
-    authorizer: &dyn Authorizer,
-    usage: Option<&dyn UsageSink>,
-) -> Response<Body> {
+/// What a request of the push API may use.
+struct Parts<'a> {
+    index: &'a Index,
+    settings: &'a PushSettings,
+    authorizer: &'a dyn Authorizer,
+    usage: Option<&'a dyn UsageSink>,
+    upstream_auth: Option<Arc<UpstreamAuth>>,
+}
+
+async fn handle(req: Request<Incoming>, p: Parts<'_>) -> Response<Body> {
+    let Parts {
+        index,
+        settings,
+        authorizer,
+        usage,
+        upstream_auth,
+    } = p;
+    if req.method() == Method::GET && req.uri().path() == "/v1/jwks" {
+        // Public keys only: anyone may verify an identity JWT.
+        let jwks = upstream_auth
+            .as_ref()
+            .map_or_else(|| json!({"keys": []}), |a| a.jwks());
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CACHE_CONTROL, "max-age=30")
+            .body(BodyExt::boxed_unsync(Full::new(Bytes::from(
+                jwks.to_string(),
+            ))))
+            .expect("static response parts are valid");
+    }
     if req.method() == Method::POST && req.uri().path() == "/v1/usage" {
         let Some(usage) = usage else {
             return error(
@@ -270,7 +302,7 @@ async fn handle(
     if req.method() != Method::GET || req.uri().path() != "/v1/watch" {
         return error(
             StatusCode::NOT_FOUND,
-            "the push API serves GET /v1/watch and POST /v1/usage",
+            "the push API serves GET /v1/watch, POST /v1/usage and GET /v1/jwks",
         );
     }
     let query: BTreeMap<String, String> =
@@ -302,45 +334,115 @@ async fn handle(
         .body(BodyExt::boxed_unsync(StreamBody::new(lines(
             rx,
             settings.heartbeat,
+            upstream_auth,
         ))))
         .expect("static response parts are valid")
 }
 
 /// The stream of NDJSON lines for one watch: the current state at once, then changes and
-/// heartbeats.
+/// heartbeats; after each state, the pod's upstream credentials when they differ from the ones
+/// last sent (`upstream_auth`).
 fn lines(
     rx: BundleRx,
     heartbeat: Duration,
+    upstream_auth: Option<Arc<UpstreamAuth>>,
 ) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> {
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let credentials = upstream_auth.map(|auth| Credentials {
+        changes: auth.subscribe(),
+        auth,
+        sent: None,
+    });
     futures::stream::unfold(
-        (rx, ticker, true),
-        |(mut rx, mut ticker, first)| async move {
-            let line = if first {
+        (rx, ticker, true, credentials, None::<serde_json::Value>),
+        |(mut rx, mut ticker, first, mut credentials, pending)| async move {
+            let line = if let Some(line) = pending {
+                line
+            } else if first {
                 ticker.reset();
                 state_line(&mut rx)
             } else {
-                tokio::select! {
-                    changed = rx.changed() => {
-                        if changed.is_err() {
-                            return None; // the operator is shutting down
+                loop {
+                    let creds_changed = async {
+                        match credentials.as_mut() {
+                            Some(c) => c.changes.changed().await.is_ok(),
+                            None => std::future::pending().await,
                         }
-                        state_line(&mut rx)
-                    }
-                    _ = ticker.tick() => {
-                        let version = rx.borrow().as_ref().map(|b| b.version.clone());
-                        serde_json::to_value(PushMessage::Heartbeat { version })
-                            .expect("push messages serialize")
+                    };
+                    tokio::select! {
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                return None; // the operator is shutting down
+                            }
+                            break state_line(&mut rx);
+                        }
+                        true = creds_changed => {
+                            let bundle = rx.borrow().clone();
+                            if let Some(line) = credentials.as_mut().and_then(|c| c.line(bundle.as_deref())) {
+                                break line;
+                            }
+                        }
+                        _ = ticker.tick() => {
+                            let version = rx.borrow().as_ref().map(|b| b.version.clone());
+                            break serde_json::to_value(PushMessage::Heartbeat { version })
+                                .expect("push messages serialize");
+                        }
                     }
                 }
             };
+            // After a state line: the credentials of that state, if they changed.
+            let is_state = matches!(
+                line.get("type").and_then(serde_json::Value::as_str),
+                Some("bundle" | "empty")
+            );
+            let pending = if is_state {
+                let bundle = rx.borrow().clone();
+                credentials
+                    .as_mut()
+                    .and_then(|c| c.line(bundle.as_deref()))
+            } else {
+                None
+            };
             let mut bytes = serde_json::to_vec(&line).expect("JSON values serialize");
             bytes.push(b'\n');
-            Some((Ok(Frame::data(Bytes::from(bytes))), (rx, ticker, false)))
+            Some((
+                Ok(Frame::data(Bytes::from(bytes))),
+                (rx, ticker, false, credentials, pending),
+            ))
         },
     )
     .boxed()
+}
+
+/// One watch's view of the upstream credentials: what it sent last.
+struct Credentials {
+    auth: Arc<UpstreamAuth>,
+    changes: tokio::sync::watch::Receiver<u64>,
+    sent: Option<mcp_warden_wire::UpstreamCredentials>,
+}
+
+impl Credentials {
+    /// The `upstreamAuth` line for `bundle`, when it differs from the last one sent (an McpTool
+    /// without upstreamAuth after one with it gets an empty one: the sidecar drops the values).
+    fn line(&mut self, bundle: Option<&mcp_warden_policy::Bundle>) -> Option<serde_json::Value> {
+        self.changes.mark_unchanged();
+        let now = bundle.and_then(|b| self.auth.for_bundle(b));
+        let now = match (now, &self.sent) {
+            (None, None) => return None,
+            (None, Some(_)) => Some(mcp_warden_wire::UpstreamCredentials::default()),
+            (some, _) => some,
+        };
+        if now == self.sent {
+            return None;
+        }
+        self.sent.clone_from(&now);
+        let credentials = now.unwrap_or_default();
+        Some(
+            serde_json::to_value(PushMessage::UpstreamAuth { credentials })
+                .expect("push messages serialize"),
+        )
+    }
 }
 
 /// The current state, marked as seen (a channel created by this watch's subscribe already holds

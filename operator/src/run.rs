@@ -12,6 +12,7 @@ use crate::{
     push,
     status_writer::{StatusSettings, StatusWriter},
     tokenreview::TokenReviewAuthorizer,
+    upstream_auth::{self, UpstreamAuth},
     usage::{ScopedUsage, UsageEndpoint, UsageStore},
     watch::{self, InvalidObjects, Sinks, WatchSettings},
 };
@@ -39,6 +40,9 @@ pub struct Cluster {
     pub metrics: Metrics,
     /// One NetworkPolicy per McpTool (`netpol`); `None`: none.
     pub network_policies: Option<NetworkPolicySettings>,
+    /// Upstream credentials (`upstream_auth`): the labelled Secrets are watched and pushed, the
+    /// JWKS served; `None`: no Secret is read.
+    pub upstream_auth: Option<Arc<UpstreamAuth>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for Cluster {
             .field("heartbeat", &self.heartbeat)
             .field("status", &self.status)
             .field("network_policies", &self.network_policies)
+            .field("upstream_auth", &self.upstream_auth.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +93,10 @@ pub async fn run(
     };
     let (synced, watches) = watch::watches(client.clone(), cluster.watch.clone(), sinks);
     let watches = tokio::spawn(watches);
+    let secrets = cluster
+        .upstream_auth
+        .clone()
+        .map(|auth| tokio::spawn(upstream_auth::watch_secrets(client.clone(), auth)));
     let refresh = tokio::spawn(admin::refresh(
         index.clone(),
         invalid.clone(),
@@ -168,6 +177,7 @@ pub async fn run(
     let extensions = push::Extensions {
         tls: cluster.tls.clone(),
         usage: Some(Arc::new(usage_endpoint)),
+        upstream_auth: cluster.upstream_auth.clone(),
     };
     push::serve_with(
         push_listener,
@@ -184,4 +194,7 @@ pub async fn run(
     }
     watches.abort();
     refresh.abort();
+    if let Some(secrets) = secrets {
+        secrets.abort();
+    }
 }

@@ -144,6 +144,7 @@ async fn cluster_mode_serves_authenticated_sidecars_and_writes_status() {
         network_policies: Some(NetworkPolicySettings {
             admin_from: vec!["monitoring".into()],
         }),
+        upstream_auth: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(run::run(

@@ -366,6 +366,7 @@ async fn per_tool_usage_reaches_status_and_the_cluster_report() {
         Extensions {
             tls: None,
             usage: Some(Arc::new(usage)),
+            ..Extensions::default()
         },
         std::future::pending(),
     ));

@@ -328,6 +328,7 @@ async fn push_api_over_https_refuses_pod_a_token_for_pod_b() {
     let extensions = Extensions {
         tls: Some(server),
         usage: Some(Arc::new(usage)),
+        ..Extensions::default()
     };
     tokio::spawn(push::serve_with(
         listener,
@@ -452,6 +453,7 @@ async fn serve(client: kube::Client) -> (u16, Arc<rustls::RootCertStore>, UsageS
     let extensions = Extensions {
         tls: Some(server),
         usage: Some(Arc::new(usage)),
+        ..Extensions::default()
     };
     tokio::spawn(push::serve_with(
         listener,

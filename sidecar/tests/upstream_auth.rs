@@ -23,67 +23,20 @@
 mod proxy_support;
 
 use mcp_warden_test_support::{
-    IdpOptions, Proc, eventually, free_port, peer, repo_root, tls::self_signed,
+    IdpOptions, Proc, eventually,
+    files::{json_lines, upstream_auth_config, write_atomically},
+    free_port, peer, repo_root,
+    tls::self_signed,
 };
 use proxy_support::post;
 use serde_json::{Value, json};
 use std::{
-    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
 /// How long a rotated identity key is published before it signs (the default is 60 s).
 const PUBLISH_AHEAD_SECS: u64 = 2;
-
-fn config(resource: &str, upstream: &str, issuer: &str) -> String {
-    format!(
-        r#"apiVersion: mcpwarden.io/v1alpha1
-kind: McpTool
-metadata: {{name: verified, namespace: demo}}
-spec:
-  owner: team-platform
-  server: {{resource: "{resource}", upstream: "{upstream}"}}
-  authentication:
-    issuers: [{{issuer: "{issuer}", algorithms: [RS256, ES256]}}]
-  defaultAction: Allow
-  upstreamAuth:
-    identity: {{lifetimeSeconds: 30}}
-    credentials:
-      - secretRef: {{name: upstream-api, key: token}}
-        header: X-Api-Key
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpClient
-metadata: {{name: agent-alpha, namespace: demo}}
-spec:
-  owner: alice@example.com
-  identity: {{issuer: "{issuer}", clientId: agent-alpha}}
----
-apiVersion: mcpwarden.io/v1alpha1
-kind: McpPolicy
-metadata: {{name: all-tools, namespace: demo}}
-spec:
-  clients: [{{name: agent-alpha}}]
-  tools: [{{toolRef: verified, names: ["*"]}}]
-"#
-    )
-}
-
-/// Writes `value` to `path` by rename, as a Secret volume's update swaps its files.
-fn write_atomically(path: &Path, value: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, value).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 fn call(id: u64, tool: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
@@ -129,7 +82,11 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     let secret_file = secrets.join("upstream-api/token");
     write_atomically(&secret_file, "v1-credential\n");
     let config_file = dir.path().join("config.yaml");
-    std::fs::write(&config_file, config(&resource, &upstream, &idp.issuer)).unwrap();
+    std::fs::write(
+        &config_file,
+        upstream_auth_config(&resource, &upstream, &idp.issuer),
+    )
+    .unwrap();
     let audit = dir.path().join("audit");
     let ready = dir.path().join("ready.json");
 
@@ -212,7 +169,7 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     assert_eq!(claims["act"]["iss"], idp.issuer.as_str(), "{claims}");
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert_eq!(lifetime, 30, "{claims}");
-    let seen = records(&record);
+    let seen = json_lines(&record);
     let last = seen.last().unwrap();
     assert!(last["error"].is_null(), "{last}");
     assert_eq!(last["credential"], "v1-credential", "{last}");
@@ -234,7 +191,7 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
             id += 1;
             let reply = post(&base, &headers, &call(id, "echo")).await;
             assert_eq!(reply.status, 200, "{}", reply.text());
-            if records(&record).last().unwrap()["credential"] == *value {
+            if json_lines(&record).last().unwrap()["credential"] == *value {
                 break started.elapsed();
             }
             assert!(
@@ -275,7 +232,7 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     let switched = loop {
         id += 1;
         let reply = post(&base, &headers, &call(id, "whoami")).await;
-        let last = records(&record).last().unwrap().clone();
+        let last = json_lines(&record).last().unwrap().clone();
         assert_eq!(reply.status, 200, "{}\n{last}", reply.text());
         assert!(last["error"].is_null(), "the upstream refused: {last}");
         if last["kid"] == both[0].as_str() {
@@ -300,7 +257,7 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
 
     // 4. No credential: the call is refused, the upstream receives nothing.
     std::fs::remove_dir_all(secrets.join("upstream-api")).unwrap();
-    let before = records(&record).len();
+    let before = json_lines(&record).len();
     let started = Instant::now();
     let refused = loop {
         let reply = post(&base, &headers, &call(600, "echo")).await;
@@ -319,11 +276,11 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
             .contains("upstream-api/token"),
         "{error}"
     );
-    let sent_while_present = records(&record).len() - before;
+    let sent_while_present = json_lines(&record).len() - before;
     let refused_more = post(&base, &headers, &call(601, "echo")).await;
     assert_eq!(refused_more.status, 502);
     assert_eq!(
-        records(&record).len() - before,
+        json_lines(&record).len() - before,
         sent_while_present,
         "a refused call reached the upstream"
     );
@@ -331,7 +288,7 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     // 5. The audit says what was applied, never a value; the log holds no value either.
     let started = Instant::now();
     let (applied, failed) = loop {
-        let lines = records(&audit.join("audit.jsonl"));
+        let lines = json_lines(&audit.join("audit.jsonl"));
         let ext = |r: &Value| r["unmapped"]["mcp_warden"].clone();
         let applied = lines
             .iter()

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod files;
 pub mod oidc;
 pub mod paths;
 pub mod peers;

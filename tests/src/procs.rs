@@ -98,6 +98,15 @@ pub fn operator_files(dir: &Path) -> Result<(Proc, String), String> {
 
 /// Like [`operator_files`], on a given port (to restart an operator where sidecars expect it).
 pub fn operator_files_on(dir: &Path, port: u16) -> Result<(Proc, String), String> {
+    operator_files_with(dir, port, &[])
+}
+
+/// Like [`operator_files_on`], with more arguments (`--upstream-identity-key`, …).
+pub fn operator_files_with(
+    dir: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Result<(Proc, String), String> {
     let bin = workspace_bin("mcp-warden-operator")?;
     let mut cmd = Command::new(bin);
     cmd.arg("run")
@@ -108,7 +117,8 @@ pub fn operator_files_on(dir: &Path, port: u16) -> Result<(Proc, String), String
             &format!("127.0.0.1:{port}"),
             "--heartbeat-seconds",
             "1",
-        ]);
+        ])
+        .args(extra);
     let (proc, listen) = Proc::spawn(
         "mcp-warden-operator",
         cmd,

@@ -74,6 +74,7 @@ fn operator(token: &str, leading: Option<tokio::sync::watch::Receiver<bool>>) ->
     let extensions = Extensions {
         tls: Some(tls.server),
         usage: Some(Arc::new(usage)),
+        ..Extensions::default()
     };
     runtime.spawn(async move {
         push::serve_with(

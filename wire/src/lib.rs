@@ -6,6 +6,8 @@
 //!            {"type":"bundle","bundle":{…}} | {"type":"empty","reason":…} | {"type":"heartbeat",…}
 //! sidecar  ── POST /v1/usage (JSON) ───► operator     usage::UsageReport
 //!            clients' counts, runaway flags, tools seen, the bypass check
+//!            {"type":"upstreamAuth","credentials":{…}}  push::UpstreamCredentials (issue 22)
+//! upstream ── GET /v1/jwks ────────────► operator     keys::public_jwk of each published key
 //! ```
 //!
 //! Both are versioned by addition: a field is added with a serde default, so an operator and its
@@ -13,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod keys;
 pub mod push;
 pub mod usage;
 

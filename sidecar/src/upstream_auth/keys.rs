@@ -14,11 +14,9 @@
 //! Private keys are never logged and never leave the process except as the public JWK.
 
 use arc_swap::ArcSwap;
-use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, jwk::Jwk};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::{
     path::PathBuf,
     sync::Arc,
@@ -56,56 +54,14 @@ pub(crate) struct Signing {
 impl Signing {
     /// Reads a PKCS#8 PEM key: P-256 (ES256) or Ed25519 (EdDSA).
     pub(crate) fn from_pem(pem: &str) -> Result<Self, String> {
-        let (key, alg) = match EncodingKey::from_ec_pem(pem.as_bytes()) {
-            Ok(k) => (k, Algorithm::ES256),
-            Err(ec) => match EncodingKey::from_ed_pem(pem.as_bytes()) {
-                Ok(k) => (k, Algorithm::EdDSA),
-                Err(_) => {
-                    return Err(format!(
-                        "not a PKCS#8 P-256 or Ed25519 private key in PEM ({ec})"
-                    ));
-                }
-            },
-        };
-        let jwk = Jwk::from_encoding_key(&key, alg).map_err(|e| e.to_string())?;
-        let mut jwk = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
-        let kid = thumbprint(&jwk)?;
-        if let Some(o) = jwk.as_object_mut() {
-            o.retain(|k, _| matches!(k.as_str(), "kty" | "crv" | "x" | "y"));
-            o.insert("kid".into(), json!(kid));
-            o.insert("use".into(), json!("sig"));
-            o.insert(
-                "alg".into(),
-                json!(if alg == Algorithm::ES256 {
-                    "ES256"
-                } else {
-                    "EdDSA"
-                }),
-            );
-        }
-        Ok(Self { kid, alg, key, jwk })
+        let pair = mcp_warden_wire::keys::key_pair(pem)?;
+        Ok(Self {
+            kid: pair.kid().to_owned(),
+            alg: pair.algorithm,
+            jwk: json!(pair.jwk),
+            key: pair.encoding,
+        })
     }
-}
-
-/// RFC 7638 JWK thumbprint (SHA-256, base64url): the key id.
-fn thumbprint(jwk: &Value) -> Result<String, String> {
-    let field = |k: &str| jwk.get(k).and_then(Value::as_str).unwrap_or_default();
-    // Members in lexicographic order, no whitespace.
-    let canonical = match field("kty") {
-        "EC" => format!(
-            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-            field("crv"),
-            field("x"),
-            field("y")
-        ),
-        "OKP" => format!(
-            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
-            field("crv"),
-            field("x")
-        ),
-        other => return Err(format!("unexpected key type {other:?}")),
-    };
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical)))
 }
 
 /// One key: it signs from `from` (until a newer key does), and is published until `until`.

@@ -4,7 +4,7 @@
 //! header  {"alg": "ES256" | "EdDSA", "typ": "JWT", "kid": <RFC 7638 thumbprint>}
 //! claims  iss        identity.issuer, else the McpTool's server.resource
 //!         aud        identity.audience, else the McpTool's server.upstream
-//!         sub        the caller's subject (else its client id)
+//!         sub        the caller's subject (else its client id, else the McpClient)
 //!         iat, nbf, exp = iat + lifetimeSeconds (≤ 60), jti (random, also in the audit record)
 //!         client_id  the caller's OAuth client;  mcp_client  the McpClient (namespace/name)
 //!         mcp_tool   the McpTool;  scope  the caller's scopes;  grants  the McpPolicies
@@ -35,7 +35,9 @@ pub(crate) fn mint(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     };
     let p = call.principal;
-    let subject = p.subject.clone().or_else(|| p.client_id.clone());
+    let subject = (p.subject.clone())
+        .or_else(|| p.client_id.clone())
+        .unwrap_or_else(|| call.client.ns_name().to_string());
     let mut actor = Map::new();
     if let Some(client_id) = &p.client_id {
         actor.insert("sub".into(), json!(client_id));

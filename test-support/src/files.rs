@@ -1,0 +1,36 @@
+//! Files as the tests' peers write and read them.
+
+use serde_json::Value;
+use std::path::Path;
+
+/// Writes `value` to `path` by rename, as a Secret volume's update swaps its files: a reader
+/// sees the old content or the new, never a partial one.
+///
+/// # Panics
+///
+/// The file cannot be written (a test failure).
+pub fn write_atomically(path: &Path, value: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, value).expect("the temporary file is written");
+    std::fs::rename(&tmp, path).expect("the file is replaced");
+}
+
+/// The JSON lines of `path` (none when it does not exist yet; unreadable lines skipped).
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The upstream-auth tests' configuration (`tests/fixtures/configs/upstream-auth.yaml`) for
+/// these URLs.
+pub fn upstream_auth_config(resource: &str, upstream: &str, issuer: &str) -> String {
+    let path = crate::repo_root().join("tests/fixtures/configs/upstream-auth.yaml");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .replace("RESOURCE", resource)
+        .replace("UPSTREAM", upstream)
+        .replace("ISSUER", issuer)
+}
