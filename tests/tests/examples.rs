@@ -15,7 +15,11 @@ use std::{
 };
 
 /// The example folders and how many McpTools, McpClients and McpPolicies each holds.
-const EXPECTED: &[(&str, [usize; 3])] = &[("everything", [1, 4, 2]), ("payments", [1, 5, 5])];
+const EXPECTED: &[(&str, [usize; 3])] = &[
+    ("everything", [1, 4, 2]),
+    ("payments", [1, 5, 5]),
+    ("upstream-auth", [1, 1, 1]),
+];
 
 fn example_dirs() -> Vec<PathBuf> {
     subdirs(&repo_root().join("examples"))
