@@ -26,7 +26,7 @@ PY_PINS=(
   "ocsf-json-schema==1.2.0"      # OCSF 1.0.0..1.8.0 JSON Schemas (peers.md §2)
   "pytest==9.2.0"
   "mcp==2.3.0"                   # Python MCP SDK (brings httpx2) (mcp-peers/README.md §5)
-  "PyJWT[crypto]==2.15.1"        # oidc-provider/verify_jwt.py
+  "PyJWT[crypto]==2.15.1"        # oidc-provider/verify_jwt.py, identity_upstream.py
   "requests==2.34.2"             # oidc-provider/verify_jwt.py, glewlwyd demo
   "redis==8.1.0"                 # ratelimit/replicas_test.py
 )
