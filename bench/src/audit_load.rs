@@ -84,6 +84,7 @@ pub fn call_event(i: u64) -> AuditEvent {
         },
         count: None,
         server_request: None,
+        upstream_auth: None,
     }
 }
 

@@ -23,14 +23,15 @@
 mod proxy_support;
 
 use mcp_warden_test_support::{
-    IdpOptions, Proc, eventually,
-    files::{json_lines, upstream_auth_config, write_atomically},
+    Idp, IdpOptions, Proc, eventually,
+    files::{config_for, json_lines, write_atomically},
     free_port, peer, repo_root,
     tls::self_signed,
 };
 use proxy_support::post;
 use serde_json::{Value, json};
 use std::{
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -65,79 +66,144 @@ fn kids(jwks: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_and_credentials_reach_a_verifying_upstream() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let upstream_port = free_port();
-    let upstream = format!("http://127.0.0.1:{upstream_port}/mcp");
-    let idp = IdpOptions::new(&resource)
-        .start()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let key_file = dir.path().join("identity.pem");
-    std::fs::write(&key_file, self_signed().key_pem).unwrap();
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir_all(secrets.join("upstream-api")).unwrap();
-    let secret_file = secrets.join("upstream-api/token");
-    write_atomically(&secret_file, "v1-credential\n");
-    let config_file = dir.path().join("config.yaml");
-    std::fs::write(
-        &config_file,
-        upstream_auth_config(&resource, &upstream, &idp.issuer),
-    )
-    .unwrap();
-    let audit = dir.path().join("audit");
-    let ready = dir.path().join("ready.json");
+/// The sidecar binary (standalone, audited, with an identity key and a secrets folder) in
+/// front of identity_upstream.py, for one configuration of `tests/fixtures/configs/`.
+struct Stack {
+    _dir: tempfile::TempDir,
+    idp: Idp,
+    sidecar: Proc,
+    _upstream: Proc,
+    resource: String,
+    upstream: String,
+    base: String,
+    admin: String,
+    key_file: PathBuf,
+    secrets: PathBuf,
+    audit: PathBuf,
+    record: PathBuf,
+}
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-warden-sidecar"));
-    cmd.arg("run")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--bypass-check-seconds",
-            "0",
-        ])
-        .arg("--config")
-        .arg(&config_file)
-        .arg("--upstream-identity-key")
-        .arg(&key_file)
-        .args([
-            "--upstream-identity-key-publish-seconds",
-            &PUBLISH_AHEAD_SECS.to_string(),
-        ])
-        .arg("--upstream-secrets-dir")
-        .arg(&secrets)
-        .arg("--audit-dir")
-        .arg(&audit)
-        .arg("--ready-file")
-        .arg(&ready);
-    let (sidecar, ()) = Proc::spawn("mcp-warden-sidecar", cmd, Duration::from_secs(30), |l| {
-        l.contains("listening").then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let addrs: Value = eventually("the ready file", Duration::from_secs(10), || {
-        serde_json::from_str::<Value>(&std::fs::read_to_string(&ready).ok()?).ok()
-    });
-    let admin = format!("http://{}", addrs["admin"].as_str().unwrap());
-    let base = format!("http://127.0.0.1:{port}/mcp");
-
-    let record = dir.path().join("upstream.jsonl");
-    let mut py = Command::new(peer("PEERS_PYTHON"));
-    py.arg(repo_root().join("tests/peers/identity_upstream.py"))
-        .arg(upstream_port.to_string())
-        .env("JWKS_URL", format!("{admin}/.well-known/jwks.json"))
-        .env("AUDIENCE", &upstream)
-        .env("ISSUER", &resource)
-        .env("CREDENTIAL_HEADER", "X-Api-Key")
-        .env("RECORD", &record)
-        .env("JWKS_LIFESPAN", "1");
-    let (_upstream_proc, ()) =
-        Proc::spawn("identity_upstream.py", py, Duration::from_secs(30), |l| {
-            l.starts_with("READY").then_some(())
+impl Stack {
+    /// `secrets`: the files `<name>/<key>` of the secrets folder, before the sidecar starts.
+    fn start(config: &str, idp: IdpOptions, secrets: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let upstream_port = free_port();
+        let upstream = format!("http://127.0.0.1:{upstream_port}/mcp");
+        let idp = idp
+            .resource(&resource)
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let key_file = dir.path().join("identity.pem");
+        std::fs::write(&key_file, self_signed().key_pem).unwrap();
+        let secrets_dir = dir.path().join("secrets");
+        for (file, value) in secrets {
+            let path = secrets_dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            write_atomically(&path, value);
+        }
+        std::fs::create_dir_all(&secrets_dir).unwrap();
+        let config_file = dir.path().join("config.yaml");
+        let text = config_for(config, &resource, &upstream, &idp.issuer);
+        std::fs::write(&config_file, text).unwrap();
+        let audit = dir.path().join("audit");
+        let ready = dir.path().join("ready.json");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-warden-sidecar"));
+        cmd.arg("run")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(["--bypass-check-seconds", "0"])
+            .arg("--config")
+            .arg(&config_file)
+            .arg("--upstream-identity-key")
+            .arg(&key_file)
+            .args([
+                "--upstream-identity-key-publish-seconds",
+                &PUBLISH_AHEAD_SECS.to_string(),
+            ])
+            .arg("--upstream-secrets-dir")
+            .arg(&secrets_dir)
+            .arg("--audit-dir")
+            .arg(&audit)
+            .arg("--ready-file")
+            .arg(&ready);
+        let (sidecar, ()) = Proc::spawn("mcp-warden-sidecar", cmd, Duration::from_secs(30), |l| {
+            l.contains("listening").then_some(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
+        let addrs: Value = eventually("the ready file", Duration::from_secs(10), || {
+            serde_json::from_str::<Value>(&std::fs::read_to_string(&ready).ok()?).ok()
+        });
+        let admin = format!("http://{}", addrs["admin"].as_str().unwrap());
+        let record = dir.path().join("upstream.jsonl");
+        let mut py = Command::new(peer("PEERS_PYTHON"));
+        py.arg(repo_root().join("tests/peers/identity_upstream.py"))
+            .arg(upstream_port.to_string())
+            .env("JWKS_URL", format!("{admin}/.well-known/jwks.json"))
+            .env("AUDIENCE", &upstream)
+            .env("ISSUER", &resource)
+            .env("CREDENTIAL_HEADER", "X-Api-Key")
+            .env("RECORD", &record)
+            .env("JWKS_LIFESPAN", "1");
+        let (upstream_proc, ()) =
+            Proc::spawn("identity_upstream.py", py, Duration::from_secs(30), |l| {
+                l.starts_with("READY").then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            base: format!("http://127.0.0.1:{port}/mcp"),
+            _dir: dir,
+            idp,
+            sidecar,
+            _upstream: upstream_proc,
+            resource,
+            upstream,
+            admin,
+            key_file,
+            secrets: secrets_dir,
+            audit,
+            record,
+        }
+    }
+
+    /// The final audit records' `unmapped.mcp_warden`, once `ready` holds for them (10 s).
+    async fn audit_until(&self, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let ext: Vec<Value> = json_lines(&self.audit.join("audit.jsonl"))
+                .iter()
+                .map(|r| r["unmapped"]["mcp_warden"].clone())
+                .collect();
+            if ready(&ext) {
+                return ext;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{ext:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_and_credentials_reach_a_verifying_upstream() {
+    let stack = Stack::start(
+        "upstream-auth.yaml",
+        IdpOptions::new(""),
+        &[("upstream-api/token", "v1-credential\n")],
+    );
+    let Stack {
+        idp,
+        sidecar,
+        resource,
+        upstream,
+        base,
+        admin,
+        key_file,
+        secrets,
+        record,
+        ..
+    } = &stack;
+    let secret_file = secrets.join("upstream-api/token");
 
     let token = idp
         .token("agent-alpha", "mcp:tools.list mcp:tools.call")
@@ -149,9 +215,9 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     ];
 
     // 1. The upstream verifies the JWT and answers who called.
-    let first_key = kids(&jwks(&admin).await);
+    let first_key = kids(&jwks(admin).await);
     assert_eq!(first_key.len(), 1, "{first_key:?}");
-    let reply = post(&base, &headers, &call(1, "whoami")).await;
+    let reply = post(base, &headers, &call(1, "whoami")).await;
     assert_eq!(reply.status, 200, "{}\n{}", reply.text(), sidecar.log());
     let answer = reply.answer(&json!(1));
     let text = answer["result"]["content"][0]["text"]
@@ -169,7 +235,7 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     assert_eq!(claims["act"]["iss"], idp.issuer.as_str(), "{claims}");
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert_eq!(lifetime, 30, "{claims}");
-    let seen = json_lines(&record);
+    let seen = json_lines(record);
     let last = seen.last().unwrap();
     assert!(last["error"].is_null(), "{last}");
     assert_eq!(last["credential"], "v1-credential", "{last}");
@@ -189,9 +255,9 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
         let mut id = 100 * (round as u64 + 1);
         let took = loop {
             id += 1;
-            let reply = post(&base, &headers, &call(id, "echo")).await;
+            let reply = post(base, &headers, &call(id, "echo")).await;
             assert_eq!(reply.status, 200, "{}", reply.text());
-            if json_lines(&record).last().unwrap()["credential"] == *value {
+            if json_lines(record).last().unwrap()["credential"] == *value {
                 break started.elapsed();
             }
             assert!(
@@ -210,10 +276,10 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
 
     // 3. A rotated key is published at once and signs PUBLISH_AHEAD later; the upstream
     //    (PyJWKClient, JWKS cached 1 s) verifies every call throughout; the old key stays.
-    std::fs::write(&key_file, self_signed().key_pem).unwrap();
+    std::fs::write(key_file, self_signed().key_pem).unwrap();
     let started = Instant::now();
     let both = loop {
-        let keys = kids(&jwks(&admin).await);
+        let keys = kids(&jwks(admin).await);
         if keys.len() == 2 {
             break keys;
         }
@@ -231,8 +297,8 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     let mut id = 500;
     let switched = loop {
         id += 1;
-        let reply = post(&base, &headers, &call(id, "whoami")).await;
-        let last = json_lines(&record).last().unwrap().clone();
+        let reply = post(base, &headers, &call(id, "whoami")).await;
+        let last = json_lines(record).last().unwrap().clone();
         assert_eq!(reply.status, 200, "{}\n{last}", reply.text());
         assert!(last["error"].is_null(), "the upstream refused: {last}");
         if last["kid"] == both[0].as_str() {
@@ -250,17 +316,17 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
     );
     assert!(switched >= Duration::from_secs(PUBLISH_AHEAD_SECS) - Duration::from_millis(300));
     assert_eq!(
-        kids(&jwks(&admin).await),
+        kids(&jwks(admin).await),
         both,
         "both keys stay published (overlap)"
     );
 
     // 4. No credential: the call is refused, the upstream receives nothing.
     std::fs::remove_dir_all(secrets.join("upstream-api")).unwrap();
-    let before = json_lines(&record).len();
+    let before = json_lines(record).len();
     let started = Instant::now();
     let refused = loop {
-        let reply = post(&base, &headers, &call(600, "echo")).await;
+        let reply = post(base, &headers, &call(600, "echo")).await;
         if reply.status == 502 {
             break reply;
         }
@@ -276,34 +342,31 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
             .contains("upstream-api/token"),
         "{error}"
     );
-    let sent_while_present = json_lines(&record).len() - before;
-    let refused_more = post(&base, &headers, &call(601, "echo")).await;
+    let sent_while_present = json_lines(record).len() - before;
+    let refused_more = post(base, &headers, &call(601, "echo")).await;
     assert_eq!(refused_more.status, 502);
     assert_eq!(
-        json_lines(&record).len() - before,
+        json_lines(record).len() - before,
         sent_while_present,
         "a refused call reached the upstream"
     );
 
     // 5. The audit says what was applied, never a value; the log holds no value either.
-    let started = Instant::now();
-    let (applied, failed) = loop {
-        let lines = json_lines(&audit.join("audit.jsonl"));
-        let ext = |r: &Value| r["unmapped"]["mcp_warden"].clone();
-        let applied = lines
-            .iter()
-            .map(ext)
-            .find(|m| m["outcome"] == "answered" && m["upstream_auth"]["identity_jti"].is_string());
-        let failed = lines
-            .iter()
-            .map(ext)
-            .find(|m| m["outcome"] == "upstream_failed");
-        if let (Some(a), Some(f)) = (applied, failed) {
-            break (a, f);
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{lines:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let ext = stack
+        .audit_until(|ext| {
+            ext.iter().any(|m| {
+                m["outcome"] == "answered" && m["upstream_auth"]["identity_jti"].is_string()
+            }) && ext.iter().any(|m| m["outcome"] == "upstream_failed")
+        })
+        .await;
+    let applied = ext
+        .iter()
+        .find(|m| m["outcome"] == "answered" && m["upstream_auth"]["identity_jti"].is_string())
+        .unwrap();
+    let failed = ext
+        .iter()
+        .find(|m| m["outcome"] == "upstream_failed")
+        .unwrap();
     assert_eq!(
         applied["upstream_auth"]["credentials"],
         json!(["upstream-api/token"]),
@@ -313,7 +376,7 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
         failed["upstream_auth"]["identity_jti"].is_string(),
         "{failed}"
     );
-    let audit_text = std::fs::read_to_string(audit.join("audit.jsonl")).unwrap();
+    let audit_text = std::fs::read_to_string(stack.audit.join("audit.jsonl")).unwrap();
     for secret in [
         "v1-credential",
         "v2-credential",
@@ -328,6 +391,178 @@ async fn identity_and_credentials_reach_a_verifying_upstream() {
         assert!(
             !sidecar.log().contains(secret),
             "a credential is in the log"
+        );
+    }
+}
+
+/// The exchanged token's claims (the test reads what the upstream received; the IdP signed it).
+fn claims_of(bearer: &str) -> Value {
+    let token = bearer.strip_prefix("Bearer ").unwrap_or(bearer);
+    mcp_warden_sidecar::auth::unverified_claims(token).unwrap()
+}
+
+/// How many exchanges the IdP granted (its `EXCHANGE` lines).
+fn exchanges(idp: &Idp) -> usize {
+    idp.proc
+        .log()
+        .lines()
+        .filter(|l| l.starts_with("EXCHANGE "))
+        .count()
+}
+
+/// RFC 8693 against the real oidc-provider (op.mjs's token-exchange grant): the upstream gets a
+/// token for the API behind it, bound to the caller; it is cached per caller, exchanged once for
+/// concurrent callers, refreshed before it expires, and a refused exchange refuses the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_exchange_is_cached_refreshed_once_and_fails_closed() {
+    const API: &str = "https://api.ledger.test";
+    // Issued tokens live 32 s: cached until 30 s before expiry, so refreshed after 2 s.
+    let idp = IdpOptions::new("")
+        .env("OP_EXCHANGE_AUDIENCES", API)
+        .env("OP_EXCHANGE_TTL", "32")
+        .env("OP_EXCHANGE_DENY", "agent-beta");
+    let stack = Stack::start(
+        "upstream-exchange.yaml",
+        idp,
+        &[("idp-client/secret", "sidecar-secret")],
+    );
+    let (idp, base) = (&stack.idp, &stack.base);
+    let token_a = idp
+        .token("agent-alpha", "mcp:tools.list mcp:tools.call")
+        .unwrap();
+    let token_b = idp
+        .token("agent-alpha", "mcp:tools.list mcp:tools.call")
+        .unwrap();
+    let token_beta = idp.token("agent-beta", "mcp:tools.list").unwrap();
+    let headers = |token: &str| {
+        vec![
+            ("authorization".to_owned(), format!("Bearer {token}")),
+            ("mcp-protocol-version".to_owned(), "2025-06-18".to_owned()),
+        ]
+    };
+    let send = |token: String, id: u64| {
+        let base = base.clone();
+        async move {
+            let h = headers(&token);
+            let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            post(&base, &h, &call(id, "echo")).await
+        }
+    };
+
+    // 1. Exchanged once; the upstream gets a token for the API, bound to the caller.
+    let first_at = Instant::now();
+    let reply = send(token_a.clone(), 1).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}\n{}",
+        reply.text(),
+        stack.sidecar.log()
+    );
+    assert_eq!(exchanges(idp), 1, "{}", idp.proc.log());
+    let seen = json_lines(&stack.record).pop().unwrap();
+    let bearer = seen["authorization"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{seen}"));
+    assert_ne!(
+        bearer,
+        format!("Bearer {token_a}"),
+        "the caller's own token went upstream"
+    );
+    let exchanged = claims_of(bearer);
+    assert_eq!(exchanged["aud"], API, "{exchanged}");
+    assert_eq!(exchanged["sub"], "agent-alpha", "{exchanged}");
+    assert_eq!(exchanged["act"]["sub"], "mcp-sidecar", "{exchanged}");
+    assert_eq!(exchanged["iss"], idp.issuer.as_str(), "{exchanged}");
+
+    // 2. Cached for the same caller.
+    let reply = send(token_a.clone(), 2).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(exchanges(idp), 1, "a second exchange for a cached token");
+    assert_eq!(
+        json_lines(&stack.record).pop().unwrap()["authorization"],
+        bearer
+    );
+
+    // 3. Eight concurrent calls of a new caller token: one exchange.
+    let calls: Vec<_> = (0..8).map(|i| send(token_b.clone(), 10 + i)).collect();
+    let replies = futures::future::join_all(calls).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert_eq!(
+        exchanges(idp),
+        2,
+        "concurrent callers must share one exchange"
+    );
+
+    // 4. Refreshed once the cached token is within 30 s of its expiry (here: after 2 s).
+    let mut id = 100;
+    let refreshed = loop {
+        id += 1;
+        let reply = send(token_a.clone(), id).await;
+        assert_eq!(reply.status, 200);
+        if exchanges(idp) == 3 {
+            break first_at.elapsed();
+        }
+        assert!(
+            first_at.elapsed() < Duration::from_secs(10),
+            "never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "token exchange: refreshed {refreshed:?} after the first (issued for 32 s, refreshed 30 s before expiry)"
+    );
+    assert!(refreshed >= Duration::from_secs(2), "{refreshed:?}");
+    let new_bearer = json_lines(&stack.record).pop().unwrap()["authorization"].clone();
+    assert_ne!(new_bearer, bearer, "the refreshed token is sent");
+
+    // 5. The IdP refuses agent-beta's token: the call is refused, the upstream gets nothing.
+    let before = json_lines(&stack.record).len();
+    let refused = send(token_beta.clone(), 200).await;
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    let error = &refused.answer(&json!(200))["error"];
+    assert_eq!(error["data"]["reason"], "upstream_auth_failed", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("invalid_grant"), "{message}");
+    assert_eq!(
+        json_lines(&stack.record).len(),
+        before,
+        "a refused call reached the upstream"
+    );
+
+    // 6. The audit records the exchange's issuer, audience and outcome; never a token.
+    let ext = stack
+        .audit_until(|ext| {
+            ["exchanged", "cached", "failed"].iter().all(|o| {
+                ext.iter()
+                    .any(|m| m["upstream_auth"]["exchange"]["outcome"] == *o)
+            })
+        })
+        .await;
+    let failed = ext
+        .iter()
+        .find(|m| m["upstream_auth"]["exchange"]["outcome"] == "failed")
+        .unwrap();
+    assert_eq!(failed["outcome"], "upstream_failed", "{failed}");
+    assert_eq!(
+        failed["upstream_auth"]["exchange"],
+        json!({"issuer": format!("{}/token", idp.issuer), "audience": API, "outcome": "failed"})
+    );
+    let audit_text = std::fs::read_to_string(stack.audit.join("audit.jsonl")).unwrap();
+    let exchanged_token = bearer.trim_start_matches("Bearer ");
+    for secret in [
+        token_a.as_str(),
+        token_b.as_str(),
+        exchanged_token,
+        "sidecar-secret",
+    ] {
+        assert!(
+            !audit_text.contains(secret),
+            "a token or secret in the audit trail"
+        );
+        assert!(
+            !stack.sidecar.log().contains(secret),
+            "a token or secret in the log"
         );
     }
 }

@@ -27,7 +27,12 @@ pub fn json_lines(path: &Path) -> Vec<Value> {
 /// The upstream-auth tests' configuration (`tests/fixtures/configs/upstream-auth.yaml`) for
 /// these URLs.
 pub fn upstream_auth_config(resource: &str, upstream: &str, issuer: &str) -> String {
-    let path = crate::repo_root().join("tests/fixtures/configs/upstream-auth.yaml");
+    config_for("upstream-auth.yaml", resource, upstream, issuer)
+}
+
+/// `tests/fixtures/configs/<name>` with `RESOURCE`, `UPSTREAM` and `ISSUER` replaced.
+pub fn config_for(name: &str, resource: &str, upstream: &str, issuer: &str) -> String {
+    let path = crate::repo_root().join("tests/fixtures/configs").join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .replace("RESOURCE", resource)

@@ -29,6 +29,7 @@ pub struct IdpOptions {
     port: u16,
     ttl_secs: u64,
     kids: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl IdpOptions {
@@ -40,7 +41,15 @@ impl IdpOptions {
             port: 0,
             ttl_secs: 300,
             kids: vec!["k1".to_owned()],
+            env: Vec::new(),
         }
+    }
+
+    /// Tokens for `resource` instead of the one given to [`IdpOptions::new`].
+    #[must_use]
+    pub fn resource(mut self, resource: &str) -> Self {
+        resource.clone_into(&mut self.resource);
+        self
     }
 
     /// Listens on `port` (0: any free port).
@@ -54,6 +63,13 @@ impl IdpOptions {
     #[must_use]
     pub fn ttl_secs(mut self, secs: u64) -> Self {
         self.ttl_secs = secs;
+        self
+    }
+
+    /// Sets an environment variable of op.mjs (`OP_EXCHANGE_AUDIENCES`, …).
+    #[must_use]
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -113,6 +129,7 @@ impl IdpOptions {
         if let Some(opaque) = &self.opaque_resource {
             cmd.env("OP_OPAQUE_RESOURCE", opaque);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let (proc, issuer) = Proc::spawn("oidc-provider", cmd, Duration::from_secs(30), |line| {
             line.strip_prefix("READY ").map(|i| i.trim().to_owned())
         })?;
