@@ -24,8 +24,7 @@ mod proxy_support;
 
 use mcp_warden_test_support::{
     Idp, IdpOptions, Proc, eventually,
-    files::{config_for, json_lines, write_atomically},
-    free_port, peer, repo_root,
+    files::{UPSTREAM_AUTH_RESOURCE, config_for, identity_upstream, json_lines, write_atomically},
     tls::self_signed,
 };
 use proxy_support::post;
@@ -86,11 +85,13 @@ struct Stack {
 impl Stack {
     /// `secrets`: the files `<name>/<key>` of the secrets folder, before the sidecar starts.
     fn start(config: &str, idp: IdpOptions, secrets: &[(&str, &str)]) -> Self {
+        // Every port is bound at 0 by its own process: none is chosen before it is bound.
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let resource = format!("http://127.0.0.1:{port}/mcp");
-        let upstream_port = free_port();
-        let upstream = format!("http://127.0.0.1:{upstream_port}/mcp");
+        let jwks_url_file = dir.path().join("jwks-url");
+        let record = dir.path().join("upstream.jsonl");
+        let (upstream_proc, upstream) =
+            identity_upstream(&jwks_url_file, &record, &[("JWKS_LIFESPAN", "1")]);
+        let resource = UPSTREAM_AUTH_RESOURCE.to_owned();
         let idp = idp
             .resource(&resource)
             .start()
@@ -111,8 +112,7 @@ impl Stack {
         let ready = dir.path().join("ready.json");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-warden-sidecar"));
         cmd.arg("run")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--bypass-check-seconds", "0"])
             .arg("--config")
             .arg(&config_file)
@@ -136,23 +136,9 @@ impl Stack {
             serde_json::from_str::<Value>(&std::fs::read_to_string(&ready).ok()?).ok()
         });
         let admin = format!("http://{}", addrs["admin"].as_str().unwrap());
-        let record = dir.path().join("upstream.jsonl");
-        let mut py = Command::new(peer("PEERS_PYTHON"));
-        py.arg(repo_root().join("tests/peers/identity_upstream.py"))
-            .arg(upstream_port.to_string())
-            .env("JWKS_URL", format!("{admin}/.well-known/jwks.json"))
-            .env("AUDIENCE", &upstream)
-            .env("ISSUER", &resource)
-            .env("CREDENTIAL_HEADER", "X-Api-Key")
-            .env("RECORD", &record)
-            .env("JWKS_LIFESPAN", "1");
-        let (upstream_proc, ()) =
-            Proc::spawn("identity_upstream.py", py, Duration::from_secs(30), |l| {
-                l.starts_with("READY").then_some(())
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
+        write_atomically(&jwks_url_file, &format!("{admin}/.well-known/jwks.json"));
         Self {
-            base: format!("http://127.0.0.1:{port}/mcp"),
+            base: format!("http://{}/mcp", addrs["listen"].as_str().unwrap()),
             _dir: dir,
             idp,
             sidecar,

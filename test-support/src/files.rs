@@ -39,3 +39,37 @@ pub fn config_for(name: &str, resource: &str, upstream: &str, issuer: &str) -> S
         .replace("UPSTREAM", upstream)
         .replace("ISSUER", issuer)
 }
+
+/// The resource (token audience) of the upstream-auth tests' McpTool: an identifier, not where
+/// the sidecar listens (which is any free port, so no port is chosen before it is bound).
+pub const UPSTREAM_AUTH_RESOURCE: &str = "https://verified.mcp.test/mcp";
+
+/// `tests/peers/identity_upstream.py` on a free loopback port, its JWKS URL read from
+/// `jwks_url_file` at its first request (write it once the sidecar or operator is up); records
+/// what it receives in `record`. Returns the process and its MCP URL.
+///
+/// # Panics
+///
+/// It does not start (a test failure).
+pub fn identity_upstream(
+    jwks_url_file: &Path,
+    record: &Path,
+    env: &[(&str, &str)],
+) -> (crate::Proc, String) {
+    let mut py = std::process::Command::new(crate::peer("PEERS_PYTHON"));
+    py.arg(crate::repo_root().join("tests/peers/identity_upstream.py"))
+        .arg("0")
+        .env("JWKS_URL_FILE", jwks_url_file)
+        .env("AUDIENCE_FROM_URL", "1")
+        .env("ISSUER", UPSTREAM_AUTH_RESOURCE)
+        .env("CREDENTIAL_HEADER", "X-Api-Key")
+        .env("RECORD", record)
+        .envs(env.iter().copied());
+    crate::Proc::spawn(
+        "identity_upstream.py",
+        py,
+        std::time::Duration::from_secs(30),
+        |l| l.strip_prefix("READY ").map(|u| u.trim().to_owned()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}

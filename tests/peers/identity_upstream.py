@@ -7,7 +7,8 @@ middleware checks every request:
 
 * the identity JWT in `IDENTITY_HEADER` (default `X-Mcp-Warden-Identity`, bare or `Bearer `),
   verified against the JWKS at `JWKS_URL` (the sidecar's admin `/.well-known/jwks.json`, or the
-  operator's), with `aud` = `AUDIENCE` and `iss` = `ISSUER`, ES256 or EdDSA, `exp` required;
+  operator's; or the URL in the file `JWKS_URL_FILE`, read at the first request, for tests that
+  start this server before the sidecar), with `aud` = `AUDIENCE` and `iss` = `ISSUER`, ES256 or EdDSA, `exp` required;
   an invalid or missing one is answered 401 and the request never reaches the SDK;
 * the credential in `CREDENTIAL_HEADER` (optional), compared with nothing: it is recorded, so
   the test can see which value arrived.
@@ -40,7 +41,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 IDENTITY_HEADER = os.environ.get("IDENTITY_HEADER", "X-Mcp-Warden-Identity").lower().encode()
 CREDENTIAL_HEADER = os.environ.get("CREDENTIAL_HEADER", "").lower().encode()
 JWKS_URL = os.environ.get("JWKS_URL", "")
-AUDIENCE = os.environ.get("AUDIENCE", "")
+JWKS_URL_FILE = os.environ.get("JWKS_URL_FILE", "")
+AUDIENCE = os.environ.get("AUDIENCE", "")  # AUDIENCE_FROM_URL=1: its own READY URL
 ISSUER = os.environ.get("ISSUER", "")
 RECORD = os.environ.get("RECORD", "")
 
@@ -48,7 +50,19 @@ claims_of_request: ContextVar[dict[str, Any] | None] = ContextVar("claims", defa
 # PyJWKClient's defaults (JWKS cached 300 s, unknown kids refetched at most every 30 s) unless
 # JWKS_LIFESPAN says otherwise: the sidecar publishes a rotated key ahead of using it.
 LIFESPAN = float(os.environ.get("JWKS_LIFESPAN", "300"))
-jwks = jwt.PyJWKClient(JWKS_URL, cache_keys=False, lifespan=LIFESPAN) if JWKS_URL else None
+_jwks: jwt.PyJWKClient | None = None
+
+
+def jwks() -> jwt.PyJWKClient | None:
+    global _jwks
+    if _jwks is None:
+        url = JWKS_URL
+        if not url and JWKS_URL_FILE and os.path.exists(JWKS_URL_FILE):
+            with open(JWKS_URL_FILE, encoding="utf-8") as f:
+                url = f.read().strip()
+        if url:
+            _jwks = jwt.PyJWKClient(url, cache_keys=False, lifespan=LIFESPAN)
+    return _jwks
 
 app = MCPServer("identity-upstream")
 
@@ -66,11 +80,12 @@ def echo(message: str) -> str:
 
 
 def verify(token: str) -> dict[str, Any]:
-    if jwks is None:
+    client = jwks()
+    if client is None:
         raise jwt.InvalidTokenError("no JWKS_URL configured")
     if token.lower().startswith("bearer "):
         token = token[7:]
-    key = jwks.get_signing_key_from_jwt(token)
+    key = client.get_signing_key_from_jwt(token)
     return jwt.decode(
         token,
         key=key.key,
@@ -147,11 +162,14 @@ def build_asgi() -> Any:
 
 
 async def serve(port: int) -> None:
+    global AUDIENCE
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
     actual = sock.getsockname()[1]
+    if os.environ.get("AUDIENCE_FROM_URL"):
+        AUDIENCE = f"http://127.0.0.1:{actual}/mcp"
     config = uvicorn.Config(build_asgi(), log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
 

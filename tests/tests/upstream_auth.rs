@@ -14,18 +14,20 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports its failure
 
 use mcp_warden_test_support::{
-    IdpOptions, Proc, eventually,
-    files::{json_lines, upstream_auth_config, write_atomically},
-    free_port, peer, repo_root, tls,
+    IdpOptions, eventually,
+    files::{
+        UPSTREAM_AUTH_RESOURCE, identity_upstream, json_lines, upstream_auth_config,
+        write_atomically,
+    },
+    tls,
 };
 use mcp_warden_tests::{
     mcp::Session,
-    procs::{enforced_version, operator_files_with, sidecar_on},
+    procs::{enforced_version, operator_files_with, sidecar},
 };
 use serde_json::{Value, json};
 use std::{
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -35,19 +37,20 @@ fn last_record(path: &Path) -> Value {
 
 #[test]
 fn the_operator_pushes_keys_and_secrets_and_a_rotation_reaches_the_upstream_within_a_second() {
+    // Every port is bound at 0 by its own process: none is chosen before it is bound.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let upstream_port = free_port();
-    let upstream = format!("http://127.0.0.1:{upstream_port}/mcp");
-    let idp = IdpOptions::new(&resource)
+    let jwks_url_file = dir.path().join("jwks-url");
+    let record = dir.path().join("upstream.jsonl");
+    let (_upstream_proc, upstream) = identity_upstream(&jwks_url_file, &record, &[]);
+    let resource = UPSTREAM_AUTH_RESOURCE;
+    let idp = IdpOptions::new(resource)
         .start()
         .unwrap_or_else(|e| panic!("{e}"));
     let crs = dir.path().join("crs");
     std::fs::create_dir_all(&crs).unwrap();
     std::fs::write(
         crs.join("config.yaml"),
-        upstream_auth_config(&resource, &upstream, &idp.issuer),
+        upstream_auth_config(resource, &upstream, &idp.issuer),
     )
     .unwrap();
     let secrets = dir.path().join("secrets");
@@ -73,42 +76,25 @@ fn the_operator_pushes_keys_and_secrets_and_a_rotation_reaches_the_upstream_with
         ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let (sidecar_proc, addrs) = sidecar_on(
-        &format!("127.0.0.1:{port}"),
-        &[
-            "--operator",
-            &operator,
-            "--pod-namespace",
-            "demo",
-            "--pod-name",
-            "verified-0",
-            "--pod-labels",
-            "app=verified",
-            "--operator-idle-timeout-seconds",
-            "3",
-            "--bypass-check-seconds",
-            "0",
-        ],
-    )
+    write_atomically(&jwks_url_file, &format!("{operator}/v1/jwks"));
+    let (sidecar_proc, addrs) = sidecar(&[
+        "--operator",
+        &operator,
+        "--pod-namespace",
+        "demo",
+        "--pod-name",
+        "verified-0",
+        "--pod-labels",
+        "app=verified",
+        "--operator-idle-timeout-seconds",
+        "3",
+        "--bypass-check-seconds",
+        "0",
+    ])
     .unwrap_or_else(|e| panic!("{e}"));
     eventually("the first bundle", Duration::from_secs(10), || {
         enforced_version(&addrs.admin).is_some()
     });
-
-    let record = dir.path().join("upstream.jsonl");
-    let mut py = Command::new(peer("PEERS_PYTHON"));
-    py.arg(repo_root().join("tests/peers/identity_upstream.py"))
-        .arg(upstream_port.to_string())
-        .env("JWKS_URL", format!("{operator}/v1/jwks"))
-        .env("AUDIENCE", &upstream)
-        .env("ISSUER", &resource)
-        .env("CREDENTIAL_HEADER", "X-Api-Key")
-        .env("RECORD", &record);
-    let (_upstream_proc, ()) =
-        Proc::spawn("identity_upstream.py", py, Duration::from_secs(30), |l| {
-            l.starts_with("READY").then_some(())
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
 
     let token = idp
         .token("agent-alpha", "mcp:tools.list mcp:tools.call")
@@ -130,6 +116,7 @@ fn the_operator_pushes_keys_and_secrets_and_a_rotation_reaches_the_upstream_with
     assert_eq!(claims["sub"], "agent-alpha", "{claims}");
     assert_eq!(claims["mcp_client"], "demo/agent-alpha", "{claims}");
     assert_eq!(claims["aud"], upstream.as_str(), "{claims}");
+    assert_eq!(claims["iss"], resource, "{claims}");
     let seen = last_record(&record);
     assert_eq!(seen["credential"], "v1-credential", "{seen}");
     assert!(seen["authorization"].is_null(), "{seen}");
