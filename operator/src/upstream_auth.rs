@@ -363,6 +363,7 @@ mod tests {
         McpTool, McpToolSpec, SecretKeyRef, UpstreamAuthSpec, UpstreamCredentialSpec,
         UpstreamIdentitySpec,
     };
+    use mcp_warden_test_support::tls::self_signed;
 
     fn bundle(namespace: &str, identity: bool) -> Bundle {
         let mut tool = McpTool::new(
@@ -385,6 +386,48 @@ mod tests {
         );
         tool.metadata.namespace = Some(namespace.into());
         Bundle::new([tool], [], [])
+    }
+
+    fn kids(auth: &UpstreamAuth) -> Vec<String> {
+        mcp_warden_wire::keys::kids(&auth.jwks())
+    }
+
+    #[test]
+    fn the_next_key_is_published_ahead_and_a_replaced_key_stays() {
+        let auth = UpstreamAuth::default();
+        let (one, two) = (self_signed().key_pem, self_signed().key_pem);
+        let kid = |pem: &str| {
+            key_pair(pem)
+                .map(|p| p.kid().to_owned())
+                .unwrap_or_default()
+        };
+        assert!(auth.set_keys(Some(&one), None).is_ok());
+        assert_eq!(kids(&auth), [kid(&one)]);
+        assert!(auth.set_keys(Some(&one), Some(&two)).is_ok());
+        assert_eq!(
+            kids(&auth),
+            [kid(&one), kid(&two)],
+            "the next key is published"
+        );
+        let pushed = auth.for_bundle(&bundle("team-a", true)).unwrap_or_default();
+        assert_eq!(
+            pushed.signing_key.as_deref(),
+            Some(one.as_str()),
+            "the current key signs"
+        );
+        assert_eq!(pushed.published_keys.len(), 1);
+        assert!(auth.set_keys(Some(&two), None).is_ok());
+        assert_eq!(
+            kids(&auth),
+            [kid(&two), kid(&one)],
+            "the replaced key stays (OVERLAP)"
+        );
+        assert!(auth.set_keys(Some("not a key"), None).is_err());
+        assert_eq!(
+            kids(&auth),
+            [kid(&two), kid(&one)],
+            "a bad key changes nothing"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use mcp_warden_test_support::{
     files::{UPSTREAM_AUTH_RESOURCE, config_for, identity_upstream, json_lines, write_atomically},
     tls::self_signed,
 };
+use mcp_warden_wire::keys::kids;
 use proxy_support::post;
 use serde_json::{Value, json};
 use std::{
@@ -54,15 +55,6 @@ async fn jwks(admin: &str) -> Value {
     .await;
     assert_eq!(reply.status, 200);
     reply.json()
-}
-
-fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The sidecar binary (standalone, audited, with an identity key and a secrets folder) in

@@ -97,6 +97,19 @@ pub fn jwks<'a>(keys: impl IntoIterator<Item = &'a PublicJwk>) -> Value {
     serde_json::json!({ "keys": keys.into_iter().collect::<Vec<_>>() })
 }
 
+/// The key ids of a JWKS document, in its order.
+pub fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k["kid"].as_str())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +133,22 @@ mod tests {
             "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s"
         );
         assert!(thumbprint(&PublicJwk::new()).is_err());
+    }
+
+    /// RFC 8410 §10.3's Ed25519 private key, whose public key the RFC gives.
+    #[test]
+    fn an_ed25519_key_signs_eddsa_with_its_public_key_in_the_jwk() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+        let pair = key_pair(pem).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pair.algorithm, Algorithm::EdDSA);
+        assert_eq!(pair.jwk.get("alg").map(String::as_str), Some("EdDSA"));
+        assert_eq!(pair.jwk.get("crv").map(String::as_str), Some("Ed25519"));
+        // 19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1, base64url.
+        assert_eq!(
+            pair.jwk.get("x").map(String::as_str),
+            Some("Gb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE")
+        );
+        assert_eq!(pair.kid().len(), 43);
     }
 
     #[test]

@@ -243,3 +243,70 @@ pub async fn watch_file(path: PathBuf, keys: Arc<Keys>) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_warden_test_support::tls::self_signed;
+
+    fn kids(keys: &Keys) -> Vec<String> {
+        mcp_warden_wire::keys::kids(&keys.jwks())
+    }
+
+    #[test]
+    fn a_rotated_key_is_published_before_it_signs_and_the_old_one_stays() {
+        let keys = Keys::new(Duration::from_millis(300));
+        assert!(keys.current().is_none(), "no key: nothing signs");
+        let (one, two) = (self_signed().key_pem, self_signed().key_pem);
+        assert_eq!(keys.rotate_to(&one), Ok(true));
+        let first = keys.current_kid().unwrap_or_default();
+        assert_eq!(kids(&keys).len(), 1, "the first key signs at once");
+        assert_eq!(kids(&keys)[0], first);
+        assert_eq!(
+            keys.rotate_to(&one),
+            Ok(false),
+            "the same key again changes nothing"
+        );
+        assert_eq!(keys.rotate_to(&two), Ok(true));
+        let published = kids(&keys);
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[1], first);
+        assert_eq!(
+            keys.current_kid(),
+            Some(first.clone()),
+            "not before publish_ahead"
+        );
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(keys.current_kid().as_ref(), Some(&published[0]));
+        assert_eq!(
+            kids(&keys),
+            published,
+            "the old key stays published (OVERLAP)"
+        );
+        assert!(keys.rotate_to("not a key").is_err());
+        assert_eq!(
+            keys.current_kid().as_ref(),
+            Some(&published[0]),
+            "a bad key changes nothing"
+        );
+    }
+
+    #[test]
+    fn the_operators_keys_sign_at_once_with_the_published_ones_listed() {
+        let keys = Keys::default();
+        let pem = self_signed().key_pem;
+        let next = json!({"kid": "next", "kty": "EC"});
+        assert!(keys.install(&KeyMaterial { pem }, &[next]).is_ok());
+        let signing = keys.current_kid().unwrap_or_default();
+        assert_eq!(kids(&keys), [signing, "next".to_owned()]);
+        assert_eq!(
+            format!(
+                "{:?}",
+                KeyMaterial {
+                    pem: "secret".into()
+                }
+            ),
+            "KeyMaterial(..)"
+        );
+    }
+}
