@@ -124,8 +124,8 @@ struct RunArgs {
     network_policy_admin_from: Vec<String>,
     /// Push upstream credentials to the sidecars of McpTools with `upstreamAuth` (issue 22):
     /// cluster mode watches the Secrets labelled `mcpwarden.io/upstream-credentials=true`
-    /// (the operator then needs get/list/watch on Secrets).
-    #[arg(long)]
+    /// (the operator then needs list/watch on Secrets; the chart's `upstreamAuth.credentials`).
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     upstream_credentials: bool,
     /// The private key (PKCS#8 PEM, P-256 or Ed25519) that signs the sidecars' identity JWTs;
     /// re-read when it changes; the key it replaces stays in `GET /v1/jwks` for 2 minutes.

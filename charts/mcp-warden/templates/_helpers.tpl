@@ -43,6 +43,11 @@ helm.sh/chart: {{ include "mcp-warden.chart" . }}
 {{- printf "%s-tls" (include "mcp-warden.fullname" .) -}}
 {{- end -}}
 
+{{/* The Secret holding the identity signing key (`key.pem`): the user's, or the generated one. */}}
+{{- define "mcp-warden.identitySecretName" -}}
+{{- .Values.upstreamAuth.identity.existingSecret | default (printf "%s-identity" (include "mcp-warden.fullname" .)) -}}
+{{- end -}}
+
 {{/* The certificate's DNS names: the Service, as every client may spell it. */}}
 {{- define "mcp-warden.dnsNames" -}}
 {{- $name := include "mcp-warden.fullname" . -}}

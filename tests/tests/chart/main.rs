@@ -53,6 +53,10 @@ fn option_sets() -> Vec<(&'static str, Value)> {
             json!({"networkPolicy": {"perTool": false}}),
         ),
         (
+            "upstream credentials and a generated identity key",
+            json!({"upstreamAuth": {"credentials": true, "identity": {"enabled": true}}}),
+        ),
+        (
             "failurePolicy Ignore",
             json!({"webhook": {"failurePolicy": "Ignore"}}),
         ),

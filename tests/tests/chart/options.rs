@@ -250,3 +250,101 @@ fn an_upgrade_keeps_the_generated_tls_and_its_ca_bundle() {
         assert_eq!(upgrade.certs[0]["signed_by_ca"], true);
     }
 }
+
+#[test]
+fn upstream_auth_wires_the_operator_its_secrets_rule_and_identity_key() {
+    use base64::Engine as _;
+    let results = helm::run(&[
+        helm::render_job(&json!({})),
+        helm::render_job(&json!({"upstreamAuth": {"credentials": true,
+                                                  "identity": {"enabled": true}}})),
+        helm::render_job(&json!({"upstreamAuth": {"identity": {"enabled": true,
+                                                               "existingSecret": "my-key"}}})),
+    ]);
+    let r: Vec<Render> = results
+        .iter()
+        .map(|x| helm::parse_render(x).unwrap())
+        .collect();
+    let reads_secrets = |render: &Render| {
+        render.one("ClusterRole")["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|rule| rule["resources"] == json!(["secrets"]))
+    };
+    let identity_volume = |render: &Render| {
+        let pod = &render.one("Deployment")["spec"]["template"]["spec"];
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "identity")
+            .map(|v| v["secret"]["secretName"].clone())
+    };
+    let has_arg = |render: &Render, flag: &str| args(render).iter().any(|(k, _)| k == flag);
+    // Off by default: no Secret is read, no key is held.
+    assert_eq!(arg(&r[0], "--upstream-credentials"), "false");
+    assert!(!reads_secrets(&r[0]));
+    assert!(!has_arg(&r[0], "--upstream-identity-key"));
+    assert!(identity_volume(&r[0]).is_none());
+    assert!(
+        r[0].all("Secret")
+            .iter()
+            .all(|s| s["metadata"]["name"] != "mcp-warden-operator-identity")
+    );
+    // On: the flag, list/watch on Secrets, and a generated key the operator can load.
+    assert_eq!(arg(&r[1], "--upstream-credentials"), "true");
+    let rule = r[1].one("ClusterRole")["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["resources"] == json!(["secrets"]))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        rule["verbs"],
+        json!(["list", "watch"]),
+        "no get: the watch is all it needs"
+    );
+    assert_eq!(
+        arg(&r[1], "--upstream-identity-key"),
+        "/etc/mcp-warden/identity/key.pem"
+    );
+    assert_eq!(
+        identity_volume(&r[1]),
+        Some(json!("mcp-warden-operator-identity"))
+    );
+    let mounts =
+        &r[1].one("Deployment")["spec"]["template"]["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "identity" && m["mountPath"] == "/etc/mcp-warden/identity"),
+        "{mounts}"
+    );
+    let secret = r[1]
+        .all("Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "mcp-warden-operator-identity")
+        .unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["key.pem"].as_str().unwrap())
+        .unwrap();
+    let pem = String::from_utf8(pem).unwrap();
+    assert!(
+        pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8: {pem}"
+    );
+    let pair = mcp_warden_wire::keys::key_pair(&pem).unwrap_or_else(|e| panic!("{e}: {pem}"));
+    assert!(!pair.kid().is_empty());
+    // The user's own Secret: mounted, none generated, no Secrets rule unless asked.
+    assert_eq!(identity_volume(&r[2]), Some(json!("my-key")));
+    assert!(
+        r[2].all("Secret")
+            .iter()
+            .all(|s| s["metadata"]["name"] != "mcp-warden-operator-identity")
+    );
+    assert!(!reads_secrets(&r[2]));
+}
