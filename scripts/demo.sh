@@ -109,4 +109,48 @@ say "the compliance question: every call agent-beta made today"
   --to "$(date -u +%Y-%m-%d)" "$work/audit/audit.jsonl"
 say "tamper evidence: mcp-warden audit verify"
 "$target/debug/mcp-warden" audit verify "$work/audit/audit.jsonl"
+say "upstream identity (docs/upstream-auth.md): a server that verifies who calls"
+# A second sidecar, in front of tests/peers/identity_upstream.py (Python MCP SDK + PyJWT): for
+# every call it signs a short-lived JWT naming the caller (key: generated here; JWKS on its admin
+# port) and adds the server's own API key from a Secret-like folder. The caller's token never
+# reaches the server, which verifies the JWT itself and refuses calls without one.
+"$PEERS_PYTHON" -c 'import sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import ed25519
+k = ed25519.Ed25519PrivateKey.generate()
+sys.stdout.buffer.write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))' >"$work/identity-key.pem"
+mkdir -p "$work/secrets/upstream-api" "$work/id-config"
+printf demo-backend-key >"$work/secrets/upstream-api/token"
+# The JWT's issuer is the McpTool's resource, its audience the server's URL.
+JWKS_URL_FILE=$work/jwks-url AUDIENCE_FROM_URL=1 ISSUER=$resource CREDENTIAL_HEADER=X-Api-Key \
+  RECORD=$work/identity.jsonl "$PEERS_PYTHON" tests/peers/identity_upstream.py 0 >"$work/identity-upstream.log" 2>&1 &
+pids+=($!)
+wait_for "$work/identity-upstream.log" READY identity_upstream.py
+id_upstream=$(sed -n 's/^READY //p' "$work/identity-upstream.log" | head -1)
+id_port=$(free_port) id_admin=$(free_port)
+sed -e "s#\"RESOURCE\"#\"$resource\"#" -e "s#\"UPSTREAM\"#\"$id_upstream\"#" -e "s#\"ISSUER\"#\"$issuer\"#g" \
+  tests/fixtures/configs/upstream-auth.yaml >"$work/id-config/verified.yaml"
+"$sidecar_bin" run --config "$work/id-config" --listen "127.0.0.1:$id_port" --admin-listen "127.0.0.1:$id_admin" \
+  --upstream-identity-key "$work/identity-key.pem" --upstream-secrets-dir "$work/secrets" \
+  --audit-dir "$work/id-audit" >"$work/id-sidecar.log" 2>&1 &
+pids+=($!)
+wait_for "$work/id-sidecar.log" listening "the second mcp-warden-sidecar"
+echo "http://127.0.0.1:$id_admin/.well-known/jwks.json" >"$work/jwks-url"
+printf '\n\033[36m%s\033[0m\n' "agent-alpha calls whoami through the sidecar: the server answers with the identity it verified"
+"$PEERS_PYTHON" tests/peers/py_client.py --token "$alpha" --mode legacy "http://127.0.0.1:$id_port/mcp" call whoami '{}' >"$work/report.json" 2>>"$work/client.log" || true
+"$PEERS_PYTHON" scripts/demo_report.py <"$work/report.json"
+printf '\n\033[36m%s\033[0m\n' "what the server received (its own record): verified claims, its API key, no caller token"
+"$PEERS_PYTHON" -c 'import json,sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("identity") and r["identity"].get("mcp_client"):
+        c = r["identity"]
+        print(json.dumps({"sub": c.get("sub"), "mcp_client": c.get("mcp_client"), "iss": c.get("iss"),
+                          "aud": c.get("aud"), "lifetime_s": c["exp"] - c["iat"], "kid": r.get("kid"),
+                          "api_key": r.get("credential"), "authorization": r.get("authorization")}, indent=1))
+        break' "$work/identity.jsonl"
+printf '\n\033[36m%s\033[0m\n' "the same call sent to the server directly, around the sidecar (no identity JWT)"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$id_upstream" -H 'Content-Type: application/json' \
+  -H 'Accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}')
+echo "HTTP $code: the server refuses it"
 say "done"
