@@ -33,6 +33,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch of `jsonl` (whole lines, each ending with `\n`) holding `sequences`, in order.
+    pub fn from_lines(jsonl: Bytes, sequences: Vec<u64>) -> Self {
+        let ends: Vec<usize> = jsonl
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        debug_assert_eq!(ends.len(), sequences.len());
+        Self {
+            jsonl,
+            ends,
+            sequences,
+        }
+    }
+
     /// The last sequence in the batch.
     pub fn last_sequence(&self) -> Option<u64> {
         self.sequences.last().copied()
