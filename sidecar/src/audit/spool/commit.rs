@@ -1,16 +1,25 @@
-//! Committing a batch: one `write(2)` into the active segment, then (with `ack: durable`) one
-//! `fdatasync` for everything written since the last one, and the waiters answered. A failed
-//! write or sync cuts the segment back to what is known good and refuses the rest.
+//! Committing: one `write(2)` per record into the active segment, then (with `ack: durable`) a
+//! group commit, one `fdatasync` for everything written since the last one, run by one of the
+//! callers waiting for it, and the waiters answered. A failed write or sync cuts the segment
+//! back to what is known good and refuses the rest.
 
 use super::SpoolError;
-use super::shared::SegMeta;
-use super::writer::{Synced, Writer};
-use crate::audit::config::AckLevel;
+use super::writer::{Pending, Synced, Writer, lock};
 use crate::audit::record::RecordKind;
 use std::{
+    fs::File,
     io::Write,
+    sync::{Arc, Mutex, atomic::Ordering},
     time::{Instant, SystemTime},
 };
+
+/// One fdatasync, run outside the writer's lock: the segment, what it will cover, and the
+/// records answered when it is done.
+struct SyncJob {
+    file: Arc<File>,
+    covers: Synced,
+    batch: Vec<Pending>,
+}
 
 impl Writer {
     /// The size of the active segment (read per record: no copy of its metadata).
@@ -19,53 +28,17 @@ impl Writer {
         st.segments.back().map(|s| s.bytes)
     }
 
-    pub(super) fn active_meta(&self) -> Option<SegMeta> {
-        self.shared
-            .state
-            .lock()
-            .expect("not poisoned")
-            .segments
-            .back()
-            .cloned()
-    }
-
-    /// Answers the deferred records once they are durable: at once with `ack: written`; with
-    /// `ack: durable` when `now` or when they waited `fsyncMaxDelay` or are `fsyncMaxRecords`
-    /// many, after one fdatasync. A failed fdatasync cuts the spool back to the last good one and
-    /// refuses everything written since.
-    pub(super) fn settle(&mut self, now: bool) {
-        if self.deferred.is_empty() {
-            return;
-        }
-        if self.cfg.ack == AckLevel::Durable {
-            let due = now
-                || self.deferred.len() >= self.cfg.fsync_max_records
-                || self
-                    .deferred_since
-                    .is_some_and(|t| t.elapsed() >= self.cfg.fsync_max_delay);
-            if !due {
-                return;
-            }
-            if let Err(e) = self.sync() {
-                tracing::error!(error = %e, "audit spool fdatasync failed; the records written since the last one are refused");
-                self.cut_back_to_synced();
-                for p in self.deferred.drain(..) {
-                    self.shared.metrics.append_errors.inc();
-                    p.reply.send(Err(e.clone()));
-                }
-                self.deferred_since = None;
-                return;
-            }
-        }
-        self.deferred_since = None;
-        let ok = std::mem::take(&mut self.deferred);
+    /// Answers records `first..=last` (in order) as durable: publishes the durable sequence
+    /// (readers wake up), counts them and wakes their waiters.
+    pub(super) fn answered(
+        &mut self,
+        first: u64,
+        last: u64,
+        ok: impl ExactSizeIterator<Item = Pending>,
+    ) {
         let m = &self.shared.metrics;
-        let Some(last) = ok.last().map(|p| p.receipt.sequence) else {
-            return;
-        };
         let mut st = self.shared.state.lock().expect("not poisoned");
-        st.batch_times
-            .push_back((ok[0].receipt.sequence, SystemTime::now()));
+        st.batch_times.push_back((first, SystemTime::now()));
         if st.batch_times.len() > 65_536 {
             st.batch_times.pop_front();
         }
@@ -84,14 +57,71 @@ impl Writer {
         }
     }
 
-    /// fdatasyncs the active segment and remembers what it covered.
-    pub(super) fn sync(&mut self) -> Result<(), SpoolError> {
-        if let Some(f) = &self.file {
-            f.sync_data()?;
-            self.shared.metrics.fsyncs.inc();
+    /// Whether the deferred records should be synced now: someone waits on one, a flush asked,
+    /// or they are `fsyncMaxRecords` many or the oldest waited `fsyncMaxDelay`.
+    pub(super) fn sync_due(&self) -> bool {
+        !self.deferred.is_empty()
+            && (self.deferred_urgent > 0
+                || self.force_sync
+                || self.deferred.len() >= self.cfg.fsync_max_records
+                || self
+                    .deferred_since
+                    .is_some_and(|t| t.elapsed() >= self.cfg.fsync_max_delay))
+    }
+
+    /// Takes the deferred records for one fdatasync, if one is due.
+    fn begin_sync(&mut self) -> Option<SyncJob> {
+        if !self.sync_due() {
+            self.force_sync &= !self.deferred.is_empty();
+            return None;
         }
-        self.mark_synced();
-        Ok(())
+        self.force_sync = false;
+        let file = self.file.clone()?;
+        let covers = Synced {
+            next_seq: self.committed.0,
+            prev: self.committed.1,
+            active_bytes: self.active_bytes().unwrap_or(0),
+        };
+        self.deferred_urgent = 0;
+        self.deferred_since = None;
+        Some(SyncJob {
+            file,
+            covers,
+            batch: std::mem::take(&mut self.deferred),
+        })
+    }
+
+    /// Answers a sync's records, or after a failed fdatasync cuts the spool back to the last good
+    /// one and refuses everything written since.
+    fn end_sync(&mut self, job: SyncJob, result: std::io::Result<()>) {
+        match result {
+            Ok(()) => {
+                self.shared.metrics.fsyncs.inc();
+                if job.covers.next_seq > self.synced.next_seq {
+                    self.synced = job.covers;
+                }
+                let (Some(first), Some(last)) = (job.batch.first(), job.batch.last()) else {
+                    return;
+                };
+                let (first, last) = (first.receipt.sequence, last.receipt.sequence);
+                self.answered(first, last, job.batch.into_iter());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit spool fdatasync failed; the records written since the last one are refused");
+                let e = SpoolError::from(e);
+                self.cut_back_to_synced();
+                let refused = job
+                    .batch
+                    .into_iter()
+                    .chain(std::mem::take(&mut self.deferred));
+                for p in refused {
+                    self.shared.metrics.append_errors.inc();
+                    p.reply.send(Err(e.clone()));
+                }
+                self.deferred_urgent = 0;
+                self.deferred_since = None;
+            }
+        }
     }
 
     pub(super) fn mark_synced(&mut self) {
@@ -118,16 +148,17 @@ impl Writer {
         }
     }
 
-    /// Appends the buffer to the active segment (not synced: see [`Writer::settle`]).
+    /// Appends the buffer to the active segment with one `write(2)` (not synced: see
+    /// [`sync_deferred`]).
     pub(super) fn write_out(&mut self, buf: &[u8]) -> Result<(), SpoolError> {
         if buf.is_empty() {
             return Ok(());
         }
         let f = self
             .file
-            .as_mut()
+            .as_deref()
             .expect("a segment is opened before the first record is sealed");
-        f.write_all(buf)?;
+        (&*f).write_all(buf)?;
         self.bytes += buf.len() as u64;
         self.committed = (self.next_seq, self.prev);
         self.shared.metrics.bytes_written.inc_by(buf.len() as u64);
@@ -136,5 +167,34 @@ impl Writer {
         active.bytes += buf.len() as u64;
         active.end = self.next_seq - 1;
         Ok(())
+    }
+}
+
+/// The group commit (`ack: durable`). A caller whose record someone waits on comes here after
+/// its append: when no sync is in flight it becomes the leader and runs fdatasync itself, outside
+/// the writer's lock, so that other callers go on appending; callers that find a sync in flight
+/// return at once and wait for their answer, which the leader gives with its next sync: it syncs
+/// again as long as records it did not cover are due. One fdatasync covers everything written
+/// before it started.
+pub(super) fn sync_deferred(writer: &Mutex<Writer>) {
+    let syncing = lock(writer).shared.clone();
+    let syncing = &syncing.syncing;
+    loop {
+        // SeqCst read-modify-writes on one flag: either a leader sees the record appended before
+        // this swap when it looks again after releasing the flag, or this caller leads.
+        if syncing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        loop {
+            let Some(job) = lock(writer).begin_sync() else {
+                break;
+            };
+            let result = job.file.sync_data();
+            lock(writer).end_sync(job, result);
+        }
+        syncing.swap(false, Ordering::SeqCst);
+        if !lock(writer).sync_due() {
+            return;
+        }
     }
 }

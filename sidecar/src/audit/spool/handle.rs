@@ -1,10 +1,13 @@
 //! The spool handle: what the proxy and the shippers call. An append is admitted by a permit
-//! (`maxInFlight`), queued to the writer thread and answered once durable (see [`AckLevel`]).
+//! (`maxInFlight`), written on the caller's thread (`writer.rs`) and answered once durable (see
+//! [`AckLevel`]): at once with `ack: written`, after the group commit with `ack: durable`.
 //!
 //! [`AckLevel`]: crate::audit::config::AckLevel
 
+use super::commit::sync_deferred;
 use super::reader::SpoolReader;
 use super::shared::{Shared, gauge, refresh_gauges};
+use super::writer::{Writer, lock};
 use super::{Admission, Receipt, SpoolError, SpoolStats};
 use crate::audit::record::Prepared;
 use std::{
@@ -15,20 +18,15 @@ use std::{
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
-    time::Instant,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 
+/// What the writer thread is told (appends never go through it).
 pub(super) enum Msg {
-    Append {
-        prepared: Prepared,
-        admission: Admission,
-        queued: Instant,
-        reply: Reply,
-        /// `None` for records nobody waits for (final records, checkpoints).
-        _permit: Option<OwnedSemaphorePermit>,
-    },
+    /// A sink acknowledged: delete what every sink has.
     Acked,
+    /// A final record now waits for a sync: its `fsyncMaxDelay` timer starts.
+    Wake,
     Flush(oneshot::Sender<()>),
     Checkpoint(&'static str, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
@@ -39,25 +37,34 @@ pub(super) enum Msg {
 #[derive(Clone, Debug)]
 pub struct Spool {
     pub(super) shared: Arc<Shared>,
+    pub(super) writer: Arc<Mutex<Writer>>,
+    /// `ack: durable`.
+    pub(super) durable: bool,
     pub(super) tx: mpsc::Sender<MsgBox>,
     pub(super) permits: Arc<Semaphore>,
     pub(super) thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
-/// Where the outcome of an append goes: to the task awaiting it, or, for a record nobody waits
-/// for, to the log when it failed.
-pub(super) struct Reply(pub(super) Option<oneshot::Sender<Result<Receipt, SpoolError>>>);
+/// Where the outcome of an append goes.
+pub(super) enum Reply {
+    /// To a task awaiting it (`ack: durable`: after the group commit).
+    Wait(oneshot::Sender<Result<Receipt, SpoolError>>),
+    /// To the caller, which has it from [`Writer::append`] already.
+    Caller,
+    /// Nobody waits (a final record or a checkpoint): a failure goes to the log.
+    Log,
+}
 
 impl Reply {
     pub(super) fn send(self, result: Result<Receipt, SpoolError>) {
-        match (self.0, result) {
-            (Some(tx), result) => {
+        match (self, result) {
+            (Self::Wait(tx), result) => {
                 let _ = tx.send(result);
             }
-            (None, Err(e)) => {
+            (Self::Log, Err(e)) => {
                 tracing::warn!(error = %e, "audit record lost (a call's final record or a checkpoint)")
             }
-            (None, Ok(_)) => {}
+            (Self::Log | Self::Caller, _) => {}
         }
     }
 }
@@ -68,6 +75,14 @@ pub(super) struct MsgBox(pub(super) Msg);
 impl std::fmt::Debug for MsgBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Msg")
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,45 +105,61 @@ impl Spool {
     }
 
     /// Appends a record; resolves once it is durable (see [`AckLevel`]). The call may be
-    /// forwarded upstream only after this returned `Ok`.
+    /// forwarded upstream only after this returned `Ok`. The record is sealed and written on
+    /// this thread; with `ack: durable` this task then joins (or leads) the group commit.
     pub async fn append(
         &self,
         prepared: Prepared,
         admission: Admission,
     ) -> Result<Receipt, SpoolError> {
-        let permit = self
+        let _permit = self
             .permits
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|_| SpoolError::Closed)?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(MsgBox(Msg::Append {
-                prepared,
-                admission,
-                queued: Instant::now(),
-                reply: Reply(Some(reply)),
-                _permit: Some(permit),
-            }))
-            .map_err(|_| SpoolError::Closed)?;
+        if !self.durable {
+            return lock(&self.writer).append(&prepared, admission, Reply::Caller);
+        }
+        let (tx, rx) = oneshot::channel();
+        let urgent = {
+            let mut w = lock(&self.writer);
+            let was_idle = w.deferred.is_empty();
+            w.append(&prepared, admission, Reply::Wait(tx))?;
+            let urgent = w.sync_due();
+            if !urgent && was_idle {
+                // A final record alone: the writer thread syncs it after `fsyncMaxDelay`.
+                let _ = self.tx.send(MsgBox(Msg::Wake));
+            }
+            urgent
+        };
+        if urgent {
+            sync_deferred(&self.writer);
+        }
         rx.await.map_err(|_| SpoolError::Closed)?
     }
 
-    /// Appends the final record of an admitted call without waiting for it: nothing acts on its
-    /// durability (the answer has gone out), so no task waits for the writer and no permit is
-    /// taken (each such call holds one while its request record is written). A failure is logged
-    /// by the writer.
+    /// Appends the final record of an admitted call without waiting for its durability: nothing
+    /// acts on it (the answer has gone out), and no permit is taken (each such call holds one
+    /// while its request record is written). It is written now, on this thread; with
+    /// `ack: durable` it is synced with the next record someone waits on, or after
+    /// `fsyncMaxDelay`. A failure is logged.
     pub fn append_final(&self, prepared: Prepared) -> Result<(), SpoolError> {
-        self.tx
-            .send(MsgBox(Msg::Append {
-                prepared,
-                admission: Admission::Final,
-                queued: Instant::now(),
-                reply: Reply(None),
-                _permit: None,
-            }))
-            .map_err(|_| SpoolError::Closed)
+        let (due, wake) = {
+            let mut w = lock(&self.writer);
+            let was_idle = w.deferred.is_empty();
+            match w.append(&prepared, Admission::Final, Reply::Log) {
+                Err(SpoolError::Closed) => return Err(SpoolError::Closed),
+                Err(_) => return Ok(()),
+                Ok(_) => {}
+            }
+            (w.sync_due(), was_idle && self.durable)
+        };
+        if due {
+            sync_deferred(&self.writer);
+        } else if wake {
+            let _ = self.tx.send(MsgBox(Msg::Wake));
+        }
+        Ok(())
     }
 
     /// Whether new calls are currently refused (full, policy `block`).

@@ -1,4 +1,5 @@
-//! The durable spool: append-only segment files, one writer thread with group commit, per-sink
+//! The durable spool: append-only segment files written by the callers themselves under one
+//! lock, a group commit for `ack: durable`, a writer thread for what nobody waits on, per-sink
 //! acknowledged cursors.
 //!
 //! ```text
@@ -7,19 +8,22 @@
 //! <dir>/segments/<seq:020>.jsonl   sealed records, one per line; the name is the first sequence
 //! <dir>/cursors/<sink>.cursor      last sequence acknowledged by that sink (decimal)
 //!
-//! append(prepared) ──► queue ──► writer thread: seal (uid, sequence, chain), cap policy,
-//!                                write(2) the batch, fdatasync ──► durable seq ──► receipts
-//!                                                                      │
-//! SpoolReader (per sink) ◄─────── reads lines ≤ durable seq ◄──────────┘
+//! append(prepared), on the caller's task ──► lock(Writer): cap policy, seal (uid, sequence,
+//!     chain), write(2) ──► written: durable seq, answered ─────────────────────┐
+//!                      └─► durable: group commit (a caller leads one fdatasync  │
+//!                          outside the lock, later callers join the next) ─────┤
+//! writer thread: final records' fsyncMaxDelay, checkpoints, deletions, gauges   │
+//! SpoolReader (per sink) ◄─────── reads lines ≤ durable seq ◄──────────────────┘
 //!       ack(seq) ──► cursor file ──► janitor deletes segments every sink has acknowledged
 //! ```
 //!
-//! Group commit: the writer takes what is queued (at most `fsyncMaxRecords`, collecting for at
-//! most `fsyncMaxDelay`), writes it with one `write(2)` and one `fdatasync`, then answers. Under
-//! load batches grow by themselves while the previous fsync runs; when idle a record is synced
-//! at once. A batch of final records only (nobody waits on them before acting) is written at
-//! once but synced with the next batch that needs it, or after `fsyncMaxDelay`: a call costs one
-//! fsync, not two, and its request record never queues behind the previous call's final one.
+//! Group commit (`ack: durable`): a caller whose record someone waits on (a request-phase or
+//! refusal record, a checkpoint) and that finds no fdatasync in flight runs one itself, outside
+//! the lock; callers arriving meanwhile append and wait, and the leader syncs again for them as
+//! soon as its sync returns. Under load a sync covers everything written while the previous one
+//! ran; when idle a record is synced at once. A final record (nobody waits on it before acting)
+//! is written at once but synced with the next record that needs it, or by the writer thread
+//! after `fsyncMaxDelay`: a call costs one fsync, not two.
 //!
 //! Recovery: the last segment is scanned; a torn or unverifiable tail (never acknowledged: it was
 //! not yet synced) is cut off, and the sequence and the chain continue from the last good record.
@@ -29,10 +33,10 @@
 //! ```text
 //! open.rs      the directory, the lock, the instance id, recovery → a running writer
 //! recover.rs   scan the last segment, cut a torn tail, find where sequence and chain continue
-//! handle.rs    Spool: append (admission: permits, cap), flush, checkpoint, readers, stats
+//! handle.rs    Spool: append (admission: permits), flush, checkpoint, readers, stats
 //! shared.rs    what the writer publishes to handles and readers: segments, durable seq, gauges
-//! writer.rs    the writer thread: batches, sealing, checkpoints
-//! commit.rs    write(2), fdatasync, answering waiters, cutting back after a failure
+//! writer.rs    Writer::append (cap, seal, write on the caller's thread); the writer thread
+//! commit.rs    write(2), the group commit, answering waiters, cutting back after a failure
 //! segments.rs  rotation, the cap (block / dropOldest), deleting what every sink has
 //! reader.rs    SpoolReader: a sink's records after its cursor, acknowledgements
 //! ```

@@ -5,8 +5,8 @@ use super::SpoolError;
 use super::handle::{MsgBox, Spool, valid_name};
 use super::recover::recover;
 use super::shared::{Shared, SharedState};
-use super::writer::{Synced, Writer};
-use crate::audit::config::SpoolConfig;
+use super::writer::{self, Synced, Writer};
+use crate::audit::config::{AckLevel, SpoolConfig};
 use crate::audit::janitor::Janitor;
 use crate::audit::metrics::AuditMetrics;
 use crate::audit::record::Product;
@@ -93,11 +93,12 @@ impl Spool {
             durable,
             dropped: AtomicU64::new(0),
             full: AtomicBool::new(false),
+            syncing: AtomicBool::new(false),
             metrics,
         });
         let active = recovered.segments.last().cloned();
         let file = match &active {
-            Some(s) => Some(OpenOptions::new().append(true).open(&s.path)?),
+            Some(s) => Some(Arc::new(OpenOptions::new().append(true).open(&s.path)?)),
             None => None,
         };
         let (tx, rx) = mpsc::channel::<MsgBox>();
@@ -118,7 +119,10 @@ impl Spool {
                 active_bytes: active.as_ref().map_or(0, |s| s.bytes),
             },
             deferred: Vec::new(),
+            deferred_urgent: 0,
             deferred_since: None,
+            force_sync: false,
+            buf: Vec::with_capacity(4096),
             bytes: recovered.segments.iter().map(|s| s.bytes).sum(),
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
@@ -126,17 +130,22 @@ impl Spool {
             drop_notice_due: false,
             last_drop_notice: None,
             startup: (recovered.last_seq() > 0).then_some(recovered.truncated_bytes),
+            closed: false,
             janitor: Janitor::start(shared.metrics.clone())?,
-            _lock: lock,
+            lock: Some(lock),
         };
+        let writer = Arc::new(Mutex::new(writer));
+        let thread_writer = writer.clone();
         let thread = std::thread::Builder::new()
             .name("audit-spool".into())
             .spawn(move || {
                 crate::sched::batch();
-                writer.run(rx);
+                writer::run(thread_writer, rx);
             })?;
         let spool = Self {
             shared,
+            writer,
+            durable: cfg.ack == AckLevel::Durable,
             tx,
             permits: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
             thread: Arc::new(Mutex::new(Some(thread))),

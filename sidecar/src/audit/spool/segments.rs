@@ -9,16 +9,19 @@ use crate::audit::config::AckLevel;
 use crate::audit::janitor::Chore;
 use std::{
     fs::{self, File, OpenOptions},
-    sync::atomic::Ordering,
+    sync::{Arc, atomic::Ordering},
 };
 
 impl Writer {
     /// Starts a new segment for `self.next_seq` (the previous one must be flushed). With
     /// `ack: durable` the folder is synced at once (the new name must survive a power loss before
     /// a record in it is acknowledged); with `ack: written` by `closed`'s background sync.
-    pub(super) fn new_segment_after(&mut self, closed: Option<File>) -> Result<(), SpoolError> {
+    pub(super) fn new_segment_after(
+        &mut self,
+        closed: Option<Arc<File>>,
+    ) -> Result<(), SpoolError> {
         let path = segment_path(&self.shared.dir, self.next_seq);
-        let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        let f = Arc::new(OpenOptions::new().create(true).append(true).open(&path)?);
         let dir = File::open(self.shared.dir.join("segments"))?;
         if self.cfg.ack == AckLevel::Durable {
             dir.sync_all()?;

@@ -41,6 +41,8 @@ pub(super) struct Shared {
     pub(super) durable: watch::Sender<u64>,
     pub(super) dropped: AtomicU64,
     pub(super) full: AtomicBool,
+    /// A group commit's fdatasync is in flight (`commit::sync_deferred`).
+    pub(super) syncing: AtomicBool,
     pub(super) metrics: AuditMetrics,
 }
 

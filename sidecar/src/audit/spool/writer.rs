@@ -1,18 +1,25 @@
-//! The writer thread: takes what is queued (at most `fsyncMaxRecords`, collecting for at most
-//! `fsyncMaxDelay`), seals each record (uid, sequence, chain) into one buffer, and hands the
-//! batch to `commit.rs`; writes checkpoints and does the housekeeping once a second.
+//! The append side of the spool, behind one mutex. The task that decides a call appends its
+//! record itself ([`Writer::append`]): the cap, rotation, the seal (uid, sequence, chain) and one
+//! `write(2)` into the active segment, a short critical section on the caller's own thread, no
+//! hand-off. With `ack: written` the record is answered there and then; with `ack: durable` the
+//! caller goes on to the group commit (`commit.rs`).
+//!
+//! The writer *thread* ([`run`]) only does what nobody waits for: it syncs final records after
+//! `fsyncMaxDelay`, writes checkpoints and drop notices, deletes what every sink acknowledged,
+//! answers flushes and refreshes the gauges once a second.
 
+use super::commit::sync_deferred;
 use super::handle::{Msg, MsgBox, Reply};
 use super::shared::{Shared, refresh_gauges};
 use super::{Admission, Receipt, SpoolError};
-use crate::audit::config::{FullPolicy, SpoolConfig};
+use crate::audit::config::{AckLevel, FullPolicy, SpoolConfig};
 use crate::audit::event::uuid_v7;
 use crate::audit::janitor::Janitor;
-use crate::audit::record::{self, CheckpointInfo, Product, RecordKind};
+use crate::audit::record::{self, CheckpointInfo, Prepared, Product, RecordKind};
 use jiff::Timestamp;
 use std::{
     fs::File,
-    sync::{Arc, atomic::Ordering, mpsc},
+    sync::{Arc, Mutex, MutexGuard, atomic::Ordering, mpsc},
     time::{Duration, Instant},
 };
 use tokio::sync::oneshot;
@@ -24,17 +31,24 @@ pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) cfg: SpoolConfig,
     pub(super) product: Product,
-    pub(super) file: Option<File>,
+    /// The active segment (shared with a group commit's fdatasync in flight).
+    pub(super) file: Option<Arc<File>>,
     pub(super) next_seq: u64,
     pub(super) prev: [u8; 32],
     /// (next_seq, prev) as of the last successful write.
     pub(super) committed: (u64, [u8; 32]),
     /// What the last fdatasync covered (`ack: durable`).
     pub(super) synced: Synced,
-    /// Written, waiting for the next fdatasync (`ack: durable`, final records).
+    /// Written, waiting for the next fdatasync (`ack: durable`).
     pub(super) deferred: Vec<Pending>,
+    /// How many of `deferred` someone waits on before acting.
+    pub(super) deferred_urgent: usize,
     /// When the oldest deferred record was written.
     pub(super) deferred_since: Option<Instant>,
+    /// A flush asked for the deferred records to be synced now.
+    pub(super) force_sync: bool,
+    /// The sealed line being written (kept: no allocation per record).
+    pub(super) buf: Vec<u8>,
     pub(super) bytes: u64,
     pub(super) since_checkpoint: u64,
     pub(super) last_checkpoint: Instant,
@@ -45,8 +59,11 @@ pub(super) struct Writer {
     pub(super) last_drop_notice: Option<Instant>,
     /// Some(truncated bytes) when the spool was reopened with records in it.
     pub(super) startup: Option<u64>,
+    /// Shut down: appends are refused.
+    pub(super) closed: bool,
     pub(super) janitor: Janitor,
-    pub(super) _lock: File,
+    /// The spool's flock, released when the writer thread ends.
+    pub(super) lock: Option<File>,
 }
 
 pub(super) struct Pending {
@@ -68,67 +85,112 @@ pub(super) struct Synced {
     pub(super) active_bytes: u64,
 }
 
+/// Locks the writer (a panic while it was held leaves a spool nobody can trust: propagate).
+pub(super) fn lock(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    writer.lock().expect("not poisoned")
+}
+
 impl Writer {
-    pub(super) fn run(mut self, rx: mpsc::Receiver<MsgBox>) {
-        if let Some(truncated) = self.startup.take()
-            && self.cfg.checkpoint_interval.is_some()
-        {
-            self.checkpoint("startup", truncated);
-        }
-        let tick = Duration::from_secs(1);
-        let mut next_tick = Instant::now() + tick;
-        let mut shutdown: Option<oneshot::Sender<()>> = None;
-        while shutdown.is_none() {
-            let due = self
-                .deferred_since
-                .map_or(next_tick, |t| (t + self.cfg.fsync_max_delay).min(next_tick));
-            let first = match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(MsgBox(m)) => m,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.settle(false);
-                    if Instant::now() >= next_tick {
-                        self.housekeeping();
-                        next_tick = Instant::now() + tick;
+    /// Appends one record on the caller's thread: cap, rotation, seal, one `write(2)`. Returns
+    /// its receipt once written; with `ack: written` `reply` is answered at once, with
+    /// `ack: durable` it waits in `deferred` for the group commit. A failure is sent to `reply`
+    /// and returned.
+    pub(super) fn append(
+        &mut self,
+        prepared: &Prepared,
+        admission: Admission,
+        reply: Reply,
+    ) -> Result<Receipt, SpoolError> {
+        let queued = Instant::now();
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let result = self
+            .seal_into(&mut buf, prepared, admission)
+            .and_then(|receipt| self.write_out(&buf).map(|()| receipt));
+        self.buf = buf;
+        match result {
+            Ok(receipt) => {
+                self.defer(Pending {
+                    reply,
+                    receipt: receipt.clone(),
+                    queued,
+                    kind: prepared.kind,
+                    urgent: admission == Admission::New || prepared.kind == RecordKind::Checkpoint,
+                });
+                Ok(receipt)
+            }
+            Err(e) => {
+                if !matches!(e, SpoolError::Full | SpoolError::Closed) {
+                    tracing::error!(error = %e, "audit spool write failed; the record is refused");
+                    // Undo what was not written: cut the active segment back to its last good
+                    // write and rewind the sequence and the chain to it.
+                    if let (Some(f), Some(active)) = (&self.file, self.active_bytes()) {
+                        let _ = f.set_len(active);
                     }
-                    continue;
+                    (self.next_seq, self.prev) = self.committed;
+                    self.shared.metrics.append_errors.inc();
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.settle(true);
-                    break;
-                }
-            };
-            let opened = Instant::now();
-            let mut batch = vec![first];
-            let mut appends = 1;
-            while appends < self.cfg.fsync_max_records
-                && opened.elapsed() < self.cfg.fsync_max_delay
-            {
-                match rx.try_recv() {
-                    Ok(MsgBox(m)) => {
-                        appends += usize::from(matches!(m, Msg::Append { .. }));
-                        batch.push(m);
-                    }
-                    Err(_) => break,
-                }
-            }
-            shutdown = self.process(batch);
-            if self.drop_notice_due
-                && self
-                    .last_drop_notice
-                    .is_none_or(|t| t.elapsed() >= DROP_NOTICE_EVERY)
-            {
-                self.checkpoint("drop", 0);
-            }
-            if Instant::now() >= next_tick {
-                self.housekeeping();
-                next_tick = Instant::now() + tick;
+                reply.send(Err(e.clone()));
+                Err(e)
             }
         }
-        self.janitor.wait();
-        refresh_gauges(&self.shared);
-        if let Some(done) = shutdown {
-            let _ = done.send(());
+    }
+
+    /// Makes room (or refuses), opens or rotates the segment, and seals the record into `buf`.
+    fn seal_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        prepared: &Prepared,
+        admission: Admission,
+    ) -> Result<Receipt, SpoolError> {
+        if self.closed {
+            return Err(SpoolError::Closed);
         }
+        self.committed = (self.next_seq, self.prev);
+        let est = (prepared.head.len() + record::SEAL_MAX_BYTES) as u64;
+        if self.over_cap(est) {
+            match (self.cfg.when_full, admission) {
+                (FullPolicy::Block, Admission::New) => {
+                    self.shared.full.store(true, Ordering::Relaxed);
+                    self.shared.state.lock().expect("not poisoned").refused += 1;
+                    self.shared.metrics.appends_refused.inc();
+                    return Err(SpoolError::Full);
+                }
+                (FullPolicy::Block, Admission::Final) => {}
+                (FullPolicy::DropOldest, _) => self.make_room(buf, est)?,
+            }
+        } else if admission == Admission::New {
+            self.shared.full.store(false, Ordering::Relaxed);
+        }
+        if self.file.is_none() {
+            self.new_segment_after(None)?;
+        } else {
+            self.maybe_rotate(buf, est)?;
+        }
+        let uid = uuid_v7(Timestamp::now());
+        let sequence = self.next_seq;
+        self.prev = record::seal(
+            &prepared.head,
+            &uid,
+            sequence,
+            &self.shared.instance,
+            &self.prev,
+            buf,
+        );
+        self.next_seq += 1;
+        Ok(Receipt { sequence, uid })
+    }
+
+    /// A written record: answered now (`ack: written`) or kept for the group commit.
+    fn defer(&mut self, p: Pending) {
+        if self.cfg.ack == AckLevel::Written {
+            let (first, last) = (p.receipt.sequence, p.receipt.sequence);
+            self.answered(first, last, std::iter::once(p));
+            return;
+        }
+        self.deferred_since.get_or_insert_with(Instant::now);
+        self.deferred_urgent += usize::from(p.urgent);
+        self.deferred.push(p);
     }
 
     pub(super) fn housekeeping(&mut self) {
@@ -172,13 +234,7 @@ impl Writer {
             sinks: self.shared.sink_cursors(),
         };
         let prepared = record::checkpoint_head(&info, &self.product, Timestamp::now());
-        self.process(vec![Msg::Append {
-            prepared,
-            admission: Admission::Final,
-            queued: Instant::now(),
-            reply: Reply(None),
-            _permit: None,
-        }]);
+        let _ = self.append(&prepared, Admission::Final, Reply::Log);
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
     }
@@ -191,135 +247,108 @@ impl Writer {
             .map_or(self.next_seq, |s| s.start)
     }
 
-    /// Writes one batch; returns the shutdown waiter if the batch asked to stop.
-    pub(super) fn process(&mut self, batch: Vec<Msg>) -> Option<oneshot::Sender<()>> {
-        let mut buf = Vec::with_capacity(batch.len() * 1024);
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut flushes = Vec::new();
-        let mut shutdown = None;
-        let mut acked = false;
-        let mut checkpoint = None;
-        self.committed = (self.next_seq, self.prev);
-        let m = self.shared.metrics.clone();
-        let mut failed: Option<SpoolError> = None;
-        for msg in batch {
-            match msg {
-                Msg::Append {
-                    prepared,
-                    admission,
-                    queued,
-                    reply,
-                    _permit,
-                } => {
-                    if failed.is_some() {
-                        reply.send(Err(SpoolError::Closed));
-                        continue;
-                    }
-                    let est = (prepared.head.len() + record::SEAL_MAX_BYTES) as u64;
-                    if self.over_cap(buf.len() as u64 + est) {
-                        match (self.cfg.when_full, admission) {
-                            (FullPolicy::Block, Admission::New) => {
-                                self.shared.full.store(true, Ordering::Relaxed);
-                                self.shared.state.lock().expect("not poisoned").refused += 1;
-                                m.appends_refused.inc();
-                                reply.send(Err(SpoolError::Full));
-                                continue;
-                            }
-                            (FullPolicy::Block, Admission::Final) => {}
-                            (FullPolicy::DropOldest, _) => {
-                                if let Err(e) = self.make_room(&mut buf, est) {
-                                    failed = Some(e);
-                                    reply.send(Err(SpoolError::Closed));
-                                    continue;
-                                }
-                            }
-                        }
-                    } else if admission == Admission::New {
-                        self.shared.full.store(false, Ordering::Relaxed);
-                    }
-                    let ready = if self.file.is_none() {
-                        self.new_segment_after(None)
-                    } else {
-                        self.maybe_rotate(&mut buf, est)
-                    };
-                    if let Err(e) = ready {
-                        failed = Some(e);
-                        reply.send(Err(SpoolError::Closed));
-                        continue;
-                    }
-                    let uid = uuid_v7(Timestamp::now());
-                    let seq = self.next_seq;
-                    self.prev = record::seal(
-                        &prepared.head,
-                        &uid,
-                        seq,
-                        &self.shared.instance,
-                        &self.prev,
-                        &mut buf,
-                    );
-                    self.next_seq += 1;
-                    pending.push(Pending {
-                        reply,
-                        receipt: Receipt { sequence: seq, uid },
-                        queued,
-                        kind: prepared.kind,
-                        urgent: admission == Admission::New
-                            || prepared.kind == RecordKind::Checkpoint,
-                    });
-                }
-                Msg::Acked => acked = true,
-                Msg::Flush(tx) => flushes.push(tx),
-                Msg::Checkpoint(reason, tx) => {
-                    checkpoint = Some(reason);
-                    flushes.push(tx);
-                }
-                Msg::Shutdown(tx) => shutdown = Some(tx),
-            }
+    /// Whether every record written before `upto` (a `next_seq`) is durable, or was refused.
+    fn synced_upto(&self, upto: u64) -> bool {
+        self.cfg.ack == AckLevel::Written
+            || self.synced.next_seq >= upto
+            || self.synced.next_seq >= self.committed.0
+    }
+
+    /// When the writer thread must look again: at the next tick, or when the oldest deferred
+    /// record has waited `fsyncMaxDelay`.
+    fn due(&self, next_tick: Instant) -> Instant {
+        self.deferred_since
+            .map_or(next_tick, |t| (t + self.cfg.fsync_max_delay).min(next_tick))
+    }
+}
+
+/// Syncs (group commit) until everything written before this call is durable: for flushes,
+/// checkpoints and shutdown, which may wait for a sync another thread has in flight.
+fn sync_all(writer: &Mutex<Writer>) {
+    let upto = {
+        let mut w = lock(writer);
+        w.force_sync = true;
+        w.next_seq
+    };
+    loop {
+        sync_deferred(writer);
+        let w = lock(writer);
+        if w.synced_upto(upto) {
+            return;
         }
-        let result = match failed {
-            Some(e) => Err(e),
-            None => self.write_out(&buf),
-        };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "audit spool write failed; the unwritten part of the batch is refused");
-            // Undo what was not written: cut the active segment back to its last good write and
-            // rewind the sequence and the chain to it.
-            if let (Some(f), Some(active)) = (&self.file, self.active_meta()) {
-                let _ = f.set_len(active.bytes);
-            }
-            (self.next_seq, self.prev) = self.committed;
-        }
-        let committed = self.committed.0;
-        let (ok, refused): (Vec<Pending>, Vec<Pending>) = pending
-            .into_iter()
-            .partition(|p| p.receipt.sequence < committed);
-        let urgent = ok.iter().any(|p| p.urgent)
-            || !flushes.is_empty()
-            || checkpoint.is_some()
-            || shutdown.is_some();
-        if !ok.is_empty() {
-            self.deferred_since.get_or_insert_with(Instant::now);
-        }
-        self.deferred.extend(ok);
-        self.settle(urgent);
-        if let Err(e) = result {
-            for p in refused {
-                m.append_errors.inc();
-                p.reply.send(Err(e.clone()));
-            }
-        }
-        if acked {
-            self.cleanup();
-        }
-        if let Some(reason) = checkpoint
-            && ((self.cfg.checkpoint_interval.is_some() && self.since_checkpoint > 0)
-                || self.drop_notice_due)
+        drop(w);
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// The writer thread: control messages, the `fsyncMaxDelay` timer of final records, and the
+/// housekeeping once a second.
+pub(super) fn run(writer: Arc<Mutex<Writer>>, rx: mpsc::Receiver<MsgBox>) {
+    {
+        let mut w = lock(&writer);
+        if let Some(truncated) = w.startup.take()
+            && w.cfg.checkpoint_interval.is_some()
         {
-            self.checkpoint(reason, 0);
+            w.checkpoint("startup", truncated);
+        }
+    }
+    sync_all(&writer);
+    let tick = Duration::from_secs(1);
+    let mut next_tick = Instant::now() + tick;
+    let mut shutdown: Option<oneshot::Sender<()>> = None;
+    while shutdown.is_none() {
+        let due = lock(&writer).due(next_tick);
+        let mut flushes = Vec::new();
+        match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Ok(MsgBox(Msg::Wake)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(MsgBox(Msg::Acked)) => lock(&writer).cleanup(),
+            Ok(MsgBox(Msg::Flush(tx))) => flushes.push(tx),
+            Ok(MsgBox(Msg::Checkpoint(reason, tx))) => {
+                {
+                    let mut w = lock(&writer);
+                    if (w.cfg.checkpoint_interval.is_some() && w.since_checkpoint > 0)
+                        || w.drop_notice_due
+                    {
+                        w.checkpoint(reason, 0);
+                    }
+                }
+                flushes.push(tx);
+            }
+            Ok(MsgBox(Msg::Shutdown(tx))) => shutdown = Some(tx),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        {
+            let mut w = lock(&writer);
+            if w.drop_notice_due
+                && w.last_drop_notice
+                    .is_none_or(|t| t.elapsed() >= DROP_NOTICE_EVERY)
+            {
+                w.checkpoint("drop", 0);
+            }
+            if Instant::now() >= next_tick {
+                w.housekeeping();
+                next_tick = Instant::now() + tick;
+            }
+        }
+        if flushes.is_empty() && shutdown.is_none() {
+            // Final records past `fsyncMaxDelay`, checkpoints: synced when due.
+            sync_deferred(&writer);
+        } else {
+            sync_all(&writer);
         }
         for f in flushes {
             let _ = f.send(());
         }
-        shutdown
+    }
+    sync_all(&writer);
+    let mut w = lock(&writer);
+    w.closed = true;
+    w.file = None;
+    w.lock = None;
+    w.janitor.wait();
+    refresh_gauges(&w.shared);
+    drop(w);
+    if let Some(done) = shutdown {
+        let _ = done.send(());
     }
 }
