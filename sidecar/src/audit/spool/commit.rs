@@ -9,7 +9,10 @@ use crate::audit::record::RecordKind;
 use std::{
     fs::File,
     io::Write,
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Instant, SystemTime},
 };
 
@@ -57,25 +60,22 @@ impl Writer {
         }
     }
 
-    /// Whether the deferred records should be synced now: someone waits on one, a flush asked,
-    /// or they are `fsyncMaxRecords` many or the oldest waited `fsyncMaxDelay`.
+    /// Whether the deferred records should be synced now: someone waits on one, or they are
+    /// `fsyncMaxRecords` many or the oldest waited `fsyncMaxDelay`.
     pub(super) fn sync_due(&self) -> bool {
         !self.deferred.is_empty()
             && (self.deferred_urgent > 0
-                || self.force_sync
                 || self.deferred.len() >= self.cfg.fsync_max_records
                 || self
                     .deferred_since
                     .is_some_and(|t| t.elapsed() >= self.cfg.fsync_max_delay))
     }
 
-    /// Takes the deferred records for one fdatasync, if one is due.
-    fn begin_sync(&mut self) -> Option<SyncJob> {
-        if !self.sync_due() {
-            self.force_sync &= !self.deferred.is_empty();
+    /// Takes the deferred records for one fdatasync, if one is due (or any are there, `forced`).
+    fn begin_sync(&mut self, forced: bool) -> Option<SyncJob> {
+        if !(self.sync_due() || (forced && !self.deferred.is_empty())) {
             return None;
         }
-        self.force_sync = false;
         let file = self.file.clone()?;
         let covers = Synced {
             next_seq: self.committed.0,
@@ -140,6 +140,9 @@ impl Writer {
         }
         (self.next_seq, self.prev) = (s.next_seq, s.prev);
         self.committed = (s.next_seq, s.prev);
+        let mut recent = self.shared.recent.lock().expect("not poisoned");
+        recent.cut_from(s.next_seq);
+        drop(recent);
         let mut st = self.shared.state.lock().expect("not poisoned");
         if let Some(active) = st.segments.back_mut() {
             self.bytes -= active.bytes.saturating_sub(s.active_bytes);
@@ -177,24 +180,40 @@ impl Writer {
 /// again as long as records it did not cover are due. One fdatasync covers everything written
 /// before it started.
 pub(super) fn sync_deferred(writer: &Mutex<Writer>) {
-    let syncing = lock(writer).shared.clone();
-    let syncing = &syncing.syncing;
-    loop {
-        // SeqCst read-modify-writes on one flag: either a leader sees the record appended before
-        // this swap when it looks again after releasing the flag, or this caller leads.
-        if syncing.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        loop {
-            let Some(job) = lock(writer).begin_sync() else {
-                break;
-            };
-            let result = job.file.sync_data();
-            lock(writer).end_sync(job, result);
-        }
-        syncing.swap(false, Ordering::SeqCst);
-        if !lock(writer).sync_due() {
-            return;
+    let shared = lock(writer).shared.clone();
+    while lead(writer, &shared.syncing, false) {}
+}
+
+/// Syncs until everything written before this call is durable, due or not (flushes,
+/// checkpoints, shutdown: the writer thread), waiting for a sync another thread has in flight.
+pub(super) fn sync_all(writer: &Mutex<Writer>) {
+    let (shared, upto) = {
+        let w = lock(writer);
+        (w.shared.clone(), w.next_seq)
+    };
+    while !lock(writer).synced_upto(upto) {
+        if !lead(writer, &shared.syncing, true) {
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
     }
+}
+
+/// One turn as the leader, if no other is: syncs while records are due (the first one even if
+/// not due, when `forced`). Returns whether it led and, after letting go, found records due
+/// again (appended by callers that found it leading): then the caller leads another turn.
+fn lead(writer: &Mutex<Writer>, syncing: &AtomicBool, mut forced: bool) -> bool {
+    // SeqCst read-modify-writes on one flag: either a leader sees a record appended before a
+    // caller's swap when it looks again after letting go, or that caller leads.
+    if syncing.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    loop {
+        let Some(job) = lock(writer).begin_sync(std::mem::take(&mut forced)) else {
+            break;
+        };
+        let result = job.file.sync_data();
+        lock(writer).end_sync(job, result);
+    }
+    syncing.swap(false, Ordering::SeqCst);
+    lock(writer).sync_due()
 }

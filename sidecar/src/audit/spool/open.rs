@@ -94,6 +94,8 @@ impl Spool {
             dropped: AtomicU64::new(0),
             full: AtomicBool::new(false),
             syncing: AtomicBool::new(false),
+            recent: Mutex::default(),
+            has_readers: AtomicBool::new(false),
             metrics,
         });
         let active = recovered.segments.last().cloned();
@@ -121,7 +123,6 @@ impl Spool {
             deferred: Vec::new(),
             deferred_urgent: 0,
             deferred_since: None,
-            force_sync: false,
             buf: Vec::with_capacity(4096),
             bytes: recovered.segments.iter().map(|s| s.bytes).sum(),
             since_checkpoint: 0,
@@ -129,11 +130,16 @@ impl Spool {
             dropped_ranges: Vec::new(),
             drop_notice_due: false,
             last_drop_notice: None,
-            startup: (recovered.last_seq() > 0).then_some(recovered.truncated_bytes),
             closed: false,
             janitor: Janitor::start(shared.metrics.clone())?,
             lock: Some(lock),
         };
+        let mut writer = writer;
+        if recovered.last_seq() > 0 && cfg.checkpoint_interval.is_some() {
+            // Before anyone can append: the startup checkpoint follows the recovered records.
+            // The writer thread syncs it as it starts.
+            writer.checkpoint("startup", recovered.truncated_bytes);
+        }
         let writer = Arc::new(Mutex::new(writer));
         let thread_writer = writer.clone();
         let thread = std::thread::Builder::new()

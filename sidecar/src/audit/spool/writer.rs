@@ -8,7 +8,7 @@
 //! `fsyncMaxDelay`, writes checkpoints and drop notices, deletes what every sink acknowledged,
 //! answers flushes and refreshes the gauges once a second.
 
-use super::commit::sync_deferred;
+use super::commit::{sync_all, sync_deferred};
 use super::handle::{Msg, MsgBox, Reply};
 use super::shared::{Shared, refresh_gauges};
 use super::{Admission, Receipt, SpoolError};
@@ -45,8 +45,6 @@ pub(super) struct Writer {
     pub(super) deferred_urgent: usize,
     /// When the oldest deferred record was written.
     pub(super) deferred_since: Option<Instant>,
-    /// A flush asked for the deferred records to be synced now.
-    pub(super) force_sync: bool,
     /// The sealed line being written (kept: no allocation per record).
     pub(super) buf: Vec<u8>,
     pub(super) bytes: u64,
@@ -57,8 +55,6 @@ pub(super) struct Writer {
     /// Drops not yet announced by a checkpoint.
     pub(super) drop_notice_due: bool,
     pub(super) last_drop_notice: Option<Instant>,
-    /// Some(truncated bytes) when the spool was reopened with records in it.
-    pub(super) startup: Option<u64>,
     /// Shut down: appends are refused.
     pub(super) closed: bool,
     pub(super) janitor: Janitor,
@@ -107,6 +103,12 @@ impl Writer {
         let result = self
             .seal_into(&mut buf, prepared, admission)
             .and_then(|receipt| self.write_out(&buf).map(|()| receipt));
+        if let Ok(receipt) = &result
+            && self.shared.has_readers.load(Ordering::Relaxed)
+        {
+            let mut recent = self.shared.recent.lock().expect("not poisoned");
+            recent.push(receipt.sequence, &buf);
+        }
         self.buf = buf;
         match result {
             Ok(receipt) => {
@@ -248,7 +250,7 @@ impl Writer {
     }
 
     /// Whether every record written before `upto` (a `next_seq`) is durable, or was refused.
-    fn synced_upto(&self, upto: u64) -> bool {
+    pub(super) fn synced_upto(&self, upto: u64) -> bool {
         self.cfg.ack == AckLevel::Written
             || self.synced.next_seq >= upto
             || self.synced.next_seq >= self.committed.0
@@ -262,37 +264,10 @@ impl Writer {
     }
 }
 
-/// Syncs (group commit) until everything written before this call is durable: for flushes,
-/// checkpoints and shutdown, which may wait for a sync another thread has in flight.
-fn sync_all(writer: &Mutex<Writer>) {
-    let upto = {
-        let mut w = lock(writer);
-        w.force_sync = true;
-        w.next_seq
-    };
-    loop {
-        sync_deferred(writer);
-        let w = lock(writer);
-        if w.synced_upto(upto) {
-            return;
-        }
-        drop(w);
-        std::thread::sleep(Duration::from_micros(100));
-    }
-}
-
 /// The writer thread: control messages, the `fsyncMaxDelay` timer of final records, and the
 /// housekeeping once a second.
 pub(super) fn run(writer: Arc<Mutex<Writer>>, rx: mpsc::Receiver<MsgBox>) {
-    {
-        let mut w = lock(&writer);
-        if let Some(truncated) = w.startup.take()
-            && w.cfg.checkpoint_interval.is_some()
-        {
-            w.checkpoint("startup", truncated);
-        }
-    }
-    sync_all(&writer);
+    sync_deferred(&writer); // the startup checkpoint
     let tick = Duration::from_secs(1);
     let mut next_tick = Instant::now() + tick;
     let mut shutdown: Option<oneshot::Sender<()>> = None;
