@@ -130,7 +130,8 @@ fn benches(c: &mut Criterion) {
             Timestamp::now(),
         ))
         .unwrap()
-        .principal;
+        .principal
+        .clone();
     c.bench_function(
         "policy/decide tools/call (1,000 clients, 2,000 policies)",
         |b| {

@@ -101,7 +101,7 @@ pub async fn identify(
                 .authenticate(&active.rules, headers, query, Timestamp::now())
                 .await
                 .map_err(|e| Denial::Unauthenticated(e, active.challenge_scope()))?;
-            (verified.principal, verified.token_id)
+            (verified.principal.clone(), verified.token_id.clone())
         }
     };
     let (client, owner) =
