@@ -13,6 +13,7 @@
 //! `issuer` serves the keys, `probe` and `audit_load` measure, `fsync_modes` times a lone durable
 //! record's ways to the disk, `report` summarizes.
 
+pub mod alloc_count;
 pub mod audit_load;
 pub mod fixture;
 pub mod fsync_modes;

@@ -279,6 +279,8 @@ pub struct Figures {
     pub audit: Option<Value>,
     /// criterion (name, estimate).
     pub criterion: Vec<(String, String)>,
+    /// Heap allocations per operation of the criterion benchmarks (name, count).
+    pub allocations: Vec<(String, f64)>,
     /// perf-top.txt, perf-dso.txt.
     pub perf: (Option<String>, Option<String>),
     /// Targets met or missed.
@@ -450,9 +452,14 @@ impl Results {
         );
         f.index_scale = self.text("operator-index-scale.txt");
         f.audit = self.json("audit.json");
-        f.criterion = self
-            .text("criterion.txt")
-            .map(|t| criterion_estimates(&t))
+        let criterion = self.text("criterion.txt");
+        f.criterion = criterion
+            .as_deref()
+            .map(criterion_estimates)
+            .unwrap_or_default();
+        f.allocations = criterion
+            .as_deref()
+            .map(crate::alloc_count::parse)
             .unwrap_or_default();
         f.perf = (self.text("perf-top.txt"), self.text("perf-dso.txt"));
         f.targets = crate::report_render::targets(&f);

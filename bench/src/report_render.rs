@@ -128,7 +128,16 @@ fn code_block(out: &mut String, text: &str, max_lines: usize) {
 }
 
 /// The oha tables of one side (the sidecar at one ack level, or the bare proxy).
-fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str) {
+/// "Above the floor" and the ratio to it, of the median added latency at `rate`/`p` (issue #21:
+/// every latency figure also against a bare proxy's in the same run).
+fn against_floor(added: f64, floor: Option<&Load>, rate: u32, p: &str) -> [String; 2] {
+    let Some(f) = floor.map(|f| f.added(rate, p).median).filter(|f| *f > 0.0) else {
+        return ["–".into(), "–".into()];
+    };
+    [format!("{:+.0}", added - f), format!("× {:.2}", added / f)]
+}
+
+fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str, floor: Option<&Load>) {
     let _ = writeln!(o, "### {title}\n");
     row(
         o,
@@ -136,15 +145,26 @@ fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str) {
             "rate",
             "percentile",
             "added (through − direct)",
+            "above the floor (median)",
+            "÷ floor",
             "direct",
             "through",
         ],
     );
-    row(o, &["---", "---", "---", "---", "---"]);
+    row(o, &["---", "---", "---", "---", "---", "---", "---"]);
     for (rate, p, a, d, t) in &l.latency {
+        let [above, ratio] = against_floor(a.median, floor, *rate, p);
         row(
             o,
-            &[&rate.to_string(), p, &a.show(0), &d.show(0), &t.show(0)],
+            &[
+                &rate.to_string(),
+                p,
+                &a.show(0),
+                &above,
+                &ratio,
+                &d.show(0),
+                &t.show(0),
+            ],
         );
     }
     o.push('\n');
@@ -263,16 +283,18 @@ The build machines are shared: other compiles may have run during the measuremen
         row(&mut o, &[what, &a, &b, &c]);
     }
     o.push_str("\n## Latency (oha, open loop, coordinated-omission corrected)\n\nAll in µs.\n\n");
-    latency_tables(&mut o, &f.durable, "ack: durable", "sidecar");
+    let floor = f.floor.as_ref();
+    latency_tables(&mut o, &f.durable, "ack: durable", "sidecar", floor);
     if let Some(w) = &f.written {
-        latency_tables(&mut o, w, "ack: written", "sidecar");
+        latency_tables(&mut o, w, "ack: written", "sidecar", floor);
     }
-    if let Some(floor) = &f.floor {
+    if let Some(floor) = floor {
         latency_tables(
             &mut o,
             floor,
             "floor: a bare pass-through proxy in the sidecar's place",
             "proxy",
+            None,
         );
     }
     let _ = write!(
@@ -371,10 +393,22 @@ The build machines are shared: other compiles may have run during the measuremen
         code_block(&mut o, &lines.join("\n"), 20);
     }
     o.push_str("## Micro-benchmarks (criterion, one CPU)\n\n");
-    row(&mut o, &["benchmark", "time (criterion's estimate)"]);
-    row(&mut o, &["---", "---"]);
+    row(
+        &mut o,
+        &[
+            "benchmark",
+            "time (criterion's estimate)",
+            "heap allocations per op",
+        ],
+    );
+    row(&mut o, &["---", "---", "---"]);
     for (name, est) in &f.criterion {
-        row(&mut o, &[name, est]);
+        let allocs = f
+            .allocations
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(|| "–".to_owned(), |(_, a)| format!("{a:.1}"));
+        row(&mut o, &[name, est, &allocs]);
     }
     if let (Some(top), dso) = &f.perf {
         o.push_str("\n## Profile of the sidecar under wrk load (perf, 10 s)\n\nSelf time by symbol (`perf report --no-children`):\n\n");
