@@ -127,19 +127,25 @@ fn code_block(out: &mut String, text: &str, max_lines: usize) {
     out.push_str("```\n\n");
 }
 
-/// The oha tables of one side (the sidecar at one ack level, or the bare proxy).
-/// "Above the floor" and the ratio to it, of the median added latency at `rate`/`p` (issue #21:
-/// every latency figure also against a bare proxy's in the same run).
-fn against_floor(added: f64, floor: Option<&Load>, rate: u32, p: &str) -> [String; 2] {
-    let Some(f) = floor.map(|f| f.added(rate, p).median).filter(|f| *f > 0.0) else {
-        return ["–".into(), "–".into()];
-    };
-    [format!("{:+.0}", added - f), format!("× {:.2}", added / f)]
+/// A table's header row and its separator.
+fn header(o: &mut String, cols: &[&str]) {
+    row(o, cols);
+    row(o, &vec!["---"; cols.len()]);
 }
 
+/// An added latency above the floor's, and its ratio to it (issue #21: every latency figure also
+/// against a bare proxy's in the same run); dashes without a floor.
+fn vs_floor(added: f64, floor: Option<f64>) -> [String; 2] {
+    match floor.filter(|f| *f > 0.0) {
+        Some(f) => [format!("{:+.0}", added - f), format!("× {:.2}", added / f)],
+        None => ["–".into(), "–".into()],
+    }
+}
+
+/// The oha tables of one side (the sidecar at one ack level, or the bare proxy).
 fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str, floor: Option<&Load>) {
     let _ = writeln!(o, "### {title}\n");
-    row(
+    header(
         o,
         &[
             "rate",
@@ -151,9 +157,8 @@ fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str, floor: Opt
             "through",
         ],
     );
-    row(o, &["---", "---", "---", "---", "---", "---", "---"]);
     for (rate, p, a, d, t) in &l.latency {
-        let [above, ratio] = against_floor(a.median, floor, *rate, p);
+        let [above, ratio] = vs_floor(a.median, floor.map(|f| f.added(*rate, p).median));
         row(
             o,
             &[
@@ -186,6 +191,56 @@ fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str, floor: Opt
                 &achieved.show(0),
                 &cpu.show(1),
                 &format!("{bad:.0}"),
+            ],
+        );
+    }
+    o.push('\n');
+}
+
+/// The shapes of issue #21: a `tools/call` answered with 100 KiB, and one answered over SSE with
+/// 100 progress events before the result (per event: above the floor ÷ 100).
+fn shapes_table(o: &mut String, f: &Figures) {
+    if f.shapes.is_empty() {
+        return;
+    }
+    let _ = write!(
+        o,
+        "### Shapes: a 100 KiB result (`big`), {} SSE progress events before the answer (`progress`)\n\noha open loop, `ack: durable`, µs; per event = above the floor ÷ {}.\n\n",
+        crate::upstream::PROGRESS_EVENTS,
+        crate::upstream::PROGRESS_EVENTS
+    );
+    header(
+        o,
+        &[
+            "shape",
+            "percentile",
+            "added (through − direct)",
+            "floor added",
+            "above the floor",
+            "÷ floor",
+            "per event above the floor",
+        ],
+    );
+    for (shape, p, added, floor, above) in &f.shapes {
+        let [_, ratio] = vs_floor(added.median, Some(floor.median));
+        let per_event = if *shape == "progress" && above.n > 0 {
+            format!(
+                "{:.1}",
+                above.median / f64::from(crate::upstream::PROGRESS_EVENTS)
+            )
+        } else {
+            "–".into()
+        };
+        row(
+            o,
+            &[
+                shape,
+                p,
+                &added.show(0),
+                &floor.show(0),
+                &above.show(0),
+                &ratio,
+                &per_event,
             ],
         );
     }
@@ -297,6 +352,7 @@ The build machines are shared: other compiles may have run during the measuremen
             None,
         );
     }
+    shapes_table(&mut o, f);
     let _ = write!(
         o,
         "\n## Memory\n\n| | |\n| --- | --- |\n| sidecar RSS idle (1,000 clients, 2,000 policies loaded) | {} |\n| … of which anonymous (this sidecar's own memory) | {} |\n| … of which file-backed (the program's code and libraries, shared by every sidecar of the same image on a node) | {} |\n| sidecar RSS peak (VmHWM after the load runs) | {} |\n\n",
