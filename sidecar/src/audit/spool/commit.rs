@@ -196,6 +196,8 @@ pub(super) fn sync_all(writer: &Mutex<Writer>) {
             std::thread::sleep(std::time::Duration::from_micros(100));
         }
     }
+    // Callers that found this thread leading wait for it: their records are due now.
+    sync_deferred(writer);
 }
 
 /// One turn as the leader, if no other is: syncs while records are due (the first one even if
