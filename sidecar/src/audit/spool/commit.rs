@@ -140,9 +140,6 @@ impl Writer {
         }
         (self.next_seq, self.prev) = (s.next_seq, s.prev);
         self.committed = (s.next_seq, s.prev);
-        let mut recent = self.shared.recent.lock().expect("not poisoned");
-        recent.cut_from(s.next_seq);
-        drop(recent);
         let mut st = self.shared.state.lock().expect("not poisoned");
         if let Some(active) = st.segments.back_mut() {
             self.bytes -= active.bytes.saturating_sub(s.active_bytes);

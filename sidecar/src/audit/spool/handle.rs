@@ -229,7 +229,6 @@ impl Spool {
             }
             Err(e) => return Err(e.into()),
         };
-        self.shared.has_readers.store(true, Ordering::Relaxed);
         let cell = {
             let mut sinks = self.shared.sinks.lock().expect("not poisoned");
             if sinks.contains_key(sink) {

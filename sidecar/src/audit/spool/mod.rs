@@ -39,14 +39,12 @@
 //! commit.rs    write(2), the group commit, answering waiters, cutting back after a failure
 //! segments.rs  rotation, the cap (block / dropOldest), deleting what every sink has
 //! reader.rs    SpoolReader: a sink's records after its cursor, acknowledgements
-//! recent.rs    the newest lines in memory: a caught-up sink reads them, not the file
 //! ```
 
 mod commit;
 mod handle;
 mod open;
 mod reader;
-mod recent;
 mod recover;
 mod segments;
 mod shared;

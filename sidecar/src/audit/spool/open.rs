@@ -94,8 +94,6 @@ impl Spool {
             dropped: AtomicU64::new(0),
             full: AtomicBool::new(false),
             syncing: AtomicBool::new(false),
-            recent: Mutex::default(),
-            has_readers: AtomicBool::new(false),
             metrics,
         });
         let active = recovered.segments.last().cloned();

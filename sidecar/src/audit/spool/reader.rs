@@ -165,9 +165,6 @@ impl SpoolReader {
             }
         }
         let upto = *self.durable.borrow();
-        if let Some(batch) = self.read_recent(upto, max_records.max(1)) {
-            return Ok(batch);
-        }
         let shared = self.shared.clone();
         let mut pos = self.pos.take();
         let next = self.next;
@@ -181,24 +178,6 @@ impl SpoolReader {
         // Past the batch, and past records dropped before they could be read.
         self.next = next;
         Ok(batch)
-    }
-
-    /// The batch from the newest lines in memory, when the reader is caught up enough for all of
-    /// it to be there, and none of it was dropped (`dropOldest` deletes from the oldest
-    /// segment: a record at or after the first retained one is still in the spool).
-    fn read_recent(&mut self, upto: u64, max: usize) -> Option<Batch> {
-        let first_retained = {
-            let st = self.shared.state.lock().expect("not poisoned");
-            st.segments.iter().find(|s| s.end >= s.start)?.start
-        };
-        if self.next < first_retained {
-            return None;
-        }
-        let recent = self.shared.recent.lock().expect("not poisoned");
-        let batch = recent.batch(self.next, upto, max)?;
-        drop(recent);
-        self.next = batch.last_sequence()? + 1;
-        Some(batch)
     }
 
     /// Records that the sink has everything up to `sequence`: persists the cursor and lets the

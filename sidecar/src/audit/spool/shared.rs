@@ -2,7 +2,6 @@
 //! durable sequence (a watch channel readers wait on), sink cursors, and the gauges computed
 //! from them.
 
-use super::recent::Recent;
 use crate::audit::metrics::AuditMetrics;
 use std::sync::Arc;
 use std::{
@@ -44,9 +43,6 @@ pub(super) struct Shared {
     pub(super) full: AtomicBool,
     /// A group commit's fdatasync is in flight (`commit::sync_deferred`).
     pub(super) syncing: AtomicBool,
-    /// The newest lines, for sinks that are caught up (kept once a sink is registered).
-    pub(super) recent: Mutex<Recent>,
-    pub(super) has_readers: AtomicBool,
     pub(super) metrics: AuditMetrics,
 }
 

@@ -103,12 +103,6 @@ impl Writer {
         let result = self
             .seal_into(&mut buf, prepared, admission)
             .and_then(|receipt| self.write_out(&buf).map(|()| receipt));
-        if let Ok(receipt) = &result
-            && self.shared.has_readers.load(Ordering::Relaxed)
-        {
-            let mut recent = self.shared.recent.lock().expect("not poisoned");
-            recent.push(receipt.sequence, &buf);
-        }
         self.buf = buf;
         match result {
             Ok(receipt) => {
