@@ -208,6 +208,19 @@ PT=$!; PIDS+=($PT)
 wait_http "$FLOOR" 10
 log "A/B with ack: durable (and the floor)"
 ab_runs "$OUT" floor
+# ---- shapes (issue #21): a 100 KiB result, and 100 SSE progress events before the answer ------
+SHAPE_RATE=${BENCH_SHAPE_RATE:-200}
+for shape in big progress; do
+  sbody='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello","shape":"'$shape'"},"_meta":{"progressToken":1}}}'
+  for rep in $(seq 1 "$REPS"); do
+    for side in direct through floor; do
+      on_load "$OHA" -z 5s -q "$SHAPE_RATE" --latency-correction -c "$CONNS" --no-tui --output-format json -m POST \
+        -H "Authorization: Bearer $TOK_RS" -H 'Accept: application/json, text/event-stream' -T application/json \
+        -d "$sbody" "$(side_url "$side")" >"$OUT/shape-$shape-$side-$rep.json"
+    done
+  done
+  log "shape $shape at $SHAPE_RATE/s done"
+done
 stop "$PT"
 echo "$(status_kb "$SC" VmHWM)" >"$OUT/rss-peak-kb.txt"
 log "peak RSS: $(cat "$OUT/rss-peak-kb.txt") kB"

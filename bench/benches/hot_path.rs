@@ -7,14 +7,19 @@
 //!   tools_list/filter_1000 (1,000 listed, 200 declared)
 //! ```
 //!
-//! `cargo bench -p mcp-warden-bench --bench hot_path` (bench/run.sh pins it to one CPU).
+//! `cargo bench -p mcp-warden-bench --bench hot_path` (bench/run.sh pins it to one CPU). Each
+//! benchmark also prints its heap allocations per operation (a counting global allocator).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 use jiff::Timestamp;
-use mcp_warden_bench::{audit_load, fixture, issuer, upstream::Upstream};
+use mcp_warden_bench::{
+    alloc_count::{self, Counting},
+    audit_load, fixture, issuer,
+    upstream::Upstream,
+};
 use mcp_warden_policy::{Call, Kind, ObjectRef, RuleSet, authenticate, decide};
 use mcp_warden_sidecar::{
     audit::{AuditConfig, Auditor, Redaction},
@@ -24,6 +29,21 @@ use mcp_warden_sidecar::{
     source::file::{Selection, load_config},
 };
 use std::{hint::black_box, time::Duration};
+
+/// Counts allocations: each benchmark also prints its allocations per operation.
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A criterion benchmark, then its heap allocations per operation (`allocations: <name>: <n>`,
+/// read by the report).
+fn bench<R>(c: &mut Criterion, name: &str, mut op: impl FnMut() -> R) {
+    c.bench_function(name, |b| b.iter(&mut op));
+    let per_op = alloc_count::per_op(1_000, &mut op);
+    #[allow(clippy::print_stdout)] // the report reads it from the bench output
+    {
+        println!("{}", alloc_count::line(name, per_op));
+    }
+}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -88,13 +108,11 @@ fn benches(c: &mut Criterion) {
     let s = setup();
     let rules = &s.rules;
 
-    c.bench_function("jsonrpc/parse+route tools/call", |b| {
-        b.iter(|| {
-            let payload = jsonrpc::parse(black_box(CALL)).unwrap();
-            let msg = &payload.messages()[0];
-            let tool = msg.param_str("name").unwrap();
-            black_box((msg.method().map(str::len), rules.entry(tool).is_some()))
-        })
+    bench(c, "jsonrpc/parse+route tools/call", || {
+        let payload = jsonrpc::parse(black_box(CALL)).unwrap();
+        let msg = &payload.messages()[0];
+        let tool = msg.param_str("name").unwrap();
+        black_box((msg.method().map(str::len), rules.entry(tool).is_some()))
     });
 
     for (alg, token) in [("rs256", &s.tokens[0]), ("es256", &s.tokens[1])] {
@@ -108,17 +126,13 @@ fn benches(c: &mut Criterion) {
             s.rt.block_on(a.authenticate(rules, &headers, None, Timestamp::now()))
                 .expect("the fixture token verifies");
         }
-        c.bench_function(&format!("auth/{alg}/cold (signature verified)"), |b| {
-            b.iter(|| {
-                s.rt.block_on(cold.authenticate(rules, &headers, None, Timestamp::now()))
-                    .unwrap()
-            })
+        bench(c, &format!("auth/{alg}/cold (signature verified)"), || {
+            s.rt.block_on(cold.authenticate(rules, &headers, None, Timestamp::now()))
+                .unwrap()
         });
-        c.bench_function(&format!("auth/{alg}/cached"), |b| {
-            b.iter(|| {
-                s.rt.block_on(cached.authenticate(rules, &headers, None, Timestamp::now()))
-                    .unwrap()
-            })
+        bench(c, &format!("auth/{alg}/cached"), || {
+            s.rt.block_on(cached.authenticate(rules, &headers, None, Timestamp::now()))
+                .unwrap()
         });
     }
 
@@ -130,20 +144,20 @@ fn benches(c: &mut Criterion) {
             Timestamp::now(),
         ))
         .unwrap()
-        .principal;
-    c.bench_function(
+        .principal
+        .clone();
+    bench(
+        c,
         "policy/decide tools/call (1,000 clients, 2,000 policies)",
-        |b| {
-            b.iter(|| {
-                let d = decide(
-                    rules,
-                    black_box(&principal),
-                    Call::Tool("echo"),
-                    Timestamp::now(),
-                );
-                assert!(d.is_allowed());
-                d
-            })
+        || {
+            let d = decide(
+                rules,
+                black_box(&principal),
+                Call::Tool("echo"),
+                Timestamp::now(),
+            );
+            assert!(d.is_allowed());
+            d
         },
     );
 
@@ -151,16 +165,8 @@ fn benches(c: &mut Criterion) {
     quotas.update(rules);
     let client = ObjectRef::new(Kind::McpClient, "bench", "bench-client-0000");
     let policy = ObjectRef::new(Kind::McpPolicy, "bench", "bench-policy-0000");
-    c.bench_function("quota/check (client rate + daily, policy rate)", |b| {
-        b.iter(|| {
-            futures::executor::block_on(quotas.check(
-                rules,
-                &client,
-                &policy,
-                "echo",
-                Timestamp::now(),
-            ))
-        })
+    bench(c, "quota/check (client rate + daily, policy rate)", || {
+        futures::executor::block_on(quotas.check(rules, &client, &policy, "echo", Timestamp::now()))
     });
 
     let list = Upstream::new(1_000)
@@ -170,11 +176,9 @@ fn benches(c: &mut Criterion) {
     let result = result["result"].to_string();
     let now = Timestamp::now();
     let caller = authenticate(rules, &principal, now).unwrap();
-    c.bench_function("tools_list/filter 1,000 tools (200 declared)", |b| {
-        b.iter(|| {
-            filter_list(black_box(&result), "tools", "name", false, |n| {
-                caller.lists(n)
-            })
+    bench(c, "tools_list/filter 1,000 tools (200 declared)", || {
+        filter_list(black_box(&result), "tools", "name", false, |n| {
+            caller.lists(n)
         })
     });
 
@@ -186,11 +190,11 @@ fn benches(c: &mut Criterion) {
     let auditor = auditor.unwrap();
     let event = audit_load::call_event(1);
     let redaction = Redaction::none();
-    c.bench_function("audit/prepare (OCSF record encoding)", |b| {
-        b.iter(|| auditor.recorder().prepare(black_box(&event), &redaction))
+    bench(c, "audit/prepare (OCSF record encoding)", || {
+        auditor.recorder().prepare(black_box(&event), &redaction)
     });
-    c.bench_function("audit/append (encoding + spool, ack: written)", |b| {
-        b.iter(|| s.rt.block_on(auditor.record(&event, &redaction)).unwrap())
+    bench(c, "audit/append (encoding + spool, ack: written)", || {
+        s.rt.block_on(auditor.record(&event, &redaction)).unwrap()
     });
     s.rt.block_on(auditor.shutdown(Duration::from_secs(2)));
 }

@@ -10,10 +10,13 @@
 //! ```
 //!
 //! `upstream` is the MCP server under test, `passthrough` the bare proxy that sets the floor, `fixture` and `inventory` write CRs and tokens,
-//! `issuer` serves the keys, `probe` and `audit_load` measure, `report` summarizes.
+//! `issuer` serves the keys, `probe` and `audit_load` measure, `fsync_modes` times a lone durable
+//! record's ways to the disk, `report` summarizes.
 
+pub mod alloc_count;
 pub mod audit_load;
 pub mod fixture;
+pub mod fsync_modes;
 pub mod inventory;
 pub mod issuer;
 pub mod passthrough;

@@ -279,6 +279,11 @@ pub struct Figures {
     pub audit: Option<Value>,
     /// criterion (name, estimate).
     pub criterion: Vec<(String, String)>,
+    /// Heap allocations per operation of the criterion benchmarks (name, count).
+    pub allocations: Vec<(String, f64)>,
+    /// The shapes of issue #21 (`big`: a 100 KiB result, `progress`: 100 SSE progress events):
+    /// (shape, percentile, added through − direct, added by the floor, above the floor), µs.
+    pub shapes: Vec<(&'static str, &'static str, Spread, Spread, Spread)>,
     /// perf-top.txt, perf-dso.txt.
     pub perf: (Option<String>, Option<String>),
     /// Targets met or missed.
@@ -400,6 +405,41 @@ impl Results {
         f
     }
 
+    /// `shape-<shape>-<side>-<rep>.json` (oha) → the added latency of the sidecar and of the
+    /// floor per repetition, and the sidecar's above the floor's.
+    fn shapes(&self) -> Vec<(&'static str, &'static str, Spread, Spread, Spread)> {
+        let mut out = Vec::new();
+        for shape in ["big", "progress"] {
+            for p in ["p50", "p99"] {
+                let mut added = Vec::new();
+                let mut floor = Vec::new();
+                for rep in 1..=self.reps().max(1) {
+                    let us = |side: &str| {
+                        oha_us(&self.json(&format!("shape-{shape}-{side}-{rep}.json"))?, p)
+                    };
+                    if let (Some(d), Some(t)) = (us("direct"), us("through")) {
+                        added.push(t - d);
+                        if let Some(fl) = us("floor") {
+                            floor.push(fl - d);
+                        }
+                    }
+                }
+                if added.is_empty() {
+                    continue;
+                }
+                let above: Vec<f64> = added.iter().zip(&floor).map(|(a, f)| a - f).collect();
+                out.push((
+                    shape,
+                    p,
+                    Spread::of(&added),
+                    Spread::of(&floor),
+                    Spread::of(&above),
+                ));
+            }
+        }
+        out
+    }
+
     fn figures(&self) -> Figures {
         let reps = self.reps();
         let written = self.sub(WRITTEN_DIR);
@@ -413,6 +453,7 @@ impl Results {
                 .then(|| self.load("floor", "cpu-floor")),
             ..Figures::default()
         };
+        f.shapes = self.shapes();
         let mib = |name: &str| self.number(name).map(|kb| kb / 1024.0);
         f.rss_idle = mib("rss-idle-kb.txt");
         f.rss_idle_split = (mib("rss-idle-anon-kb.txt"), mib("rss-idle-file-kb.txt"));
@@ -450,9 +491,14 @@ impl Results {
         );
         f.index_scale = self.text("operator-index-scale.txt");
         f.audit = self.json("audit.json");
-        f.criterion = self
-            .text("criterion.txt")
-            .map(|t| criterion_estimates(&t))
+        let criterion = self.text("criterion.txt");
+        f.criterion = criterion
+            .as_deref()
+            .map(criterion_estimates)
+            .unwrap_or_default();
+        f.allocations = criterion
+            .as_deref()
+            .map(crate::alloc_count::parse)
             .unwrap_or_default();
         f.perf = (self.text("perf-top.txt"), self.text("perf-dso.txt"));
         f.targets = crate::report_render::targets(&f);

@@ -127,24 +127,49 @@ fn code_block(out: &mut String, text: &str, max_lines: usize) {
     out.push_str("```\n\n");
 }
 
+/// A table's header row and its separator.
+fn header(o: &mut String, cols: &[&str]) {
+    row(o, cols);
+    row(o, &vec!["---"; cols.len()]);
+}
+
+/// An added latency above the floor's, and its ratio to it (issue #21: every latency figure also
+/// against a bare proxy's in the same run); dashes without a floor.
+fn vs_floor(added: f64, floor: Option<f64>) -> [String; 2] {
+    match floor.filter(|f| *f > 0.0) {
+        Some(f) => [format!("{:+.0}", added - f), format!("× {:.2}", added / f)],
+        None => ["–".into(), "–".into()],
+    }
+}
+
 /// The oha tables of one side (the sidecar at one ack level, or the bare proxy).
-fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str) {
+fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str, floor: Option<&Load>) {
     let _ = writeln!(o, "### {title}\n");
-    row(
+    header(
         o,
         &[
             "rate",
             "percentile",
             "added (through − direct)",
+            "above the floor (median)",
+            "÷ floor",
             "direct",
             "through",
         ],
     );
-    row(o, &["---", "---", "---", "---", "---"]);
     for (rate, p, a, d, t) in &l.latency {
+        let [above, ratio] = vs_floor(a.median, floor.map(|f| f.added(*rate, p).median));
         row(
             o,
-            &[&rate.to_string(), p, &a.show(0), &d.show(0), &t.show(0)],
+            &[
+                &rate.to_string(),
+                p,
+                &a.show(0),
+                &above,
+                &ratio,
+                &d.show(0),
+                &t.show(0),
+            ],
         );
     }
     o.push('\n');
@@ -166,6 +191,56 @@ fn latency_tables(o: &mut String, l: &Load, title: &str, proxy: &str) {
                 &achieved.show(0),
                 &cpu.show(1),
                 &format!("{bad:.0}"),
+            ],
+        );
+    }
+    o.push('\n');
+}
+
+/// The shapes of issue #21: a `tools/call` answered with 100 KiB, and one answered over SSE with
+/// 100 progress events before the result (per event: above the floor ÷ 100).
+fn shapes_table(o: &mut String, f: &Figures) {
+    if f.shapes.is_empty() {
+        return;
+    }
+    let _ = write!(
+        o,
+        "### Shapes: a 100 KiB result (`big`), {} SSE progress events before the answer (`progress`)\n\noha open loop, `ack: durable`, µs; per event = above the floor ÷ {}.\n\n",
+        crate::upstream::PROGRESS_EVENTS,
+        crate::upstream::PROGRESS_EVENTS
+    );
+    header(
+        o,
+        &[
+            "shape",
+            "percentile",
+            "added (through − direct)",
+            "floor added",
+            "above the floor",
+            "÷ floor",
+            "per event above the floor",
+        ],
+    );
+    for (shape, p, added, floor, above) in &f.shapes {
+        let [_, ratio] = vs_floor(added.median, Some(floor.median));
+        let per_event = if *shape == "progress" && above.n > 0 {
+            format!(
+                "{:.1}",
+                above.median / f64::from(crate::upstream::PROGRESS_EVENTS)
+            )
+        } else {
+            "–".into()
+        };
+        row(
+            o,
+            &[
+                shape,
+                p,
+                &added.show(0),
+                &floor.show(0),
+                &above.show(0),
+                &ratio,
+                &per_event,
             ],
         );
     }
@@ -263,18 +338,21 @@ The build machines are shared: other compiles may have run during the measuremen
         row(&mut o, &[what, &a, &b, &c]);
     }
     o.push_str("\n## Latency (oha, open loop, coordinated-omission corrected)\n\nAll in µs.\n\n");
-    latency_tables(&mut o, &f.durable, "ack: durable", "sidecar");
+    let floor = f.floor.as_ref();
+    latency_tables(&mut o, &f.durable, "ack: durable", "sidecar", floor);
     if let Some(w) = &f.written {
-        latency_tables(&mut o, w, "ack: written", "sidecar");
+        latency_tables(&mut o, w, "ack: written", "sidecar", floor);
     }
-    if let Some(floor) = &f.floor {
+    if let Some(floor) = floor {
         latency_tables(
             &mut o,
             floor,
             "floor: a bare pass-through proxy in the sidecar's place",
             "proxy",
+            None,
         );
     }
+    shapes_table(&mut o, f);
     let _ = write!(
         o,
         "\n## Memory\n\n| | |\n| --- | --- |\n| sidecar RSS idle (1,000 clients, 2,000 policies loaded) | {} |\n| … of which anonymous (this sidecar's own memory) | {} |\n| … of which file-backed (the program's code and libraries, shared by every sidecar of the same image on a node) | {} |\n| sidecar RSS peak (VmHWM after the load runs) | {} |\n\n",
@@ -371,10 +449,22 @@ The build machines are shared: other compiles may have run during the measuremen
         code_block(&mut o, &lines.join("\n"), 20);
     }
     o.push_str("## Micro-benchmarks (criterion, one CPU)\n\n");
-    row(&mut o, &["benchmark", "time (criterion's estimate)"]);
-    row(&mut o, &["---", "---"]);
+    row(
+        &mut o,
+        &[
+            "benchmark",
+            "time (criterion's estimate)",
+            "heap allocations per op",
+        ],
+    );
+    row(&mut o, &["---", "---", "---"]);
     for (name, est) in &f.criterion {
-        row(&mut o, &[name, est]);
+        let allocs = f
+            .allocations
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(|| "–".to_owned(), |(_, a)| format!("{a:.1}"));
+        row(&mut o, &[name, est, &allocs]);
     }
     if let (Some(top), dso) = &f.perf {
         o.push_str("\n## Profile of the sidecar under wrk load (perf, 10 s)\n\nSelf time by symbol (`perf report --no-children`):\n\n");

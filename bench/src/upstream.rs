@@ -6,6 +6,9 @@
 //!   initialize  ──► serverInfo + capabilities {tools:{}}            (no Mcp-Session-Id: stateless)
 //!   tools/list  ──► N tools: `echo`, `tool_001` … `tool_{N-1}`     (body built once at start)
 //!   tools/call  ──► echo: {"content":[{"type":"text","text":<arguments.message>}]}; other names: "ok"
+//!               arguments.shape "big":      a 100 KiB text (BIG_TEXT_BYTES)
+//!               arguments.shape "progress": an SSE stream, 100 notifications/progress for the
+//!                                           request's _meta.progressToken, then the result
 //!   ping        ──► {}
 //!   notification (no id) ──► 202, anything else ──► -32601
 //! ```
@@ -50,6 +53,22 @@ struct CallParams<'a> {
     name: &'a str,
     #[serde(default)]
     arguments: Option<Value>,
+    #[serde(default, rename = "_meta")]
+    meta: Option<Value>,
+}
+
+/// Bytes of text the `big` shape answers (`arguments.shape = "big"`).
+pub const BIG_TEXT_BYTES: usize = 100 * 1024;
+/// Progress notifications the `progress` shape streams before its result.
+pub const PROGRESS_EVENTS: u32 = 100;
+
+/// An answer to a request: a JSON body, or an SSE stream (`text/event-stream`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `application/json`.
+    Json(String),
+    /// `text/event-stream`: progress events, then the answer.
+    Sse(String),
 }
 
 impl Upstream {
@@ -69,17 +88,31 @@ impl Upstream {
         }
     }
 
-    /// The JSON-RPC answer to one request body; `None` for a notification (answered 202).
+    /// The JSON-RPC answer to one request body (as JSON, or the SSE stream's text for the
+    /// `progress` shape); `None` for a notification (answered 202).
     pub fn answer(&self, body: &[u8]) -> Option<String> {
+        match self.reply(body)? {
+            Reply::Json(s) | Reply::Sse(s) => Some(s),
+        }
+    }
+
+    /// The answer to one request body; `None` for a notification (answered 202).
+    pub fn reply(&self, body: &[u8]) -> Option<Reply> {
         let Ok(req) = serde_json::from_slice::<Request<'_>>(body) else {
-            return Some(
+            return Some(Reply::Json(
                 r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
                     .to_owned(),
-            );
+            ));
         };
         let id = req.id?.get();
         let result = match req.method {
-            "tools/call" => call(req.params),
+            "tools/call" => {
+                let (result, progress) = call(req.params);
+                if let Some(token) = progress {
+                    return Some(Reply::Sse(progress_stream(id, &token, &result)));
+                }
+                result
+            }
             "tools/list" => self.tools_list.clone(),
             "initialize" => json!({
                 "protocolVersion": "2025-06-18",
@@ -89,30 +122,60 @@ impl Upstream {
             .to_string(),
             "ping" => "{}".to_owned(),
             other => {
-                return Some(format!(
+                return Some(Reply::Json(format!(
                     r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"unknown method {}"}}}}"#,
                     Value::from(other)
-                ));
+                )));
             }
         };
-        Some(format!(
+        Some(Reply::Json(format!(
             r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#
-        ))
+        )))
     }
 }
 
-fn call(params: Option<&RawValue>) -> String {
+/// The `progress` shape: [`PROGRESS_EVENTS`] progress notifications, then the answer, as SSE.
+fn progress_stream(id: &str, token: &Value, result: &str) -> String {
+    let mut out = String::new();
+    for i in 1..=PROGRESS_EVENTS {
+        let note = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/progress",
+            "params": {"progressToken": token, "progress": i, "total": PROGRESS_EVENTS},
+        });
+        out.push_str(&format!("event: message\ndata: {note}\n\n"));
+    }
+    out.push_str(&format!(
+        "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}\n\n"
+    ));
+    out
+}
+
+/// The result of a `tools/call`, and the progress token when it asks for the `progress` shape.
+fn call(params: Option<&RawValue>) -> (String, Option<Value>) {
     let parsed = params.and_then(|p| serde_json::from_str::<CallParams<'_>>(p.get()).ok());
-    let text = match &parsed {
-        Some(p) if p.name == "echo" => p
-            .arguments
+    let arg = |k: &str| {
+        parsed
             .as_ref()
-            .and_then(|a| a.get("message"))
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        _ => "ok",
+            .and_then(|p| p.arguments.as_ref()?.get(k)?.as_str())
     };
-    json!({"content": [{"type": "text", "text": text}], "isError": false}).to_string()
+    let text = match (&parsed, arg("shape")) {
+        (Some(p), Some("big")) if p.name == "echo" => "x".repeat(BIG_TEXT_BYTES),
+        (Some(p), _) if p.name == "echo" => arg("message").unwrap_or("").to_owned(),
+        _ => "ok".to_owned(),
+    };
+    let progress = match (&parsed, arg("shape")) {
+        (Some(p), Some("progress")) => Some(
+            p.meta
+                .as_ref()
+                .and_then(|m| m.get("progressToken"))
+                .cloned()
+                .unwrap_or_else(|| json!(1)),
+        ),
+        _ => None,
+    };
+    let result = json!({"content": [{"type": "text", "text": text}], "isError": false});
+    (result.to_string(), progress)
 }
 
 async fn handle(
@@ -131,17 +194,17 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, Bytes::new())),
     };
-    Ok(match up.answer(&body) {
-        None => reply(StatusCode::ACCEPTED, Bytes::new()),
-        Some(json) => {
-            let mut r = reply(StatusCode::OK, Bytes::from(json));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-    })
+    let (body, content_type) = match up.reply(&body) {
+        None => return Ok(reply(StatusCode::ACCEPTED, Bytes::new())),
+        Some(Reply::Json(json)) => (json, "application/json"),
+        Some(Reply::Sse(stream)) => (stream, "text/event-stream"),
+    };
+    let mut r = reply(StatusCode::OK, Bytes::from(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    Ok(r)
 }
 
 /// Serves `upstream` on `listener` until the process ends (HTTP/1.1, keep-alive).
@@ -190,5 +253,32 @@ mod tests {
         );
         let err: Value = serde_json::from_str(&up.answer(b"{").expect("answer")).expect("json");
         assert_eq!(err["error"]["code"], -32700);
+    }
+
+    #[test]
+    fn the_big_and_progress_shapes() {
+        let up = Upstream::new(2);
+        let big: Value = serde_json::from_str(
+            &up.answer(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi","shape":"big"}}}"#)
+                .expect("answer"),
+        )
+        .expect("json");
+        assert_eq!(
+            big["result"]["content"][0]["text"].as_str().map(str::len),
+            Some(BIG_TEXT_BYTES)
+        );
+        let Some(Reply::Sse(stream)) = up.reply(br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi","shape":"progress"},"_meta":{"progressToken":"t"}}}"#) else {
+            panic!("an SSE stream");
+        };
+        let events: Vec<Value> = stream
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).expect("json"))
+            .collect();
+        assert_eq!(events.len(), PROGRESS_EVENTS as usize + 1);
+        assert_eq!(events[0]["params"]["progressToken"], "t");
+        assert_eq!(events[99]["params"]["progress"], 100);
+        assert_eq!(events[100]["id"], 2);
+        assert_eq!(events[100]["result"]["content"][0]["text"], "hi");
     }
 }

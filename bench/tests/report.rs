@@ -66,6 +66,15 @@ fn both_ack_levels_reach_the_targets_table_and_the_readme() {
     ab(&results, 12_000.0, 80.0, 400.0);
     ab(&results.join(report::WRITTEN_DIR), 20_000.0, 50.0, 60.0);
     side(&results, "floor", "cpu-floor", 30_000.0, 25.0, 70.0);
+    for (side, p50) in [("direct", 100.0), ("through", 1100.0), ("floor", 300.0)] {
+        let v =
+            serde_json::json!({"latencyPercentiles": {"p50": p50 / 1e6, "p99": 2.0 * p50 / 1e6}});
+        fs::write(
+            results.join(format!("shape-progress-{side}-1.json")),
+            v.to_string(),
+        )
+        .unwrap();
+    }
     fs::write(results.join("rss-idle-kb.txt"), "20480\n").unwrap();
     fs::write(results.join("rss-idle-anon-kb.txt"), "7168\n").unwrap();
     fs::write(results.join("rss-idle-file-kb.txt"), "13312\n").unwrap();
@@ -118,6 +127,18 @@ fn both_ack_levels_reach_the_targets_table_and_the_readme() {
     assert!(row("proxy CPU per call (µs)").ends_with("| 25.0 (25.0–25.0) |"));
     assert!(doc.contains("### floor: a bare pass-through proxy"));
     assert!(!doc.contains("ack: floor"));
+    // Every latency against the floor's of the same run: above it, and the ratio.
+    assert!(
+        doc.contains("| 1000 | p50 | 400 (400–400) | +330 | × 5.71 |"),
+        "{doc}"
+    );
+    // The SSE shape: 1,000 µs added where the floor adds 200: 800 above, 8 µs per event.
+    assert!(
+        row("progress").starts_with(
+            "| progress | p50 | 1000 (1000–1000) | 200 (200–200) | 800 (800–800) | × 5.00 | 8.0 |"
+        ),
+        "{doc}"
+    );
 
     let readme = fs::read_to_string(readme).unwrap();
     assert!(

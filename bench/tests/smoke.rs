@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mcp_warden_bench::{audit_load, fixture, issuer};
+use mcp_warden_bench::{audit_load, fixture, issuer, upstream};
 use mcp_warden_sidecar::{
     audit::{AuditConfig, Auditor},
     auth::Authenticator,
@@ -31,8 +31,8 @@ fn start_upstream() -> (Proc, String) {
     (proc, format!("http://{addr}/mcp"))
 }
 
-/// POSTs `body` with `token` (blocking; run it off the runtime). Status and JSON body.
-fn post(url: &str, token: &str, body: &str) -> (u16, Value) {
+/// POSTs `body` with `token` (blocking; run it off the runtime). Status and body text.
+fn post_text(url: &str, token: &str, body: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
@@ -46,7 +46,18 @@ fn post(url: &str, token: &str, body: &str) -> (u16, Value) {
         .send(body)
         .unwrap();
     let status = reply.status().as_u16();
-    let text = reply.body_mut().read_to_string().unwrap_or_default();
+    let text = reply
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    (status, text)
+}
+
+/// As [`post_text`], the body read as JSON.
+fn post(url: &str, token: &str, body: &str) -> (u16, Value) {
+    let (status, text) = post_text(url, token, body);
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
@@ -89,13 +100,20 @@ async fn both_issuers_tokens_go_through_the_full_chain_to_the_bench_upstream() {
         .collect();
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"smoke"}}}"#;
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    // The two shapes of issue #21: a 100 KiB result, and 100 progress events before the answer.
+    let big = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"smoke","shape":"big"}}}"#;
+    let progress = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"message":"smoke","shape":"progress"},"_meta":{"progressToken":"p4"}}}"#;
     let forged = format!("{}x", tokens[0]);
-    let (rs, es, listed, bad) = tokio::task::spawn_blocking(move || {
+    let (rs, es, listed, bad, (big, progress)) = tokio::task::spawn_blocking(move || {
         (
             post(&url, &tokens[0], call),
             post(&url, &tokens[1], call),
             post(&url, &tokens[0], list),
             post(&url, &forged, call),
+            (
+                post(&url, &tokens[0], big),
+                post_text(&url, &tokens[0], progress),
+            ),
         )
     })
     .await
@@ -120,6 +138,25 @@ async fn both_issuers_tokens_go_through_the_full_chain_to_the_bench_upstream() {
         "tools/list is filtered to the client's grants: {names:?}"
     );
     assert_eq!(bad.0, 401, "a forged signature is refused: {}", bad.1);
+    assert_eq!(big.0, 200);
+    assert_eq!(
+        big.1["result"]["content"][0]["text"].as_str().map(str::len),
+        Some(upstream::BIG_TEXT_BYTES),
+        "the 100 KiB result arrives whole"
+    );
+    assert_eq!(progress.0, 200, "{}", progress.1);
+    let events: Vec<Value> = progress
+        .1
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let notes = events
+        .iter()
+        .filter(|e| e["method"] == "notifications/progress" && e["params"]["progressToken"] == "p4")
+        .count();
+    assert_eq!(notes, upstream::PROGRESS_EVENTS as usize, "{}", progress.1);
+    assert_eq!(events.last().unwrap()["id"], 4, "the answer comes last");
 
     let sink = dir.path().join("audit/sink");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

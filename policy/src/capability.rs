@@ -10,9 +10,10 @@
 //! Tools and prompts are matched by name (`*` globs); resources by URI, URI glob or RFC 6570
 //! template (`Glob::uri`).
 
+use crate::FastMap;
 use crate::glob::Glob;
 use mcp_warden_crds::{DefaultAction, Risk, ToolAuditSpec};
-use std::{collections::HashMap, fmt, sync::Arc};
+use std::{fmt, sync::Arc};
 
 /// What a call uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,7 +88,7 @@ pub struct Entries {
     pub list: Vec<Entry>,
     /// What undeclared names get.
     pub default_action: DefaultAction,
-    exact: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
     /// Where the glob entries start in `list`.
     globs_from: usize,
 }
@@ -158,7 +159,7 @@ pub struct Grants {
 
 /// The interned names of a RuleSet's exact grants of one capability: name → id.
 #[derive(Clone, Default, PartialEq)]
-pub struct GrantNames(HashMap<Box<str>, u32>);
+pub struct GrantNames(FastMap<Box<str>, u32>);
 
 impl fmt::Debug for GrantNames {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -169,7 +170,7 @@ impl fmt::Debug for GrantNames {
 /// Builds every client's grants of one capability.
 #[derive(Debug)]
 pub struct GrantsBuilder {
-    names: HashMap<Box<str>, u32>,
+    names: FastMap<Box<str>, u32>,
     exact: Vec<Vec<(u32, u32)>>,
     glob: Vec<Vec<(Glob, usize)>>,
 }
@@ -178,7 +179,7 @@ impl GrantsBuilder {
     /// For `clients` clients.
     pub fn new(clients: usize) -> Self {
         Self {
-            names: HashMap::new(),
+            names: FastMap::default(),
             exact: vec![Vec::new(); clients],
             glob: vec![Vec::new(); clients],
         }

@@ -13,7 +13,7 @@
 
 pub use crate::capability::{Capability, Entries, Entry, Grants, Rate};
 use crate::{
-    Kind, ObjectRef,
+    FastMap, Kind, ObjectRef,
     bundle::{Bundle, granted_clients_in},
     capability::GrantsBuilder,
     duration,
@@ -188,7 +188,7 @@ pub struct RuleSet {
 
 /// `first → second → client indexes` (issuer → clientId, or namespace → ServiceAccount): looked
 /// up with two `&str`, no key built per request.
-type Pairs = HashMap<String, HashMap<String, Vec<usize>>>;
+type Pairs = FastMap<String, FastMap<String, Vec<usize>>>;
 
 fn pair<'p>(pairs: &'p Pairs, first: &str, second: &str) -> &'p [usize] {
     pairs
@@ -371,8 +371,8 @@ pub fn compile(bundle: &Bundle) -> Result<RuleSet, CompileError> {
     // Clients, in bundle order (sorted by key), indexed by identity.
     let mut clients = Vec::with_capacity(bundle.clients.len());
     let mut index_of = HashMap::with_capacity(bundle.clients.len());
-    let mut by_client_id = Pairs::new();
-    let mut by_service_account = Pairs::new();
+    let mut by_client_id = Pairs::default();
+    let mut by_service_account = Pairs::default();
     for c in &bundle.clients {
         let (ns, name) = key(&c.metadata);
         let object = ObjectRef::new(Kind::McpClient, &ns, &name);

@@ -32,3 +32,8 @@ pub use decide::{Call, Caller, Decision, Principal, authenticate, decide};
 pub use inventory::Inventory;
 pub use load::{LoadError, LoadErrors, load, release_schemas};
 pub use resource::{DEFAULT_NAMESPACE, Kind, ObjectRef, Resource};
+
+/// The maps a call looks up (entry names, granted names, client ids): foldhash, several times
+/// faster than SipHash on short keys. Their keys come from CRs; a request only looks up, so
+/// flooding one with colliding keys would take the power to write CRs.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

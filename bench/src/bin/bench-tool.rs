@@ -2,7 +2,9 @@
 //! the static issuer, the timed probes, the audit load, the report.
 
 use clap::{Parser, Subcommand};
-use mcp_warden_bench::{audit_load, fixture, inventory, issuer, passthrough, probe, report};
+use mcp_warden_bench::{
+    audit_load, fixture, fsync_modes, inventory, issuer, passthrough, probe, report,
+};
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -62,6 +64,19 @@ enum Command {
         /// Where the JSON figures go.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// How a lone durable record reaches the disk fastest here: append + fdatasync, prezeroed
+    /// segments, O_DSYNC, fallocate (bounded: `records` × `rounds` per mode).
+    FsyncModes {
+        /// A folder on the spool's filesystem.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        records: usize,
+        #[arg(long, default_value_t = 2048)]
+        record_bytes: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Write the operator-scale inventory (10,000 / 1,000 / 2,000) into --dir.
     Inventory {
@@ -173,6 +188,23 @@ fn run(command: Command) -> Result<(), String> {
                 samples,
             )?;
             write_json(&out, &figures)
+        }
+        Command::FsyncModes {
+            dir,
+            records,
+            record_bytes,
+            rounds,
+        } => {
+            let figures = fsync_modes::measure(&dir, records, record_bytes, rounds)
+                .map_err(|e| e.to_string())?;
+            #[allow(clippy::print_stdout)] // the figures are the output
+            for f in figures {
+                println!(
+                    "{:24} p50 {:7.0} µs  p90 {:7.0} µs  p99 {:7.0} µs",
+                    f.mode, f.p50, f.p90, f.p99
+                );
+            }
+            Ok(())
         }
         Command::Inventory { dir } => inventory::write(&dir).map_err(|e| e.to_string()),
         Command::Push {

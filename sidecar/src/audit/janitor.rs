@@ -56,7 +56,10 @@ const PAUSE: Duration = Duration::from_micros(50);
 pub(super) enum Chore {
     /// `ack: written` rotation: sync the closed segment's data, then the folder (for the new
     /// segment's name).
-    Sync { closed: Option<File>, dir: File },
+    Sync {
+        closed: Option<Arc<File>>,
+        dir: File,
+    },
     /// A segment every sink has acknowledged.
     Delete { path: PathBuf, bytes: u64 },
     /// Answered once every chore queued before it is done.
@@ -137,7 +140,8 @@ impl Drop for Janitor {
 fn run(chore: Chore, pending: &AtomicU64, fsyncs: &IntCounter) {
     match chore {
         Chore::Sync { closed, dir } => {
-            let synced = |c: File| in_steps(&c, pagecache::write_back).and_then(|()| c.sync_data());
+            let synced =
+                |c: Arc<File>| in_steps(&c, pagecache::write_back).and_then(|()| c.sync_data());
             if closed.is_none_or(|c| synced(c).is_ok()) && dir.sync_all().is_ok() {
                 fsyncs.inc();
             }
@@ -220,7 +224,7 @@ mod tests {
         let closed = File::open(file_of(tmp.path(), "closed", 1 << 20)).expect("open");
         let dir = File::open(tmp.path()).expect("dir");
         janitor.hand(Chore::Sync {
-            closed: Some(closed),
+            closed: Some(Arc::new(closed)),
             dir,
         });
         // `wait` returns when every chore is done, wherever.

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! proxy ── AuditEvent ──► Auditor::record ──► Recorder::prepare (redact, cap, OCSF JSON)
-//!                                        └──► Spool::append ─► writer thread: seal (uid, sequence,
-//!                                             chain), batch write + fdatasync ─► Receipt
+//!                                        └──► Spool::append (caller's task): seal (uid, sequence,
+//!                                             chain), write(2); durable: group commit ─► Receipt
 //!                         shippers (one per sink) ◄── SpoolReader(cursor) ─► file │ stdout │
 //!                                                                             syslog │ http
 //! mcp-warden audit verify │ query  ◄── segment / sink files

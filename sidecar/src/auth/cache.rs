@@ -1,10 +1,13 @@
 //! The verified-token cache: SHA-256 of the token → what verifying it gave, bounded (LRU),
 //! never past the token's `exp`, and only valid for the issuer configuration and the signing
-//! key set it was verified against.
+//! key set it was verified against. A hit hands out the shared verification (`Arc`), not a copy.
 
 use super::Verified;
 use jiff::Timestamp;
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 /// SHA-256 of a token: the token itself is never kept.
 pub(crate) type TokenHash = [u8; 32];
@@ -12,8 +15,8 @@ pub(crate) type TokenHash = [u8; 32];
 /// What a cached verification depended on; a hit needs all of it unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Basis {
-    /// The issuer's `iss`.
-    pub issuer: String,
+    /// The issuer's `iss` (shared with the entry: a hit copies no string).
+    pub issuer: Arc<str>,
     /// Fingerprint of the issuer's configuration and the token limits of the rules.
     pub config: u64,
     /// Generation of the issuer's key set.
@@ -22,7 +25,7 @@ pub(crate) struct Basis {
 
 #[derive(Debug)]
 struct Entry {
-    verified: Verified,
+    verified: Arc<Verified>,
     expires_at: Timestamp,
     basis: Basis,
     tick: u64,
@@ -58,7 +61,7 @@ impl TokenCache {
     }
 
     /// The issuer of a cached token, if cached.
-    pub fn issuer_of(&self, key: &TokenHash) -> Option<String> {
+    pub fn issuer_of(&self, key: &TokenHash) -> Option<Arc<str>> {
         self.entries.get(key).map(|e| e.basis.issuer.clone())
     }
 
@@ -68,8 +71,8 @@ impl TokenCache {
         &mut self,
         key: &TokenHash,
         now: Timestamp,
-        current: impl FnOnce(&str) -> Option<Basis>,
-    ) -> Option<Verified> {
+        current: impl FnOnce(&Arc<str>) -> Option<Basis>,
+    ) -> Option<Arc<Verified>> {
         let entry = self.entries.get(key)?;
         let valid =
             now < entry.expires_at && current(&entry.basis.issuer).as_ref() == Some(&entry.basis);
@@ -90,7 +93,7 @@ impl TokenCache {
     pub fn insert(
         &mut self,
         key: TokenHash,
-        verified: Verified,
+        verified: impl Into<Arc<Verified>>,
         expires_at: Timestamp,
         basis: Basis,
     ) {
@@ -109,7 +112,7 @@ impl TokenCache {
         self.entries.insert(
             key,
             Entry {
-                verified,
+                verified: verified.into(),
                 expires_at,
                 basis,
                 tick,
@@ -167,7 +170,7 @@ mod tests {
         c.insert([1; 32], verified(1), at(100), basis());
         assert_eq!(
             c.get(&[1; 32], at(99), |_| Some(basis())),
-            Some(verified(1))
+            Some(Arc::new(verified(1)))
         );
         assert_eq!(c.get(&[1; 32], at(100), |_| Some(basis())), None);
         assert_eq!(c.len(), 0, "the expired entry is dropped");

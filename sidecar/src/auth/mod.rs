@@ -274,7 +274,7 @@ impl Authenticator {
         headers: &HeaderMap,
         query: Option<&str>,
         now: Timestamp,
-    ) -> Result<Verified, AuthError> {
+    ) -> Result<Arc<Verified>, AuthError> {
         let token = token::bearer(headers, query)?;
         let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
         let result = self.verify(rules, token, &hash, now).await;
@@ -290,7 +290,7 @@ impl Authenticator {
         token: &str,
         hash: &TokenHash,
         now: Timestamp,
-    ) -> Result<Verified, AuthError> {
+    ) -> Result<Arc<Verified>, AuthError> {
         let limits = Limits {
             clock_skew: rules.clock_skew,
             max_token_lifetime: rules.max_token_lifetime,
@@ -308,7 +308,7 @@ impl Authenticator {
         let keys = self.issuer_keys(rules, issuer);
         let generation = self.verify_signature(&keys, issuer, &jwt, alg).await?;
 
-        let verified = Verified {
+        let verified = Arc::new(Verified {
             principal: Principal {
                 issuer: claims.issuer,
                 subject: claims.subject,
@@ -318,9 +318,9 @@ impl Authenticator {
             },
             token_id: claims.token_id,
             expires_at: Some(claims.expires_at),
-        };
+        });
         let basis = Basis {
-            issuer: issuer.issuer.clone(),
+            issuer: issuer.issuer.as_str().into(),
             config: fingerprint(issuer, limits),
             keys: generation,
         };
@@ -337,9 +337,9 @@ impl Authenticator {
         limits: Limits,
         hash: &TokenHash,
         now: Timestamp,
-    ) -> Option<Verified> {
+    ) -> Option<Arc<Verified>> {
         let issuer_name = self.lock_cache().issuer_of(hash)?;
-        let issuer = rules.issuers.iter().find(|i| i.issuer == issuer_name);
+        let issuer = rules.issuers.iter().find(|i| *i.issuer == *issuer_name);
         let keys = match issuer {
             Some(issuer) => {
                 let keys = self.issuer_keys(rules, issuer);
@@ -351,10 +351,10 @@ impl Authenticator {
             }
             None => None,
         };
-        self.lock_cache().get(hash, now, |_| {
+        self.lock_cache().get(hash, now, |name| {
             let (issuer, keys) = keys.as_ref()?;
             Some(Basis {
-                issuer: issuer.issuer.clone(),
+                issuer: name.clone(),
                 config: fingerprint(issuer, limits),
                 keys: keys.current.load().generation,
             })

@@ -462,10 +462,12 @@ pub fn config(spool: &Path, extra_spool: &str, sinks: &str) -> AuditConfig {
 
 // ---------------------------------------------------------------- records
 
-/// Parses a JSONL file (missing file: no lines).
+/// Parses a JSONL file (missing file: no lines). A last line without its newline is a write
+/// still in progress (a reader may see part of a `write(2)` on a regular file): it is left out,
+/// the next read sees it whole.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text
+        Ok(text) => text[..text.rfind('\n').map_or(0, |i| i + 1)]
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {

@@ -251,6 +251,7 @@ fn bearer(token: &str) -> HeaderMap {
 async fn auth(a: &Authenticator, rules: &RuleSet, token: &str) -> Result<Verified, AuthError> {
     a.authenticate(rules, &bearer(token), None, Timestamp::now())
         .await
+        .map(Arc::unwrap_or_clone)
 }
 
 /// The reason a token is refused (and that it is refused as a presented token).

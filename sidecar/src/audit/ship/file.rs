@@ -2,6 +2,11 @@
 //! `<prefix>-<first sequence:020>.jsonl` at `maxFileBytes`, oldest deleted beyond `maxFiles`.
 //! The lines are the spool's, byte for byte, so `mcp-warden audit verify` and `query` work on them.
 //! A batch leaves the page cache once it is synced (`pagecache::drop_cached`).
+//!
+//! Whole lines only: a batch is whole lines and is appended with one `write(2)`; a write that
+//! failed part-way is cut back, and a file found ending in a partial line (a crash in the middle
+//! of a write) is cut back to its last newline before anything is appended, so no record is ever
+//! glued to half of another.
 
 use super::{Delivery, SinkError};
 use crate::audit::config::FileSinkConfig;
@@ -10,7 +15,7 @@ use crate::audit::record;
 use crate::audit::spool::Batch;
 use std::{
     fs::{self, File, OpenOptions},
-    io::{BufRead, BufReader, Write},
+    io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write},
     path::PathBuf,
     sync::{Arc, Mutex},
 };
@@ -48,9 +53,37 @@ impl FileSink {
         let first = batch.sequences.first().copied();
         tokio::task::spawn_blocking(move || state.lock().expect("not poisoned").write(&buf, first))
             .await
-            .map_err(|e| SinkError::Io(std::io::Error::other(e.to_string())))??;
+            .map_err(|e| SinkError::Io(io::Error::other(e.to_string())))??;
         Ok(Delivery::Delivered)
     }
+}
+
+/// Cuts `f` back to its last newline (a partial last line is a write a crash interrupted, never
+/// acknowledged: the spool sends it again) and returns the length kept.
+fn whole_lines(mut f: &File) -> io::Result<u64> {
+    let len = f.metadata()?.len();
+    let mut keep = len;
+    let mut chunk = [0u8; 4096];
+    while keep > 0 {
+        let n = chunk.len().min(usize::try_from(keep).unwrap_or(usize::MAX));
+        f.seek(SeekFrom::Start(keep - n as u64))?;
+        f.read_exact(&mut chunk[..n])?;
+        match chunk[..n].iter().rposition(|b| *b == b'\n') {
+            Some(i) => {
+                keep = keep - n as u64 + i as u64 + 1;
+                break;
+            }
+            None => keep -= n as u64,
+        }
+    }
+    if keep < len {
+        tracing::warn!(
+            cut = len - keep,
+            "audit file sink: a partial last line (interrupted write) was cut"
+        );
+        f.set_len(keep)?;
+    }
+    Ok(keep)
 }
 
 impl State {
@@ -62,8 +95,12 @@ impl State {
         if self.file.is_none() {
             fs::create_dir_all(&self.cfg.dir)?;
             let path = self.current();
-            let f = OpenOptions::new().create(true).append(true).open(&path)?;
-            self.size = f.metadata()?.len();
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(&path)?;
+            self.size = whole_lines(&f)?;
             self.first_seq = if self.size > 0 {
                 let mut line = Vec::new();
                 BufReader::new(File::open(&path)?).read_until(b'\n', &mut line)?;
@@ -77,9 +114,18 @@ impl State {
             self.rotate()?;
             return self.write(buf, first);
         }
+        debug_assert!(
+            buf.last().is_none_or(|b| *b == b'\n'),
+            "a batch is whole lines"
+        );
         let f = self.file.as_mut().expect("open");
-        f.write_all(buf)?;
-        f.sync_data()?;
+        if let Err(e) = f.write_all(buf).and_then(|()| f.sync_data()) {
+            // Cut a partial write back (the batch is sent again): a line is in the file whole
+            // or not at all. The handle is reopened (and the tail checked again) next time.
+            let _ = f.set_len(self.size);
+            self.file = None;
+            return Err(e.into());
+        }
         // Written once, read back rarely: keeping it cached only fills the pod's memory, and
         // freeing 100 MiB of cached pages when the file is deleted would take one long system
         // call on the CPU that serves calls.
@@ -123,5 +169,50 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sink's file after sending `lines` (sequences from `first`) into a file holding
+    /// `before`.
+    async fn file_after(before: &str, lines: &[&str], first: u64) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("audit.jsonl");
+        fs::write(&path, before).unwrap();
+        let mut sink = FileSink::new(FileSinkConfig {
+            dir: tmp.path().to_owned(),
+            prefix: "audit".into(),
+            max_file_bytes: 1 << 20,
+            max_files: 4,
+        });
+        let jsonl: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let sequences = (first..).take(lines.len()).collect();
+        let batch = Batch::from_lines(jsonl.into_bytes().into(), sequences);
+        sink.send(&batch).await.unwrap();
+        fs::read_to_string(&path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_partial_last_line_is_cut_before_appending() {
+        // A crash in the middle of a write left half a record behind.
+        let text = file_after(
+            "{\"seq\":1}\n{\"seq\":2,\"ha",
+            &["{\"seq\":2}", "{\"seq\":3}"],
+            2,
+        )
+        .await;
+        assert_eq!(text, "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3}\n");
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line).expect("whole lines only");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_of_whole_lines_is_kept_as_it_is() {
+        let text = file_after("{\"seq\":1}\n", &["{\"seq\":2}"], 2).await;
+        assert_eq!(text, "{\"seq\":1}\n{\"seq\":2}\n");
     }
 }

@@ -85,7 +85,7 @@ pub async fn identify(
                 .authenticate(&active.rules, headers, query, now)
                 .await
                 .map_err(|e| Denial::Unauthenticated(e, active.challenge_scope()))?;
-            (verified.principal, verified.token_id)
+            (verified.principal.clone(), verified.token_id.clone())
         }
     };
     let admitted = mcp_warden_policy::authenticate(&active.rules, &principal, now)
