@@ -133,7 +133,7 @@ impl Spool {
             urgent
         };
         if urgent {
-            sync_deferred(&self.writer);
+            lead_elsewhere(&self.writer);
         }
         rx.await.map_err(|_| SpoolError::Closed)?
     }
@@ -155,7 +155,7 @@ impl Spool {
             (w.sync_due(), was_idle && self.durable)
         };
         if due {
-            sync_deferred(&self.writer);
+            lead_elsewhere(&self.writer);
         } else if wake {
             let _ = self.tx.send(MsgBox(Msg::Wake));
         }
@@ -285,5 +285,18 @@ impl Spool {
     /// a second).
     pub fn refresh_gauges(&self) {
         refresh_gauges(&self.shared);
+    }
+}
+
+/// Leads the group commit off the async worker: the fdatasync (milliseconds on a virtual disk)
+/// runs on the blocking pool while the worker goes on deciding other calls, whose records then
+/// join the next sync. Run on this thread only outside a runtime (tests, shutdown).
+fn lead_elsewhere(writer: &Arc<Mutex<Writer>>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let writer = writer.clone();
+            drop(runtime.spawn_blocking(move || sync_deferred(&writer)));
+        }
+        Err(_) => sync_deferred(writer),
     }
 }

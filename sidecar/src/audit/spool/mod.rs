@@ -11,16 +11,17 @@
 //! append(prepared), on the caller's task ──► lock(Writer): cap policy, seal (uid, sequence,
 //!     chain), write(2) ──► written: durable seq, answered ─────────────────────┐
 //!                      └─► durable: group commit (a caller leads one fdatasync  │
-//!                          outside the lock, later callers join the next) ─────┤
+//!                          on the blocking pool, later callers join the next) ─┤
 //! writer thread: final records' fsyncMaxDelay, checkpoints, deletions, gauges   │
 //! SpoolReader (per sink) ◄─────── reads lines ≤ durable seq ◄──────────────────┘
 //!       ack(seq) ──► cursor file ──► janitor deletes segments every sink has acknowledged
 //! ```
 //!
 //! Group commit (`ack: durable`): a caller whose record someone waits on (a request-phase or
-//! refusal record, a checkpoint) and that finds no fdatasync in flight runs one itself, outside
-//! the lock; callers arriving meanwhile append and wait, and the leader syncs again for them as
-//! soon as its sync returns. Under load a sync covers everything written while the previous one
+//! refusal record, a checkpoint) and that finds no fdatasync in flight has one run, outside the
+//! lock, on tokio's blocking pool (never on the async worker: with one worker a sync there would
+//! stop every other call for its milliseconds, and nothing would join it); callers arriving
+//! meanwhile append and wait, and the leader syncs again for them as soon as its sync returns. Under load a sync covers everything written while the previous one
 //! ran; when idle a record is synced at once. A final record (nobody waits on it before acting)
 //! is written at once but synced with the next record that needs it, or by the writer thread
 //! after `fsyncMaxDelay`: a call costs one fsync, not two.
