@@ -19,6 +19,8 @@ use std::{
 };
 use tokio::sync::watch;
 
+/// How long a short batch waits for more records before it is read (see `next_batch`).
+const COALESCE: Duration = Duration::from_millis(5);
 /// A batch of records read for one sink: the spool's bytes as they are on disk (each line ends with
 /// `\n`), read in one piece, so a sink that writes JSON lines (file, stdout) sends `jsonl` as it is
 /// and the others walk `lines()` without a copy per record.
@@ -145,7 +147,8 @@ impl SpoolReader {
         *self.durable.borrow() >= self.next
     }
 
-    /// Waits (up to `wait`) for durable records past the read position and reads up to
+    /// Waits (up to `wait`) for durable records past the read position (and, for a short batch,
+    /// up to [`COALESCE`] more for the records that follow) and reads up to
     /// `max_records` of them. An empty batch means none arrived in time.
     pub async fn next_batch(
         &mut self,
@@ -163,6 +166,13 @@ impl SpoolReader {
                 Ok(Err(_)) => return Err(SpoolError::Closed),
                 Ok(Ok(())) => {}
             }
+        }
+        // Coalesce: with records answered one at a time, a batch per record would cost the sink
+        // a blocking-pool read, a write and a cursor rename for each. A short batch waits a
+        // moment (never past `wait`) for the records that follow.
+        let ready = (*self.durable.borrow()).saturating_sub(self.next) + 1;
+        if ready < max_records as u64 {
+            tokio::time::sleep_until((tokio::time::Instant::now() + COALESCE).min(deadline)).await;
         }
         let upto = *self.durable.borrow();
         let shared = self.shared.clone();
