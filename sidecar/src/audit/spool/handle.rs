@@ -133,7 +133,7 @@ impl Spool {
             urgent
         };
         if urgent {
-            lead_elsewhere(&self.writer);
+            lead_elsewhere(&self.writer, &self.shared);
         }
         rx.await.map_err(|_| SpoolError::Closed)?
     }
@@ -155,7 +155,7 @@ impl Spool {
             (w.sync_due(), was_idle && self.durable)
         };
         if due {
-            lead_elsewhere(&self.writer);
+            lead_elsewhere(&self.writer, &self.shared);
         } else if wake {
             let _ = self.tx.send(MsgBox(Msg::Wake));
         }
@@ -290,8 +290,13 @@ impl Spool {
 
 /// Leads the group commit off the async worker: the fdatasync (milliseconds on a virtual disk)
 /// runs on the blocking pool while the worker goes on deciding other calls, whose records then
-/// join the next sync. Run on this thread only outside a runtime (tests, shutdown).
-fn lead_elsewhere(writer: &Arc<Mutex<Writer>>) {
+/// join the next sync. Run on this thread only outside a runtime (tests, shutdown). Nothing is
+/// spawned while a leader is in flight: after letting go it looks for due records again (the
+/// SeqCst flag in `commit::lead`), so this record is covered without another thread's wake-up.
+fn lead_elsewhere(writer: &Arc<Mutex<Writer>>, shared: &Shared) {
+    if shared.syncing.load(Ordering::SeqCst) {
+        return;
+    }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             let writer = writer.clone();
